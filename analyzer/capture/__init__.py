@@ -1,0 +1,11 @@
+"""The capture layer: capture files -> numbered packets -> TCP segments.
+
+    cap = open_capture(path)              # CaptureError for anything that is not a readable capture
+    dec = PacketDecoder()
+    for frame_no, ts, linktype, data in cap.packets():
+        seg = dec.decode(frame_no, linktype, data)
+"""
+from .decode import PacketDecoder, format_address
+from .reader import Capture, CaptureError, open_capture
+
+__all__ = ["open_capture", "Capture", "CaptureError", "PacketDecoder", "format_address"]

@@ -1,0 +1,241 @@
+"""Link layer + IPv4/IPv6 + TCP header decoding: one captured packet -> one TCP segment.
+
+Sans-I/O and on the hot path: no per-packet objects beyond the returned tuple,
+its two address slices and one memoryview slice for the payload.
+"""
+from __future__ import annotations
+
+import ipaddress
+from struct import Struct, unpack_from
+
+# Ethernet tag protocol ids: 802.1Q, 802.1ad (QinQ), and the pre-standard QinQ 0x9100.
+_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
+_ETHERTYPE_IPV4, _ETHERTYPE_IPV6 = 0x0800, 0x86DD
+# BSD loopback address families: AF_INET, and AF_INET6 as NetBSD/OpenBSD, FreeBSD, Darwin number it.
+_LOOPBACK_IPV6_FAMILIES = frozenset((24, 28, 30))
+_RAW_IP_LINKTYPES = frozenset((101, 12, 14))
+# Hop-by-hop, routing, fragment, AH, destination options.
+_IPV6_EXTENSION_HEADERS = frozenset((0, 43, 44, 51, 60))
+_MAX_FRAGMENT_FRAMES = 100
+
+# Precompiled: total length, flags+fragment offset, protocol, src, dst.
+_unpack_ipv4 = Struct("!2xH2xHxB2x4s4s").unpack_from
+# Payload length, next header, src, dst.
+_unpack_ipv6 = Struct("!4xHBx16s16s").unpack_from
+_unpack_tcp = Struct("!HHIIBB").unpack_from
+
+# A segment: (src, dst, sport, dport, seq, ack, flags, payload, missing)
+Segment = tuple
+
+
+class PacketDecoder:
+    """Decodes captured packets to TCP segments; counts every packet it does not return.
+
+    Each packet lands in exactly one of: tcp (returned), non_ip, non_tcp,
+    ipv4_fragments, ipv6_fragments, malformed, unsupported_linktypes, or --
+    when the capture cut a header short -- snaplen_truncated alone.
+    snaplen_truncated also counts returned segments whose `missing` > 0.
+    Fragments are counted whatever protocol they carry (the IP header says so
+    only in the first fragment for IPv6).
+    """
+
+    __slots__ = ("packets", "tcp", "non_ip", "non_tcp", "ipv4_fragments", "ipv6_fragments",
+                 "snaplen_truncated", "malformed", "unsupported_linktypes", "fragment_frames")
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.tcp = 0
+        self.non_ip = 0
+        self.non_tcp = 0
+        self.ipv4_fragments = 0
+        self.ipv6_fragments = 0
+        self.snaplen_truncated = 0
+        self.malformed = 0
+        self.unsupported_linktypes: dict[int, int] = {}
+        self.fragment_frames: list[int] = []
+
+    @property
+    def stats(self) -> dict:
+        return {
+            "packets": self.packets, "tcp": self.tcp, "non_ip": self.non_ip,
+            "non_tcp": self.non_tcp, "ipv4_fragments": self.ipv4_fragments,
+            "ipv6_fragments": self.ipv6_fragments, "snaplen_truncated": self.snaplen_truncated,
+            "malformed": self.malformed, "unsupported_linktypes": dict(self.unsupported_linktypes),
+        }
+
+    def decode(self, frame_no: int, linktype: int, data) -> Segment | None:
+        self.packets += 1
+        size = len(data)
+
+        # Link layer -> (offset of the IP header, IP version).
+        if linktype == 1:  # Ethernet
+            if size < 14:
+                self.malformed += 1
+                return None
+            ethertype = data[12] << 8 | data[13]
+            offset = 14
+        elif linktype == 113:  # Linux cooked v1: protocol at 14
+            if size < 16:
+                self.malformed += 1
+                return None
+            ethertype = data[14] << 8 | data[15]
+            offset = 16
+        elif linktype == 276:  # Linux cooked v2: protocol first
+            if size < 20:
+                self.malformed += 1
+                return None
+            ethertype = data[0] << 8 | data[1]
+            offset = 20
+        else:
+            ethertype = None
+            offset = 0
+            if linktype in _RAW_IP_LINKTYPES:
+                if not size:
+                    self.malformed += 1
+                    return None
+                version = data[0] >> 4
+            elif linktype == 228:
+                version = 4
+            elif linktype == 229:
+                version = 6
+            elif linktype == 0 or linktype == 108:
+                if size < 4:
+                    self.malformed += 1
+                    return None
+                offset = 4
+                if linktype == 108:  # OpenBSD LOOP: network order
+                    (family,) = unpack_from("!I", data, 0)
+                else:  # BSD NULL: the writer's host order, which the file does not record
+                    (family,) = unpack_from("<I", data, 0)
+                    if family > 0xFFFF:
+                        (family,) = unpack_from(">I", data, 0)
+                if family == 2:
+                    version = 4
+                elif family in _LOOPBACK_IPV6_FAMILIES:
+                    version = 6
+                else:
+                    self.non_ip += 1
+                    return None
+            else:
+                counts = self.unsupported_linktypes
+                counts[linktype] = counts.get(linktype, 0) + 1
+                return None
+        if ethertype is not None:
+            while ethertype in _VLAN_TPIDS:
+                if size < offset + 4:
+                    self.malformed += 1
+                    return None
+                ethertype = data[offset + 2] << 8 | data[offset + 3]
+                offset += 4
+            if ethertype == _ETHERTYPE_IPV4:
+                version = 4
+            elif ethertype == _ETHERTYPE_IPV6:
+                version = 6
+            else:
+                self.non_ip += 1
+                return None
+
+        if version == 4:
+            if size < offset + 20:
+                return self._short_ip_header(data, offset, size, 4, 2, 0)
+            first = data[offset]
+            header_len = (first & 0x0F) << 2
+            if first >> 4 != 4 or header_len < 20:
+                self.malformed += 1
+                return None
+            total_len, fragment, protocol, src, dst = _unpack_ipv4(data, offset)
+            if total_len:
+                if total_len < header_len:
+                    self.malformed += 1
+                    return None
+                ip_end = offset + total_len
+            else:
+                ip_end = size  # 0 is what TSO/GSO packets captured on the sender carry
+            if fragment & 0x3FFF:  # MF flag or a fragment offset
+                self.ipv4_fragments += 1
+                if len(self.fragment_frames) < _MAX_FRAGMENT_FRAMES:
+                    self.fragment_frames.append(frame_no)
+                return None
+            if protocol != 6:
+                self.non_tcp += 1
+                return None
+            tcp_start = offset + header_len
+        elif version == 6:
+            if size < offset + 40:
+                return self._short_ip_header(data, offset, size, 6, 4, 40)
+            if data[offset] >> 4 != 6:
+                self.malformed += 1
+                return None
+            payload_len, next_header, src, dst = _unpack_ipv6(data, offset)
+            # 0 means a jumbogram or a TSO/GSO packet: the capture is all we have.
+            ip_end = offset + 40 + payload_len if payload_len else size
+            tcp_start = offset + 40
+            while next_header in _IPV6_EXTENSION_HEADERS:
+                if tcp_start + 8 > ip_end:
+                    self.malformed += 1
+                    return None
+                if tcp_start + 8 > size:
+                    self.snaplen_truncated += 1
+                    return None
+                if next_header == 44:
+                    if unpack_from("!H", data, tcp_start + 2)[0] & 0xFFF9:  # offset or M flag
+                        self.ipv6_fragments += 1
+                        if len(self.fragment_frames) < _MAX_FRAGMENT_FRAMES:
+                            self.fragment_frames.append(frame_no)
+                        return None
+                    # An atomic fragment (RFC 6946) holds the whole packet.
+                    extension_len = 8
+                elif next_header == 51:  # AH counts its length in 4-byte words
+                    extension_len = (data[tcp_start + 1] + 2) << 2
+                else:
+                    extension_len = (data[tcp_start + 1] + 1) << 3
+                next_header = data[tcp_start]
+                tcp_start += extension_len
+            if next_header != 6:
+                self.non_tcp += 1
+                return None
+        else:
+            self.malformed += 1
+            return None
+
+        # TCP
+        if tcp_start + 20 > ip_end:
+            self.malformed += 1
+            return None
+        if tcp_start + 20 > size:
+            self.snaplen_truncated += 1
+            return None
+        sport, dport, seq, ack, data_offset, flags = _unpack_tcp(data, tcp_start)
+        payload_start = tcp_start + ((data_offset >> 4) << 2)
+        if payload_start < tcp_start + 20 or payload_start > ip_end:
+            self.malformed += 1
+            return None
+        self.tcp += 1
+        if ip_end <= size:
+            return (src, dst, sport, dport, seq, ack, flags,
+                    memoryview(data)[payload_start:ip_end], 0)
+        self.snaplen_truncated += 1
+        return (src, dst, sport, dport, seq, ack, flags, memoryview(data)[payload_start:size],
+                ip_end - (payload_start if payload_start > size else size))
+
+    def _short_ip_header(self, data, offset: int, size: int, version: int, length_at: int,
+                         length_base: int):
+        # The capture ends inside the IP header: a snaplen cut if the header's own
+        # length field (when captured) says the packet went on, else malformed.
+        if size >= offset + length_at + 2 and data[offset] >> 4 == version:
+            (length,) = unpack_from("!H", data, offset + length_at)
+            if length + length_base > size - offset:
+                self.snaplen_truncated += 1
+                return None
+        self.malformed += 1
+        return None
+
+
+def format_address(addr: bytes, port: int) -> str:
+    """"1.2.3.4:80" or "[2001:db8::1]:80" (RFC 5952 form; IPv4-mapped as ::ffff:1.2.3.4)."""
+    if len(addr) == 4:
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}:{port}"
+    address = ipaddress.IPv6Address(bytes(addr))
+    mapped = address.ipv4_mapped
+    text = f"::ffff:{mapped}" if mapped is not None else address.compressed
+    return f"[{text}]:{port}"

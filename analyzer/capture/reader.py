@@ -1,0 +1,509 @@
+"""Capture files (pcap / pcapng, optionally gzip-compressed) -> numbered packet records.
+
+Opening, magic detection and gzip wrapping are scapy's (`PcapReader_metaclass.open`,
+`RawPcapReader.__init__`, `RawPcapNgReader.__init__`).  The per-record and
+per-block methods are replaced, because as shipped (scapy 2.8) they:
+
+* end iteration the same way for a clean end of file and for a record cut short
+  or a corrupt block, so truncation would go unreported;
+* cut pcap records at 65535 bytes (`MTU`) and, for a corrupt 4 GB record
+  length, yield the rest of the file as one bogus packet;
+* read whatever a corrupt pcapng block length says (a 4 GB allocation);
+* keep the interfaces of earlier sections after a new Section Header Block
+  (packets of the second section get the wrong link type);
+* drop a packet whose interface id is unknown without a word (frame numbers
+  after it would no longer match Wireshark's);
+* take an interface snaplen of 0 ("no limit") literally for Simple Packet
+  Blocks and return empty packets;
+* try to install TLS key logs from Decryption Secrets Blocks and log warnings;
+* build a namedtuple and parse options for every packet: on 500k Ethernet
+  packets, stock RawPcapReader ran at 0.4-0.6 M packets/s and RawPcapNgReader
+  at 0.3 M/s (without computing timestamps) against 1.7 M/s and 1.0 M/s here.
+
+Frame numbers are Wireshark's "No.": every record Wireshark shows counts, and
+that includes a few non-packet pcapng records (custom blocks, systemd journal
+entries, sysdig events), which take a number but are not yielded.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import logging
+import os
+import stat
+import struct
+import zlib
+from typing import Iterator, Optional
+
+from scapy.error import Scapy_Exception
+from scapy.utils import PcapReader_metaclass, RawPcapNgReader, RawPcapReader
+
+
+class CaptureError(Exception):
+    """The file cannot be read as a capture; str() is a one-line message for humans."""
+
+
+_PCAP_MAGICS = {
+    b"\xa1\xb2\xc3\xd4", b"\xd4\xc3\xb2\xa1",  # microsecond
+    b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1",  # nanosecond
+}
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+_SHB_TYPE = 0x0A0D0D0A  # a byte palindrome: the same number in either byte order
+_BOM_BIG, _BOM_LITTLE = b"\x1a\x2b\x3c\x4d", b"\x4d\x3c\x2b\x1a"
+
+# Wireshark refuses larger records (WTAP_MAX_PACKET_SIZE_*); stopping where it
+# stops keeps our frame numbers equal to its.
+_MAX_CAPLEN_STANDARD = 262144
+_MAX_CAPLEN_BY_LINKTYPE = {231: 128 << 20, 249: 128 << 20, 279: 8 << 20}  # D-Bus, USBPcap, EBHSCR
+# Wireshark's MAX_BLOCK_SIZE: an EPB with a maximum-size D-Bus packet and 128 KiB of options.
+_MAX_BLOCK_LEN = 32 + (128 << 20) + 131072
+
+# Non-packet pcapng records that Wireshark (4.0-4.4) numbers as frames: custom
+# blocks (copyable and not), systemd journal export, sysdig event blocks.
+_NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000BAD, 0x40000BAD, 0x00000009,
+                                         0x00000204, 0x00000216, 0x00000221})
+
+# What a gzip stream raises when it ends early, fails its CRC or is corrupt.
+_STREAM_ERRORS = (EOFError, OSError, zlib.error)
+
+_NOT_CAPTURE_HINTS = (
+    (b"RIFF", "a RIFF file (WAV audio?)"),
+    (b"OggS", "an Ogg audio file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"ID3", "an MP3 audio file"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"%PDF", "a PDF document"),
+)
+
+
+class _CorruptBlock(EOFError):
+    # An EOFError so that scapy's own __init__ turns it into Scapy_Exception
+    # for the first SHB; the message is recovered from __context__.
+    pass
+
+
+@contextlib.contextmanager
+def _scapy_quiet():
+    # scapy logs a warning before raising on unreadable headers; we report
+    # those ourselves, as CaptureError.
+    logger = logging.getLogger("scapy.runtime")
+    was_disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = was_disabled
+
+
+class _GzipChunks(io.RawIOBase):
+    """GzipFile as a raw stream: readinto() returns what is decompressed so far.
+
+    GzipFile.readinto() insists on filling the whole buffer and, when the
+    stream is cut, raises and drops everything it decompressed in that call;
+    read1() hands over each piece, so a truncated stream loses only the record
+    it ends in.
+    """
+
+    def __init__(self, gzip_file: gzip.GzipFile):
+        super().__init__()
+        self._read1 = gzip_file.read1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._read1(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+def _read_function(reader):
+    """The read() for records.  For gzip, a C BufferedReader over _GzipChunks:
+    GzipFile.read is Python code run twice per packet, this is ~1.3x faster."""
+    if isinstance(reader.f, gzip.GzipFile):
+        return io.BufferedReader(_GzipChunks(reader.f), 1 << 16).read
+    return reader.f.read
+
+
+class _PcapFile(RawPcapReader):
+    """scapy's pcap reader with a record loop that reports truncation."""
+
+    def __init__(self, filename, fdesc, magic):  # noqa: D107 - scapy's signature
+        RawPcapReader.__init__(self, filename, fdesc, magic)
+        self.linktype &= 0xFFFF  # the upper 16 bits carry FCS-length flags, not the link type
+        self.ticks_per_second = 1_000_000_000 if self.nano else 1_000_000
+        self.interfaces = [(self.linktype, self.snaplen, self.ticks_per_second)]
+        self.secrets: list = []
+        self.packet_count = 0
+        self.truncated: Optional[tuple] = None
+
+    def records(self) -> Iterator[tuple]:
+        read = _read_function(self)
+        unpack_header = struct.Struct(self.endian + "IIII").unpack
+        ticks_per_second = self.ticks_per_second
+        linktype = self.linktype
+        max_caplen = _MAX_CAPLEN_BY_LINKTYPE.get(linktype, _MAX_CAPLEN_STANDARD)
+        offset = 24
+        frame_no = 0
+        try:
+            while True:
+                header = read(16)
+                if len(header) != 16:
+                    if header:
+                        self.truncated = (offset, f"file ends inside the header of packet record "
+                                                  f"{frame_no + 1} at byte {offset} "
+                                                  f"({len(header)} of 16 bytes present)")
+                    return
+                seconds, fraction, caplen, _wirelen = unpack_header(header)
+                if caplen > max_caplen:
+                    self.truncated = (offset, f"corrupt packet record {frame_no + 1} at byte "
+                                              f"{offset}: captured length {caplen} exceeds the "
+                                              f"maximum {max_caplen}")
+                    return
+                data = read(caplen)
+                if len(data) != caplen:
+                    self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
+                                              f"byte {offset} ({len(data)} of {caplen} captured "
+                                              f"bytes present)")
+                    return
+                frame_no += 1
+                self.packet_count = frame_no
+                # int / int is correctly rounded: ts equals float("<sec>.<frac>").
+                yield (frame_no, (seconds * ticks_per_second + fraction) / ticks_per_second,
+                       linktype, data)
+                offset += 16 + caplen
+        except _STREAM_ERRORS as exc:
+            self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
+
+
+class _PcapNgFile(RawPcapNgReader):
+    """scapy's pcapng reader with its per-block methods replaced (see module docstring)."""
+
+    def __init__(self, filename, fdesc, magic):  # noqa: D107 - scapy's signature
+        self.secrets: list = []
+        self.packet_count = 0
+        self.truncated: Optional[tuple] = None
+        # Interfaces of the current section: (linktype, ticks_per_second, offset_ticks, snaplen).
+        self._section_interfaces: list = []
+        self._shb_len = 0
+        self._read = fdesc.read  # records() swaps in a buffered read for gzip; SHBs must share it
+        RawPcapNgReader.__init__(self, filename, fdesc, magic)  # reads the first SHB
+        # Every IDB of every section, in file order: (linktype, snaplen, tsresol).
+        self.interfaces = []
+
+    def _read_block_shb(self, length_field: Optional[bytes] = None):
+        """Read the rest of a Section Header Block (its type is already consumed)."""
+        if length_field is None:
+            length_field = self._read(4)
+        bom = self._read(4)
+        if len(length_field) != 4 or len(bom) != 4:
+            raise _CorruptBlock("file ends inside a Section Header Block")
+        if bom == _BOM_LITTLE:
+            endian = "<"
+        elif bom == _BOM_BIG:
+            endian = ">"
+        else:
+            raise _CorruptBlock(f"Section Header Block has a bad byte-order magic {bom.hex()}")
+        (block_len,) = struct.unpack(endian + "I", length_field)
+        if block_len < 28 or block_len % 4 or block_len > _MAX_BLOCK_LEN:
+            raise _CorruptBlock(f"Section Header Block has a corrupt length {block_len}")
+        rest = self._read(block_len - 12)
+        if len(rest) != block_len - 12:
+            raise _CorruptBlock("file ends inside a Section Header Block")
+        (major,) = struct.unpack_from(endian + "H", rest, 0)
+        if major != 1:
+            raise _CorruptBlock(f"unsupported pcapng version {major}")
+        if struct.unpack_from(endian + "I", rest, block_len - 16)[0] != block_len:
+            raise _CorruptBlock("Section Header Block lengths at start and end differ")
+        self.endian = endian
+        self._section_interfaces = []
+        self._shb_len = block_len
+
+    def _read_block_idb(self, block, _size=None):
+        """Interface Description Block: link type, snaplen, if_tsresol, if_tsoffset."""
+        if len(block) < 8:
+            raise _CorruptBlock(f"Interface Description Block too short ({len(block)} bytes)")
+        linktype, snaplen = struct.unpack_from(self.endian + "HxxI", block, 0)
+        ticks_per_second = 1_000_000
+        offset_seconds = 0
+        for code, value in self._options(block, 8):
+            if code == 9 and len(value) == 1:
+                exponent = value[0] & 0x7F
+                ticks_per_second = 2 ** exponent if value[0] & 0x80 else 10 ** exponent
+            elif code == 14 and len(value) == 8:
+                (offset_seconds,) = struct.unpack(self.endian + "q", value)
+        self._section_interfaces.append(
+            (linktype, ticks_per_second, offset_seconds * ticks_per_second, snaplen))
+        self.interfaces.append((linktype, snaplen, ticks_per_second))
+
+    def _read_block_dsb(self, block, _size=None):
+        """Decryption Secrets Block: kept as (secrets_type, data); decryption is not ours."""
+        if len(block) < 8:
+            raise _CorruptBlock(f"Decryption Secrets Block too short ({len(block)} bytes)")
+        secrets_type, secrets_len = struct.unpack_from(self.endian + "II", block, 0)
+        if secrets_len > len(block) - 8:
+            raise _CorruptBlock(f"Decryption Secrets Block claims {secrets_len} bytes of secrets, "
+                                f"holds {len(block) - 8}")
+        self.secrets.append((secrets_type, bytes(block[8:8 + secrets_len])))
+
+    def _options(self, block, start):
+        # Our own walker: scapy's logs warnings and collects every option.
+        unpack_option = struct.Struct(self.endian + "HH").unpack_from
+        end = len(block)
+        position = start
+        while position + 4 <= end:
+            code, length = unpack_option(block, position)
+            position += 4
+            if code == 0 or position + length > end:
+                return
+            yield code, block[position:position + length]
+            position += length + (-length & 3)
+
+    def records(self) -> Iterator[tuple]:
+        read = self._read = _read_function(self)
+        offset = self._shb_len
+        compressed = isinstance(self.f, gzip.GzipFile)
+        file_size = None if compressed else os.fstat(self.f.fileno()).st_size
+        frame_no = 0
+        last_ts = 0.0
+        endian = self.endian
+        unpack_head = struct.Struct(endian + "II").unpack
+        unpack_u32 = struct.Struct(endian + "I").unpack_from
+        unpack_epb = struct.Struct(endian + "IIII").unpack_from
+        unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
+        interfaces = self._section_interfaces
+        try:
+            while True:
+                head = read(8)
+                if len(head) != 8:
+                    if head:
+                        self.truncated = (offset, f"file ends inside the header of the pcapng block "
+                                                  f"at byte {offset} ({len(head)} of 8 bytes present)")
+                    return
+                block_type, block_len = unpack_head(head)
+                if block_type == _SHB_TYPE:
+                    self._read_block_shb(head[4:])
+                    offset += self._shb_len
+                    endian = self.endian
+                    unpack_head = struct.Struct(endian + "II").unpack
+                    unpack_u32 = struct.Struct(endian + "I").unpack_from
+                    unpack_epb = struct.Struct(endian + "IIII").unpack_from
+                    unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
+                    interfaces = self._section_interfaces
+                    continue
+                if block_len < 12 or block_len & 3 or block_len > _MAX_BLOCK_LEN:
+                    self.truncated = (offset, f"corrupt pcapng block at byte {offset}: "
+                                              f"block length {block_len} (type 0x{block_type:08x})")
+                    return
+                if file_size is not None and offset + block_len > file_size:
+                    self.truncated = (offset, f"file ends inside the pcapng block at byte {offset} "
+                                              f"(type 0x{block_type:08x}, {block_len} bytes, "
+                                              f"{file_size - offset} present)")
+                    return
+                rest = read(block_len - 8)  # body and trailing length
+                if len(rest) != block_len - 8:
+                    self.truncated = (offset, f"file ends inside the pcapng block at byte {offset} "
+                                              f"(type 0x{block_type:08x}, {block_len} bytes, "
+                                              f"{len(rest) + 8} present)")
+                    return
+                if unpack_u32(rest, block_len - 12)[0] != block_len:
+                    self.truncated = (offset, f"corrupt pcapng block at byte {offset}: lengths at "
+                                              f"start ({block_len}) and end differ")
+                    return
+
+                if block_type == 6:  # Enhanced Packet Block
+                    if block_len < 32:
+                        raise _CorruptBlock(f"Enhanced Packet Block too short ({block_len} bytes)")
+                    interface_id, ts_high, ts_low, caplen = unpack_epb(rest, 0)
+                    if caplen > block_len - 32:
+                        raise _CorruptBlock(f"Enhanced Packet Block claims {caplen} captured bytes, "
+                                            f"holds {block_len - 32}")
+                    if interface_id >= len(interfaces):
+                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
+                                            f"describes {len(interfaces)}")
+                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
+                    frame_no += 1
+                    self.packet_count += 1
+                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
+                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
+                elif block_type == 3:  # Simple Packet Block: interface 0, no timestamp
+                    if not interfaces:
+                        raise _CorruptBlock("Simple Packet Block in a section without interfaces")
+                    if block_len < 16:
+                        raise _CorruptBlock(f"Simple Packet Block too short ({block_len} bytes)")
+                    linktype, _tps, _offset_ticks, snaplen = interfaces[0]
+                    (wirelen,) = unpack_u32(rest, 0)
+                    caplen = min(wirelen, snaplen) if snaplen else wirelen
+                    if caplen > block_len - 16:
+                        raise _CorruptBlock(f"Simple Packet Block needs {caplen} captured bytes, "
+                                            f"holds {block_len - 16}")
+                    frame_no += 1
+                    self.packet_count += 1
+                    # No timestamp in an SPB (tshark shows none): reuse the previous
+                    # packet's so that times stay monotonic for gap measurement.
+                    yield frame_no, last_ts, linktype, rest[4:4 + caplen]
+                elif block_type == 2:  # obsolete Packet Block
+                    if block_len < 32:
+                        raise _CorruptBlock(f"Packet Block too short ({block_len} bytes)")
+                    interface_id, ts_high, ts_low, caplen = unpack_pb(rest, 0)
+                    if caplen > block_len - 32:
+                        raise _CorruptBlock(f"Packet Block claims {caplen} captured bytes, "
+                                            f"holds {block_len - 32}")
+                    if interface_id >= len(interfaces):
+                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
+                                            f"describes {len(interfaces)}")
+                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
+                    frame_no += 1
+                    self.packet_count += 1
+                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
+                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
+                elif block_type == 1:
+                    self._read_block_idb(memoryview(rest)[:block_len - 12])
+                elif block_type == 10:
+                    self._read_block_dsb(memoryview(rest)[:block_len - 12])
+                elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
+                    frame_no += 1
+                # Any other block (NRB, ISB, unknown) carries nothing we use.
+                offset += block_len
+        except _CorruptBlock as exc:
+            self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
+        except _STREAM_ERRORS as exc:
+            self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
+
+
+def _stream_error_message(offset: int, frame_no: int, exc: BaseException) -> str:
+    detail = str(exc) or type(exc).__name__
+    return (f"reading stopped after frame {frame_no} at byte {offset} of the decompressed "
+            f"data: {detail}")
+
+
+class Capture:
+    """An open capture file.  Iterate `packets()` once; `truncated` is final when it ends.
+
+    Frame numbers may skip: a pcapng custom block takes a Wireshark number but is
+    not a packet.
+    """
+
+    def __init__(self, path: str, reader, fmt: str, compressed: bool, size: int):
+        self.path = path
+        self.format = fmt
+        self.compressed = compressed
+        self.size = size
+        self._reader = reader
+        self._raw_file = reader.f.fileobj if compressed else reader.f
+        self._started = False
+        self._closed_bytes_read: Optional[int] = None
+
+    def packets(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, data) in file order; frame_no is Wireshark's No."""
+        if self._started:
+            raise RuntimeError("Capture.packets() can be iterated only once")
+        self._started = True
+        return self._reader.records()
+
+    @property
+    def packet_count(self) -> int:
+        return self._reader.packet_count
+
+    @property
+    def truncated(self) -> Optional[tuple]:
+        return self._reader.truncated
+
+    @property
+    def secrets(self) -> list:
+        return self._reader.secrets
+
+    @property
+    def interfaces(self) -> list:
+        return self._reader.interfaces
+
+    @property
+    def bytes_read(self) -> int:
+        if self._closed_bytes_read is not None:
+            return self._closed_bytes_read
+        try:
+            return self._raw_file.tell()  # compressed bytes for gzip: comparable to size
+        except (OSError, ValueError):
+            return 0
+
+    def close(self) -> None:
+        if self._closed_bytes_read is None:
+            self._closed_bytes_read = self.bytes_read
+            self._reader.close()
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def open_capture(path) -> Capture:
+    """Open a pcap or pcapng file (gzip-compressed or not, detected by content)."""
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CaptureError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot open: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CaptureError(f"{path}: is a directory, not a capture file")
+    if st.st_size == 0:
+        raise CaptureError(f"{path}: empty file (0 bytes)")
+
+    try:
+        with _scapy_quiet():
+            _name, fdesc, magic = PcapReader_metaclass.open(path)
+    except Scapy_Exception:
+        raise CaptureError(f"{path}: gzip-compressed, but the compressed data cannot be read") from None
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+
+    compressed = isinstance(fdesc, gzip.GzipFile)
+    if magic in _PCAP_MAGICS:
+        cls, fmt = _PcapFile, "pcap"
+    elif magic == _PCAPNG_MAGIC:
+        cls, fmt = _PcapNgFile, "pcapng"
+    else:
+        _close(fdesc, compressed)
+        raise CaptureError(f"{path}: {_not_a_capture(magic, compressed)}")
+
+    reader = object.__new__(cls)
+    try:
+        with _scapy_quiet():
+            reader.__init__(path, fdesc, magic)
+    except (Scapy_Exception, *_STREAM_ERRORS) as exc:
+        _close(fdesc, compressed)
+        # scapy re-raises our errors and gzip's as Scapy_Exception; the cause says more.
+        cause = exc.__context__ if isinstance(exc, Scapy_Exception) and exc.__context__ else exc
+        if isinstance(cause, _CorruptBlock):
+            detail = str(cause)
+        elif compressed and isinstance(cause, _STREAM_ERRORS):
+            detail = f"the compressed data ends or is corrupt inside the file header ({cause})"
+        elif fmt == "pcap":
+            detail = "incomplete pcap file header (needs 24 bytes)"
+        else:
+            detail = str(cause) or "unreadable pcapng Section Header Block"
+        raise CaptureError(f"{path}: not a readable {fmt} file: {detail}") from None
+    return Capture(path, reader, fmt, compressed, st.st_size)
+
+
+def _close(fdesc, compressed: bool) -> None:
+    if compressed:
+        fdesc.fileobj.close()
+    fdesc.close()
+
+
+def _not_a_capture(magic: bytes, compressed: bool) -> str:
+    where = "gzip-compressed data" if compressed else "file"
+    if magic in (b"\xa1\xb2\xcd\x34", b"\x34\xcd\xb2\xa1"):
+        return (f"{where} is a 'modified' (Kuznetsov) pcap, which is not supported; "
+                f"convert it with: editcap -F pcap IN OUT")
+    if len(magic) < 4:
+        return f"{where} too short to be a capture ({len(magic)} bytes)"
+    for prefix, what in _NOT_CAPTURE_HINTS:
+        if magic.startswith(prefix):
+            return f"{where} is {what}, not a pcap or pcapng capture"
+    return f"{where} is not a pcap or pcapng capture (starts with {magic.hex(' ')})"
