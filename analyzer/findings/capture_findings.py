@@ -1,0 +1,43 @@
+"""Findings about the capture file itself: what could not be read or decoded."""
+from __future__ import annotations
+
+from ..model import ERROR, INFO, WARNING, CaptureReport, Finding
+
+
+def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
+    out: list[Finding] = []
+    if cap.truncated is not None:
+        offset, why = cap.truncated
+        out.append(Finding("capture-truncated", ERROR,
+                           f"The capture file is cut or corrupt at byte {offset}: {why}. "
+                           f"The report covers the {cap.packet_count} packets before it.",
+                           [cap.packet_count] if cap.packet_count else [], report.last_time,
+                           {"offset": offset, "packets_read": cap.packet_count}))
+    if report.stats.get("interrupted"):
+        out.append(Finding("analysis-interrupted", ERROR,
+                           f"Analysis was interrupted after {cap.packet_count} packets: the report is incomplete.",
+                           [], report.last_time, {"packets_read": cap.packet_count}))
+    st = decoder.stats
+    frags = st.get("ipv4_fragments", 0) + st.get("ipv6_fragments", 0)
+    if frags:
+        frames = list(decoder.fragment_frames)
+        out.append(Finding("ip-fragments", WARNING,
+                           f"{frags} IP fragments were not reassembled; TCP data inside them is missing "
+                           f"(first frames: {', '.join(map(str, frames[:10]))}).", frames[:20], None,
+                           {"count": frags}))
+    if st.get("snaplen_truncated"):
+        out.append(Finding("snaplen-truncated", WARNING,
+                           f"{st['snaplen_truncated']} packets were cut by the capture's snap length; "
+                           "their missing bytes are reported as holes. Capture with -s 0 to keep whole packets.",
+                           [], None, {"count": st["snaplen_truncated"]}))
+    unsupported = st.get("unsupported_linktypes") or {}
+    if unsupported:
+        desc = ", ".join(f"{lt} ({n} packets)" for lt, n in sorted(unsupported.items()))
+        out.append(Finding("unsupported-linktype", WARNING,
+                           f"Packets with unsupported link types were skipped: {desc}.", [], None,
+                           {"linktypes": {str(k): v for k, v in unsupported.items()}}))
+    if st.get("malformed"):
+        out.append(Finding("malformed-packets", INFO,
+                           f"{st['malformed']} packets had malformed or short headers and were skipped.",
+                           [], None, {"count": st["malformed"]}))
+    return out

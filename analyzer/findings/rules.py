@@ -1,0 +1,195 @@
+"""Generic WebSocket finding rules (any endpoint). Deepgram-specific ones live in deepgram_rules.py."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+
+from ..model import CLIENT, ERROR, INFO, WARNING, Finding, Session
+from .registry import RuleContext, rule
+
+MAX_FRAMES_LISTED = 20
+
+
+def clock(ts: float | None) -> str:
+    """A capture timestamp as UTC wall-clock time, the way people read it next to Wireshark."""
+    if ts is None:
+        return "?"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def frame_ref(frame: int | None) -> str:
+    return f"No. {frame}" if frame is not None else "end of capture"
+
+
+@rule
+def handshake_failed(s: Session, ctx: RuleContext):
+    hs = s.handshake
+    if hs.status is None or hs.status == 101:
+        return
+    msg = f"Handshake failed: HTTP {hs.status}"
+    if hs.reason:
+        msg += f" {hs.reason}"
+    if hs.dg_error:
+        msg += f"; dg-error: {hs.dg_error}"
+    if hs.dg_request_id:
+        msg += f"; dg-request-id: {hs.dg_request_id}"
+    details = {"status": hs.status, "reason": hs.reason, "dg_error": hs.dg_error,
+               "dg_request_id": hs.dg_request_id}
+    if hs.body_json:
+        for key in ("err_code", "err_msg", "request_id", "category", "message", "details"):
+            if key in hs.body_json:
+                details[key] = hs.body_json[key]
+    yield Finding("handshake-failed", ERROR, msg, [f for f in (hs.request_frame, hs.response_frame) if f],
+                  hs.response_time, details)
+
+
+@rule
+def handshake_unanswered(s: Session, ctx: RuleContext):
+    hs = s.handshake
+    if hs.request_frame is None or hs.status is not None:
+        return
+    end = {"fin": "the connection was closed", "rst": "the connection was reset",
+           "open": "the capture ended"}[s.close.tcp_end]
+    yield Finding("handshake-unanswered", ERROR,
+                  f"The upgrade request ({frame_ref(hs.request_frame)} at {clock(hs.request_time)}) got no "
+                  f"HTTP response before {end}.", [hs.request_frame], hs.request_time,
+                  {"tcp_end": s.close.tcp_end})
+
+
+@rule
+def bad_accept(s: Session, ctx: RuleContext):
+    hs = s.handshake
+    if hs.accept_valid is False:
+        yield Finding("bad-accept", ERROR,
+                      f"Sec-WebSocket-Accept {hs.ws_accept!r} does not match the key {hs.ws_key!r}; "
+                      "a conforming client fails the connection.",
+                      [hs.response_frame] if hs.response_frame else [], hs.response_time)
+
+
+@rule
+def gaps(s: Session, ctx: RuleContext):
+    for g in s.gaps:
+        what = "WebSocket frame of any kind" if g.kind == "any" else "audio (binary) frame"
+        start = "the 101 response" if g.after_frame == s.handshake.response_frame else "the client's last frame"
+        end = {"frame": "the next client frame", "close": "the server's close frame",
+               "tcp-end": "the TCP end", "capture-end": "the end of the capture"}[g.ended_by]
+        msg = (f"The client sent no {what} for {g.seconds:.3f} s: from {start} ({frame_ref(g.after_frame)} at "
+               f"{clock(g.start)}) to {end} ({frame_ref(g.before_frame)} at {clock(g.end)}); "
+               f"threshold {ctx.gap_threshold:g} s.")
+        yield Finding("client-gap" if g.kind == "any" else "audio-gap", WARNING, msg,
+                      [f for f in (g.after_frame, g.before_frame) if f is not None], g.start,
+                      {"seconds": round(g.seconds, 6), "after_frame": g.after_frame,
+                       "before_frame": g.before_frame, "ended_by": g.ended_by})
+
+
+@rule
+def empty_binary_frames(s: Session, ctx: RuleContext):
+    server_close = s.close.server
+    for e in s.empty_binary:
+        frames = [e.frame]
+        details = {"frame": e.frame}
+        msg = (f"The client sent an empty binary frame ({frame_ref(e.frame)} at {clock(e.time)}); "
+               "Deepgram treats b'' as the end of the audio stream.")
+        if server_close and server_close.time >= e.time:
+            after = server_close.time - e.time
+            msg += (f" The server closed {after:.3f} s later ({frame_ref(server_close.frame)}, code "
+                    f"{server_close.code}).")
+            frames.append(server_close.frame)
+            details.update(server_close_after=round(after, 6), server_close_code=server_close.code)
+        yield Finding("empty-binary-frame", WARNING, msg, frames, e.time, details)
+
+
+@rule
+def closure(s: Session, ctx: RuleContext):
+    if not s.websocket:
+        return
+    c = s.close
+    if c.client is None and c.server is None:
+        if c.tcp_end == "open":
+            return
+        how = "reset (RST)" if c.tcp_end == "rst" else "closed (FIN)"
+        yield Finding("abnormal-closure", ERROR,
+                      f"The connection was {how} by the {c.tcp_end_by} ({frame_ref(c.tcp_end_frame)} at "
+                      f"{clock(c.tcp_end_time)}) without a WebSocket close frame from either side; client "
+                      "libraries report this as 1006.", [c.tcp_end_frame] if c.tcp_end_frame else [],
+                      c.tcp_end_time, {"tcp_end": c.tcp_end, "tcp_end_by": c.tcp_end_by})
+        return
+    first = c.client if c.initiator == "client" else c.server
+    other = c.server if c.initiator == "client" else c.client
+    if other is None and c.tcp_end != "open":
+        peer = "server" if c.initiator == "client" else "client"
+        yield Finding("close-unanswered", INFO,
+                      f"The {c.initiator} sent close {first.code} ({frame_ref(first.frame)}) but the {peer} "
+                      f"sent no close frame before the TCP {c.tcp_end.upper()}.", [first.frame], first.time)
+
+
+@rule
+def close_codes(s: Session, ctx: RuleContext):
+    # Deepgram endpoints get a richer explanation from deepgram_rules (deepgram-close).
+    if s.extra.get("endpoint") not in (None, "other"):
+        return
+    for side, cf in (("client", s.close.client), ("server", s.close.server)):
+        if cf is None or cf.code in (None, 1000, 1001):
+            continue
+        yield Finding("close-code", WARNING,
+                      f"The {side} closed with {cf.code}"
+                      + (f" {cf.reason!r}" if cf.reason else "") + f" ({frame_ref(cf.frame)}).",
+                      [cf.frame], cf.time, {"side": side, "code": cf.code, "reason": cf.reason})
+
+
+# Protocol anomalies recorded by the layers -> findings, grouped per kind.
+ANOMALY_FINDINGS = {
+    "unmasked-client-frame": (WARNING, "client frames are not masked (RFC 6455 §5.1 requires it)"),
+    "masked-server-frame": (WARNING, "server frames are masked (RFC 6455 §5.1 forbids it)"),
+    "control-frame-too-long": (WARNING, "a control frame carries more than 125 bytes"),
+    "fragmented-control-frame": (WARNING, "a control frame is fragmented"),
+    "reserved-opcode": (WARNING, "a frame uses a reserved opcode"),
+    "rsv-without-extension": (WARNING, "RSV bits are set without a negotiated extension"),
+    "unexpected-continuation": (WARNING, "a continuation frame arrived with no message in progress"),
+    "expected-continuation": (WARNING, "a new data frame arrived while a fragmented message was in progress"),
+    "invalid-utf8": (WARNING, "text is not valid UTF-8"),
+    "invalid-close-code": (WARNING, "a close frame carries an invalid status code"),
+    "close-payload-one-byte": (WARNING, "a close frame has a one-byte payload"),
+    "message-too-big": (WARNING, "a message exceeded the size kept for analysis (truncated)"),
+    "inflate-failed": (WARNING, "a compressed message could not be inflated"),
+    "inflate-limit": (ERROR, "a compressed message inflates past the limit (decompression bomb?)"),
+    "deflate-window-exceeded": (WARNING, "a peer used a larger deflate window than agreed"),
+    "frame-after-close": (WARNING, "frames were sent after the close frame"),
+    "frame-truncated": (WARNING, "a frame was cut off (its bytes are not in the capture)"),
+    "length-not-minimal": (INFO, "a frame length uses a longer encoding than needed"),
+    "resync": (WARNING, "bytes were skipped to find the next frame header after missing data"),
+    "tcp-hole": (WARNING, "bytes of the TCP stream are missing from the capture"),
+    "tls-no-keys": (INFO, "the session is encrypted and no TLS keys were given for it: WebSocket frames are "
+                          "not visible (run the client with SSLKEYLOGFILE and pass --keylog)"),
+    "tls-bad-record-mac": (ERROR, "TLS records failed authentication: the key log does not match this "
+                                  "session (wrong or stale keys); decryption stopped"),
+    "tls-unsupported-cipher": (WARNING, "the TLS cipher suite cannot be decrypted by dgcap (only AEAD suites)"),
+    "tls-desync": (WARNING, "TLS record framing was lost after missing data; decryption stopped"),
+    "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
+    "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
+}
+
+
+@rule
+def anomalies(s: Session, ctx: RuleContext):
+    grouped = defaultdict(list)
+    for a in s.anomalies:
+        grouped[a.kind].append(a)
+    for kind, items in grouped.items():
+        severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
+        frames = sorted({a.frame for a in items if a.frame is not None})
+        dirs = sorted({("client" if a.direction == CLIENT else "server") for a in items if a.direction is not None})
+        msg = text[0].upper() + text[1:]
+        if dirs:
+            msg += f" ({', '.join(dirs)})"
+        msg += f": {len(items)} time{'s' if len(items) != 1 else ''}"
+        if frames:
+            shown = ", ".join(str(f) for f in frames[:MAX_FRAMES_LISTED])
+            more = f" and {len(frames) - MAX_FRAMES_LISTED} more" if len(frames) > MAX_FRAMES_LISTED else ""
+            msg += f", frames {shown}{more}"
+        details = {"count": len(items)}
+        if kind == "tcp-hole":
+            details["bytes"] = sum(a.detail.get("bytes", 0) for a in items)
+            msg += f"; {details['bytes']} bytes missing"
+        first = min((a.time for a in items if a.time is not None), default=None)
+        yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first, details)

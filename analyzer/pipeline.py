@@ -1,0 +1,554 @@
+"""The one-way pipeline: capture -> tcp -> (tls) -> http -> websocket -> deepgram -> findings.
+
+Each layer is a sans-I/O state machine; this module only wires them: it owns no
+parsing.  `analyze_capture()` is the whole job for one file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .capture import CaptureError, PacketDecoder, format_address, open_capture
+from .deepgram import DeepgramAnalyzer
+from .deepgram.diagnosis import diagnose
+from .findings.registry import RuleContext, run_rules
+from .findings.capture_findings import capture_findings
+from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
+                   parse_error_body, websocket_accept, body_text)
+from .model import CLIENT, SERVER, CaptureReport, Session
+from .session import OP_CLOSE, SessionRecorder
+from .tcp import TcpTracker
+from .tls import KeyLog, TlsConnection, looks_like_tls
+from .websocket import FrameParser, MessageAssembler, find_frame_sync
+
+TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK"
+
+# How much of a connection we look at before deciding it is not ours.
+SNIFF_BYTES = 64 * 1024
+# Bytes a client may send after its upgrade request before the response arrives.
+EARLY_CLIENT_BYTES = 4 << 20
+
+
+@dataclass
+class Options:
+    gap_threshold: float = 10.0
+    keylog: Optional[str] = None
+    show_secrets: bool = False
+    keep_binary: int = 64
+    progress: Optional[Callable[[int, int], None]] = None  # (bytes_read, packets)
+    # Observers for tools and tests that need every frame/message (conformance traces,
+    # live views); None on the normal path so it costs one attribute test per frame.
+    frame_hook: Optional[Callable] = None  # (session, direction, Frame)
+    message_hook: Optional[Callable] = None  # (session, direction, Message)
+    extra: dict = field(default_factory=dict)
+
+
+class _Analysis:
+    """State shared by every connection of one capture."""
+
+    def __init__(self, report: CaptureReport, options: Options):
+        self.report = report
+        self.options = options
+        self.sessions: list[Session] = []
+        self.last_time: Optional[float] = None
+        self.keylog = KeyLog()
+        self.capture = None
+        self._secrets_seen = 0
+
+    def sync_embedded_secrets(self) -> None:
+        """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
+        secrets = self.capture.secrets if self.capture is not None else ()
+        while self._secrets_seen < len(secrets):
+            kind, blob = secrets[self._secrets_seen]
+            self._secrets_seen += 1
+            if kind == TLS_KEY_LOG_SECRETS:
+                self.keylog.load_text(blob.decode("utf-8", "replace"))
+
+
+class ConnectionAnalyzer:
+    """TCP handler for one connection: decides what the bytes are, then feeds the layers."""
+
+    SNIFF, HTTP, WEBSOCKET, DONE = range(4)
+
+    def __init__(self, conn, analysis: _Analysis):
+        self.conn = conn
+        self.analysis = analysis
+        self.state = self.SNIFF
+        self.session: Optional[Session] = None
+        self.recorder: Optional[SessionRecorder] = None
+        self.dg: Optional[DeepgramAnalyzer] = None
+        self._sniff = ([], [])  # buffered (bytes, frame, ts) per direction while deciding
+        self._sniff_len = [0, 0]
+        self._request = None
+        self._response = None
+        self._early_client = []  # client bytes after the request, before the response
+        self._early_len = 0
+        self._frame_parsers = None
+        self._assemblers = None
+        self._tls: Optional[TlsConnection] = None
+        self._tls_activity = None
+        self._frame_hook = analysis.options.frame_hook
+        self._message_hook = analysis.options.message_hook
+
+    # -- TCP handler interface -------------------------------------------------
+    def data(self, direction: int, data, frame: int, ts: float) -> None:
+        if self._tls is not None:
+            self._tls_events(self._tls.feed(direction, data, frame, ts))
+            return
+        self._app_data(direction, data, frame, ts)
+
+    def _app_data(self, direction: int, data, frame: int, ts: float) -> None:
+        st = self.state
+        if st == self.WEBSOCKET:
+            self._ws_data(direction, data, frame, ts)
+        elif st == self.HTTP:
+            self._http_data(direction, data, frame, ts)
+        elif st == self.SNIFF:
+            self._sniff_data(direction, data, frame, ts)
+
+    def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
+        if self.recorder is not None:
+            self.recorder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
+        if self._tls is not None:
+            self._tls_events(self._tls.hole(direction, size, frame, ts))
+            return
+        if self.state == self.WEBSOCKET:
+            self._frame_parsers[direction].hole(size, frame, ts)
+        elif self.state == self.HTTP:
+            # A handshake with bytes missing cannot be parsed reliably.
+            self.state = self.DONE
+
+    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if self.recorder is not None:
+            self.recorder.tcp_end(kind, direction, frame, ts)
+
+    def finish(self) -> None:
+        if self._tls is not None:
+            self._tls_events(self._tls.finish())
+        if self.state == self.SNIFF and not (self.conn.syn_frame is not None):
+            self._try_midstream(final=True)
+        if self.state == self.HTTP and self._request is not None and self._response is None:
+            resp = self._resp_parser.finish()
+            if resp is not None:
+                self._on_response(resp, None, None)
+        if self._frame_parsers is not None:
+            end = self.analysis.last_time
+            for direction, fp in enumerate(self._frame_parsers):
+                f = fp.finish(self.conn.last_frame, end)
+                if f is not None:
+                    self._on_frame(direction, f)
+                messages, anomalies = self._assemblers[direction].finish()
+                for kind, frame, ts, detail in anomalies:
+                    self.recorder.anomaly(kind, frame, ts, direction, detail)
+                self._on_messages(direction, messages)
+                for kind, frame, ts, detail in fp.anomalies:
+                    self.recorder.anomaly(kind, frame, ts, direction, detail)
+        if self.session is not None:
+            self.session.end_frame = self.conn.last_frame
+            self.session.end_time = self.conn.last_time
+            self.recorder.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
+            if self._tls is not None:
+                self._finish_tls()
+            if self.dg is not None:
+                self.dg.finish(self.session)
+        self.state = self.DONE
+
+    # -- deciding what the connection carries -----------------------------------
+    def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
+        data = bytes(data)
+        self._sniff[direction].append((data, frame, ts))
+        self._sniff_len[direction] += len(data)
+        client_bytes = b"".join(d for d, _, _ in self._sniff[CLIENT])[:16]
+        server_bytes = b"".join(d for d, _, _ in self._sniff[SERVER])[:16]
+        if client_bytes and looks_like_request(client_bytes):
+            self._start_http()
+            return
+        if self._tls is None and client_bytes and looks_like_tls(client_bytes):
+            self._start_tls()
+            return
+        if self.conn.role_guessed and server_bytes and looks_like_request(server_bytes):
+            self.conn.swap_roles()
+            self._sniff = (self._sniff[SERVER], self._sniff[CLIENT])
+            self._sniff_len = [self._sniff_len[SERVER], self._sniff_len[CLIENT]]
+            self._start_http()
+            return
+        if (self.conn.syn_frame is not None):
+            if client_bytes and len(client_bytes) >= 8:
+                self._give_up()
+            return
+        self._try_midstream(final=False)
+
+    def _give_up(self) -> None:
+        self.state = self.DONE
+        self._sniff = ([], [])
+        if self._tls is None:
+            self.conn.ignore()
+        elif self.session is not None and self.session.transport == "tls-decrypted" and \
+                self._request is None:
+            # Decrypted, and not a WebSocket inside: ordinary HTTPS, not ours to report.
+            self.analysis.sessions.remove(self.session)
+            self.session = None
+            self.recorder = None
+            self._tls = None
+            self.conn.ignore()
+
+    # -- TLS -------------------------------------------------------------------
+    def _start_tls(self) -> None:
+        self.analysis.sync_embedded_secrets()
+        keylog = self.analysis.keylog
+        self._tls = TlsConnection(keylog if len(keylog) else None)
+        first = min((chunks[0][1], chunks[0][2]) for chunks in self._sniff if chunks)
+        self._new_session(*first)
+        self.session.transport = "tls"
+        self._tls_activity = TlsActivity()
+        buffered, self._sniff, self._sniff_len = self._sniff, ([], []), [0, 0]
+        for direction in (CLIENT, SERVER):
+            for data, frame, ts in buffered[direction]:
+                self._tls_events(self._tls.feed(direction, data, frame, ts))
+
+    def _tls_events(self, events) -> None:
+        for ev in events:
+            kind = ev[0]
+            if kind == "plaintext":
+                if self.state != self.DONE:
+                    self._app_data(ev[1], ev[2], ev[3], ev[4])
+            elif kind == "record":
+                _, direction, content_type, length, frame, ts = ev
+                if content_type == 23 and self.session is not None:
+                    self._tls_activity.record(direction, length, frame, ts)
+                    if direction == CLIENT and self.session.transport == "tls":
+                        # Without keys every client record counts as activity (it may be a KeepAlive).
+                        self.recorder.client_activity(frame, ts, True)
+            elif kind == "handshake":
+                if self.session is not None and ev[1].get("decryption") == "ok":
+                    self.session.transport = "tls-decrypted"
+            elif kind == "alert":
+                _, direction, level, description, frame, ts = ev
+                self._tls_activity.alerts.append(
+                    {"direction": "client" if direction == CLIENT else "server", "level": level,
+                     "description": description, "frame": frame, "time": ts})
+            elif kind == "anomaly" and self.recorder is not None:
+                _, akind, direction, frame, ts, detail = ev
+                self.recorder.anomaly(akind, frame, ts, direction, detail)
+
+    def _finish_tls(self) -> None:
+        info = dict(self._tls.info)
+        info.update(self._tls_activity.to_json())
+        if self.session.transport == "tls":
+            # Records cannot be told apart, so there is no audio-only measurement to offer.
+            self.session.gaps = [g for g in self.session.gaps if g.kind == "any"]
+            info["gaps_measured_on"] = "tls-records"
+            info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
+                            "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
+                            "measured on the client's application-data records. To see everything, run the "
+                            "client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed the "
+                            "secrets in the pcapng (editcap --inject-secrets tls,keys.log).")
+        self.session.extra["tls"] = info
+
+    def _start_http(self) -> None:
+        self.state = self.HTTP
+        self._req_parser = RequestParser()
+        self._resp_parser = ResponseParser()
+        buffered, self._sniff = self._sniff, ([], [])
+        for direction in (CLIENT, SERVER):
+            for data, frame, ts in buffered[direction]:
+                if self.state != self.HTTP:
+                    if self.state == self.WEBSOCKET:
+                        self._ws_data(direction, data, frame, ts)
+                    continue
+                self._http_data(direction, data, frame, ts)
+
+    def _try_midstream(self, final: bool) -> None:
+        """A connection whose start is not in the capture: look for a WebSocket frame stream."""
+        found = {}
+        for direction in (CLIENT, SERVER):
+            buf = b"".join(d for d, _, _ in self._sniff[direction])
+            if not buf:
+                continue
+            off = find_frame_sync(buf, None)
+            if off is not None:
+                found[direction] = (off, bool(buf[off + 1] & 0x80) if off + 1 < len(buf) else False)
+        if not found:
+            if final or max(self._sniff_len) >= SNIFF_BYTES:
+                self._give_up()
+            return
+        # Masked frames come from the client: trust that over the port guess.
+        server_masked = SERVER in found and found[SERVER][1]
+        client_masked = CLIENT in found and found[CLIENT][1]
+        if self.conn.role_guessed and server_masked and not client_masked:
+            self.conn.swap_roles()
+            self._sniff = (self._sniff[SERVER], self._sniff[CLIENT])
+            found = {1 - d: v for d, v in found.items()}
+        buffered, self._sniff = self._sniff, ([], [])
+        first = min((chunks[0][1], chunks[0][2]) for chunks in buffered if chunks)
+        self._new_session(first[0], first[1])
+        self.session.midstream = True
+        self.session.websocket = True
+        self.recorder.anomaly("midstream", first[0], first[1], None, {})
+        self._open_websocket(deflate=None, extensions=False)
+        for direction in (CLIENT, SERVER):
+            chunks = buffered[direction]
+            if not chunks:
+                continue
+            skip = found[direction][0] if direction in found else None
+            if skip is None:
+                continue  # no sync in this direction yet: drop what we cannot frame
+            for data, frame, ts in chunks:
+                if skip >= len(data):
+                    skip -= len(data)
+                    continue
+                self._ws_data(direction, memoryview(data)[skip:], frame, ts)
+                skip = 0
+
+    # -- HTTP upgrade ----------------------------------------------------------
+    def _http_data(self, direction: int, data, frame: int, ts: float) -> None:
+        if direction == CLIENT:
+            if self._request is None:
+                req = self._req_parser.feed(data)
+                if req is None:
+                    if self._req_parser.error:
+                        self._give_up()
+                    return
+                self._on_request(req, frame, ts)
+                rest = self._req_parser.leftover
+                if rest is not None and len(rest):
+                    self._early(bytes(rest), frame, ts)
+            else:
+                self._early(bytes(data), frame, ts)
+        else:
+            if self._response is not None:
+                return
+            resp = self._resp_parser.feed(data)
+            if resp is None:
+                return
+            self._on_response(resp, frame, ts)
+
+    def _early(self, data: bytes, frame: int, ts: float) -> None:
+        if self._early_len + len(data) > EARLY_CLIENT_BYTES:
+            return
+        self._early_client.append((data, frame, ts))
+        self._early_len += len(data)
+
+    def _on_request(self, req, frame: int, ts: float) -> None:
+        upgrade = (req.header("upgrade") or "").lower()
+        if "websocket" not in upgrade and req.header("sec-websocket-key") is None:
+            # Plain HTTP: not a WebSocket attempt, nothing for us here.
+            self._give_up()
+            return
+        self._request = req
+        self._new_session(frame, ts)
+        hs = self.session.handshake
+        hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
+        hs.http_version = req.version
+        hs.request_frame, hs.request_time = frame, ts
+        hs.request_headers = [[k, v] for k, v in req.headers]
+        hs.ws_key = req.header("sec-websocket-key")
+        self.dg = DeepgramAnalyzer(hs)
+
+    def _on_response(self, resp, frame: Optional[int], ts: Optional[float]) -> None:
+        self._response = resp
+        if self.session is None:
+            return
+        hs = self.session.handshake
+        hs.status, hs.reason = resp.status, resp.reason
+        hs.response_frame, hs.response_time = frame, ts
+        hs.response_headers = [[k, v] for k, v in resp.headers]
+        hs.dg_request_id = resp.header("dg-request-id")
+        hs.dg_error = resp.header("dg-error")
+        hs.ws_accept = resp.header("sec-websocket-accept")
+        hs.subprotocol = resp.header("sec-websocket-protocol")
+        hs.extensions = ", ".join(resp.header_all("sec-websocket-extensions")) or None
+        if resp.body:
+            hs.body = body_text(resp.body)
+            parsed = parse_error_body(resp.body, resp.header("content-type"))
+            hs.body_json = parsed if isinstance(parsed, dict) else None
+        if resp.status == 101:
+            if hs.ws_key is not None and hs.ws_accept is not None:
+                hs.accept_valid = websocket_accept(hs.ws_key) == hs.ws_accept.strip()
+            hs.deflate = deflate_agreement(hs.extensions)
+            self.session.websocket = True
+            self._open_websocket(hs.deflate, extensions=bool(hs.extensions))
+            self.recorder.open(frame, ts)
+            early, self._early_client = self._early_client, []
+            for data, f, t in early:
+                self._ws_data(CLIENT, data, f, t)
+            rest = self._resp_parser.leftover
+            if rest is not None and len(rest):
+                self._ws_data(SERVER, rest, frame, ts)
+        else:
+            self.state = self.DONE
+            self._early_client = []
+
+    # -- WebSocket -------------------------------------------------------------
+    def _open_websocket(self, deflate, extensions: bool) -> None:
+        self.state = self.WEBSOCKET
+        keep = self.analysis.options.keep_binary
+        compressed = bool(deflate)
+        self._frame_parsers = (FrameParser(True, keep_binary=keep, deflate=compressed),
+                               FrameParser(False, keep_binary=keep, deflate=compressed))
+        self._assemblers = (MessageAssembler(True, deflate, extensions, keep_binary=keep),
+                            MessageAssembler(False, deflate, extensions, keep_binary=keep))
+
+    def _ws_data(self, direction: int, data, frame: int, ts: float) -> None:
+        for f in self._frame_parsers[direction].feed(data, frame, ts):
+            self._on_frame(direction, f)
+
+    def _on_frame(self, direction: int, f) -> None:
+        rec = self.recorder
+        rec.frame(direction, f)
+        if self._frame_hook is not None:
+            self._frame_hook(self.session, direction, f)
+        messages, anomalies = self._assemblers[direction].frame(f)
+        for kind, frame, ts, detail in anomalies:
+            rec.anomaly(kind, frame, ts, direction, detail)
+        if messages:
+            self._on_messages(direction, messages)
+
+    def _on_messages(self, direction: int, messages) -> None:
+        rec = self.recorder
+        for m in messages:
+            if self._message_hook is not None:
+                self._message_hook(self.session, direction, m)
+            op = m.opcode
+            if op == OP_CLOSE:
+                rec.close_message(direction, m.close_code, m.close_reason, m.frame, m.time)
+            elif op == 1:
+                rec.keep_message(direction, m)
+            if op in (1, 2) and self.dg is not None:
+                self.dg.message(direction, op, m.data, m.size, m.frame, m.time)
+
+    # -- sessions --------------------------------------------------------------
+    def _new_session(self, frame: int, ts: float) -> None:
+        if self.session is not None:
+            return  # TLS created it already; the decrypted handshake fills it in
+        c = self.conn
+        s = Session(index=0, client=format_address(*c.client), server=format_address(*c.server),
+                    tcp_stream=c.stream, syn_seen=c.syn_frame is not None)
+        s.start_frame, s.start_time = c.first_frame, c.first_time
+        self.session = s
+        self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold)
+        self.analysis.sessions.append(s)
+
+
+class TlsActivity:
+    """What the wire proves without keys: application-data records per direction."""
+
+    __slots__ = ("records", "bytes", "first", "last", "alerts")
+
+    def __init__(self):
+        self.records = [0, 0]
+        self.bytes = [0, 0]
+        self.first = [None, None]  # (frame, time)
+        self.last = [None, None]
+        self.alerts: list[dict] = []
+
+    def record(self, direction: int, length: int, frame: int, ts: float) -> None:
+        self.records[direction] += 1
+        self.bytes[direction] += length
+        if self.first[direction] is None:
+            self.first[direction] = (frame, ts)
+        self.last[direction] = (frame, ts)
+
+    def to_json(self) -> dict:
+        out = {}
+        for d, name in ((CLIENT, "client"), (SERVER, "server")):
+            first, last = self.first[d], self.last[d]
+            span = (last[1] - first[1]) if first and last else 0.0
+            out[name] = {"app_records": self.records[d], "app_record_bytes": self.bytes[d],
+                         "first_frame": first[0] if first else None, "last_frame": last[0] if last else None,
+                         "bytes_per_second": round(self.bytes[d] / span, 1) if span > 0 else None}
+        return {"activity": out, "alerts": self.alerts}
+
+
+def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureReport:
+    """Analyse one capture file. Raises CaptureError when it cannot be read at all."""
+    options = options or Options()
+    cap = open_capture(path)
+    report = CaptureReport(path=path, format=cap.format, compressed=cap.compressed)
+    report.bytes = cap.size
+    analysis = _Analysis(report, options)
+    analysis.capture = cap
+    if options.keylog:
+        try:
+            analysis.keylog.load_file(options.keylog)
+        except OSError as e:
+            raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
+    decoder = PacketDecoder()
+    decode = decoder.decode
+    tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, analysis))
+    packet = tracker.packet
+    progress = options.progress
+    first_time = last_time = None
+    n = 0
+    try:
+        with cap:
+            for frame_no, ts, linktype, data in cap.packets():
+                n = frame_no
+                if first_time is None:
+                    first_time = ts
+                last_time = ts
+                seg = decode(frame_no, linktype, data)
+                if seg is not None:
+                    analysis.last_time = ts
+                    packet(frame_no, ts, *seg)
+                if progress is not None and not (frame_no & 0x3FFF):
+                    progress(cap.bytes_read, frame_no)
+    except KeyboardInterrupt:
+        report.stats["interrupted"] = True
+    analysis.last_time = last_time
+    tracker.finish()
+    report.packets = cap.packet_count
+    report.first_time, report.last_time = first_time, last_time
+    report.stats.update(decoder=dict(decoder.stats), tcp=dict(tracker.stats))
+    report.findings.extend(capture_findings(cap, decoder, report))
+
+    ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
+    sessions = sorted(analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+    for i, s in enumerate(sessions, 1):
+        s.index = i
+        s.findings = run_rules(s, ctx)
+        s.extra["diagnosis"] = diagnose(s)
+    report.sessions = sessions
+    return report
+
+
+def capture_files(paths: list[str]) -> list[str]:
+    """Expand folders (recursively) into the capture files inside, sniffed by magic number."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if _looks_like_capture(full):
+                        out.append(full)
+        else:
+            out.append(p)
+    return out
+
+
+_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+           b"\x0a\x0d\x0d\x0a")
+
+
+def _looks_like_capture(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head in _MAGICS:
+        return True
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+        try:
+            with gzip.open(path, "rb") as g:
+                return g.read(4) in _MAGICS
+        except (OSError, EOFError):
+            return False
+    return False
+
+
+__all__ = ["Options", "analyze_capture", "capture_files", "CaptureError"]

@@ -1,0 +1,57 @@
+"""Small formatting helpers shared by every renderer."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..model import CLIENT, SERVER, Session
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def clock(ts: float | None, date: bool = False) -> str:
+    if ts is None:
+        return "-"
+    fmt = "%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)[:-3]
+
+
+def handshake_summary(s: Session) -> str:
+    hs = s.handshake
+    if hs.status is not None:
+        return f"{hs.status} {hs.reason or ''}".strip()
+    if hs.request_frame is not None:
+        return "no response"
+    if s.midstream:
+        return "not captured"
+    return "-"
+
+
+def close_summary(s: Session) -> str:
+    parts = []
+    for name, cf in (("C", s.close.client), ("S", s.close.server)):
+        if cf is not None:
+            parts.append(f"{name}:{cf.code if cf.code is not None else 'empty'}")
+    parts.append(s.close.tcp_end.upper() if s.close.tcp_end != "open" else "open")
+    return " ".join(parts)
+
+
+def frames_summary(s: Session) -> str:
+    return f"{s.frames[CLIENT].total}/{s.frames[SERVER].total}"
+
+
+def finding_counts(s: Session) -> dict[str, int]:
+    counts = {"error": 0, "warning": 0, "info": 0}
+    for f in s.findings:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    return counts
+
+
+def sorted_findings(findings):
+    return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 3),
+                                           f.time if f.time is not None else 0.0))
+
+
+def duration(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "-"
+    return f"{b - a:.3f} s"

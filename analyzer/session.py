@@ -1,0 +1,173 @@
+"""Per-WebSocket-session accumulation: frames -> counts, gaps, close, empty binary frames.
+
+Fed one frame at a time (direction, frame) by the connection analyzer; keeps only
+aggregates, so memory does not grow with the number of frames.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from .model import (CLIENT, SERVER, Anomaly, CloseFrame, EmptyBinary, Gap, Message,
+                    Session)
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+MAX_ANOMALIES = 2000
+MAX_KEPT_MESSAGES = 5000
+MAX_KEPT_TEXT_BYTES = 8 << 20
+
+
+class _Silence:
+    """One running silence measurement: the time since the last qualifying client frame."""
+
+    __slots__ = ("kind", "since_frame", "since_time", "active")
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.since_frame: Optional[int] = None
+        self.since_time: Optional[float] = None
+        self.active = False
+
+    def start(self, frame: int, ts: float) -> None:
+        self.since_frame, self.since_time, self.active = frame, ts, True
+
+
+class SessionRecorder:
+    """Turns parsed frames and messages into the session model's aggregates."""
+
+    def __init__(self, session: Session, gap_threshold: float):
+        self.session = session
+        self.gap_threshold = gap_threshold
+        self._any = _Silence("any")
+        self._audio = _Silence("audio")
+        # Opcode of the data message in progress per direction, so continuation
+        # frames of a binary message count as audio.
+        self._message_opcode = [None, None]
+        self._kept_text_bytes = 0
+        self._measuring = False
+        self._opened = False
+
+    # -- the WebSocket stream starts (101 seen, or a frame stream found mid-connection)
+    def open(self, frame: int, ts: float) -> None:
+        self._any.start(frame, ts)
+        self._audio.start(frame, ts)
+        self._measuring = self._opened = True
+
+    def frame(self, direction: int, f) -> None:
+        s = self.session
+        counts = s.frames[direction]
+        op = f.opcode
+        counts.payload_bytes += f.length
+        if counts.first_frame is None:
+            counts.first_frame, counts.first_time = f.frame, f.time
+        counts.last_frame, counts.last_time = f.frame, f.time
+        data_opcode = None
+        if op == OP_BINARY:
+            counts.binary += 1
+            data_opcode = OP_BINARY
+            if f.length == 0 and direction == CLIENT:
+                counts.empty_binary += 1
+                s.empty_binary.append(EmptyBinary(f.frame, f.time))
+        elif op == OP_TEXT:
+            counts.text += 1
+            data_opcode = OP_TEXT
+        elif op == OP_CONT:
+            counts.continuation += 1
+            data_opcode = self._message_opcode[direction]
+        elif op == OP_PING:
+            counts.ping += 1
+        elif op == OP_PONG:
+            counts.pong += 1
+        elif op == OP_CLOSE:
+            counts.close += 1
+        else:
+            counts.other += 1
+        if op in (OP_TEXT, OP_BINARY, OP_CONT):
+            self._message_opcode[direction] = None if f.fin else data_opcode
+
+        if direction == CLIENT:
+            self.client_activity(f.frame, f.time, data_opcode == OP_BINARY and f.length > 0)
+            if op == OP_CLOSE:
+                self._end_silence(self._audio, f.frame, f.time, "close")
+                self._stop_measuring()
+        elif op == OP_CLOSE and self._measuring:
+            # Once the server has closed, later client silence says nothing about the stream.
+            self._end_silence(self._any, f.frame, f.time, "close")
+            self._end_silence(self._audio, f.frame, f.time, "close")
+            self._stop_measuring()
+
+    def client_activity(self, frame: int, ts: float, audio: bool) -> None:
+        """A client frame (or, for TLS without keys, an application-data record)."""
+        if not self._opened:
+            # Picked up mid-stream, or TLS without keys: silence is measured from here.
+            self.open(frame, ts)
+            return
+        if not self._measuring:
+            return
+        self._end_silence(self._any, frame, ts, "frame")
+        self._any.start(frame, ts)
+        if audio:
+            self._end_silence(self._audio, frame, ts, "frame")
+            self._audio.start(frame, ts)
+
+    def close_message(self, direction: int, code: Optional[int], reason: str, frame: int, ts: float) -> None:
+        close = self.session.close
+        cf = CloseFrame(code, reason, frame, ts)
+        if direction == CLIENT:
+            if close.client is None:
+                close.client = cf
+        elif close.server is None:
+            close.server = cf
+        if close.initiator is None:
+            close.initiator = "client" if direction == CLIENT else "server"
+
+    def keep_message(self, direction: int, m) -> None:
+        s = self.session
+        if len(s.messages) >= MAX_KEPT_MESSAGES or self._kept_text_bytes >= MAX_KEPT_TEXT_BYTES:
+            s.messages_dropped += 1
+            return
+        text = bytes(m.data).decode("utf-8", "replace")
+        self._kept_text_bytes += len(text)
+        s.messages.append(Message(direction, m.opcode, text, m.frame, m.time, m.size, m.compressed))
+
+    def anomaly(self, kind: str, frame: Optional[int], ts: Optional[float],
+                direction: Optional[int] = None, detail: Optional[dict] = None) -> None:
+        s = self.session
+        if len(s.anomalies) >= MAX_ANOMALIES:
+            s.extra.setdefault("anomalies_dropped", 0)
+            s.extra["anomalies_dropped"] += 1
+            return
+        s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
+
+    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        close = self.session.close
+        if close.tcp_end != "rst" and (close.tcp_end == "open" or kind == "rst"):
+            if close.tcp_end == "open":
+                close.tcp_end_by = "client" if direction == CLIENT else "server"
+                close.tcp_end_frame, close.tcp_end_time = frame, ts
+            close.tcp_end = kind
+        if self._measuring:
+            self._end_silence(self._any, frame, ts, "tcp-end")
+            self._end_silence(self._audio, frame, ts, "tcp-end")
+            self._stop_measuring()
+
+    def finish(self, capture_end_time: Optional[float]) -> None:
+        if self._measuring and capture_end_time is not None:
+            self._end_silence(self._any, None, capture_end_time, "capture-end")
+            self._end_silence(self._audio, None, capture_end_time, "capture-end")
+        self._stop_measuring()
+        self.session.gaps.sort(key=lambda g: (g.start, g.kind))
+
+    def _stop_measuring(self) -> None:
+        self._measuring = False
+        self._opened = True
+        self._any.active = self._audio.active = False
+
+    def _end_silence(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
+        if not silence.active:
+            return
+        seconds = ts - silence.since_time
+        if seconds > self.gap_threshold:
+            self.session.gaps.append(Gap("client", silence.kind, silence.since_time, ts, seconds,
+                                         silence.since_frame, frame, ended_by))
+        silence.active = False
