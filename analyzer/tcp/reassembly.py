@@ -1,0 +1,333 @@
+"""In-order byte stream for one direction of one TCP connection (sans-I/O).
+
+Offsets are stream offsets: byte 0 is the first data byte after the SYN (or
+the first byte of the first segment seen when the connection was picked up
+mid-stream).  Raw 32-bit sequence numbers are unwrapped against the next
+expected sequence number, so streams longer than 4 GiB and ISNs near 2**32
+need no special casing.
+
+Buffer contract: payloads are kept by reference, never copied (out-of-order
+data, and the recent delivered bytes used to verify retransmissions).  The
+caller must not reuse a payload's buffer for a later packet; bytes objects and
+slices of an immutable file image are fine.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from operator import itemgetter
+
+SEQ_MASK = 0xFFFFFFFF
+_HALF = 0x80000000
+_WRAP = 0x100000000
+NO_CHUNKS = ()
+# Evidence lists keep the first entries only; the *_count / *_bytes totals keep counting.
+MAX_RECORDS = 100
+
+_END = itemgetter(1)
+
+
+class StreamReassembler:
+    """One direction of one connection; see the module docstring for offsets.
+
+    Every method returns chunks ``(data, frame_no, ts, hole_size)``: ``data`` is
+    a memoryview of in-order bytes (``hole_size`` 0), or ``None`` with
+    ``hole_size`` > 0 bytes that were sent but are absent from the capture.
+    The frame of a chunk is the packet whose arrival made it deliverable.
+    """
+
+    __slots__ = (
+        "max_pending", "verify_window",
+        "next_offset", "pending_bytes", "retransmissions",
+        "conflicts", "conflict_count", "holes", "hole_count", "hole_bytes",
+        "fin_offset", "fin_acked",
+        "_next_seq", "_pending", "_recent", "_recent_bytes",
+    )
+
+    def __init__(self, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024):
+        self.max_pending = max_pending
+        # How many recently delivered bytes are kept (by reference) to compare
+        # retransmitted bytes against; 0 turns the comparison off.
+        self.verify_window = verify_window
+        self.next_offset = 0
+        self.pending_bytes = 0
+        self.retransmissions = 0
+        # Shared empty tuples until the first record: most streams never get one.
+        self.conflicts: list | tuple = ()
+        self.conflict_count = 0
+        self.holes: list | tuple = ()
+        self.hole_count = 0
+        self.hole_bytes = 0
+        self.fin_offset: int | None = None
+        self.fin_acked = False
+        # Raw 32-bit sequence number of next_offset; None until a SYN, a
+        # segment or the peer's ACK tells where the stream is.
+        self._next_seq: int | None = None
+        self._pending: list | None = None  # sorted, non-overlapping (start, end, data|None)
+        self._recent: deque | None = None  # delivered memoryviews, or int hole sizes
+        self._recent_bytes = 0
+
+    # -- inputs -----------------------------------------------------------
+
+    def syn(self, seq: int) -> None:
+        if self._next_seq is None:
+            self._next_seq = (seq + 1) & SEQ_MASK
+
+    def segment(self, seq, payload, frame_no, ts, missing=0):
+        nxt_seq = self._next_seq
+        if seq == nxt_seq and not missing and not self._pending:
+            n = len(payload)
+            if not n:
+                return NO_CHUNKS
+            self.next_offset += n
+            self._next_seq = (seq + n) & SEQ_MASK
+            recent = self._recent
+            if recent is not None:
+                recent.append(payload)
+                self._recent_bytes += n
+                if self._recent_bytes > self.verify_window:
+                    self._trim_recent()
+            elif self.verify_window:
+                self._recent = deque((payload,))
+                self._recent_bytes = n
+            return ((payload, frame_no, ts, 0),)
+        return self._segment_slow(seq, payload, frame_no, ts, missing)
+
+    def fin(self, seq: int) -> None:
+        """The sender's FIN occupies sequence number ``seq`` (just after its last data byte)."""
+        if self.fin_offset is not None:
+            return
+        if self._next_seq is None:
+            self._next_seq = seq
+        self.fin_offset = self._offset(seq)
+
+    def acked(self, ack, frame_no, ts):
+        nxt_seq = self._next_seq
+        if nxt_seq is None:
+            # Picked up mid-stream: the peer expects `ack` next, so that is offset 0.
+            self._next_seq = ack
+            return NO_CHUNKS
+        delta = (ack - nxt_seq) & SEQ_MASK
+        if not delta or delta >= _HALF:
+            return NO_CHUNKS
+        target = self.next_offset + delta
+        fin = self.fin_offset
+        if fin is not None and target > fin:
+            # The FIN takes one sequence number but no stream byte.
+            self.fin_acked = True
+            target = fin
+            if target <= self.next_offset:
+                return NO_CHUNKS
+        out = []
+        self._advance(target, frame_no, ts, out)
+        return out
+
+    def flush(self, frame_no, ts):
+        out = []
+        pending = self._pending
+        if pending:
+            self._advance(pending[-1][1], frame_no, ts, out)
+        if self.fin_offset is not None and self.fin_offset > self.next_offset:
+            self._advance(self.fin_offset, frame_no, ts, out)
+        return out or NO_CHUNKS
+
+    @property
+    def fin_reached(self) -> bool:
+        """Every byte before the FIN has been delivered or declared missing."""
+        return self.fin_offset is not None and self.next_offset >= self.fin_offset
+
+    # -- internals --------------------------------------------------------
+
+    def _offset(self, seq: int) -> int:
+        delta = (seq - self._next_seq) & SEQ_MASK
+        if delta >= _HALF:
+            delta -= _WRAP
+        return self.next_offset + delta
+
+    def _segment_slow(self, seq, payload, frame_no, ts, missing):
+        n = len(payload)
+        if self._next_seq is None:
+            if not n and not missing:
+                return NO_CHUNKS
+            self._next_seq = seq
+        start = self._offset(seq)
+        data_end = start + n
+        end = data_end + missing
+        nxt = self.next_offset
+        if end <= start:
+            return NO_CHUNKS
+        mv = payload if type(payload) is memoryview else memoryview(payload)
+        if end <= nxt:
+            if end - start == 1 and end == nxt:
+                # Keep-alive probe: one garbage byte just below the next expected
+                # one; neither a retransmission nor a conflict.
+                return NO_CHUNKS
+            if n and self._recent:
+                self._verify_delivered(mv, start, min(data_end, nxt), frame_no)
+            self.retransmissions += 1
+            return NO_CHUNKS
+        if start < nxt:
+            if n and self._recent and start < data_end:
+                self._verify_delivered(mv, start, min(data_end, nxt), frame_no)
+            new_from = nxt
+        else:
+            new_from = start
+        if not self._insert(new_from, end, mv, start, data_end, frame_no):
+            self.retransmissions += 1
+            return NO_CHUNKS
+        out = []
+        if self._pending[0][0] == self.next_offset:
+            self._drain(frame_no, ts, out)
+        if self.pending_bytes > self.max_pending:
+            while self.pending_bytes > self.max_pending:
+                self._advance(self._pending[0][0], frame_no, ts, out)
+        return out or NO_CHUNKS
+
+    def _insert(self, start, end, mv, mv_start, data_end, frame_no) -> int:
+        """Buffer the parts of [start, end) not buffered yet; return how many bytes were new.
+
+        Bytes in [data_end, end) were cut by the snaplen: buffered as a known hole.
+        Where the range overlaps buffered bytes, the buffered copy wins.
+        """
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = []
+        lo = i = bisect_right(pending, start, key=_END)
+        count = len(pending)
+        merged = []
+        added = 0
+        cursor = start
+        while cursor < end and i < count:
+            entry = pending[i]
+            p_start, p_end, p_data = entry
+            if p_start >= end:
+                break
+            if cursor < p_start:
+                added += self._piece(merged, cursor, p_start, mv, mv_start, data_end)
+            if p_data is not None:
+                a = cursor if cursor > p_start else p_start
+                b = p_end if p_end < end else end
+                if b > data_end:
+                    b = data_end
+                if a < b and mv[a - mv_start:b - mv_start] != p_data[a - p_start:b - p_start]:
+                    self._conflict(frame_no, a, b - a)
+            merged.append(entry)
+            cursor = p_end
+            i += 1
+        if cursor < end:
+            added += self._piece(merged, cursor, end, mv, mv_start, data_end)
+        if added:
+            pending[lo:i] = merged
+        return added
+
+    def _piece(self, merged, a, b, mv, mv_start, data_end) -> int:
+        if a < data_end:
+            cut = b if b < data_end else data_end
+            merged.append((a, cut, mv[a - mv_start:cut - mv_start]))
+            self.pending_bytes += cut - a
+        if b > data_end:
+            merged.append((a if a > data_end else data_end, b, None))
+        return b - a
+
+    def _drain(self, frame_no, ts, out) -> None:
+        pending = self._pending
+        nxt = self.next_offset
+        k = 0
+        count = len(pending)
+        while k < count:
+            start, end, data = pending[k]
+            if start != nxt:
+                break
+            if data is None:
+                self._hole(start, end - start, frame_no, ts, out)
+            else:
+                size = end - start
+                self.pending_bytes -= size
+                self.next_offset = end
+                self._next_seq = (self._next_seq + size) & SEQ_MASK
+                out.append((data, frame_no, ts, 0))
+                self._remember(data, size)
+            nxt = end
+            k += 1
+        del pending[:k]
+
+    def _advance(self, target, frame_no, ts, out) -> None:
+        """Everything below `target` not buffered is declared missing; buffered data on the way is released."""
+        pending = self._pending
+        while True:
+            if pending and pending[0][0] == self.next_offset:
+                self._drain(frame_no, ts, out)
+            nxt = self.next_offset
+            if nxt >= target:
+                return
+            gap_end = target
+            if pending and pending[0][0] < target:
+                gap_end = pending[0][0]
+            self._hole(nxt, gap_end - nxt, frame_no, ts, out)
+
+    def _hole(self, start, size, frame_no, ts, out) -> None:
+        out.append((None, frame_no, ts, size))
+        self.next_offset = start + size
+        self._next_seq = (self._next_seq + size) & SEQ_MASK
+        self.hole_count += 1
+        self.hole_bytes += size
+        if self.hole_count <= MAX_RECORDS:
+            if not self.holes:
+                self.holes = []
+            self.holes.append((start, size, frame_no, ts))
+        self._remember(size, size)
+
+    def _remember(self, item, size) -> None:
+        recent = self._recent
+        if recent is None:
+            if not self.verify_window:
+                return
+            recent = self._recent = deque()
+        recent.append(item)
+        self._recent_bytes += size
+        if self._recent_bytes > self.verify_window:
+            self._trim_recent()
+
+    def _trim_recent(self) -> None:
+        recent = self._recent
+        window = self.verify_window
+        while len(recent) > 1:
+            first = recent[0]
+            size = first if type(first) is int else len(first)
+            if self._recent_bytes - size < window:
+                break
+            recent.popleft()
+            self._recent_bytes -= size
+
+    def _verify_delivered(self, mv, mv_start, end, frame_no) -> None:
+        """Compare payload bytes [mv_start, end) with the delivered bytes still remembered."""
+        found = []
+        item_end = self.next_offset
+        for item in reversed(self._recent):
+            if type(item) is int:
+                item_start = item_end - item
+            else:
+                item_start = item_end - len(item)
+                a = mv_start if mv_start > item_start else item_start
+                b = end if end < item_end else item_end
+                if a < b and mv[a - mv_start:b - mv_start] != item[a - item_start:b - item_start]:
+                    found.append((a, b - a))
+            if item_start <= mv_start:
+                break
+            item_end = item_start
+        for offset, length in reversed(found):
+            self._conflict(frame_no, offset, length)
+
+    def _conflict(self, frame_no, offset, length) -> None:
+        conflicts = self.conflicts
+        if conflicts:
+            last_frame, last_offset, last_length = conflicts[-1]
+            if last_frame == frame_no and last_offset + last_length == offset:
+                # One overlap that spans two earlier copies is one conflict.
+                conflicts[-1] = (frame_no, last_offset, last_length + length)
+                return
+        self.conflict_count += 1
+        if self.conflict_count <= MAX_RECORDS:
+            if not conflicts:
+                conflicts = self.conflicts = []
+            conflicts.append((frame_no, offset, length))
