@@ -145,6 +145,7 @@ class ConnectionAnalyzer:
                 for kind, frame, ts, detail in fp.anomalies:
                     self.recorder.anomaly(kind, frame, ts, direction, detail)
         if self.session is not None:
+            self._tcp_evidence()
             self.session.end_frame = self.conn.last_frame
             self.session.end_time = self.conn.last_time
             self.recorder.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
@@ -153,6 +154,20 @@ class ConnectionAnalyzer:
             if self.dg is not None:
                 self.dg.finish(self.session)
         self.state = self.DONE
+
+    def _tcp_evidence(self) -> None:
+        reassemblers = self.conn.reassemblers
+        if not reassemblers:
+            return
+        retrans = 0
+        for r in reassemblers:
+            retrans += r.retransmissions
+            for frame, offset, length in r.conflicts:
+                # Which direction does not matter to the reader: both copies are in the capture.
+                self.recorder.anomaly("tcp-overlap-conflict", frame, None, None,
+                                      {"stream_offset": offset, "bytes": length})
+        if retrans:
+            self.session.extra["tcp_retransmissions"] = retrans
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -285,6 +300,8 @@ class ConnectionAnalyzer:
         self._new_session(first[0], first[1])
         self.session.midstream = True
         self.session.websocket = True
+        # No request path: the Deepgram layer infers the endpoint from the server's messages.
+        self.dg = DeepgramAnalyzer(self.session.handshake)
         self.recorder.anomaly("midstream", first[0], first[1], None, {})
         self._open_websocket(deflate=None, extensions=False)
         for direction in (CLIENT, SERVER):

@@ -44,8 +44,4 @@ def _load_rule_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import rules  # noqa: F401
-    try:
-        from . import deepgram_rules  # noqa: F401
-    except ImportError:
-        pass
+    from . import deepgram_rules, rules  # noqa: F401

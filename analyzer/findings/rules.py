@@ -125,11 +125,10 @@ def closure(s: Session, ctx: RuleContext):
 
 @rule
 def close_codes(s: Session, ctx: RuleContext):
-    # Deepgram endpoints get a richer explanation from deepgram_rules (deepgram-close).
-    if s.extra.get("endpoint") not in (None, "other"):
-        return
+    # A Deepgram server's close gets a richer explanation from deepgram_rules (deepgram-close).
+    deepgram = s.extra.get("endpoint") not in (None, "other")
     for side, cf in (("client", s.close.client), ("server", s.close.server)):
-        if cf is None or cf.code in (None, 1000, 1001):
+        if cf is None or cf.code in (None, 1000, 1001) or (deepgram and side == "server"):
             continue
         yield Finding("close-code", WARNING,
                       f"The {side} closed with {cf.code}"
@@ -158,6 +157,8 @@ ANOMALY_FINDINGS = {
     "frame-truncated": (WARNING, "a frame was cut off (its bytes are not in the capture)"),
     "length-not-minimal": (INFO, "a frame length uses a longer encoding than needed"),
     "resync": (WARNING, "bytes were skipped to find the next frame header after missing data"),
+    "tcp-overlap-conflict": (WARNING, "retransmitted TCP data differs from the first copy (the first copy "
+                                      "was used, as Wireshark does)"),
     "tcp-hole": (WARNING, "bytes of the TCP stream are missing from the capture"),
     "tls-no-keys": (INFO, "the session is encrypted and no TLS keys were given for it: WebSocket frames are "
                           "not visible (run the client with SSLKEYLOGFILE and pass --keylog)"),

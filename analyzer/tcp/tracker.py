@@ -435,8 +435,9 @@ class TcpTracker:
             rst_side, rst_frame, rst_ts = conn._rst
             handler.tcp_end("rst", rst_side ^ conn._client_side, rst_frame, rst_ts)
         if conn._state == _LIVE:
-            self._retire(conn, state)
+            # finish() first: the handler may still read the reassemblers' counters.
             handler.finish()
+            self._retire(conn, state)
 
     def _retire(self, conn, state) -> None:
         r = conn._r

@@ -1,0 +1,228 @@
+"""Ties a Deepgram close frame to the evidence in the capture.
+
+The catalogue says what a code means in general; this says what happened in this
+session: the client's silence before NET-0001, that it never sent a frame at all,
+that it only sent KeepAlive, or what the first audio payload was before DATA-0000.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..model import CLIENT, CloseFrame, Gap, Session
+from . import endpoints as ep
+from .audio import CONTAINER_NAMES
+from .closecodes import STT, CloseCodeEntry, match_close, reason_link
+from .fmt import clock, plural
+from .params import query_value
+
+WAITED_FOR_SERVER = "waited-for-server"
+KEEPALIVE_WITHOUT_AUDIO = "keepalive-without-audio"
+CLIENT_GAP = "client-gap"
+
+
+@dataclass
+class CloseExplanation:
+    entry: CloseCodeEntry
+    code: int
+    reason: str
+    frame: int
+    time: float
+    pattern: Optional[str] = None  # which known failure the evidence shows
+    evidence: str = ""  # a clause about this session, "" when there is nothing specific
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.code}" if self.entry.name == "normal" else f"{self.code} {self.entry.name}"
+
+    @property
+    def link(self) -> str:
+        return reason_link(self.reason) or self.entry.short_link or self.entry.doc
+
+    def to_json(self) -> dict:
+        out = self.entry.to_json()
+        out.update({"code": self.code, "reason": self.reason, "frame": self.frame,
+                    "time": self.time, "pattern": self.pattern, "evidence": self.evidence,
+                    "details": self.details, "link": self.link})
+        return out
+
+
+def session_endpoint(session: Session) -> str:
+    return session.extra.get("endpoint") or ep.endpoint_for_path(session.handshake.path)
+
+
+def is_deepgram(session: Session) -> bool:
+    """Whether Deepgram wording applies: a Deepgram path, host or response header."""
+    dg = session.extra.get("deepgram")
+    if dg is not None and "detected" in dg:
+        return bool(dg["detected"])
+    hs = session.handshake
+    return (ep.endpoint_for_path(hs.path) in ep.DEEPGRAM or hs.dg_request_id is not None
+            or ep.is_deepgram_host(hs.request_header("host")))
+
+
+def _dg(session: Session) -> dict:
+    return session.extra.get("deepgram") or {}
+
+
+def client_data_frames(session: Session) -> int:
+    """Text and binary messages the client sent (what Deepgram's timeout counts)."""
+    data = _dg(session).get("client_data")
+    if data is not None:
+        return data.get("count", 0)
+    counts = session.frames[CLIENT]
+    return counts.text + counts.binary
+
+
+def audio_chunks(session: Session) -> int:
+    audio = session.extra.get("audio")
+    if audio is not None:
+        return audio.get("chunks", 0)
+    return session.frames[CLIENT].binary
+
+
+def gap_before(session: Session, when: float) -> Optional[Gap]:
+    """The client silence that lasted until `when` (a close), "any" frames first."""
+    for kind in ("any", "audio"):
+        found = [g for g in session.gaps if g.direction == "client" and g.kind == kind
+                 and g.start <= when and g.end >= when - 1.0]
+        if found:
+            return max(found, key=lambda g: g.start)
+    return None
+
+
+def _net0001(session: Session, close: CloseFrame) -> tuple[Optional[str], str, dict]:
+    hs = session.handshake
+    dg = _dg(session)
+    since_open = (close.time - hs.response_time) if hs.response_time is not None else None
+    details: dict[str, Any] = {"seconds_after_open": None if since_open is None else round(since_open, 3)}
+    if client_data_frames(session) == 0 and session.midstream:
+        # The client may have spoken before the capture began: claim nothing.
+        return None, "no client frame was captured before the close (the capture began " \
+            "mid-stream)", details
+    if client_data_frames(session) == 0:
+        after = f" in the {since_open:.1f} s" if since_open is not None else ""
+        opened = f" between the 101 (frame {hs.response_frame}) and the close" \
+            if hs.response_frame is not None else " before the close"
+        return (WAITED_FOR_SERVER, f"the client sent no frame at all{after}{opened}: it waited "
+                "for the server to speak first, but Deepgram sends nothing until audio arrives",
+                details)
+    keepalive = dg.get("keepalive") or {}
+    if audio_chunks(session) == 0 and keepalive.get("count", 0) > 0:
+        n = keepalive["count"]
+        details.update(keepalives=n, first_keepalive_frame=keepalive.get("first_frame"))
+        return (KEEPALIVE_WITHOUT_AUDIO, f"the client sent {plural(n, 'KeepAlive message')} "
+                f"(first No. {keepalive.get('first_frame')}) but no audio, and KeepAlive does not "
+                "hold open a stream that has had no audio", details)
+    gap = gap_before(session, close.time)
+    what = "frame"
+    if gap is not None and gap.after_frame is not None:
+        last_frame, last_time = gap.after_frame, gap.start
+        details.update(gap_seconds=round(gap.seconds, 3), gap_kind=gap.kind)
+        if gap.kind == "audio":
+            what = "audio frame"  # text frames may have followed it
+    else:
+        data = dg.get("client_data") or {}
+        last_frame, last_time = data.get("last_frame"), data.get("last_time")
+    if last_frame is None or last_time is None or last_time > close.time:
+        return None, "", details
+    silence = close.time - last_time
+    details.update(last_client_frame=last_frame, last_client_time=last_time,
+                   silence_before_close=round(silence, 3))
+    return (CLIENT_GAP, f"the client's last {what} was No. {last_frame} at {clock(last_time)}, "
+            f"{silence:.1f} s before the close", details)
+
+
+def format_name(audio: dict) -> str:
+    fmt = audio.get("format")
+    if fmt is None:
+        return "headerless (raw) audio"
+    name = CONTAINER_NAMES.get(fmt, fmt)
+    return f"{name} ({audio['codec']})" if audio.get("codec") else name
+
+
+def _data0000(session: Session, close: CloseFrame) -> tuple[Optional[str], str, dict]:
+    audio = session.extra.get("audio") or {}
+    first = audio.get("first_payload")
+    encoding = query_value(session.handshake.query, "encoding")
+    dg = _dg(session)
+    if not first:
+        jb = dg.get("json_in_binary") or {}
+        if jb.get("count"):
+            return ("json-in-binary", f"the client's binary frames were JSON text, not audio "
+                    f"(first No. {jb['first_frame']})", {"json_in_binary": jb["count"]})
+        kb = (dg.get("keepalive_binary") or {}).get("count", 0)
+        if kb:
+            return ("keepalive-binary", f"the only binary frames were KeepAlive messages sent as "
+                    f"binary (first No. {dg['keepalive_binary']['first_frame']}), which Deepgram "
+                    "tries to decode as audio", {"keepalive_binary": kb})
+        return None, "the client sent no audio before the close", {}
+    where = f"the first audio payload (frame {first['frame']}, {first['size']} bytes)"
+    name = format_name(audio)
+    details = {"format": audio.get("format"), "encoding": encoding,
+               "first_audio_frame": first["frame"]}
+    if audio.get("container") and encoding:
+        return ("container-with-encoding", f"{where} is {name} but encoding={encoding} was set; "
+                "containerised audio must be sent without encoding", details)
+    if not audio.get("container") and not encoding:
+        return ("raw-without-encoding", f"{where} has no container header and no encoding was "
+                "set; raw audio needs encoding and sample_rate", details)
+    if audio.get("container"):
+        return (None, f"{where} is {name}; check the stream plays back as a file", details)
+    rate = query_value(session.handshake.query, "sample_rate")
+    return (None, f"{where} is headerless audio declared as encoding={encoding}, "
+            f"sample_rate={rate}; check both match the audio", details)
+
+
+def _net0000(session: Session, close: CloseFrame) -> tuple[Optional[str], str, dict]:
+    audio = session.extra.get("audio") or {}
+    results = (_dg(session).get("results") or {})
+    n_results = results.get("final", 0) + results.get("interim", 0)
+    seconds = audio.get("seconds")
+    sent = (f"{seconds:.2f} s of audio" if seconds is not None
+            else plural(audio.get("chunks", 0), "audio chunk"))
+    return (None, f"the client had sent {sent} and Deepgram had returned "
+            f"{plural(n_results, 'result')}", {"audio_seconds": seconds, "results": n_results})
+
+
+def _tts(session: Session, entry: CloseCodeEntry) -> tuple[Optional[str], str, dict]:
+    dg = _dg(session)
+    speak = dg.get("speak") or {}
+    if entry.name == "MESSAGE-0000":
+        n = session.frames[CLIENT].binary or (session.extra.get("messages") or {}).get(
+            "client", {}).get("audio", 0)
+        return (None, f"the client sent {plural(n, 'binary frame')}" if n else "",
+                {"client_binary_frames": n})
+    if entry.name in ("BIG-0000", "BIG-0001", "DATA-0001"):
+        chars, msgs = speak.get("characters", 0), speak.get("messages", 0)
+        return (None, f"the client sent {chars} characters in {plural(msgs, 'Speak message')} "
+                f"(largest {speak.get('max_characters', 0)})",
+                {"characters": chars, "speak_messages": msgs,
+                 "max_characters": speak.get("max_characters", 0)})
+    if entry.name == "DATA-0000":
+        bad = (dg.get("text_not_json") or {}).get("count", 0)
+        return (None, f"{plural(bad, 'client text message')} were not JSON" if bad else "",
+                {"text_not_json": bad})
+    return None, "", {}
+
+
+def explain_server_close(session: Session) -> Optional[CloseExplanation]:
+    """The catalogue entry for the server's close frame plus this session's evidence."""
+    close = session.close.server
+    if close is None:
+        return None
+    entry = match_close(close.code, close.reason, session_endpoint(session))
+    if entry is None:
+        return None
+    pattern, evidence, details = None, "", {}
+    if entry.family == STT and entry.name == "NET-0001":
+        pattern, evidence, details = _net0001(session, close)
+    elif entry.family == STT and entry.name == "DATA-0000":
+        pattern, evidence, details = _data0000(session, close)
+    elif entry.family == STT and entry.name == "NET-0000":
+        pattern, evidence, details = _net0000(session, close)
+    elif entry.family != STT and entry.name != "normal":
+        pattern, evidence, details = _tts(session, entry)
+    return CloseExplanation(entry, close.code, close.reason, close.frame, close.time,
+                            pattern, evidence, details)

@@ -1,0 +1,161 @@
+"""Deepgram WebSocket messages: what the client sent, what the server answered.
+
+Classification only; the analyzer decides what the sequence means.  Field names are
+the ones in Deepgram's API (see docs/deepgram-protocol.md).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+# Client control messages, per API.
+STT_CONTROL = frozenset({"KeepAlive", "Finalize", "CloseStream"})
+FLUX_CONTROL = frozenset({"CloseStream", "Configure", "ForceEndTurn"})
+TTS_CONTROL = frozenset({"Speak", "Flush", "Clear", "Close"})
+AGENT_CLIENT = frozenset({"Settings", "UpdatePrompt", "UpdateSpeak", "UpdateThink",
+                          "InjectUserMessage", "InjectAgentMessage", "FunctionCallResponse",
+                          "KeepAlive", "AgentKeepAlive"})
+CLIENT_TYPES = STT_CONTROL | FLUX_CONTROL | TTS_CONTROL | AGENT_CLIENT
+
+SERVER_TYPES = frozenset({
+    # /v1/listen
+    "Results", "Metadata", "UtteranceEnd", "SpeechStarted",
+    # /v2/listen (Flux)
+    "Connected", "TurnInfo", "ConfigureSuccess", "ConfigureFailure",
+    # /v1/speak
+    "Flushed", "Cleared",
+    # agent
+    "Welcome", "SettingsApplied", "ConversationText", "UserStartedSpeaking", "AgentThinking",
+    "AgentStartedSpeaking", "AgentAudioDone", "FunctionCallRequest", "PromptUpdated",
+    "SpeakUpdated", "ThinkUpdated", "InjectionRefused", "History",
+    # several APIs
+    "Warning", "Error",
+})
+
+NOT_JSON = "(not JSON)"
+NO_TYPE = "(no type)"
+
+# SHA-256 of zero bytes: Deepgram's Metadata carries it when no audio arrived.
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    type: str  # the "type" field, or NOT_JSON / NO_TYPE
+    obj: Optional[dict]
+
+
+def parse_text(text: str) -> Parsed:
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return Parsed(NOT_JSON, None)
+    if not isinstance(obj, dict):
+        return Parsed(NO_TYPE, None)
+    t = obj.get("type")
+    return Parsed(t if isinstance(t, str) and t else NO_TYPE, obj)
+
+
+JSON_IN_BINARY = "JSON"  # a JSON document without a known type, sent as binary
+
+
+def control_in_binary(data: bytes) -> Optional[str]:
+    """The type of a JSON message sent as a binary frame, if it is one.
+
+    A control message gives its type; other JSON text gives JSON_IN_BINARY.  Only
+    the first <=64 bytes are available; {"type":"KeepAlive"} is 20 bytes.
+    """
+    head = data.lstrip()
+    if not head.startswith((b"{", b"[")):
+        return None
+    try:
+        obj = json.loads(head.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+        return obj["type"]
+    # truncated or odd spacing: look for a known type name among the first bytes
+    for t in sorted(CLIENT_TYPES, key=len, reverse=True):
+        if f'"{t}"'.encode() in head:
+            return t
+    return JSON_IN_BINARY if _looks_like_text(head) else None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    # Audio bytes are almost never printable for long; JSON text always is.
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head[:-3].decode("utf-8", "ignore")  # a character cut at the 64-byte edge
+    return len(head) >= 2 and all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _num(v: Any) -> Optional[float]:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The parts of a /v1/listen Results message the analysis uses."""
+    is_final: bool
+    speech_final: bool
+    start: Optional[float]
+    duration: Optional[float]
+    transcript: str
+    confidence: Optional[float]
+    channel: int
+    from_finalize: bool
+
+    @property
+    def end(self) -> Optional[float]:
+        if self.start is None or self.duration is None:
+            return None
+        return self.start + self.duration
+
+
+def parse_results(obj: dict) -> Result:
+    alt: dict = {}
+    channel = obj.get("channel")
+    if isinstance(channel, dict):
+        alts = channel.get("alternatives")
+        if isinstance(alts, list) and alts and isinstance(alts[0], dict):
+            alt = alts[0]
+    index = obj.get("channel_index")
+    ch = index[0] if isinstance(index, list) and index and isinstance(index[0], int) else 0
+    transcript = alt.get("transcript")
+    return Result(
+        is_final=obj.get("is_final") is True,
+        speech_final=obj.get("speech_final") is True,
+        start=_num(obj.get("start")),
+        duration=_num(obj.get("duration")),
+        transcript=transcript if isinstance(transcript, str) else "",
+        confidence=_num(alt.get("confidence")),
+        channel=ch,
+        from_finalize=obj.get("from_finalize") is True,
+    )
+
+
+def metadata_fields(obj: dict) -> dict:
+    """STT Metadata: the summary Deepgram sends after CloseStream."""
+    return {"request_id": obj.get("request_id"), "sha256": obj.get("sha256"),
+            "duration": _num(obj.get("duration")), "channels": obj.get("channels"),
+            "created": obj.get("created")}
+
+
+def error_fields(obj: dict) -> dict:
+    """Error / Warning bodies differ per API: description+code, or message, or err_msg."""
+    description = (obj.get("description") or obj.get("message") or obj.get("err_msg")
+                   or obj.get("variant"))
+    code = obj.get("code") or obj.get("err_code")
+    return {"description": description if isinstance(description, str) else None,
+            "code": code if isinstance(code, (str, int)) else None}
+
+
+def settings_audio(obj: dict) -> dict:
+    """Input audio format from a Voice Agent Settings message (audio.input)."""
+    audio = obj.get("audio") if isinstance(obj.get("audio"), dict) else {}
+    inp = audio.get("input") if isinstance(audio.get("input"), dict) else {}
+    rate = inp.get("sample_rate")
+    return {"encoding": inp.get("encoding") if isinstance(inp.get("encoding"), str) else None,
+            "sample_rate": rate if isinstance(rate, int) and not isinstance(rate, bool) else None}

@@ -1,0 +1,356 @@
+"""Secrets out of every output, by default.
+
+`redact_session(session)` rewrites a Session in place; `redact_text(s)` cleans free
+text.  Masks keep the scheme and the last 4 characters so two keys can be told
+apart (`Token ****cdef`, `Bearer ****(JWT)…ab12`), and are never masked again:
+redaction is idempotent.
+
+Structured places (Authorization, Sec-WebSocket-Protocol, secret query parameters,
+secret JSON keys) are masked by position; the raw secrets found there are then also
+replaced wherever else they were echoed (a target URL, an error body, a message).
+Patterns catch the rest: JWTs anywhere, `Token/Bearer <credential>`, 40-hex keys.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterable, Optional
+from urllib.parse import unquote_plus
+
+MASK = "****"
+_REDACTED = MASK + "(redacted)"
+
+SECRET_QUERY_PARAMS = frozenset({"token", "access_token", "authorization", "key",
+                                 "api_key", "apikey"})
+# JSON object keys whose value is a secret, in any nesting: /v1/auth/grant bodies
+# (access_token), Voice Agent Settings (third-party headers.authorization, credentials).
+SECRET_JSON_KEYS = frozenset({
+    "authorization", "proxy-authorization", "credentials", "access_token", "refresh_token",
+    "id_token", "api_key", "apikey", "x-api-key", "token", "password", "client_secret",
+    "secret", "secret_access_key", "session_token", "private_key",
+})
+SECRET_HEADERS = frozenset({"x-api-key", "api-key", "x-auth-token"})
+
+_SCHEMES = ("token", "bearer", "basic")
+_CRED_CHARS = r"A-Za-z0-9._~+/=\-"
+
+JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+# (query parameters named authorization are left to _QUERY_RE, which keeps URL form)
+_AUTH_LINE_RE = re.compile(
+    r"(?i)((?<![?&;])\b(?:proxy-)?authorization\s*[:=]\s*)(?!\s*\")([^\r\n,;&]+)")
+_SUBPROTOCOL_LINE_RE = re.compile(r"(?i)(\bsec-websocket-protocol\s*[:=]\s*)([^\r\n]+)")
+_QUERY_RE = re.compile(
+    r"(?i)([?&;](?:token|access_token|authorization|key|api_key|apikey)=)([^&\s#\"'<>]+)")
+_JSON_SECRET_RE = re.compile(
+    r"(?i)(\"(?:" + "|".join(re.escape(k) for k in sorted(SECRET_JSON_KEYS))
+    + r")\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\")")
+_SCHEME_CRED_RE = re.compile(
+    r"(?i)\b(token|bearer)(\s+|\s*,\s*)(?!\*)([" + _CRED_CHARS + r"]{16,})")
+_HEX40_RE = re.compile(r"(?<![0-9a-fA-F])[0-9a-f]{40}(?![0-9a-fA-F])")
+_SK_RE = re.compile(r"\bsk-[A-Za-z0-9_-]{20,}")
+
+
+def is_masked(s: str) -> bool:
+    return MASK in s
+
+
+def looks_like_jwt(s: str) -> bool:
+    return JWT_RE.fullmatch(s.strip()) is not None
+
+
+def mask_secret(secret: str) -> str:
+    """`****cdef`, or `****(JWT)…ab12` for a JWT; short secrets show nothing."""
+    s = secret.strip()
+    if not s or is_masked(s):
+        return s
+    if looks_like_jwt(s):
+        return f"{MASK}(JWT)…{s[-4:]}"
+    return MASK + s[-4:] if len(s) >= 12 else MASK
+
+
+def mask_credential(value: str) -> str:
+    """An Authorization-style value with its scheme kept: `Token ****cdef`."""
+    s = value.strip()
+    if is_masked(s):
+        return s
+    scheme, sep, cred = s.partition(" ")
+    if sep and scheme.lower() in _SCHEMES and cred.strip():
+        return f"{scheme} {mask_secret(cred)}"
+    return mask_secret(s)
+
+
+def credential_secret(value: str) -> str:
+    """The secret part of an Authorization-style value (scheme removed)."""
+    s = value.strip()
+    scheme, sep, cred = s.partition(" ")
+    return cred.strip() if sep and scheme.lower() in _SCHEMES else s
+
+
+def redact_subprotocol(value: str) -> str:
+    """`token, <key>` / `bearer, <jwt>`: the item after the scheme is the secret."""
+    parts = re.split(r"(,)", value)  # keep the separators: the value is shown as sent
+    out = []
+    secret_next = False
+    for part in parts:
+        item = part.strip()
+        if part == "," or not item:
+            out.append(part)
+            continue
+        if secret_next:
+            lead = part[:len(part) - len(part.lstrip())]
+            out.append(lead + mask_secret(item) + part[len(part.rstrip()):])
+            secret_next = False
+            continue
+        secret_next = item.lower() in ("token", "bearer")
+        out.append(redact_text(part))
+    return "".join(out)
+
+
+def subprotocol_secrets(value: str) -> list[str]:
+    items = [i.strip() for i in value.split(",")]
+    return [items[i + 1] for i in range(len(items) - 1)
+            if items[i].lower() in ("token", "bearer") and items[i + 1]]
+
+
+def _mask_query_value(raw: str) -> str:
+    value = unquote_plus(raw)
+    if is_masked(value):
+        return raw
+    # Spaces would end the value on a second pass; keep the URL form.
+    return mask_credential(value).replace(" ", "%20")
+
+
+def _mask_auth_value(value: str) -> str:
+    stripped = value.rstrip()
+    return mask_credential(stripped) + value[len(stripped):]
+
+
+def redact_text(s: Optional[str], literals: Iterable[str] = ()) -> Optional[str]:
+    """Mask every secret form in free text (headers, URLs, JSON, logs).
+
+    Repeated until nothing changes: masking one form can expose another to a
+    pattern (a header name inside another header's value), and a second call must
+    find nothing left to do.
+    """
+    if not s:
+        return s
+    literals = tuple(literals)
+    for _ in range(8):
+        cleaned = _redact_once(s, literals)
+        if cleaned == s:
+            break
+        s = cleaned
+    return s
+
+
+def _redact_once(s: str, literals: tuple[str, ...]) -> str:
+    for lit in literals:
+        if lit and len(lit) >= 8 and lit in s:
+            s = s.replace(lit, mask_secret(lit))
+    s = _AUTH_LINE_RE.sub(lambda m: m.group(1) + _mask_auth_value(m.group(2)), s)
+    s = _SUBPROTOCOL_LINE_RE.sub(lambda m: m.group(1) + redact_subprotocol(m.group(2)), s)
+    s = _QUERY_RE.sub(lambda m: m.group(1) + _mask_query_value(m.group(2)), s)
+    s = _JSON_SECRET_RE.sub(lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3), s)
+    s = JWT_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    s = _SCHEME_CRED_RE.sub(lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3)), s)
+    s = _HEX40_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    s = _SK_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    return s
+
+
+def redact_json(obj: Any, literals: Iterable[str] = ()) -> Any:
+    """A copy of a JSON-like value with secret keys masked and all strings cleaned."""
+    literals = tuple(literals)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if isinstance(k, str) and k.lower() in SECRET_JSON_KEYS:
+                out[k] = mask_credential(v) if isinstance(v, str) else (
+                    v if v is None or isinstance(v, bool) else _REDACTED)
+            else:
+                out[k] = redact_json(v, literals)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [redact_json(v, literals) for v in obj]
+    if isinstance(obj, str):
+        return redact_text(obj, literals)
+    return obj
+
+
+def json_secrets(obj: Any) -> list[str]:
+    """Raw secret strings under secret keys (all strings inside e.g. `credentials`)."""
+    found: list[str] = []
+
+    def strings(v: Any) -> None:
+        if isinstance(v, str):
+            found.append(credential_secret(v))
+        elif isinstance(v, dict):
+            for x in v.values():
+                strings(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                strings(x)
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(k, str) and k.lower() in SECRET_JSON_KEYS:
+                    strings(x)
+                else:
+                    walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    walk(obj)
+    return [s for s in found if s and not is_masked(s)]
+
+
+def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optional[str]:
+    """Clean a text message that may be JSON, keeping its original formatting.
+
+    Secrets under secret keys are replaced where they stand; when that leaves one
+    behind (a short or differently escaped value, a non-string `credentials`), the
+    message is re-serialised from the cleaned value instead.
+    """
+    if not text:
+        return text
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return redact_text(text, literals)
+    out = text
+    for secret in json_secrets(obj):
+        if len(secret) >= 8:
+            for form in (secret, json.dumps(secret)[1:-1]):
+                out = out.replace(form, mask_secret(secret))
+    out = redact_text(out, literals)
+    try:
+        clean = not json_secrets(json.loads(out)) and not _has_secret_containers(json.loads(out))
+    except ValueError:
+        clean = False
+    return out if clean else json.dumps(redact_json(obj, literals), ensure_ascii=False)
+
+
+def _has_secret_containers(obj: Any) -> bool:
+    """A dict/list left under a secret key (e.g. `credentials: {...}`) is not masked."""
+    if isinstance(obj, dict):
+        return any((isinstance(k, str) and k.lower() in SECRET_JSON_KEYS
+                    and isinstance(v, (dict, list)))
+                   or _has_secret_containers(v) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_has_secret_containers(v) for v in obj)
+    return False
+
+
+def _header_secrets(headers: list[list[str]]) -> list[str]:
+    found = []
+    for name, value in headers:
+        low = name.lower()
+        if low in ("authorization", "proxy-authorization"):
+            found.append(credential_secret(value))
+        elif low == "sec-websocket-protocol":
+            found.extend(subprotocol_secrets(value))
+        elif low in SECRET_HEADERS:
+            found.append(value.strip())
+    return found
+
+
+def redact_headers(headers: list[list[str]], literals: Iterable[str] = ()) -> None:
+    literals = tuple(literals)
+    for h in headers:
+        name, value = h[0], h[1]
+        low = name.lower()
+        if low in ("authorization", "proxy-authorization"):
+            h[1] = mask_credential(value)
+        elif low == "sec-websocket-protocol":
+            h[1] = redact_subprotocol(value)
+        elif low in SECRET_HEADERS:
+            h[1] = mask_secret(value)
+        elif low in ("cookie", "set-cookie"):
+            h[1] = _redact_cookie(value)
+        else:
+            h[1] = redact_text(value, literals)
+
+
+_COOKIE_ATTRIBUTES = frozenset({"path", "domain", "expires", "max-age", "samesite",
+                                "secure", "httponly", "partitioned"})
+
+
+def _redact_cookie(value: str) -> str:
+    # Cookie values are session credentials; names and Set-Cookie attributes stay.
+    parts = []
+    for part in value.split(";"):
+        name, eq, val = part.partition("=")
+        keep = not eq or name.strip().lower() in _COOKIE_ATTRIBUTES
+        parts.append(part if keep else f"{name}={mask_secret(val)}")
+    return ";".join(parts)
+
+
+def _query_secrets(query: dict) -> list[str]:
+    found = []
+    for k, v in query.items():
+        if k.lower() in SECRET_QUERY_PARAMS:
+            for item in (v if isinstance(v, list) else [v]):
+                if isinstance(item, str):
+                    found.append(credential_secret(item))
+    return found
+
+
+def redact_query(query: dict, literals: Iterable[str] = ()) -> None:
+    literals = tuple(literals)
+    for k, v in list(query.items()):
+        secret = k.lower() in SECRET_QUERY_PARAMS
+
+        def clean(item: Any) -> Any:
+            if not isinstance(item, str):
+                return item
+            return mask_credential(item) if secret else redact_text(item, literals)
+
+        query[k] = [clean(i) for i in v] if isinstance(v, list) else clean(v)
+
+
+def session_secrets(session: Any) -> list[str]:
+    """Raw secrets found in the structured places of a session (longest first)."""
+    hs = session.handshake
+    found = _header_secrets(hs.request_headers) + _header_secrets(hs.response_headers)
+    found += _query_secrets(hs.query)
+    if hs.body_json is not None:
+        found += json_secrets(hs.body_json)
+    for msg in session.messages:
+        if msg.text and "{" in msg.text:
+            try:
+                found += json_secrets(json.loads(msg.text))
+            except ValueError:
+                pass
+    unique = {s for s in found if s and len(s) >= 8 and not is_masked(s)}
+    return sorted(unique, key=len, reverse=True)
+
+
+def redact_session(session: Any) -> Any:
+    """Mask every secret in a Session in place (and return it)."""
+    literals = session_secrets(session)
+    hs = session.handshake
+    redact_headers(hs.request_headers, literals)
+    redact_headers(hs.response_headers, literals)
+    redact_query(hs.query, literals)
+    hs.target = redact_text(hs.target, literals)
+    hs.path = redact_text(hs.path, literals)
+    hs.body = redact_json_text(hs.body, literals)
+    if hs.body_json is not None:
+        hs.body_json = redact_json(hs.body_json, literals)
+    hs.dg_error = redact_text(hs.dg_error, literals)
+    hs.reason = redact_text(hs.reason, literals)
+    hs.subprotocol = redact_subprotocol(hs.subprotocol) if hs.subprotocol else hs.subprotocol
+    for msg in session.messages:
+        msg.text = redact_json_text(msg.text, literals)
+    for frame in (session.close.client, session.close.server):
+        if frame is not None:
+            frame.reason = redact_text(frame.reason, literals)
+    for f in session.findings:
+        f.message = redact_text(f.message, literals)
+        f.details = redact_json(f.details, literals)
+    for a in session.anomalies:
+        a.detail = redact_json(a.detail, literals)
+    session.extra = redact_json(session.extra, literals)
+    return session
