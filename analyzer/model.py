@@ -223,6 +223,8 @@ class Session:
     findings: list[Finding] = field(default_factory=list)
     # Filled by later layers (Deepgram, TLS); rendered when present.
     extra: dict[str, Any] = field(default_factory=dict)
+    # Activity per time interval (session.ActivityTimeline) for charts; not in the JSON contract.
+    timeline: Any = None
 
     def to_json(self) -> dict:
         out = {

@@ -41,6 +41,9 @@ class Options:
     # live views); None on the normal path so it costs one attribute test per frame.
     frame_hook: Optional[Callable] = None  # (session, direction, Frame)
     message_hook: Optional[Callable] = None  # (session, direction, Message)
+    # Every client binary payload byte, unmasked (audio export); None keeps audio unread.
+    binary_hook: Optional[Callable] = None  # (session, frame_header, chunk_bytes_or_missing_int)
+    session_hook: Optional[Callable] = None  # (session) once its connection has ended and rules ran
     extra: dict = field(default_factory=dict)
 
 
@@ -54,6 +57,7 @@ class _Analysis:
         self.last_time: Optional[float] = None
         self.keylog = KeyLog()
         self.capture = None
+        self.conclude: Callable[[Session], None] = lambda session: None
         self._secrets_seen = 0
 
     def sync_embedded_secrets(self) -> None:
@@ -153,6 +157,7 @@ class ConnectionAnalyzer:
                 self._finish_tls()
             if self.dg is not None:
                 self.dg.finish(self.session)
+            self.analysis.conclude(self.session)
         self.state = self.DONE
 
     def _tcp_evidence(self) -> None:
@@ -404,6 +409,10 @@ class ConnectionAnalyzer:
         compressed = bool(deflate)
         self._frame_parsers = (FrameParser(True, keep_binary=keep, deflate=compressed),
                                FrameParser(False, keep_binary=keep, deflate=compressed))
+        hook = self.analysis.options.binary_hook
+        if hook is not None:
+            session = self.session
+            self._frame_parsers[CLIENT].binary_sink = lambda frame, chunk: hook(session, frame, chunk)
         self._assemblers = (MessageAssembler(True, deflate, extensions, keep_binary=keep),
                             MessageAssembler(False, deflate, extensions, keep_binary=keep))
 
@@ -478,55 +487,91 @@ class TlsActivity:
         return {"activity": out, "alerts": self.alerts}
 
 
+class CaptureAnalyzer:
+    """The whole pipeline for one capture, sans-I/O: fed packets, gives sessions.
+
+    `analyze_capture()` feeds it from a file; live capture feeds it from a pipe.
+    """
+
+    def __init__(self, options: Optional[Options] = None, report: Optional[CaptureReport] = None):
+        self.options = options = options or Options()
+        self.report = report or CaptureReport(path="-", format=None)
+        self.analysis = _Analysis(self.report, options)
+        if options.keylog:
+            try:
+                self.analysis.keylog.load_file(options.keylog)
+            except OSError as e:
+                raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
+        self.decoder = PacketDecoder()
+        self._decode = self.decoder.decode
+        self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis))
+        self._tcp_packet = self.tracker.packet
+        self.first_time: Optional[float] = None
+        self.last_time: Optional[float] = None
+        self.packets = 0
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
+        self.analysis.conclude = self._conclude
+
+    def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
+        self.packets = frame_no
+        if self.first_time is None:
+            self.first_time = ts
+        self.last_time = ts
+        seg = self._decode(frame_no, linktype, data)
+        if seg is not None:
+            self.analysis.last_time = ts
+            self._tcp_packet(frame_no, ts, *seg)
+
+    def use_secrets_from(self, capture) -> None:
+        """Take TLS key logs embedded in a pcapng (read lazily, as the blocks arrive)."""
+        self.analysis.capture = capture
+
+    @property
+    def sessions(self) -> list[Session]:
+        """Sessions so far, in order of discovery (live views read this)."""
+        return self.analysis.sessions
+
+    def finish(self) -> list[Session]:
+        self.analysis.last_time = self.last_time
+        self.tracker.finish()
+        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        for i, s in enumerate(sessions, 1):
+            s.index = i
+        self.report.sessions = sessions
+        self.report.first_time, self.report.last_time = self.first_time, self.last_time
+        self.report.stats.update(decoder=dict(self.decoder.stats), tcp=dict(self.tracker.stats))
+        return sessions
+
+    def _conclude(self, session: Session) -> None:
+        # Runs as soon as a connection ends, so streaming and live views get final sessions.
+        session.findings = run_rules(session, self._ctx)
+        session.extra["diagnosis"] = diagnose(session)
+        hook = self.options.session_hook
+        if hook is not None:
+            hook(session)
+
+
 def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureReport:
     """Analyse one capture file. Raises CaptureError when it cannot be read at all."""
     options = options or Options()
     cap = open_capture(path)
     report = CaptureReport(path=path, format=cap.format, compressed=cap.compressed)
     report.bytes = cap.size
-    analysis = _Analysis(report, options)
-    analysis.capture = cap
-    if options.keylog:
-        try:
-            analysis.keylog.load_file(options.keylog)
-        except OSError as e:
-            raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
-    decoder = PacketDecoder()
-    decode = decoder.decode
-    tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, analysis))
-    packet = tracker.packet
+    analyzer = CaptureAnalyzer(options, report)
+    analyzer.use_secrets_from(cap)
+    packet = analyzer.packet
     progress = options.progress
-    first_time = last_time = None
-    n = 0
     try:
         with cap:
             for frame_no, ts, linktype, data in cap.packets():
-                n = frame_no
-                if first_time is None:
-                    first_time = ts
-                last_time = ts
-                seg = decode(frame_no, linktype, data)
-                if seg is not None:
-                    analysis.last_time = ts
-                    packet(frame_no, ts, *seg)
+                packet(frame_no, ts, linktype, data)
                 if progress is not None and not (frame_no & 0x3FFF):
                     progress(cap.bytes_read, frame_no)
     except KeyboardInterrupt:
         report.stats["interrupted"] = True
-    analysis.last_time = last_time
-    tracker.finish()
+    analyzer.finish()
     report.packets = cap.packet_count
-    report.first_time, report.last_time = first_time, last_time
-    report.stats.update(decoder=dict(decoder.stats), tcp=dict(tracker.stats))
-    report.findings.extend(capture_findings(cap, decoder, report))
-
-    ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
-    sessions = sorted(analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
-    for i, s in enumerate(sessions, 1):
-        s.index = i
-        s.findings = run_rules(s, ctx)
-        s.extra["diagnosis"] = diagnose(s)
-    report.sessions = sessions
+    report.findings.extend(capture_findings(cap, analyzer.decoder, report))
     return report
 
 
@@ -568,4 +613,4 @@ def _looks_like_capture(path: str) -> bool:
     return False
 
 
-__all__ = ["Options", "analyze_capture", "capture_files", "CaptureError"]
+__all__ = ["Options", "CaptureAnalyzer", "analyze_capture", "capture_files", "CaptureError"]

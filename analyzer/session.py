@@ -32,6 +32,55 @@ class _Silence:
         self.since_frame, self.since_time, self.active = frame, ts, True
 
 
+class ActivityTimeline:
+    """Per-interval frame and byte counts for charts, bounded however long the session.
+
+    Bins start at 1 s; past MAX_BINS the width doubles and neighbours merge, so memory
+    stays flat and a chart still covers the whole session.
+    """
+
+    MAX_BINS = 2048
+    __slots__ = ("origin", "width", "bins")
+
+    def __init__(self):
+        self.origin: Optional[float] = None
+        self.width = 1.0
+        # bin index -> [client frames, server frames, client bytes, server bytes, client audio bytes]
+        self.bins: dict[int, list[int]] = {}
+
+    def add(self, direction: int, ts: float, length: int, audio: bool) -> None:
+        if self.origin is None:
+            self.origin = ts
+        i = int((ts - self.origin) / self.width)
+        if i >= self.MAX_BINS:
+            self._coarsen(i)
+            i = int((ts - self.origin) / self.width)
+        b = self.bins.get(i)
+        if b is None:
+            b = self.bins[i] = [0, 0, 0, 0, 0]
+        b[direction] += 1
+        b[2 + direction] += length
+        if audio:
+            b[4] += length
+
+    def _coarsen(self, needed: int) -> None:
+        while needed >= self.MAX_BINS:
+            merged: dict[int, list[int]] = {}
+            for i, b in self.bins.items():
+                m = merged.setdefault(i // 2, [0, 0, 0, 0, 0])
+                for k in range(5):
+                    m[k] += b[k]
+            self.bins = merged
+            self.width *= 2
+            needed //= 2
+
+    def to_json(self) -> dict:
+        return {"origin": self.origin, "bin_seconds": self.width,
+                "bins": [[i] + b for i, b in sorted(self.bins.items())],
+                "columns": ["bin", "client_frames", "server_frames", "client_bytes", "server_bytes",
+                            "client_audio_bytes"]}
+
+
 class SessionRecorder:
     """Turns parsed frames and messages into the session model's aggregates."""
 
@@ -45,6 +94,8 @@ class SessionRecorder:
         self._message_opcode = [None, None]
         self._kept_text_bytes = 0
         self._measuring = False
+        self.timeline = ActivityTimeline()
+        session.timeline = self.timeline
         self._opened = False
 
     # -- the WebSocket stream starts (101 seen, or a frame stream found mid-connection)
@@ -85,6 +136,7 @@ class SessionRecorder:
         if op in (OP_TEXT, OP_BINARY, OP_CONT):
             self._message_opcode[direction] = None if f.fin else data_opcode
 
+        self.timeline.add(direction, f.time, f.length, data_opcode == OP_BINARY and direction == CLIENT)
         if direction == CLIENT:
             self.client_activity(f.frame, f.time, data_opcode == OP_BINARY and f.length > 0)
             if op == OP_CLOSE:

@@ -130,6 +130,8 @@ def close_codes(s: Session, ctx: RuleContext):
     for side, cf in (("client", s.close.client), ("server", s.close.server)):
         if cf is None or cf.code in (None, 1000, 1001) or (deepgram and side == "server"):
             continue
+        if s.close.initiator not in (None, side):
+            continue  # the usual echo of the peer's close: the initiator's code is the story
         yield Finding("close-code", WARNING,
                       f"The {side} closed with {cf.code}"
                       + (f" {cf.reason!r}" if cf.reason else "") + f" ({frame_ref(cf.frame)}).",
