@@ -28,10 +28,14 @@ class Finding:
     time: Optional[float] = None
     # Machine-readable evidence (numbers a test or another tool can check).
     details: dict[str, Any] = field(default_factory=dict)
+    # Wireshark display filter isolating the evidence (same tcp.stream numbering as Wireshark).
+    display_filter: Optional[str] = None
 
     def to_json(self) -> dict:
         out = {"id": self.id, "severity": self.severity, "message": self.message,
                "frames": list(self.frames), "time": self.time}
+        if self.display_filter:
+            out["display_filter"] = self.display_filter
         if self.details:
             out["details"] = self.details
         return out

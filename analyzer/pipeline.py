@@ -237,9 +237,11 @@ class ConnectionAnalyzer:
                 _, direction, content_type, length, frame, ts = ev
                 if content_type == 23 and self.session is not None:
                     self._tls_activity.record(direction, length, frame, ts)
-                    if direction == CLIENT and self.session.transport == "tls":
-                        # Without keys every client record counts as activity (it may be a KeepAlive).
-                        self.recorder.client_activity(frame, ts, True)
+                    if self.session.transport == "tls":
+                        self.recorder.timeline.add(direction, ts, length, False)
+                        if direction == CLIENT:
+                            # Without keys every client record counts as activity (it may be a KeepAlive).
+                            self.recorder.client_activity(frame, ts, True)
             elif kind == "handshake":
                 if self.session is not None and ev[1].get("decryption") == "ok":
                     self.session.transport = "tls-decrypted"
@@ -545,10 +547,23 @@ class CaptureAnalyzer:
     def _conclude(self, session: Session) -> None:
         # Runs as soon as a connection ends, so streaming and live views get final sessions.
         session.findings = run_rules(session, self._ctx)
+        for f in session.findings:
+            f.display_filter = display_filter(session.tcp_stream, f.frames)
         session.extra["diagnosis"] = diagnose(session)
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+def display_filter(tcp_stream: int, frames: list[int]) -> str:
+    """A Wireshark display filter that isolates a finding's evidence."""
+    base = f"tcp.stream eq {tcp_stream}"
+    if not frames:
+        return base
+    lo, hi = min(frames), max(frames)
+    if lo == hi:
+        return f"{base} && frame.number == {lo}"
+    return f"{base} && frame.number >= {lo} && frame.number <= {hi}"
 
 
 def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureReport:

@@ -28,6 +28,8 @@ def add_analysis_options(p) -> None:
                    help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact API keys, tokens and JWTs (the report then contains secrets)")
+    p.add_argument("--engine", choices=("native", "tshark"), default="native",
+                   help="native (default, fast) or tshark: the same report built from Wireshark's dissectors")
 
 
 def options_from(args):
@@ -41,10 +43,12 @@ def options_from(args):
     return Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets), None
 
 
-def analyze_paths(paths, options, show_secrets: bool):
+def analyze_paths(paths, options, show_secrets: bool, engine: str = "native"):
     """Analyse every capture under `paths`. Returns (captures, input_error)."""
     from ..capture import CaptureError
     from ..pipeline import analyze_capture, capture_files
+    if engine == "tshark":
+        from ..engines.tshark import analyze_capture_tshark as analyze_capture  # noqa: F811
     from ..redact import redact_session
 
     for p in paths:
@@ -100,7 +104,7 @@ def run(args) -> int:
     if args.show_secrets:
         sys.stderr.write("dgcap: warning: --show-secrets: this report contains API keys and tokens; "
                          "do not attach it to a ticket\n")
-    captures, input_error = analyze_paths(args.paths, options, args.show_secrets)
+    captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine)
     if not captures:
         return EXIT_INPUT
     report = Report(captures=captures, options={"gap_threshold": args.gap_threshold,
