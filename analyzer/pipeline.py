@@ -17,7 +17,7 @@ from .findings.capture_findings import capture_findings
 from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
                    parse_error_body, websocket_accept, body_text)
 from .model import CLIENT, SERVER, CaptureReport, Session
-from .session import OP_CLOSE, SessionRecorder
+from .session import OP_CLOSE, ActivityTimeline, SessionRecorder
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
 from .websocket import FrameParser, MessageAssembler, find_frame_sync
@@ -126,6 +126,8 @@ class ConnectionAnalyzer:
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         if self.recorder is not None:
             self.recorder.tcp_end(kind, direction, frame, ts)
+        if self._tls is not None and self._tls_activity is not None:
+            self._record_silence.tcp_end(kind, direction, frame, ts)
 
     def finish(self) -> None:
         if self._tls is not None:
@@ -222,6 +224,10 @@ class ConnectionAnalyzer:
         self._new_session(*first)
         self.session.transport = "tls"
         self._tls_activity = TlsActivity()
+        # Silences and activity measured on encrypted records, kept aside until we know
+        # whether decryption worked.
+        self._record_silence = SessionRecorder(Session(0, "", "", -1), self.analysis.options.gap_threshold)
+        self._record_timeline = ActivityTimeline()
         buffered, self._sniff, self._sniff_len = self._sniff, ([], []), [0, 0]
         for direction in (CLIENT, SERVER):
             for data, frame, ts in buffered[direction]:
@@ -237,11 +243,11 @@ class ConnectionAnalyzer:
                 _, direction, content_type, length, frame, ts = ev
                 if content_type == 23 and self.session is not None:
                     self._tls_activity.record(direction, length, frame, ts)
-                    if self.session.transport == "tls":
-                        self.recorder.timeline.add(direction, ts, length, False)
-                        if direction == CLIENT:
-                            # Without keys every client record counts as activity (it may be a KeepAlive).
-                            self.recorder.client_activity(frame, ts, True)
+                    self._record_timeline.add(direction, ts, length, False)
+                    if direction == CLIENT:
+                        # Every client record counts as activity (it may be a KeepAlive); used
+                        # when the records cannot be decrypted.
+                        self._record_silence.client_activity(frame, ts, True)
             elif kind == "handshake":
                 if self.session is not None and ev[1].get("decryption") == "ok":
                     self.session.transport = "tls-decrypted"
@@ -257,9 +263,15 @@ class ConnectionAnalyzer:
     def _finish_tls(self) -> None:
         info = dict(self._tls.info)
         info.update(self._tls_activity.to_json())
-        if self.session.transport == "tls":
+        decrypted = self.session.transport == "tls-decrypted" and self.session.frames[CLIENT].total + \
+            self.session.frames[SERVER].total > 0
+        if not decrypted:
+            self.session.transport = "tls"
+            silence = self._record_silence
+            silence.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
             # Records cannot be told apart, so there is no audio-only measurement to offer.
-            self.session.gaps = [g for g in self.session.gaps if g.kind == "any"]
+            self.session.gaps = [g for g in silence.session.gaps if g.kind == "any"]
+            self.session.timeline = self._record_timeline
             info["gaps_measured_on"] = "tls-records"
             info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
                             "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
@@ -285,10 +297,15 @@ class ConnectionAnalyzer:
         """A connection whose start is not in the capture: look for a WebSocket frame stream."""
         found = {}
         for direction in (CLIENT, SERVER):
-            buf = b"".join(d for d, _, _ in self._sniff[direction])
+            chunks = self._sniff[direction]
+            buf = b"".join(d for d, _, _ in chunks)
             if not buf:
                 continue
-            off = find_frame_sync(buf, None)
+            starts, pos = [], 0
+            for d, _, _ in chunks:
+                starts.append(pos)
+                pos += len(d)
+            off = find_frame_sync(buf, None, prefer=starts)
             if off is not None:
                 found[direction] = (off, bool(buf[off + 1] & 0x80) if off + 1 < len(buf) else False)
         if not found:

@@ -13,8 +13,10 @@ rules (masking, control frames, RSV bits, fragmentation) are the business of
 """
 from __future__ import annotations
 
+import itertools
+
 import struct
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
@@ -100,7 +102,7 @@ _RUN_FOUND, _RUN_UNDETERMINED, _RUN_INVALID = 0, 1, 2
 
 
 def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rsv1: bool,
-               span_limit: int, close_may_end: bool) -> int:
+               span_limit: int, close_may_end: bool, through_end: bool = False) -> int:
     """Is a run of 3 chained plausible headers starting at `start` in data[:end]?
 
     UNDETERMINED means more data could still make it FOUND.  With
@@ -110,9 +112,9 @@ def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rs
     """
     pos = start
     in_message: Optional[bool] = None  # unknown before the first frame
-    for index in range(3):
+    for index in (itertools.count() if through_end else range(3)):
         if end - pos < 2:
-            return _RUN_UNDETERMINED
+            return _RUN_FOUND if through_end and index else _RUN_UNDETERMINED
         b0 = data[pos]
         b1 = data[pos + 1]
         opcode = b0 & 0x0F
@@ -146,7 +148,7 @@ def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rs
         if masked:
             header_len += 4
         if end - pos < header_len:
-            return _RUN_UNDETERMINED
+            return _RUN_FOUND if through_end and index else _RUN_UNDETERMINED
         if length == 126:
             length = _unpack_u16(data, pos + 2)[0]
             if length < 126:
@@ -155,9 +157,11 @@ def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rs
             length = _unpack_u64(data, pos + 2)[0]
             if length < 65536 or length >> 63:
                 return _RUN_INVALID
-        if index == 2:
+        if index == 2 and not through_end:
             return _RUN_FOUND
         frame_end = pos + header_len + length
+        if through_end and frame_end >= end:
+            return _RUN_FOUND
         if frame_end - start > span_limit:
             return _RUN_INVALID
         if frame_end > end:
@@ -168,17 +172,26 @@ def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rs
     return _RUN_INVALID  # not reached: index 2 always returns
 
 
-def find_frame_sync(data, from_client: Optional[bool] = None, deflate: bool = False) -> Optional[int]:
+def find_frame_sync(data, from_client: Optional[bool] = None, deflate: bool = False,
+                    prefer: Iterable[int] = ()) -> Optional[int]:
     """Smallest offset in `data` where 3 consecutive plausible frame headers start.
 
     Plausible: valid opcode, RSV bits clear (RSV1 allowed on text/binary when
     `deflate`), control frames final and <= 125 bytes, masked iff `from_client`
     (when not None), minimal length encoding, consistent fragmentation, and each
     length landing exactly on the next header.  The third frame's payload may
-    run past the end of `data`.  None if there is no such offset.
+    run past the end of `data`.  Offsets in `prefer` are tried first, and win when
+    headers chain from there through the end of `data`.  None if there is no such offset.
     """
     n = len(data)
     want_masked = None if from_client is None else int(bool(from_client))
+    # Where the data is known to break (packet starts, for a connection picked up
+    # mid-stream), a chain of headers that runs consistently to the end of the data
+    # is far stronger evidence than three headers somewhere inside an audio payload.
+    for offset in prefer:
+        if offset < n and _check_run(data, offset, n, want_masked, deflate, n, False,
+                                     through_end=True) == _RUN_FOUND:
+            return offset
     for offset in range(max(0, n - 1)):
         if _check_run(data, offset, n, want_masked, deflate, n, False) == _RUN_FOUND:
             return offset
