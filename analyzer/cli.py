@@ -19,7 +19,7 @@ from typing import Optional
 from . import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-COMMANDS = ["report"]
+COMMANDS = ["report", "audio"]
 
 
 class _Parser(argparse.ArgumentParser):

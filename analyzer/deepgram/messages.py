@@ -6,6 +6,7 @@ the ones in Deepgram's API (see docs/deepgram-protocol.md).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -63,8 +64,9 @@ JSON_IN_BINARY = "JSON"  # a JSON document without a known type, sent as binary
 def control_in_binary(data: bytes) -> Optional[str]:
     """The type of a JSON message sent as a binary frame, if it is one.
 
-    A control message gives its type; other JSON text gives JSON_IN_BINARY.  Only
-    the first <=64 bytes are available; {"type":"KeepAlive"} is 20 bytes.
+    A control message gives its type; other JSON text gives the "type" it starts
+    with (e.g. "Audio"), else JSON_IN_BINARY.  Only the first <=64 bytes are
+    available; {"type":"KeepAlive"} is 20 bytes.
     """
     head = data.lstrip()
     if not head.startswith((b"{", b"[")):
@@ -79,7 +81,14 @@ def control_in_binary(data: bytes) -> Optional[str]:
     for t in sorted(CLIENT_TYPES, key=len, reverse=True):
         if f'"{t}"'.encode() in head:
             return t
-    return JSON_IN_BINARY if _looks_like_text(head) else None
+    if not _looks_like_text(head):
+        return None
+    # A JSON document cut at 64 bytes still shows its own "type" near the start.
+    m = _TYPE_FIELD.search(head)
+    return m.group(1).decode("ascii") if m else JSON_IN_BINARY
+
+
+_TYPE_FIELD = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([A-Za-z][A-Za-z0-9_.-]{0,39})"')
 
 
 def _looks_like_text(head: bytes) -> bool:
