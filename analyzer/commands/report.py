@@ -1,24 +1,45 @@
-"""`dgcap report PATH...`: every WebSocket session in the captures, with findings."""
+"""`dgcap report PATH...`: every WebSocket session in the captures, with findings.
+
+Formats: rich (terminal), json (docs/json-contract.md, validated by
+analyzer/schema/dgcap.report.schema.json), markdown and html (self-contained, with a
+timeline chart per session) for support tickets.  Several captures (or a folder) get
+a cross-capture summary first; `-j N` analyses them in N processes (the report keeps
+the input order); `--stream` prints a line per session as soon as its connection ends.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
+from typing import Callable, Optional
 
 from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, write_output
 from ..model import CaptureReport, Report
 
-FORMATS = ("rich", "json")
+FORMATS = ("rich", "json", "markdown", "html")
+MACHINE_FORMATS = ("json", "markdown", "html")
 
 
 def add_parser(sub) -> None:
     r = sub.add_parser("report", help="report every WebSocket session in the captures")
     r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
-    r.add_argument("--format", choices=FORMATS, default="rich")
+    r.add_argument("--format", choices=FORMATS, default="rich",
+                   help="rich (terminal, default), json (machine-readable), markdown or html (for a "
+                        "support ticket; html is one self-contained file with a timeline per session)")
     r.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     add_analysis_options(r)
     r.add_argument("--transcript", action="store_true", help="show the final transcript of each session")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar (it is shown on stderr when a capture takes more than half a "
+                        "second and stderr is a terminal)")
+    r.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="analyse N captures in parallel processes (0: one per CPU; default 1); the "
+                        "report keeps the order of the input")
+    r.add_argument("--stream", action="store_true",
+                   help="print a one-line summary of each session as soon as its connection ends, then "
+                        "the full report (on stderr when the report itself goes to stdout as "
+                        "json/markdown/html)")
 
 
 def add_analysis_options(p) -> None:
@@ -43,13 +64,16 @@ def options_from(args):
     return Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets), None
 
 
-def analyze_paths(paths, options, show_secrets: bool, engine: str = "native"):
-    """Analyse every capture under `paths`. Returns (captures, input_error)."""
-    from ..capture import CaptureError
-    from ..pipeline import analyze_capture, capture_files
-    if engine == "tshark":
-        from ..engines.tshark import analyze_capture_tshark as analyze_capture  # noqa: F811
-    from ..redact import redact_session
+def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
+                  progress: bool = False, stream: Optional[Callable[[str], None]] = None):
+    """Analyse every capture under `paths`. Returns (captures, input_error).
+
+    jobs > 1 analyses captures in that many processes (results in input order);
+    progress shows a progress bar on stderr (when it is a terminal); stream receives a
+    one-line summary of each session as soon as its connection ends (already redacted).
+    """
+    from ..pipeline import capture_files
+    from ..report.progress import ProgressDisplay
 
     for p in paths:
         if not os.path.exists(p):
@@ -59,33 +83,173 @@ def analyze_paths(paths, options, show_secrets: bool, engine: str = "native"):
     if not files:
         error(f"no capture files (pcap/pcapng) found in {', '.join(paths)}")
         return [], True
-    captures, input_error = [], False
-    for path in files:
-        try:
-            cap = analyze_capture(path, options)
-        except CaptureError as e:
-            error(f"{path}: {e}")
-            captures.append(CaptureReport(path=path, format=None, error=str(e)))
-            input_error = True
-            continue
-        except MemoryError:
-            error(f"{path}: out of memory while analysing (please report this capture)")
-            captures.append(CaptureReport(path=path, format=None, error="out of memory"))
-            input_error = True
-            continue
-        except Exception as e:  # a bug must not become a traceback in a user's terminal
-            if os.environ.get("DGCAP_DEBUG"):
-                raise
-            error(f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
-                  "please report it)")
-            captures.append(CaptureReport(path=path, format=None, error=f"internal error: {e}"))
-            input_error = True
-            continue
-        if not show_secrets:
-            for s in cap.sessions:
-                redact_session(s)
-        captures.append(cap)
+    display = ProgressDisplay(files, enabled=progress and sys.stderr.isatty())
+    try:
+        if jobs > 1 and len(files) > 1:
+            results = _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream)
+        else:
+            results = []
+            for i, path in enumerate(files):
+                opts = _with_hooks(options, path, show_secrets, stream,
+                                   (lambda b, n, i=i: display.update(i, b, n)) if display.enabled else None)
+                result = _analyze_one(path, opts, show_secrets, engine)
+                display.done(i)
+                _report_problems(path, result)
+                results.append(result)
+    finally:
+        display.close()
+    if jobs > 1 and len(files) > 1:
+        for path, result in zip(files, results):
+            _report_problems(path, result)
+    captures = [cap for cap, _ in results]
+    input_error = any(problem is not None for _, problem in results)
     return captures, input_error
+
+
+def _with_hooks(options, path: str, show_secrets: bool, stream, progress):
+    """A copy of `options` with the progress callback and the --stream session hook."""
+    changes = {}
+    if progress is not None:
+        changes["progress"] = progress
+    if stream is not None:
+        from ..report.progress import stream_line
+        previous = options.session_hook
+
+        def hook(session, previous=previous):
+            if previous is not None:
+                previous(session)
+            stream(stream_line(path, session, show_secrets))
+        changes["session_hook"] = hook
+    return dataclasses.replace(options, **changes) if changes else options
+
+
+def _analyze_one(path: str, options, show_secrets: bool, engine: str):
+    """(CaptureReport, problem) for one file; problem is None, or the error line to print."""
+    from ..capture import CaptureError
+    from ..pipeline import analyze_capture
+    if engine == "tshark":
+        from ..engines.tshark import analyze_capture_tshark as analyze_capture  # noqa: F811
+    from ..redact import redact_session
+    try:
+        cap = analyze_capture(path, options)
+    except CaptureError as e:
+        # open_capture's messages already start with the path: do not repeat it
+        msg = str(e) if str(e).startswith(f"{path}: ") else f"{path}: {e}"
+        return CaptureReport(path=path, format=None, error=str(e)), msg
+    except MemoryError:
+        return (CaptureReport(path=path, format=None, error="out of memory"),
+                f"{path}: out of memory while analysing (please report this capture)")
+    except Exception as e:  # a bug must not become a traceback in a user's terminal
+        if os.environ.get("DGCAP_DEBUG"):
+            raise
+        return (CaptureReport(path=path, format=None, error=f"internal error: {e}"),
+                f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
+                "please report it)")
+    if not show_secrets:
+        for s in cap.sessions:
+            redact_session(s)
+    return cap, None
+
+
+def _report_problems(path: str, result) -> None:
+    cap, problem = result
+    if problem is not None:
+        error(problem)
+        return
+    for f in cap.findings:
+        if f.id in ("capture-truncated", "analysis-interrupted"):
+            # The report says it too; this line reaches the terminal with -o and JSON.
+            sys.stderr.write(f"dgcap: warning: {path}: {f.message}\n")
+
+
+# -- parallel analysis: one capture per task, results pickled back -------------------
+
+_worker_queue = None
+
+
+def _worker_init(queue) -> None:
+    global _worker_queue
+    _worker_queue = queue
+    import signal
+    # Ctrl-C is the parent's to handle: it cancels the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker(index: int, path: str, options, show_secrets: bool, engine: str, stream: bool, progress: bool):
+    q = _worker_queue
+    send_line = (lambda line: q.put(("line", index, line))) if stream and q is not None else None
+    send_progress = ((lambda b, n: q.put(("progress", index, b, n))) if progress and q is not None else None)
+    opts = _with_hooks(options, path, show_secrets, send_line, send_progress)
+    return _analyze_one(path, opts, show_secrets, engine)
+
+
+def _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream):
+    import multiprocessing
+    import queue as queue_mod
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    # Callbacks do not cross process boundaries: workers add their own.
+    base = dataclasses.replace(options, progress=None, session_hook=None)
+    q = ctx.Queue() if (stream is not None or display.enabled) else None
+
+    def drain() -> None:
+        while q is not None:
+            try:
+                msg = q.get_nowait()
+            except queue_mod.Empty:
+                return
+            if msg[0] == "line" and stream is not None:
+                stream(msg[2])
+            elif msg[0] == "progress":
+                display.update(msg[1], msg[2], msg[3])
+
+    ex = ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx,
+                             initializer=_worker_init, initargs=(q,))
+    try:
+        futures = [ex.submit(_worker, i, path, base, show_secrets, engine, stream is not None, display.enabled)
+                   for i, path in enumerate(files)]
+        index = {f: i for i, f in enumerate(futures)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            drain()
+            for f in done:
+                display.done(index[f])
+            display.refresh()
+        # Lines a worker put just before returning may still be in the pipe.
+        if q is not None:
+            import time
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                try:
+                    msg = q.get(timeout=0.05)
+                except queue_mod.Empty:
+                    break
+                if msg[0] == "line" and stream is not None:
+                    stream(msg[2])
+        results = []
+        for path, f in zip(files, futures):
+            try:
+                results.append(f.result())
+            except BrokenProcessPool as e:
+                results.append((CaptureReport(path=path, format=None, error=f"worker process died: {e}"),
+                                f"{path}: the worker process analysing it died (out of memory?)"))
+        ex.shutdown(wait=True)
+        return results
+    except BaseException:
+        # Ctrl-C (workers ignore it) or a bug: stop the workers now rather than wait for them.
+        processes = list((getattr(ex, "_processes", None) or {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.terminate()
+        raise
+    finally:
+        if q is not None:
+            q.close()
 
 
 def exit_code(captures, input_error: bool) -> int:
@@ -101,10 +265,16 @@ def run(args) -> int:
     if problem:
         error(problem)
         return EXIT_INPUT
+    if args.jobs < 0:
+        error("-j/--jobs must be 0 (one per CPU) or a positive number of processes")
+        return EXIT_INPUT
+    jobs = args.jobs or os.cpu_count() or 1
     if args.show_secrets:
         sys.stderr.write("dgcap: warning: --show-secrets: this report contains API keys and tokens; "
                          "do not attach it to a ticket\n")
-    captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine)
+    stream = _stream_writer(args) if args.stream else None
+    captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine, jobs=jobs,
+                                          progress=not args.quiet, stream=stream)
     if not captures:
         return EXIT_INPUT
     report = Report(captures=captures, options={"gap_threshold": args.gap_threshold,
@@ -113,15 +283,47 @@ def run(args) -> int:
     return exit_code(captures, input_error)
 
 
+def _stream_writer(args) -> Callable[[str], None]:
+    """--stream lines go to stdout, unless the report itself is json/markdown/html on stdout."""
+    to_stderr = args.format in MACHINE_FORMATS and not args.output
+
+    def write(line: str) -> None:
+        out = sys.stderr if to_stderr else sys.stdout  # looked up now: a progress bar may redirect it
+        out.write(line + "\n")
+        out.flush()
+    return write
+
+
 def render(report: Report, args) -> None:
-    if args.format == "json":
-        write_output(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n", args.output)
+    from ..report.summary import cross_summary
+    fmt = args.format
+    transcript = getattr(args, "transcript", False)
+    summary = cross_summary(report.captures) if len(report.captures) > 1 else None
+    if fmt == "json":
+        doc = report.to_json()
+        if summary is not None:  # before the captures, so a reader sees it first
+            captures = doc.pop("captures")
+            doc["summary"] = summary
+            doc["captures"] = captures
+        write_output(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", args.output)
+        return
+    if fmt == "markdown":
+        from ..report.markdown import render_markdown
+        write_output(render_markdown(report, transcript=transcript, summary=summary), args.output)
+        return
+    if fmt == "html":
+        from ..report.html import render_html
+        write_output(render_html(report, transcript=transcript, summary=summary), args.output)
         return
     from rich.console import Console
     from ..report.rich_report import render_rich
+    from ..report.summary import render_summary_rich
     if args.output:
         console = Console(record=True, width=120, file=open(os.devnull, "w"))
-        render_rich(report, console, transcript=args.transcript)
-        write_output(console.export_text(), args.output)
     else:
-        render_rich(report, Console(), transcript=args.transcript)
+        console = Console()
+    if summary is not None:
+        render_summary_rich(summary, console)
+    render_rich(report, console, transcript=transcript)
+    if args.output:
+        write_output(console.export_text(), args.output)

@@ -78,6 +78,9 @@ def _session_panel(s: Session, transcript: bool) -> Panel:
     parts.append(_close(s))
     if s.findings:
         parts.append(_findings(s))
+    explained = _explanation(s)
+    if explained is not None:
+        parts.append(explained)
     if transcript and s.extra.get("transcript"):
         parts.append(Text.assemble(("Transcript: ", "bold"), s.extra["transcript"]))
     title = f"Session {s.index}: {s.client} → {s.server}  (tcp.stream {s.tcp_stream}, {s.transport})"
@@ -165,4 +168,25 @@ def _findings(s: Session) -> Table:
     for f in sorted_findings(s.findings):
         t.add_row(Text(f.severity, style=SEVERITY_STYLE.get(f.severity, "")), Text(f.id, style="bold"),
                   Text(f.message))
+        if f.display_filter:
+            t.add_row("", "", Text(f"filter: {f.display_filter}", style="dim"))
     return t
+
+
+def _explanation(s: Session):
+    """Deepgram's explanation of the server's close code, with next steps (report/content.py)."""
+    from .content import explanation
+    x = explanation(s)
+    if x is None:
+        return None
+    lines = [Text.assemble(("Deepgram: ", "bold"), (x.heading, "bold"))]
+    if x.text:
+        lines.append(Text(x.text))
+    if x.evidence:
+        lines.append(Text.assemble(("In this capture: ", "bold"), x.evidence))
+    if x.steps:
+        lines.append(Text("Next steps:", style="bold"))
+        lines += [Text(f"  {i}. {step}") for i, step in enumerate(x.steps, 1)]
+    if x.link:
+        lines.append(Text(f"More: {x.link}", style="dim"))
+    return Group(*lines)
