@@ -19,7 +19,7 @@ from typing import Optional
 from . import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-COMMANDS = ["report", "audio"]
+COMMANDS = ["report", "audio", "watch", "verify"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +54,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INPUT
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:  # -o into a missing folder or onto a directory, a full disk...
+        where = f"{e.filename}: " if e.filename else ""
+        error(f"{where}{e.strerror or e}")
+        return EXIT_INPUT
+    except Exception as e:  # a rendering bug must not become a traceback either
+        if os.environ.get("DGCAP_DEBUG"):
+            raise
+        error(f"internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; please report it)")
+        return EXIT_INPUT
 
 
 def write_output(text: str, path: Optional[str]) -> None:
@@ -61,15 +70,25 @@ def write_output(text: str, path: Optional[str]) -> None:
     if not path:
         sys.stdout.write(text)
         return
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        # A device or FIFO (/dev/null, a pipe): write to it; replacing it would destroy it.
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".dgcap-", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dgcap-", dir=folder)
+    except OSError as e:  # named after the report, not the temporary file
+        raise OSError(e.errno, f"cannot write the report: {e.strerror}", path) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, BrokenPipeError):
+            raise OSError(e.errno, f"cannot write the report: {e.strerror or e}", path) from None
         raise
 
 

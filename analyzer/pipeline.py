@@ -44,6 +44,13 @@ class Options:
     # Every client binary payload byte, unmasked (audio export); None keeps audio unread.
     binary_hook: Optional[Callable] = None  # (session, frame_header, chunk_bytes_or_missing_int)
     session_hook: Optional[Callable] = None  # (session) once its connection has ended and rules ran
+    # Every TLS application-data record (live views of sessions whose TLS keys are unknown).
+    record_hook: Optional[Callable] = None  # (session, direction, length, frame, ts)
+    # Resource limits against hostile or broken captures; each hit is a finding.
+    max_connections: int = 10_000  # TCP connections analysed at once (idle ones evicted first)
+    max_message: int = 1 << 20  # text/control bytes kept per message (message-too-big)
+    max_inflate: int = 64 << 20  # bytes inflated per compressed message (inflate-limit)
+    max_http_header: int = 64 << 10  # HTTP request/response head (http-header-overflow)
     extra: dict = field(default_factory=dict)
 
 
@@ -94,11 +101,17 @@ class ConnectionAnalyzer:
         self._tls_activity = None
         self._frame_hook = analysis.options.frame_hook
         self._message_hook = analysis.options.message_hook
+        self._record_hook = analysis.options.record_hook
+        self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
 
     # -- TCP handler interface -------------------------------------------------
     def data(self, direction: int, data, frame: int, ts: float) -> None:
         if self._tls is not None:
             self._tls_events(self._tls.feed(direction, data, frame, ts))
+            return
+        if self.state == self.WEBSOCKET:  # the hot path: _app_data -> _ws_data, inlined
+            for f in self._frame_parsers[direction].feed(data, frame, ts):
+                self._on_frame(direction, f)
             return
         self._app_data(direction, data, frame, ts)
 
@@ -181,8 +194,8 @@ class ConnectionAnalyzer:
         data = bytes(data)
         self._sniff[direction].append((data, frame, ts))
         self._sniff_len[direction] += len(data)
-        client_bytes = b"".join(d for d, _, _ in self._sniff[CLIENT])[:16]
-        server_bytes = b"".join(d for d, _, _ in self._sniff[SERVER])[:16]
+        client_bytes = _head(self._sniff[CLIENT])
+        server_bytes = _head(self._sniff[SERVER])
         if client_bytes and looks_like_request(client_bytes):
             self._start_http()
             return
@@ -196,10 +209,15 @@ class ConnectionAnalyzer:
             self._start_http()
             return
         if (self.conn.syn_frame is not None):
-            if client_bytes and len(client_bytes) >= 8:
+            if (client_bytes and len(client_bytes) >= 8) or max(self._sniff_len) >= SNIFF_BYTES:
                 self._give_up()
             return
-        self._try_midstream(final=False)
+        # Searching the whole buffer on every packet would be quadratic: search again only
+        # once it has doubled (or is full).
+        buffered = self._sniff_len[CLIENT] + self._sniff_len[SERVER]
+        if buffered >= self._next_sync_try or max(self._sniff_len) >= SNIFF_BYTES:
+            self._next_sync_try = 2 * buffered
+            self._try_midstream(final=False)
 
     def _give_up(self) -> None:
         self.state = self.DONE
@@ -243,6 +261,8 @@ class ConnectionAnalyzer:
                 _, direction, content_type, length, frame, ts = ev
                 if content_type == 23 and self.session is not None:
                     self._tls_activity.record(direction, length, frame, ts)
+                    if self._record_hook is not None:
+                        self._record_hook(self.session, direction, length, frame, ts)
                     self._record_timeline.add(direction, ts, length, False)
                     if direction == CLIENT:
                         # Every client record counts as activity (it may be a KeepAlive); used
@@ -282,8 +302,9 @@ class ConnectionAnalyzer:
 
     def _start_http(self) -> None:
         self.state = self.HTTP
-        self._req_parser = RequestParser()
-        self._resp_parser = ResponseParser()
+        limit = self.analysis.options.max_http_header
+        self._req_parser = RequestParser(max_header_bytes=limit)
+        self._resp_parser = ResponseParser(max_header_bytes=limit)
         buffered, self._sniff = self._sniff, ([], [])
         for direction in (CLIENT, SERVER):
             for data, frame, ts in buffered[direction]:
@@ -349,6 +370,7 @@ class ConnectionAnalyzer:
                 req = self._req_parser.feed(data)
                 if req is None:
                     if self._req_parser.error:
+                        self._header_overflow(CLIENT, self._req_parser.error, frame, ts)
                         self._give_up()
                     return
                 self._on_request(req, frame, ts)
@@ -362,8 +384,27 @@ class ConnectionAnalyzer:
                 return
             resp = self._resp_parser.feed(data)
             if resp is None:
+                if self._resp_parser.error and self._header_overflow(SERVER, self._resp_parser.error, frame, ts):
+                    self.state = self.DONE  # nothing after an endless head can be framed
                 return
             self._on_response(resp, frame, ts)
+
+    def _header_overflow(self, direction: int, error: str, frame: int, ts: float) -> bool:
+        """An HTTP head longer than max_http_header: a session anomaly, or (no session yet)
+        a capture-level count.  False for other parse errors (not HTTP at all)."""
+        if "header section longer than" not in error:
+            return False
+        limit = self.analysis.options.max_http_header
+        if self.recorder is not None:
+            self.recorder.anomaly("http-header-overflow", frame, ts, direction, {"limit": limit})
+            return True
+        found = self.analysis.report.stats.setdefault(
+            "http_header_overflow", {"count": 0, "limit": limit, "tcp_streams": [], "frames": []})
+        found["count"] += 1
+        if len(found["tcp_streams"]) < 20:
+            found["tcp_streams"].append(self.conn.stream)
+            found["frames"].append(frame)
+        return True
 
     def _early(self, data: bytes, frame: int, ts: float) -> None:
         if self._early_len + len(data) > EARLY_CLIENT_BYTES:
@@ -424,16 +465,18 @@ class ConnectionAnalyzer:
     # -- WebSocket -------------------------------------------------------------
     def _open_websocket(self, deflate, extensions: bool) -> None:
         self.state = self.WEBSOCKET
-        keep = self.analysis.options.keep_binary
+        options = self.analysis.options
+        keep, text = options.keep_binary, options.max_message
         compressed = bool(deflate)
-        self._frame_parsers = (FrameParser(True, keep_binary=keep, deflate=compressed),
-                               FrameParser(False, keep_binary=keep, deflate=compressed))
+        self._frame_parsers = (FrameParser(True, keep_binary=keep, keep_text=text, deflate=compressed),
+                               FrameParser(False, keep_binary=keep, keep_text=text, deflate=compressed))
         hook = self.analysis.options.binary_hook
         if hook is not None:
             session = self.session
             self._frame_parsers[CLIENT].binary_sink = lambda frame, chunk: hook(session, frame, chunk)
-        self._assemblers = (MessageAssembler(True, deflate, extensions, keep_binary=keep),
-                            MessageAssembler(False, deflate, extensions, keep_binary=keep))
+        limits = dict(keep_binary=keep, max_message=text, max_inflate=options.max_inflate)
+        self._assemblers = (MessageAssembler(True, deflate, extensions, **limits),
+                            MessageAssembler(False, deflate, extensions, **limits))
 
     def _ws_data(self, direction: int, data, frame: int, ts: float) -> None:
         for f in self._frame_parsers[direction].feed(data, frame, ts):
@@ -523,8 +566,10 @@ class CaptureAnalyzer:
                 raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
         self.decoder = PacketDecoder()
         self._decode = self.decoder.decode
-        self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis))
+        self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis),
+                                  max_connections=options.max_connections)
         self._tcp_packet = self.tracker.packet
+        self._tcp_segment = self.tracker.segment
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
@@ -539,7 +584,45 @@ class CaptureAnalyzer:
         seg = self._decode(frame_no, linktype, data)
         if seg is not None:
             self.analysis.last_time = ts
-            self._tcp_packet(frame_no, ts, *seg)
+            self._tcp_segment(frame_no, ts, seg)
+
+    def feed(self, records, progress: Optional[Callable[[int], None]] = None) -> None:
+        """packet() for each (frame_no, ts, linktype, data) of `records`, in one tight loop.
+
+        The result is the same as calling packet() for each; `packets`, `first_time` and
+        `last_time` are brought up to date when the loop ends (also by an exception).
+        progress(frame_no), when given, is called every 16384 frames.
+        """
+        records = iter(records)
+        if self.first_time is None:
+            for record in records:
+                self.packet(*record)
+                if progress is not None and not (record[0] & 0x3FFF):
+                    progress(record[0])
+                break
+        decode = self._decode
+        tcp_segment = self._tcp_segment
+        analysis = self.analysis
+        frame_no = None
+        try:
+            if progress is None:
+                for frame_no, ts, linktype, data in records:
+                    seg = decode(frame_no, linktype, data)
+                    if seg is not None:
+                        analysis.last_time = ts
+                        tcp_segment(frame_no, ts, seg)
+            else:
+                for frame_no, ts, linktype, data in records:
+                    seg = decode(frame_no, linktype, data)
+                    if seg is not None:
+                        analysis.last_time = ts
+                        tcp_segment(frame_no, ts, seg)
+                    if not (frame_no & 0x3FFF):
+                        progress(frame_no)
+        finally:
+            if frame_no is not None:
+                self.packets = frame_no
+                self.last_time = ts
 
     def use_secrets_from(self, capture) -> None:
         """Take TLS key logs embedded in a pcapng (read lazily, as the blocks arrive)."""
@@ -558,6 +641,7 @@ class CaptureAnalyzer:
             s.index = i
         self.report.sessions = sessions
         self.report.first_time, self.report.last_time = self.first_time, self.last_time
+        self.report.stats.setdefault("engine", {"name": "native"})  # tshark: analyzer/engines/tshark.py
         self.report.stats.update(decoder=dict(self.decoder.stats), tcp=dict(self.tracker.stats))
         return sessions
 
@@ -570,6 +654,16 @@ class CaptureAnalyzer:
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+def _head(chunks, size: int = 16) -> bytes:
+    """The first `size` bytes of buffered (bytes, frame, ts) chunks, without joining them all."""
+    out = b""
+    for data, _frame, _ts in chunks:
+        out += data
+        if len(out) >= size:
+            return out[:size]
+    return out
 
 
 def display_filter(tcp_stream: int, frames: list[int]) -> str:
@@ -591,14 +685,11 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
     report.bytes = cap.size
     analyzer = CaptureAnalyzer(options, report)
     analyzer.use_secrets_from(cap)
-    packet = analyzer.packet
     progress = options.progress
     try:
         with cap:
-            for frame_no, ts, linktype, data in cap.packets():
-                packet(frame_no, ts, linktype, data)
-                if progress is not None and not (frame_no & 0x3FFF):
-                    progress(cap.bytes_read, frame_no)
+            analyzer.feed(cap.packets(), None if progress is None else
+                          (lambda frame_no: progress(cap.bytes_read, frame_no)))
     except KeyboardInterrupt:
         report.stats["interrupted"] = True
     analyzer.finish()

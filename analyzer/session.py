@@ -108,10 +108,31 @@ class SessionRecorder:
         s = self.session
         counts = s.frames[direction]
         op = f.opcode
-        counts.payload_bytes += f.length
+        length = f.length
+        frame_no = f.frame
+        ts = f.time
+        counts.payload_bytes += length
         if counts.first_frame is None:
-            counts.first_frame, counts.first_time = f.frame, f.time
-        counts.last_frame, counts.last_time = f.frame, f.time
+            counts.first_frame, counts.first_time = frame_no, ts
+        counts.last_frame, counts.last_time = frame_no, ts
+        if op == OP_BINARY and length and f.fin:
+            # The common case (an audio chunk), with the general code below inlined.
+            counts.binary += 1
+            self._message_opcode[direction] = None
+            if direction == CLIENT:
+                self.timeline.add(CLIENT, ts, length, True)
+                if self._measuring:
+                    # client_activity(frame_no, ts, True) while measuring, inlined
+                    threshold = self.gap_threshold
+                    for silence in (self._any, self._audio):
+                        if silence.active and ts - silence.since_time > threshold:
+                            self._end_silence(silence, frame_no, ts, "frame")
+                        silence.since_frame, silence.since_time, silence.active = frame_no, ts, True
+                else:
+                    self.client_activity(frame_no, ts, True)
+            else:
+                self.timeline.add(direction, ts, length, False)
+            return
         data_opcode = None
         if op == OP_BINARY:
             counts.binary += 1
@@ -156,11 +177,16 @@ class SessionRecorder:
             return
         if not self._measuring:
             return
-        self._end_silence(self._any, frame, ts, "frame")
-        self._any.start(frame, ts)
+        # _end_silence(silence, frame, ts, "frame") then silence.start(frame, ts), inlined.
+        silence = self._any
+        if silence.active and ts - silence.since_time > self.gap_threshold:
+            self._end_silence(silence, frame, ts, "frame")
+        silence.since_frame, silence.since_time, silence.active = frame, ts, True
         if audio:
-            self._end_silence(self._audio, frame, ts, "frame")
-            self._audio.start(frame, ts)
+            silence = self._audio
+            if silence.active and ts - silence.since_time > self.gap_threshold:
+                self._end_silence(silence, frame, ts, "frame")
+            silence.since_frame, silence.since_time, silence.active = frame, ts, True
 
     def close_message(self, direction: int, code: Optional[int], reason: str, frame: int, ts: float) -> None:
         close = self.session.close

@@ -23,6 +23,12 @@ _unpack_ipv4 = Struct("!2xH2xHxB2x4s4s").unpack_from
 # Payload length, next header, src, dst.
 _unpack_ipv6 = Struct("!4xHBx16s16s").unpack_from
 _unpack_tcp = Struct("!HHIIBB").unpack_from
+# The common case in one call: Ethernet type, IPv4 version/IHL, total length, flags+fragment
+# offset, protocol, src, dst, then the TCP ports, seq, ack, data offset and flags (54 bytes).
+_unpack_eth_ipv4_tcp = Struct("!12xHBxHxxHxB2x4s4sHHIIBB").unpack_from
+
+# The payload of every segment that has none (pure ACKs): one shared empty view.
+_NO_PAYLOAD = memoryview(b"")
 
 # A segment: (src, dst, sport, dport, seq, ack, flags, payload, missing)
 Segment = tuple
@@ -66,6 +72,24 @@ class PacketDecoder:
     def decode(self, frame_no: int, linktype: int, data) -> Segment | None:
         self.packets += 1
         size = len(data)
+
+        # Fast path: untagged Ethernet, IPv4 without options, not a fragment.  Anything
+        # unusual falls through to the general code below, which decides the same way.
+        if linktype == 1 and size >= 54:
+            (ethertype, version_ihl, total_len, fragment, protocol, src, dst,
+             sport, dport, seq, ack, data_offset, flags) = _unpack_eth_ipv4_tcp(data, 0)
+            if ethertype == _ETHERTYPE_IPV4 and version_ihl == 0x45 and not fragment & 0x3FFF:
+                if protocol == 6:
+                    ip_end = 14 + total_len
+                    payload_start = 34 + ((data_offset >> 4) << 2)
+                    if 54 <= payload_start <= ip_end <= size:
+                        self.tcp += 1
+                        return (src, dst, sport, dport, seq, ack, flags,
+                                memoryview(data)[payload_start:ip_end] if payload_start != ip_end
+                                else _NO_PAYLOAD, 0)
+                elif total_len >= 20:
+                    self.non_tcp += 1
+                    return None
 
         # Link layer -> (offset of the IP header, IP version).
         if linktype == 1:  # Ethernet

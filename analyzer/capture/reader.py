@@ -118,12 +118,31 @@ class _GzipChunks(io.RawIOBase):
         return len(data)
 
 
+# Buffer of the reads behind records(): the default 8 KiB costs a system call every few
+# packets; 64 KiB reads the records ~20% faster.
+_READ_BUFFER = 1 << 16
+
+
 def _read_function(reader):
     """The read() for records.  For gzip, a C BufferedReader over _GzipChunks:
-    GzipFile.read is Python code run twice per packet, this is ~1.3x faster."""
-    if isinstance(reader.f, gzip.GzipFile):
-        return io.BufferedReader(_GzipChunks(reader.f), 1 << 16).read
-    return reader.f.read
+    GzipFile.read is Python code run twice per packet, this is ~1.3x faster.  For a
+    plain file, a BufferedReader with a larger buffer on the same descriptor, from the
+    current position (kept as reader._fast_file, which Capture.bytes_read then uses)."""
+    f = reader.f
+    if isinstance(f, gzip.GzipFile):
+        return io.BufferedReader(_GzipChunks(f), 1 << 16).read
+    try:
+        position = f.tell()
+        fast = open(f.fileno(), "rb", buffering=_READ_BUFFER, closefd=False)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return f.read
+    try:
+        fast.seek(position)
+    except OSError:
+        fast.close()
+        return f.read
+    reader._fast_file = fast
+    return fast.read
 
 
 class _PcapFile(RawPcapReader):
@@ -423,6 +442,9 @@ class Capture:
         if self._closed_bytes_read is not None:
             return self._closed_bytes_read
         try:
+            fast = getattr(self._reader, "_fast_file", None)  # see _read_function()
+            if fast is not None:
+                return fast.tell()
             return self._raw_file.tell()  # compressed bytes for gzip: comparable to size
         except (OSError, ValueError):
             return 0
@@ -430,6 +452,9 @@ class Capture:
     def close(self) -> None:
         if self._closed_bytes_read is None:
             self._closed_bytes_read = self.bytes_read
+            fast = getattr(self._reader, "_fast_file", None)
+            if fast is not None:
+                fast.close()  # closefd=False: the descriptor is the reader's to close
             self._reader.close()
 
     def __enter__(self) -> "Capture":

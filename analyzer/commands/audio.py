@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -300,8 +301,14 @@ def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> O
             results.append(False)
             continue
         final = namer.path(t.session, r.extension)
-        os.chmod(t.tmp, 0o666 & ~_umask())  # mkstemp makes it private; a normal file now
-        os.replace(t.tmp, final)
+        if os.path.exists(final) and not os.path.isfile(final):
+            # A device or FIFO (/dev/null, a pipe): copy into it; replacing would destroy it.
+            with open(t.tmp, "rb") as src, open(final, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.unlink(t.tmp)
+        else:
+            os.chmod(t.tmp, 0o666 & ~_umask())  # mkstemp makes it private; a normal file now
+            os.replace(t.tmp, final)
         t.tmp = None
         sys.stdout.write(_line(final, r) + "\n")
         note = namer.extension_note(final, r.extension)

@@ -123,6 +123,28 @@ class DeepgramAnalyzer:
             self._server(opcode, data, size, frame, time)
 
     def _client(self, opcode: int, data: bytes, size: int, frame: int, time: float) -> None:
+        if opcode == BINARY and size:
+            # The common case (an audio chunk): the general code below with the calls inlined.
+            events = self.client_data  # events.add(frame, time)
+            events.count += 1
+            if events.first_frame is None:
+                events.first_frame, events.first_time = frame, time
+            events.last_frame, events.last_time = frame, time
+            if len(events.frames) < events.KEEP:
+                events.frames.append(frame)
+            ctrl = control_in_binary(data)
+            if ctrl:
+                self._client_control_binary(ctrl, frame, time)
+                return
+            self.client_counts["audio"] += 1  # what _bump() does for "audio", always kept
+            if self.stream_end is not None:
+                self.audio_after_end.add(frame, time, size)
+            meter = self.meter
+            if meter is not None:
+                meter.add(time, size, frame)  # what _audio() does after the first chunk
+            else:
+                self._audio(data, size, frame, time)
+            return
         if opcode not in (TEXT, BINARY):
             return
         self.client_data.add(frame, time)
@@ -136,16 +158,19 @@ class DeepgramAnalyzer:
             return
         ctrl = control_in_binary(data)
         if ctrl:
-            _bump(self.client_counts, f"{ctrl} (binary)")
-            if ctrl in ("KeepAlive", "AgentKeepAlive"):
-                self.keepalive_binary.add(frame, time)
-            else:
-                self.json_in_binary.add(frame, time, type=ctrl)
+            self._client_control_binary(ctrl, frame, time)
             return
         _bump(self.client_counts, "audio")
         if self.stream_end is not None:
             self.audio_after_end.add(frame, time, size)
         self._audio(data, size, frame, time)
+
+    def _client_control_binary(self, ctrl: str, frame: int, time: float) -> None:
+        _bump(self.client_counts, f"{ctrl} (binary)")
+        if ctrl in ("KeepAlive", "AgentKeepAlive"):
+            self.keepalive_binary.add(frame, time)
+        else:
+            self.json_in_binary.add(frame, time, type=ctrl)
 
     def _client_text(self, text: str, frame: int, time: float) -> None:
         parsed = parse_text(text)

@@ -36,6 +36,24 @@ def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
         out.append(Finding("unsupported-linktype", WARNING,
                            f"Packets with unsupported link types were skipped: {desc}.", [], None,
                            {"linktypes": {str(k): v for k, v in unsupported.items()}}))
+    tcp = report.stats.get("tcp") or {}
+    evicted, over = tcp.get("connections_evicted", 0), tcp.get("connections_over_limit", 0)
+    if evicted or over:
+        out.append(Finding("connection-limit", WARNING,
+                           f"More than {tcp['max_connections']} TCP connections were open at once: "
+                           f"{evicted} half-open or idle ones (no payload yet) were closed early and "
+                           f"{over} new ones were not analysed (limit: Options.max_connections).",
+                           [], None, {"max_connections": tcp["max_connections"], "evicted": evicted,
+                                      "not_analysed": over}))
+    overflow = report.stats.get("http_header_overflow")
+    if overflow:
+        streams = ", ".join(map(str, overflow["tcp_streams"]))
+        out.append(Finding("http-header-overflow", WARNING,
+                           f"{overflow['count']} HTTP request head(s) grew past {overflow['limit']} bytes "
+                           f"without ending (tcp.stream {streams}); those connections were not analysed.",
+                           list(overflow["frames"]), None,
+                           {"count": overflow["count"], "limit": overflow["limit"],
+                            "tcp_streams": list(overflow["tcp_streams"])}))
     if st.get("malformed"):
         out.append(Finding("malformed-packets", INFO,
                            f"{st['malformed']} packets had malformed or short headers and were skipped.",

@@ -152,6 +152,8 @@ ANOMALY_FINDINGS = {
     "invalid-close-code": (WARNING, "a close frame carries an invalid status code"),
     "close-payload-one-byte": (WARNING, "a close frame has a one-byte payload"),
     "message-too-big": (WARNING, "a message exceeded the size kept for analysis (truncated)"),
+    "http-header-overflow": (WARNING, "the HTTP response head grew past the limit without ending; the "
+                                      "rest of the connection was not analysed"),
     "inflate-failed": (WARNING, "a compressed message could not be inflated"),
     "inflate-limit": (ERROR, "a compressed message inflates past the limit (decompression bomb?)"),
     "deflate-window-exceeded": (WARNING, "a peer used a larger deflate window than agreed"),

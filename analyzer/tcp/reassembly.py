@@ -85,7 +85,7 @@ class StreamReassembler:
             if recent is not None:
                 recent.append(payload)
                 self._recent_bytes += n
-                if self._recent_bytes > self.verify_window:
+                if self._recent_bytes > 2 * self.verify_window:
                     self._trim_recent()
             elif self.verify_window:
                 self._recent = deque((payload,))
@@ -285,10 +285,13 @@ class StreamReassembler:
             recent = self._recent = deque()
         recent.append(item)
         self._recent_bytes += size
-        if self._recent_bytes > self.verify_window:
+        if self._recent_bytes > 2 * self.verify_window:
             self._trim_recent()
 
     def _trim_recent(self) -> None:
+        # Trimming is lazy (at twice the window, so not on every segment) but exact: what
+        # remains is the shortest run of the latest items holding verify_window bytes, the
+        # same as trimming after every item would leave.  _verify_delivered trims first.
         recent = self._recent
         window = self.verify_window
         while len(recent) > 1:
@@ -301,6 +304,8 @@ class StreamReassembler:
 
     def _verify_delivered(self, mv, mv_start, end, frame_no) -> None:
         """Compare payload bytes [mv_start, end) with the delivered bytes still remembered."""
+        if self._recent_bytes > self.verify_window:
+            self._trim_recent()
         found = []
         item_end = self.next_offset
         for item in reversed(self._recent):

@@ -29,6 +29,8 @@ Newer Wireshark releases may have refined the SYN rule; this emulates 4.0.
 """
 from __future__ import annotations
 
+from collections import deque
+
 from .reassembly import SEQ_MASK, StreamReassembler
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -163,12 +165,24 @@ class TcpTracker:
     frame_no, ts)`` ("fin" once per direction, when the stream reaches it;
     "rst" once), ``finish()`` once the connection is over, and optionally
     ``abandon()`` instead of ``finish()`` when the connection is ignored.
+
+    ``max_connections`` (0: no limit) bounds the connections analysed at once.  At the
+    limit, a new connection first evicts the oldest live one that has carried no payload
+    yet (half-open or idle: it is finished as it stands); when every live connection
+    carries data, the new one is not analysed (it keeps its stream number).  Both are
+    counted in ``stats`` (connections_evicted, connections_over_limit).
     """
 
-    def __init__(self, factory, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024):
+    def __init__(self, factory, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024,
+                 max_connections: int = 0):
         self._factory = factory
         self.max_pending = max_pending
         self.verify_window = verify_window
+        self.max_connections = max_connections
+        self._live = 0
+        self._evictable: deque = deque()  # live connections in opening order (pruned lazily)
+        self._evicted = 0
+        self._over_limit = 0
         self._table: dict = {}
         self._next_stream = 0
         self._ignored = 0
@@ -181,6 +195,12 @@ class TcpTracker:
     # -- hot path ---------------------------------------------------------
 
     def packet(self, frame_no, ts, src, dst, sport, dport, seq, ack, flags, payload, missing=0):
+        self.segment(frame_no, ts, (src, dst, sport, dport, seq, ack, flags, payload, missing))
+
+    def segment(self, frame_no, ts, seg):
+        """packet() taking PacketDecoder's tuple (src, dst, sport, dport, seq, ack, flags,
+        payload, missing) as it is: cheaper than spreading it into arguments."""
+        src, dst, sport, dport, seq, ack, flags, payload, missing = seg
         if src < dst or (src == dst and sport < dport):
             key = (src, dst, sport, dport)
             side = 0
@@ -189,13 +209,19 @@ class TcpTracker:
             side = 1
         conn = self._table.get(key)
         if conn is None or flags & 7 or not conn._fast:
+            if (type(conn) is _Tombstone and not flags & SYN and conn._base0 is not None
+                    and conn._base1 is not None):
+                return  # ignored or over, both bases known: only a SYN can matter (_packet_slow)
             self._packet_slow(conn, key, side, frame_no, ts, seq, ack, flags, payload, missing)
             return
         conn.last_frame = frame_no
         conn.last_time = ts
         if flags & ACK:
             peer = conn._r[side ^ 1]
-            if ack != peer._next_seq:
+            nxt = peer._next_seq
+            # An ACK of data already delivered (at or behind next_seq, the usual case) changes
+            # nothing: acked() would return at once.
+            if ack != nxt and (nxt is None or (ack - nxt) & SEQ_MASK < 0x80000000):
                 chunks = peer.acked(ack, frame_no, ts)
                 if chunks:
                     self._deliver(conn, side ^ 1, chunks)
@@ -251,9 +277,13 @@ class TcpTracker:
                     holes += r.hole_count
                     hole_bytes += r.hole_bytes
                     conflicts += r.conflict_count
-        return {"connections": self._next_stream, "ignored_connections": self._ignored,
-                "retransmissions": retransmissions, "holes": holes,
-                "hole_bytes": hole_bytes, "conflicts": conflicts}
+        out = {"connections": self._next_stream, "ignored_connections": self._ignored,
+               "retransmissions": retransmissions, "holes": holes,
+               "hole_bytes": hole_bytes, "conflicts": conflicts}
+        if self.max_connections:
+            out.update(max_connections=self.max_connections, connections_evicted=self._evicted,
+                       connections_over_limit=self._over_limit)
+        return out
 
     def connection(self, src, dst, sport, dport):
         """The connection holding this 4-tuple (either order) now: a Connection,
@@ -280,7 +310,11 @@ class TcpTracker:
             # server's; with equal ports, the receiver of this first packet.
             key = conn._key
             conn._client_side = side ^ 1 if key[2 + side] < key[3 - side] else side
-        handler = self._factory(conn)
+        if self.max_connections and self._live >= self.max_connections and not self._evict_one():
+            self._over_limit += 1
+            handler = None
+        else:
+            handler = self._factory(conn)
         if handler is None:
             conn._state = _IGNORED
             self._ignored += 1
@@ -292,6 +326,24 @@ class TcpTracker:
         conn._state = _LIVE
         conn._r = (StreamReassembler(self.max_pending, self.verify_window),
                    StreamReassembler(self.max_pending, self.verify_window))
+        if self.max_connections:
+            self._live += 1
+            evictable = self._evictable
+            evictable.append(conn)
+            if len(evictable) > 2 * self.max_connections:
+                # Drop retired and data-carrying entries so the queue stays O(max_connections).
+                self._evictable = deque(c for c in evictable if c._state == _LIVE and _idle(c))
+
+    def _evict_one(self) -> bool:
+        """End the oldest live connection that has carried no payload; False if there is none."""
+        evictable = self._evictable
+        while evictable:
+            conn = evictable.popleft()
+            if conn._state == _LIVE and _idle(conn):
+                self._evicted += 1
+                self._end(conn, _CLOSED)
+                return True
+        return False
 
     def _packet_slow(self, conn, key, side, frame_no, ts, seq, ack, flags, payload, missing):
         if conn is None:
@@ -440,6 +492,8 @@ class TcpTracker:
             self._retire(conn, state)
 
     def _retire(self, conn, state) -> None:
+        if self.max_connections and conn._state == _LIVE:
+            self._live -= 1
         r = conn._r
         if r is not None:
             for reassembler in r:
@@ -458,3 +512,10 @@ class TcpTracker:
 
 def _stream_of(conn):
     return conn.stream
+
+
+def _idle(conn) -> bool:
+    """No payload byte delivered, pending or lost in either direction (a data-carrying
+    connection never becomes idle again)."""
+    r0, r1 = conn._r
+    return not (r0.next_offset or r1.next_offset or r0.pending_bytes or r1.pending_bytes)

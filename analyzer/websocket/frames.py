@@ -267,6 +267,23 @@ class FrameParser:
     # -- public API -------------------------------------------------------
 
     def feed(self, data, frame_no: int, ts: float) -> list[Frame]:
+        frame = self._frame
+        if frame is not None and self._pending is None and self._synced:
+            # Fast path: a chunk inside a payload that keeps nothing more and feeds no sink
+            # (the middle or the end of an audio frame): _parse -> _continue_payload, reduced
+            # to counting, as long as the chunk does not go past the payload.
+            n = len(data)
+            remaining = self._remaining
+            if 0 < n <= remaining and not self._keep and not self._to_sink:
+                frame.frame = frame_no
+                frame.time = ts
+                self._payload_offset += n
+                self.offset += n
+                if n < remaining:
+                    self._remaining = remaining - n
+                    return []
+                self._end_frame(frame)
+                return [frame]
         frames: list[Frame] = []
         if self._pending is not None:
             frames.append(self._pending)

@@ -175,7 +175,18 @@ class MessageAssembler:
 
     def frame(self, frame: Frame) -> tuple[list, list]:
         messages: list = []
-        self._frame(frame, messages)
+        opcode = frame.opcode
+        if ((opcode == OP_BINARY or opcode == OP_TEXT) and frame.fin and not frame.rsv
+                and self._message is None and self._closed_at is None
+                and frame.masked == self.from_client):
+            # The common case, a whole data message in one frame: what _frame() does
+            # once none of its checks can report anything.
+            self._single(Message(opcode, b"", 0, 0, False, frame.first_frame, frame.start_time,
+                                 frame.frame, frame.time), frame, messages)
+            if self._found is None:
+                return messages, _NO_ANOMALIES
+        else:
+            self._frame(frame, messages)
         return messages, self._take_found()
 
     def finish(self) -> tuple[list, list]:

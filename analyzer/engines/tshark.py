@@ -1,0 +1,590 @@
+"""The tshark engine: the session model built from Wireshark's dissection (through pyshark).
+
+`dgcap report --engine tshark` and `dgcap verify` use it as a second opinion on the native
+engine: TCP reassembly, TLS decryption, HTTP parsing, WebSocket framing, unmasking, message
+reassembly, permessage-deflate and close frames are all tshark's; everything after that
+(session recorder: counts, gaps, close; RFC 6455 message rules; Deepgram layer; findings;
+diagnosis; renderers) is the same code the native engine feeds.
+
+How a capture is analysed:
+
+1. The native engine runs first, only to learn which server ports carry WebSocket: tshark is
+   told with decode-as rules (`-d tcp.port==P,http`; for TLS `-d tcp.port==P,tls -d
+   tls.port==P,http`; for a frame stream picked up mid-connection `-d tcp.port==P,websocket`)
+   because it does not look for HTTP on arbitrary ports and its WebSocket heuristic is off by
+   default.  File-level facts that are not dissection (format, size, gzip) come from that run
+   too; nothing else does.
+2. `tshark -T fields` over every packet (tshark_dissect.stream_table): packet count, capture
+   times, and per tcp.stream the first/last packet, SYN, FIN and RST packets.
+3. pyshark over `http || websocket || tls` (tshark_dissect.dissect): handshakes, frames, TLS.
+4. Per tcp.stream, the events are replayed in frame order into `_TsharkConnection`, a
+   ConnectionAnalyzer (analyzer/pipeline.py) whose byte-level parsers are replaced by tshark's
+   records: `_on_request`/`_on_response` get Request/Response objects built from tshark's
+   fields, `_on_frame` gets Frames built from tshark's WebSocket fields, `tcp_end` gets the
+   FIN/RST packets, `finish` and the capture's conclude step (rules, display filters,
+   diagnosis) run unchanged.
+
+Frame numbers and tcp.stream numbers are tshark's own.  TLS keys: `-o tls.keylog_file:FILE`
+for --keylog / SSLKEYLOGFILE; tshark reads pcapng Decryption Secrets Blocks itself.
+
+ConnectionAnalyzer internals this module relies on (keep them in step):
+`_on_request`, `_on_response` (reads `_resp_parser.leftover`), `_open_websocket` (overridden),
+`_on_frame`, `_new_session`, `state`/`HTTP`/`WEBSOCKET`/`DONE`, `session`, `recorder`, `dg`,
+`_request`, `_response`, `finish` (reads `conn.syn_frame`, `conn.last_frame`,
+`conn.last_time`, `conn.reassemblers`, `_frame_parsers[d].finish/anomalies`,
+`_assemblers[d].finish`), and `CaptureAnalyzer._conclude`.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import re
+import shutil
+import subprocess
+import time
+from typing import Optional
+
+from ..capture import CaptureError, format_address
+from ..deepgram import DeepgramAnalyzer
+from ..http import Request, Response
+from ..http.head import parse_query
+from ..model import CLIENT, ERROR, SERVER, Anomaly, CaptureReport, Finding, Session
+from ..session import ActivityTimeline, SessionRecorder
+from ..pipeline import CaptureAnalyzer, ConnectionAnalyzer, Options, TlsActivity, analyze_capture
+from ..tls.suites import suite_name, version_name
+from ..websocket import Frame, MessageAssembler
+from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT
+from .tshark_dissect import Packet, StreamInfo, TsharkFailed, WsFrame, dissect, stream_table
+
+TSHARK_MISSING = ("tshark not found: install it with `apt-get install tshark` (Debian/Ubuntu) "
+                  "or Wireshark's installer; then re-run")
+
+KEEP_TEXT = 1 << 20  # as the native FrameParser: text and control payloads kept whole up to this
+
+
+class TsharkNotFound(CaptureError):
+    def __init__(self):
+        super().__init__(TSHARK_MISSING)
+
+
+def find_tshark() -> Optional[str]:
+    return shutil.which("tshark")
+
+
+@functools.lru_cache(maxsize=4)
+def tshark_version(tshark: str) -> str:
+    """"4.0.17" from `tshark --version` (the first line: "TShark (Wireshark) 4.0.17 (...)")."""
+    try:
+        out = subprocess.run([tshark, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    m = re.search(r"TShark \(Wireshark\) (\d+(?:\.\d+)*)", out)
+    return m.group(1) if m else "unknown"
+
+
+def decode_as_rules(native: CaptureReport) -> dict:
+    """Decode-as rules telling tshark what the native engine found on each server port."""
+    rules: dict = {}
+    for s in native.sessions:
+        try:
+            port = int(s.server.rsplit(":", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if s.transport.startswith("tls"):
+            rules.setdefault(f"tcp.port=={port}", "tls")
+            rules.setdefault(f"tls.port=={port}", "http")
+        elif s.midstream:
+            rules.setdefault(f"tcp.port=={port}", "websocket")
+        else:
+            rules.setdefault(f"tcp.port=={port}", "http")
+    return rules
+
+
+def analyze_capture_tshark(path: str, options: Optional[Options] = None,
+                           native: Optional[CaptureReport] = None) -> CaptureReport:
+    """Analyse one capture with tshark's dissectors. Raises CaptureError when it cannot be read.
+
+    `native`: the native engine's report of the same file with the same options, when the
+    caller has it already (dgcap verify); otherwise the native engine is run here first.
+    """
+    options = options or Options()
+    tshark = find_tshark()
+    if tshark is None:
+        raise TsharkNotFound()
+    started = time.perf_counter()
+    if native is None:
+        quiet = dataclasses.replace(options, frame_hook=None, message_hook=None, binary_hook=None,
+                                    session_hook=None, progress=None)
+        native = analyze_capture(path, quiet)
+    native_seconds = time.perf_counter() - started
+    report = CaptureReport(path=path, format=native.format, compressed=native.compressed)
+    report.bytes = native.bytes
+    rules = decode_as_rules(native)
+    prefs = {"tls.keylog_file": options.keylog} if options.keylog else {}
+    t0 = time.perf_counter()
+    # The stream table (a plain tshark run) goes on in a thread while pyshark dissects.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(stream_table, tshark, path)
+        try:
+            packets = dissect(tshark, path, rules, prefs, version=tshark_version(tshark),
+                              keep_binary=None if options.binary_hook is not None else options.keep_binary)
+            t1 = time.perf_counter()
+            table = pending.result()
+            packets = table.place(packets)
+        except TsharkFailed as e:
+            raise CaptureError(f"tshark cannot read it: {e}") from None
+        except Exception as e:  # pyshark wraps tshark's failures in its own exception types
+            if type(e).__module__.startswith("pyshark"):
+                problem = _first_line(pending) or str(e)
+                raise CaptureError(f"tshark (through pyshark) failed: {problem}") from None
+            raise
+    t2 = time.perf_counter()
+
+    builder = _Builder(report, options, table, native)
+    builder.build(packets)
+
+    report.packets = table.packets
+    report.first_time, report.last_time = table.first_time, table.last_time
+    report.stats.update(
+        engine={"name": "tshark", "version": tshark_version(tshark)},
+        tshark={"decode_as": [f"{k},{v}" for k, v in rules.items()],
+                "display_filter": "http || websocket || tls",
+                "seconds": {"native_port_discovery": round(native_seconds, 3),
+                            "pyshark": round(t1 - t0, 3), "stream_table_wait": round(t2 - t1, 3),
+                            "model": round(time.perf_counter() - t2, 3)}},
+        tcp={"connections": len(table.streams)})
+    for line in table.warnings:
+        if "cut short" in line or "appears to be damaged" in line or "corrupt" in line:
+            report.findings.append(Finding(
+                "capture-truncated", ERROR,
+                f"tshark: {line} The report covers the {table.packets} packets before it.",
+                [table.packets] if table.packets else [], table.last_time,
+                {"packets_read": table.packets}))
+            break
+    return report
+
+
+def _first_line(pending) -> Optional[str]:
+    """tshark's own complaint, when the stream-table run saw one (pyshark only says it crashed)."""
+    try:
+        pending.result()
+    except TsharkFailed as e:
+        return str(e)
+    except Exception:
+        return None
+    return None
+
+
+# -- stand-ins for what ConnectionAnalyzer reads of the TCP layer and the byte parsers ------
+
+class _Conn:
+    """A TCP connection as tshark's stream table describes it (ConnectionAnalyzer reads these)."""
+
+    def __init__(self, info: StreamInfo, client, server):
+        self.stream = info.stream
+        self.client, self.server = client, server
+        self.syn_frame = info.syn_frame
+        self.first_frame, self.first_time = info.first_frame, info.first_time
+        self.last_frame, self.last_time = info.last_frame, info.last_time
+        self.reassemblers = ()
+        self.role_guessed = info.syn_frame is None
+
+    def ignore(self) -> None:
+        pass
+
+
+class _NoBytes:
+    """Where ConnectionAnalyzer expects a byte parser: tshark parsed the bytes already."""
+
+    leftover = b""
+
+    def __init__(self):
+        self.anomalies: list = []
+
+    def finish(self, *args):
+        return None
+
+
+class _Inflated:
+    """Stands in for the assembler's Inflater: tshark already decompressed the message.
+
+    Fed the decompressed payload tshark shows (see _payloads); keeps a prefix like the
+    Inflater does and reports tshark's "Decompression failed" as an inflate error.
+    """
+
+    def __init__(self, max_inflate: int):
+        self.max_inflate = max_inflate
+        self.pending_error: Optional[str] = None
+        self.full_size: Optional[int] = None
+        self.begin(0)
+
+    def begin(self, keep: int) -> None:
+        self.keep = keep
+        self.output: list = []
+        self.kept = self.size = 0
+        self.limit_hit = self.window_exceeded = self.context_lost = self.stopped = False
+        self.error: Optional[str] = None
+
+    def feed(self, piece) -> None:
+        # The frame's payload may be a prefix of what tshark decompressed; full_size is all of it.
+        size, self.full_size = (self.full_size if self.full_size is not None else len(piece)), None
+        self.size += size
+        if self.size > self.max_inflate:
+            self.limit_hit = True  # as the native Inflater: a decompression bomb is an error finding
+        room = self.keep - self.kept
+        if room > 0 and piece:
+            part = bytes(piece[:room])
+            self.output.append(part)
+            self.kept += len(part)
+
+    def stop(self) -> None:
+        pass  # pieces are tshark's decompressed bytes, not a deflate stream that a gap breaks
+
+    def end(self, final: bool) -> None:
+        if self.pending_error is not None:
+            self.error, self.pending_error = self.pending_error, None
+
+
+class _TsharkAssembler(MessageAssembler):
+    """The native message rules over tshark's frames, with tshark's decompression."""
+
+    def __init__(self, from_client: bool, deflate, extensions: bool, **limits):
+        super().__init__(from_client, deflate, extensions, **limits)
+        if self._inflater is not None:
+            self._inflater = _Inflated(self.max_inflate)
+
+    def frame(self, frame):
+        inflater = self._inflater
+        if isinstance(inflater, _Inflated) and isinstance(frame, _TFrame):
+            if frame.inflate_failed:
+                inflater.pending_error = "tshark: Decompression failed"
+            inflater.full_size = frame.full_size
+        return super().frame(frame)
+
+
+class _TFrame(Frame):
+    """A Frame from tshark's fields; `payload` is what tshark shows (see _payloads), maybe a prefix."""
+    __slots__ = ("inflate_failed", "full_size")
+
+
+class _TsharkConnection(ConnectionAnalyzer):
+    """ConnectionAnalyzer fed tshark's records instead of TCP bytes."""
+
+    def __init__(self, conn, analysis):
+        super().__init__(conn, analysis)
+        self._resp_parser = _NoBytes()
+
+    def _open_websocket(self, deflate, extensions: bool) -> None:
+        # As ConnectionAnalyzer._open_websocket, with tshark's records instead of byte parsers.
+        self.state = self.WEBSOCKET
+        self._frame_parsers = (_NoBytes(), _NoBytes())
+        limits = _limits(self.analysis.options)
+        self._assemblers = (_TsharkAssembler(True, deflate, extensions, **limits),
+                            _TsharkAssembler(False, deflate, extensions, **limits))
+
+    def start_midstream(self, frame: int, ts: float) -> None:
+        # As ConnectionAnalyzer._try_midstream once it has found a frame stream.
+        self._new_session(frame, ts)
+        self.session.midstream = True
+        self.session.websocket = True
+        self.dg = DeepgramAnalyzer(self.session.handshake)
+        self.recorder.anomaly("midstream", frame, ts, None, {})
+        self._open_websocket(deflate=None, extensions=False)
+
+    def frame_anomaly(self, direction: int, kind: str, frame: int, ts: float, detail: dict) -> None:
+        """A stream-level anomaly (as the native FrameParser reports them, at finish)."""
+        if self._frame_parsers is not None:
+            self._frame_parsers[direction].anomalies.append((kind, frame, ts, detail))
+
+
+# -- building the sessions ------------------------------------------------------------------
+
+def _is_upgrade(req: Request) -> bool:
+    upgrade = (req.header("upgrade") or "").lower()
+    return "websocket" in upgrade or req.header("sec-websocket-key") is not None
+
+
+class _Builder:
+    def __init__(self, report: CaptureReport, options: Options, table, native: CaptureReport):
+        self.report = report
+        self.options = options
+        self.table = table
+        self.native_roles = {s.tcp_stream: s.client for s in native.sessions}
+        # The native CaptureAnalyzer provides the shared state and the conclude step
+        # (finding rules, display filters, diagnosis, session hook).
+        self.capture = CaptureAnalyzer(options, report)
+        self.analysis = self.capture.analysis
+        self.analysis.last_time = table.last_time
+        self._before_conclude: dict = {}
+        self.analysis.conclude = self._conclude
+
+    def _conclude(self, session: Session) -> None:
+        post = self._before_conclude.pop(id(session), None)
+        if post is not None:
+            post(session)
+        self.capture._conclude(session)
+
+    def build(self, packets: dict) -> None:
+        for stream in sorted(packets):
+            info = self.table.streams.get(stream)
+            if info is None:
+                continue
+            self._stream(info, packets[stream])
+        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        for i, s in enumerate(sessions, 1):
+            s.index = i
+        self.report.sessions = sessions
+
+    def _roles(self, info: StreamInfo, packets: list) -> tuple:
+        if info.syn_sender is not None:
+            client = info.syn_sender
+        elif info.synack_receiver is not None:
+            client = info.synack_receiver
+        else:
+            client = next((p.src for p in packets for m in p.http if m.kind == "request"), None)
+            if client is None:
+                client = self._native_client(info)
+            if client is None:
+                client = next((p.src for p in packets for f in p.ws if f.masked), info.first_sender)
+        others = [e for e in info.endpoints if e != client]
+        server = others[0] if others else client
+        return client, server
+
+    def _native_client(self, info: StreamInfo):
+        text = self.native_roles.get(info.stream)
+        if text is None:
+            return None
+        for e in info.endpoints:
+            if format_address(*e) == text:
+                return e
+        return None
+
+    def _stream(self, info: StreamInfo, packets: list) -> None:
+        client, server = self._roles(info, packets)
+        options = self.options
+        ca = _TsharkConnection(_Conn(info, client, server), self.analysis)
+        tls_stream = any(p.tls is not None for p in packets)
+        decrypted = tls_stream and any(p.tls is not None and p.tls.decrypted for p in packets)
+        tls_state = _TlsState(options.gap_threshold) if tls_stream else None
+        _payloads(packets, client)
+
+        events = [(p.frame, 0, p) for p in packets]
+        events += [(end[2], 1, end) for end in info.ends]
+        events += [(hole[1], -1, hole) for hole in info.holes]
+        events.sort(key=lambda e: (e[0], e[1]))
+        binary_hook = options.binary_hook
+        continuing_binary = [False, False]
+        for _, order, ev in events:
+            if order == 1:
+                kind, sender, frame, ts = ev
+                ca.tcp_end(kind, CLIENT if sender == client else SERVER, frame, ts)
+                continue
+            if order == -1:
+                sender, frame, ts, missing = ev
+                if ca.recorder is not None:
+                    ca.recorder.anomaly("tcp-hole", frame, ts, CLIENT if sender == client else SERVER,
+                                        {"bytes": missing})
+                continue
+            p: Packet = ev
+            direction = CLIENT if p.src == client else SERVER
+            if tls_state is not None and p.tls is not None:
+                if ca.session is None:
+                    # As native: a TLS connection is a session from its first record; the
+                    # decrypted handshake fills it in, and it is dropped at the end if it turns
+                    # out to be decrypted traffic that is not a WebSocket upgrade.
+                    ca._new_session(p.frame, p.time)
+                    ca.session.transport = "tls"
+                    if not decrypted:
+                        ca.state = ca.DONE
+                tls_state.packet(p, direction, ca.session, options)
+            for m in p.http:
+                if m.kind == "request" and direction == CLIENT:
+                    if ca._request is None and (ca.session is None or tls_stream):
+                        req = Request(m.method or "", m.target or "", m.path or "", parse_query(m.query or ""),
+                                      m.version or "", m.headers)
+                        if _is_upgrade(req):
+                            ca._on_request(req, m.frame, m.time)
+                            ca.state = ca.HTTP
+                            if decrypted:
+                                ca.session.transport = "tls-decrypted"
+                elif m.kind == "response" and direction == SERVER:
+                    if ca._request is not None and ca._response is None:
+                        resp = Response(m.version or "", m.status if m.status is not None else 0,
+                                        m.reason or "", m.headers, body=m.body)
+                        ca._on_response(resp, m.frame, m.time)
+            for wf in p.ws:
+                if ca.state != ca.WEBSOCKET:
+                    if ca.session is None and info.syn_frame is None and not tls_stream:
+                        first = info.first_data or (wf.frame, wf.time)
+                        ca.start_midstream(*first)
+                    else:
+                        continue
+                f = _frame(wf, options.keep_binary, getattr(options, "max_message", KEEP_TEXT))
+                _length_anomalies(ca, direction, wf)
+                if binary_hook is not None and direction == CLIENT and wf.payload is not None:
+                    if wf.opcode == OP_BINARY or (wf.opcode == OP_CONTINUATION and continuing_binary[direction]):
+                        if not wf.compressed:
+                            binary_hook(ca.session, f, wf.payload)
+                if wf.opcode in (OP_TEXT, OP_BINARY):
+                    continuing_binary[direction] = wf.opcode == OP_BINARY and not wf.fin
+                elif wf.opcode == OP_CONTINUATION and wf.fin:
+                    continuing_binary[direction] = False
+                ca._on_frame(direction, f)
+        if ca.session is not None and tls_state is not None:
+            if decrypted and ca._request is None:
+                self.analysis.sessions.remove(ca.session)  # ordinary HTTPS: not ours to report
+                ca.session = ca.recorder = None
+            else:
+                last_time = self.table.last_time
+                self._before_conclude[id(ca.session)] = lambda s: tls_state.finish(s, last_time)
+        ca.finish()
+
+
+def _limits(options: Options) -> dict:
+    """The assembler limits the native engine uses (the max_* options, where this version has them)."""
+    limits = {"keep_binary": options.keep_binary}
+    for name in ("max_message", "max_inflate"):
+        if hasattr(options, name):
+            limits[name] = getattr(options, name)
+    return limits
+
+
+def _frame(wf: WsFrame, keep_binary: int, keep_text: int = KEEP_TEXT) -> Frame:
+    header_len = 2 + (2 if wf.length_field == 126 else 8 if wf.length_field == 127 else 0) + (4 if wf.masked else 0)
+    f = _TFrame(wf.fin, wf.rsv, wf.opcode, wf.masked, wf.mask, wf.length, header_len,
+                wf.frame, wf.time, wf.frame, wf.time)
+    payload = wf.payload or b""
+    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, 9, 10) or (wf.opcode == OP_CONTINUATION) else keep_binary
+    f.payload = payload if len(payload) <= keep else payload[:keep]
+    f.inflate_failed = wf.inflate_failed
+    f.full_size = len(payload)
+    return f
+
+
+def _length_anomalies(ca: _TsharkConnection, direction: int, wf: WsFrame) -> None:
+    """What the native FrameParser notices in a header: a longer length encoding than needed."""
+    if wf.length_field == 126 and wf.length < 126:
+        ca.frame_anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 16})
+    elif wf.length_field == 127:
+        if wf.length < 65536:
+            ca.frame_anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 64})
+        if wf.length >> 63:
+            ca.frame_anomaly(direction, "length-msb-set", wf.frame, wf.time, {"length": wf.length})
+
+
+def _payloads(packets: list, client) -> None:
+    """Decide each frame's payload from what tshark shows, so messages come out as tshark has them.
+
+    tshark shows a fragmented message whole at its final fragment (websocket.fragments, then
+    the reassembled payload, decompressed when compressed); the earlier fragments show nothing
+    (or, for some continuations, their own bytes).  Uncompressed: each fragment gets its own
+    bytes back from the reassembly's fragment list, so the message rules see every fragment.
+    Compressed: the decompressed message goes with the final fragment (the assembler's
+    stand-in inflater only collects it).  Close frames get code + reason as payload.
+    """
+    pending: list = [[], []]  # frames of the data message in progress, per direction
+    for p in packets:
+        d = CLIENT if p.src == client else SERVER
+        for f in p.ws:
+            if f.opcode == OP_CLOSE:
+                if f.close_code is not None:
+                    f.payload = f.close_code.to_bytes(2, "big") + (f.close_reason or b"")
+                elif f.payload is None:
+                    f.payload = b""
+                continue
+            if f.opcode >= 8:
+                continue
+            if f.opcode in (OP_TEXT, OP_BINARY):
+                pending[d] = [f]
+            elif f.opcode == OP_CONTINUATION:
+                pending[d].append(f)
+            if not f.fin:
+                continue
+            frames, pending[d] = pending[d], []
+            if len(frames) < 2:
+                continue
+            compressed = frames[0].compressed
+            if compressed:
+                for g in frames[:-1]:
+                    g.payload = b""
+                f.payload = f.reassembled if f.reassembled is not None else (f.payload or b"")
+            elif f.fragments is not None and len(f.fragments) == len(frames):
+                for g, (_, piece) in zip(frames, f.fragments):
+                    g.payload = piece
+
+
+class _TlsState:
+    """TLS facts tshark shows for one connection, in the shape of the native `tls` object.
+
+    As the native engine: application-data records (outer type 23) are counted per direction,
+    and client records are measured for silences on a recorder of their own, used when the
+    session turns out not to be decrypted (no WebSocket frame seen).
+    """
+
+    def __init__(self, gap_threshold: float):
+        self.activity = TlsActivity()
+        self.silence = SessionRecorder(Session(0, "", "", -1), gap_threshold)
+        self.timeline = ActivityTimeline()
+        self.client_hello: Optional[dict] = None
+        self.server_hello: Optional[dict] = None
+        self.server_hello_frame: Optional[tuple] = None
+        self.first: Optional[tuple] = None
+
+    def packet(self, p: Packet, direction: int, session: Optional[Session], options: Options) -> None:
+        t = p.tls
+        if self.first is None:
+            self.first = (p.frame, p.time)
+        if t.client_hello is not None and self.client_hello is None:
+            self.client_hello = t.client_hello
+        if t.server_hello is not None and self.server_hello is None:
+            self.server_hello = t.server_hello
+            self.server_hello_frame = (p.frame, p.time)
+        record_hook = getattr(options, "record_hook", None)
+        for content_type, length in t.records:
+            if content_type == 23 and session is not None:
+                self.activity.record(direction, length, p.frame, p.time)
+                if record_hook is not None:
+                    record_hook(session, direction, length, p.frame, p.time)
+                self.timeline.add(direction, p.time, length, False)
+                if direction == CLIENT:
+                    self.silence.client_activity(p.frame, p.time, True)
+        for level, description in t.alerts:
+            self.activity.alerts.append({"direction": "client" if direction == CLIENT else "server",
+                                         "level": level, "description": description,
+                                         "frame": p.frame, "time": p.time})
+
+    def finish(self, session: Session, last_time: Optional[float]) -> None:
+        ch, sh = self.client_hello or {}, self.server_hello or {}
+        suite = sh.get("cipher_suite")
+        decrypted = session.transport == "tls-decrypted" and \
+            session.frames[CLIENT].total + session.frames[SERVER].total > 0
+        info = {
+            "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
+            "sni": ch.get("sni"),
+            "alpn_offered": ch.get("alpn_offered", []),
+            "alpn": sh.get("alpn"),
+            "cipher_suite": suite_name(suite) if suite is not None else None,
+            "cipher_suite_id": suite,
+            "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
+            "decryption": "ok" if session.transport == "tls-decrypted" else "no-keys",
+            "decrypted_by": "tshark",
+        }
+        if not decrypted:
+            if session.transport == "tls":
+                where = self.server_hello_frame or self.first
+                if where is not None:
+                    session.anomalies.append(Anomaly("tls-no-keys", where[0], where[1], None,
+                                                     {"reason": "not decrypted by tshark"}))
+            session.transport = "tls"
+            self.silence.finish(last_time if session.close.tcp_end == "open" else None)
+            # Records cannot be told apart, so there is no audio-only measurement to offer.
+            session.gaps = [g for g in self.silence.session.gaps if g.kind == "any"]
+            session.timeline = self.timeline
+            info["gaps_measured_on"] = "tls-records"
+        info.update(self.activity.to_json())
+        session.extra["tls"] = info
+
+
+__all__ = ["analyze_capture_tshark", "find_tshark", "tshark_version", "decode_as_rules",
+           "TsharkNotFound", "TSHARK_MISSING"]

@@ -1,0 +1,306 @@
+#!/usr/bin/env python3
+"""dgcap vs tshark on synthetic Deepgram captures: wall time, throughput, peak memory, and equal answers.
+
+    python bench/run.py --size 400M                    # one 400 MB pcap, 3 runs each
+    python bench/run.py --size 100M,400M --runs 5      # several sizes
+    python bench/run.py --size 400M --format pcapng
+    python bench/run.py --size 400M --tls              # wss:// sessions, decrypted with the key log
+    python bench/run.py --size 4G --runs 1             # big: needs ~4 GB free in --out
+
+For each size the capture is synthesised by bench/synth.py into --out (default /tmp/dgbench,
+deleted afterwards unless --keep; a kept capture with the same parameters is reused), then
+
+    dgcap report --format json FILE                                  [--keylog KEYS]
+    tshark -r FILE -Y websocket -T fields -e frame.number -e websocket.opcode \
+           -e websocket.payload.close.status_code                    [-o tls.keylog_file:KEYS]
+
+run alternately (the order flips every run), each in a child process whose wall time is
+taken around it and whose peak RSS comes from its own rusage (os.wait4).  Before any timing
+is believed, both outputs are checked: the report's WebSocket frames (client + server, summed
+over sessions) per opcode and the close status codes must equal tshark's, and both must equal
+what the generator wrote (OUT.truth.json).  Results are printed as a table and appended to
+--out/results.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import synth  # noqa: E402
+
+OPCODE_NAMES = {"0": "continuation", "1": "text", "2": "binary", "8": "close", "9": "ping", "10": "pong"}
+FRAME_KINDS = ("continuation", "text", "binary", "close", "ping", "pong", "other")
+
+
+REPO = os.path.dirname(HERE)
+
+
+def dgcap_command(path: str, keylog: str | None) -> list:
+    # `dgcap` itself, from this checkout (PYTHONPATH is set to it in run_child): the installed
+    # console script may point at another copy, and pyenv's shim adds a bash start-up.
+    cmd = [sys.executable, "-m", "analyzer.cli", "report", "--format", "json", path]
+    if keylog:
+        cmd += ["--keylog", keylog]
+    return cmd
+
+
+def tshark_command(path: str, keylog: str | None) -> list:
+    cmd = ["tshark", "-r", path, "-Y", "websocket", "-T", "fields", "-e", "frame.number",
+           "-e", "websocket.opcode", "-e", "websocket.payload.close.status_code"]
+    if keylog:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    return cmd
+
+
+def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
+    """Run cmd; wall time around it, peak RSS from its own rusage (ru_maxrss, KiB on Linux)."""
+    env = dict(os.environ)
+    env.pop("SSLKEYLOGFILE", None)  # dgcap would pick it up
+    env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"seconds": elapsed, "maxrss_kib": usage.ru_maxrss, "user": usage.ru_utime,
+            "sys": usage.ru_stime, "returncode": proc.returncode}
+
+
+# ------------------------------------------------------------------------------ answers
+
+def native_counts(report_path: str) -> dict:
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    capture = report["captures"][0]
+    if capture.get("error"):
+        raise SystemExit(f"dgcap could not read the capture: {capture['error']}")
+    frames = {"client": collections.Counter(), "server": collections.Counter()}
+    total = collections.Counter()
+    codes = collections.Counter()
+    for s in capture["sessions"]:
+        for d in ("client", "server"):
+            for kind in FRAME_KINDS:
+                n = s["frames"][d][kind]
+                if n:
+                    frames[d][kind] += n
+                    total[kind] += n
+            close = s["close"][d]
+            if close is not None and close["code"] is not None:
+                codes[str(close["code"])] += 1
+    return {"total": dict(total), "by_direction": {d: dict(c) for d, c in frames.items()},
+            "close_codes": dict(codes), "sessions": len(capture["sessions"]),
+            "websocket_sessions": sum(1 for s in capture["sessions"] if s["websocket"]),
+            "packets": capture["packets"]}
+
+
+def tshark_counts(tsv_path: str) -> dict:
+    total = collections.Counter()
+    codes = collections.Counter()
+    lines = 0
+    with open(tsv_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split("\t")
+            lines += 1
+            if len(fields) > 1 and fields[1]:
+                for op in fields[1].split(","):
+                    total[OPCODE_NAMES.get(op, "other")] += 1
+            if len(fields) > 2 and fields[2]:
+                for code in fields[2].split(","):
+                    codes[code] += 1
+    return {"total": dict(total), "close_codes": dict(codes), "packets_with_websocket": lines}
+
+
+def truth_counts(truth: dict) -> dict:
+    total = collections.Counter()
+    for d in ("client", "server"):
+        total.update(truth["ws_frames"][d])
+    return {"total": dict(total), "by_direction": truth["ws_frames"], "close_codes": truth["close_codes"]}
+
+
+def check(native: dict, tshark: dict, truth: dict) -> list:
+    problems = []
+    if native["total"] != tshark["total"]:
+        problems.append(f"frames per opcode differ: dgcap {native['total']} tshark {tshark['total']}")
+    if native["close_codes"] != tshark["close_codes"]:
+        problems.append(f"close codes differ: dgcap {native['close_codes']} tshark {tshark['close_codes']}")
+    t = truth_counts(truth)
+    if native["total"] != t["total"]:
+        problems.append(f"dgcap frames {native['total']} != generated {t['total']}")
+    for d in ("client", "server"):
+        if native["by_direction"][d] != t["by_direction"][d]:
+            problems.append(f"dgcap {d} frames {native['by_direction'][d]} != generated {t['by_direction'][d]}")
+    if native["close_codes"] != t["close_codes"]:
+        problems.append(f"dgcap close codes {native['close_codes']} != generated {t['close_codes']}")
+    if native["websocket_sessions"] != truth["sessions"]:
+        problems.append(f"dgcap found {native['websocket_sessions']} WebSocket sessions, generated {truth['sessions']}")
+    if native["packets"] != truth["packets"]:
+        problems.append(f"dgcap read {native['packets']} packets, generated {truth['packets']}")
+    return problems
+
+
+# ------------------------------------------------------------------------------ capture
+
+def ensure_capture(out_dir: str, size: str, fmt: str, tls: bool, args) -> dict:
+    name = f"dgbench-{size}{'-tls' if tls else ''}.{fmt}"
+    path = os.path.join(out_dir, name)
+    truth_path = path + ".truth.json"
+    params = {"sessions": args.sessions, "downloads": args.downloads, "ssh": args.ssh,
+              "download_rate": args.download_rate}
+    if os.path.exists(path) and os.path.exists(truth_path):
+        with open(truth_path) as f:
+            truth = json.load(f)
+        if (truth.get("synth_version") == synth.SYNTH_VERSION and truth.get("params") == params
+                and truth.get("seed") == args.seed and truth.get("bytes") == os.path.getsize(path)):
+            print(f"reusing {path}", flush=True)
+            truth["reused"] = True
+            return truth
+    cmd = [sys.executable, os.path.join(HERE, "synth.py"), path, "--size", size, "--format", fmt,
+           "--sessions", str(args.sessions), "--downloads", str(args.downloads), "--ssh", str(args.ssh),
+           "--download-rate", str(args.download_rate), "--seed", str(args.seed)]
+    if tls:
+        cmd.append("--tls")
+    print(f"synthesising {path} ...", flush=True)
+    began = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    with open(truth_path) as f:
+        truth = json.load(f)
+    print(f"  {truth['bytes'] / 1e6:,.1f} MB, {truth['packets']:,} packets, {truth['sessions']} Deepgram sessions "
+          f"in {time.perf_counter() - began:.1f} s", flush=True)
+    truth["reused"] = False
+    return truth
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            mem_kib = int(f.readline().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kib = 0
+    tshark = subprocess.run(["tshark", "--version"], capture_output=True, text=True).stdout.splitlines()
+    return (f"{os.cpu_count()} CPUs ({cpu}), {mem_kib / 2**20:.0f} GiB RAM, Python {platform.python_version()}, "
+            f"{tshark[0] if tshark else 'tshark ?'}")
+
+
+def bench_one(size: str, fmt: str, args) -> dict:
+    truth = ensure_capture(args.out, size, fmt, args.tls, args)
+    path, keylog = truth["path"], truth.get("keylog")
+    native_cmd = dgcap_command(path, keylog)
+    tshark_cmd = tshark_command(path, keylog)
+    base = path + ".out"
+    results = {"native": [], "tshark": []}
+    for run in range(args.runs):
+        order = ("native", "tshark") if run % 2 == 0 else ("tshark", "native")
+        for engine in order:
+            cmd = native_cmd if engine == "native" else tshark_cmd
+            r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
+            ok = r["returncode"] in ((0, 1) if engine == "native" else (0,))
+            if not ok:
+                with open(f"{base}.{engine}.err", errors="replace") as f:
+                    sys.stderr.write(f.read()[-2000:])
+                raise SystemExit(f"{engine} failed (exit {r['returncode']}): {' '.join(cmd)}")
+            results[engine].append(r)
+            print(f"  run {run + 1}/{args.runs} {engine:6} {r['seconds']:7.2f} s  peak RSS "
+                  f"{r['maxrss_kib'] / 1024:7.1f} MiB", flush=True)
+            if run == 0:  # outputs are the same every run: check once
+                if engine == "native":
+                    native = native_counts(f"{base}.native")
+                else:
+                    tshark = tshark_counts(f"{base}.tshark")
+    problems = check(native, tshark, truth)
+    summary = {"size": size, "format": fmt, "tls": args.tls, "bytes": truth["bytes"], "packets": truth["packets"],
+               "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
+               "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
+               "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "commands": {"native": "PYTHONPATH=" + REPO + " " + " ".join(native_cmd), "tshark": " ".join(tshark_cmd)}}
+    for engine in ("native", "tshark"):
+        rs = results[engine]
+        secs = statistics.median(r["seconds"] for r in rs)
+        summary[engine] = {"seconds_median": round(secs, 3), "seconds_all": [round(r["seconds"], 3) for r in rs],
+                           "packets_per_second": round(truth["packets"] / secs),
+                           "mb_per_second": round(truth["bytes"] / 1e6 / secs, 1),
+                           "peak_rss_mib": round(max(r["maxrss_kib"] for r in rs) / 1024, 1),
+                           "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3)}
+    summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
+    for suffix in (".native", ".tshark", ".native.err", ".tshark.err"):
+        if not args.keep and os.path.exists(base + suffix):
+            os.unlink(base + suffix)
+    if not args.keep and not truth.get("reused"):
+        for p in (path, path + ".truth.json", path + ".keys"):
+            if os.path.exists(p):
+                os.unlink(p)
+    return summary
+
+
+def print_table(summaries: list) -> None:
+    print()
+    print(f"| capture | engine | time (median) | packets/s | MB/s | peak RSS | tshark time / dgcap time |")
+    print(f"|---|---|---:|---:|---:|---:|---:|")
+    for s in summaries:
+        label = (f"{s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
+                 f"{s['packets']:,} packets, {s['sessions']} sessions")
+        for engine in ("native", "tshark"):
+            e = s[engine]
+            ratio = f"**{s['speedup']:.2f}x**" if engine == "native" else ""
+            print(f"| {label if engine == 'native' else ''} | {'dgcap' if engine == 'native' else 'tshark'} | "
+                  f"{e['seconds_median']:.2f} s | {e['packets_per_second']:,} | {e['mb_per_second']:,.1f} | "
+                  f"{e['peak_rss_mib']:,.0f} MiB | {ratio} |")
+    print()
+    for s in summaries:
+        status = "equal" if s["answers_equal"] else "DIFFERENT: " + "; ".join(s["problems"])
+        frames = ", ".join(f"{k} {v:,}" for k, v in sorted(s["frames"].items()))
+        print(f"{s['size']} {s['format']}{' tls' if s['tls'] else ''}: WebSocket frames {frames}; "
+              f"close codes {s['close_codes']}; dgcap vs tshark vs generator: {status}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--size", default="400M", help="comma-separated sizes: 100M,400M,4G (default 400M)")
+    p.add_argument("--format", default="pcap", help="pcap, pcapng or pcap,pcapng")
+    p.add_argument("--runs", type=int, default=3, help="runs per engine (median time, max RSS); default 3")
+    p.add_argument("--tls", action="store_true", help="Deepgram sessions in TLS 1.3, decrypted with a key log")
+    p.add_argument("--out", default="/tmp/dgbench", help="folder for captures and outputs (default /tmp/dgbench)")
+    p.add_argument("--keep", action="store_true", help="keep captures and outputs (and reuse kept captures)")
+    p.add_argument("--sessions", type=int, default=40, help="concurrent Deepgram sessions (default 40)")
+    p.add_argument("--downloads", type=int, default=1, help="concurrent HTTP downloads (default 1)")
+    p.add_argument("--download-rate", type=int, default=1_000_000, help="bytes/s per download")
+    p.add_argument("--ssh", type=int, default=3, help="concurrent SSH sessions (default 3)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if shutil.which("tshark") is None:
+        raise SystemExit("tshark not found on PATH")
+    os.makedirs(args.out, exist_ok=True)
+    print(machine(), flush=True)
+    summaries = []
+    for size in args.size.split(","):
+        for fmt in args.format.split(","):
+            s = bench_one(size.strip(), fmt.strip(), args)
+            summaries.append(s)
+            with open(os.path.join(args.out, "results.jsonl"), "a") as f:
+                f.write(json.dumps(s) + "\n")
+    print_table(summaries)
+    return 0 if all(s["answers_equal"] for s in summaries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The live dashboard in a real terminal (tmux): the silence counter of a session whose
+client stops sending goes green -> yellow (half the threshold) -> red with "SILENT"
+(over the threshold), then freezes at the server's close, at the value the final
+report gives for the gap.
+
+The server (captures/fake_deepgram.py) closes with 1011 NET-0001 after 6 s of client
+silence; dgcap watch runs with --gap-threshold 3.  tmux runs on its own socket.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_watch_loopback import ROOT, env, free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("dumpcap") is None or shutil.which("tmux") is None or os.geteuid() != 0,
+    reason="needs dumpcap, tmux and root")
+
+SGR = re.compile(r"\x1b\[([0-9;]*)m")
+# The silent cell: its colour codes, the seconds, and the marker over the threshold.
+CELL = re.compile(r"((?:\x1b\[[0-9;]*m)*)\s*(\d+\.\d) s(?:\x1b\[[0-9;]*m)*( SILENT)?")
+
+
+def silent_cell(line: str):
+    """(seconds, set of SGR parameters, marked) of the silent column in a dashboard row."""
+    cells = line.split("│")
+    # columns: "", #, client → server, endpoint, handshake, request id, audio, RTF, silent, ...
+    m = CELL.search(cells[8])
+    if m is None:
+        return None
+    params = {p for seq in SGR.findall(m.group(1)) for p in seq.split(";") if p}
+    return float(m.group(2)), params, bool(m.group(3))
+
+
+def level(params: set) -> str:
+    if "41" in params:
+        return "red"
+    if "33" in params:
+        return "yellow"
+    if "32" in params:
+        return "green"
+    return "?"
+
+
+class Tmux:
+    def __init__(self, tmp):
+        self.socket = f"dgcap-test-{os.getpid()}"
+        self.tmp = tmp
+
+    def __call__(self, *args, check=True) -> str:
+        res = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
+                             timeout=10, env={**env(), "TERM": "xterm-256color"})
+        if check:
+            assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    def pane(self, colours: bool = True) -> str:
+        return self("capture-pane", "-p", "-t", "watch", *(["-e"] if colours else []))
+
+
+def test_silent_counter_turns_yellow_then_red_and_freezes_at_the_close(tmp_path):
+    # tmux's server daemonizes through /dev/null ("daemon failed: No such device" otherwise).
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode), \
+        "/dev/null is not the null device (something replaced it, e.g. an atomic write to -o /dev/null)"
+    port = free_port()
+    out = tmp_path / "report.json"
+    rc_file = tmp_path / "rc"
+    cmd = (f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m analyzer.cli watch -i lo "
+           f"--filter 'tcp port {port}' --gap-threshold 3 --format json -o {shlex.quote(str(out))}; "
+           f"echo $? > {shlex.quote(str(rc_file))}; sleep 60")
+    tmux = Tmux(tmp_path)
+    environment = env()
+    environment.pop("NO_COLOR", None)
+    tmux("new-session", "-d", "-s", "watch", "-x", "200", "-y", "50",
+         "-e", f"PYTHONPATH={environment['PYTHONPATH']}", cmd)
+    try:
+        deadline = time.monotonic() + 20
+        while "dgcap watch lo" not in tmux.pane(colours=False):
+            assert time.monotonic() < deadline, tmux.pane(colours=False)
+            time.sleep(0.1)
+        driver = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "test_watch_loopback.py"), "drive", "--port", str(port),
+             "--workdir", str(tmp_path), "--timeout", "6", "net0001"],
+            cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        seen = []  # (seconds, colour, marked) of the session's silent cell, frame by frame
+        while driver.poll() is None:
+            for line in tmux.pane().splitlines():
+                if "listen" in line and "│" in line:
+                    cell = silent_cell(line)
+                    if cell is not None:
+                        seconds, params, marked = cell
+                        seen.append((seconds, level(params), marked))
+            time.sleep(0.1)
+        assert driver.returncode == 0, driver.stderr.read()
+        time.sleep(0.8)
+        final = tmux.pane()
+        tmux("send-keys", "-t", "watch", "C-c")
+        deadline = time.monotonic() + 20
+        while not rc_file.exists() or not rc_file.read_text().strip():
+            assert time.monotonic() < deadline, tmux.pane(colours=False)
+            time.sleep(0.1)
+        after = tmux.pane(colours=False)
+    finally:
+        tmux("kill-server", check=False)
+
+    # Colour follows the value in every frame (shown cut to tenths): < 1.5 green,
+    # 1.5..3.0 yellow, from 3.0 red + SILENT (red at 3.0 means 3.0x, over the threshold).
+    def consistent(seconds, colour, marked):
+        if colour == "red":
+            return marked and seconds >= 3.0
+        if colour == "yellow":
+            return not marked and 1.5 <= seconds <= 3.0
+        return colour == "green" and not marked and seconds < 1.5
+    assert [x for x in seen if not consistent(*x)] == []
+    colours = [c for s, c, m in seen]
+    assert {"green", "yellow", "red"} <= set(colours)
+    # ... in that order: once yellow, never green again until the end; once red, red.
+    first_yellow = colours.index("yellow")
+    first_red = colours.index("red")
+    assert first_yellow < first_red
+    assert set(colours[first_red:]) == {"red"}
+
+    report = json.loads(out.read_text())
+    assert rc_file.read_text().strip() == "1"  # the NET-0001 close is an error finding
+    (session,) = report["captures"][0]["sessions"]
+    assert (session["close"]["server"]["code"], session["close"]["client"]["code"]) == (1011, 1011)
+    any_gap = next(g for g in session["gaps"] if g["kind"] == "any")
+    assert (any_gap["before_frame"], any_gap["ended_by"]) == (session["close"]["server"]["frame"], "close")
+    # Frozen at the server's close: the dashboard shows the report's gap.
+    frozen = f"{math.floor(any_gap['seconds'] * 10 + 1e-9) / 10:.1f} s SILENT"
+    row = next(ln for ln in final.splitlines() if "listen" in ln and "│" in ln)
+    assert frozen in SGR.sub("", row)
+    assert "S:1011 C:1011 FIN" in SGR.sub("", row)
+    assert 6.0 <= any_gap["seconds"] < 6.5
+    # The last frame stays on screen after Ctrl-C, with the findings.
+    assert frozen in after and "client-gap" in after and "deepgram-close" in after
