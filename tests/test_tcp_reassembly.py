@@ -205,7 +205,7 @@ def test_hole_detected_by_ack_releases_buffered_data():
     r.segment(10, memoryview(b"xyz"), 2, 0.2)       # 9..11; 3..8 never captured
     assert r.acked(1 + 3, 3, 0.3) == ()             # the peer acks what we saw: nothing
     got = as_bytes(r.acked(1 + 12, 4, 0.4))
-    assert got == [(None, 4, 0.4, 6), (b"xyz", 4, 0.4, 0)]
+    assert got == [(None, 4, 0.4, 6), (b"xyz", 2, 0.2, 0)]  # data keeps its own packet
     assert r.holes == [(3, 6, 4, 0.4)]
     assert (r.hole_count, r.hole_bytes) == (1, 6)
     assert r.next_offset == 12
@@ -231,7 +231,7 @@ def test_old_and_duplicate_acks_do_nothing():
 def test_ack_landing_inside_a_buffered_segment_releases_all_of_it():
     r = fresh(0)
     r.segment(6, memoryview(b"fghij"), 1, 0.0)      # 5..9
-    assert as_bytes(r.acked(1 + 7, 2, 0.2)) == [(None, 2, 0.2, 5), (b"fghij", 2, 0.2, 0)]
+    assert as_bytes(r.acked(1 + 7, 2, 0.2)) == [(None, 2, 0.2, 5), (b"fghij", 1, 0.0, 0)]
     assert r.next_offset == 10
 
 
@@ -240,8 +240,8 @@ def test_ack_declares_several_holes_between_buffered_segments():
     r.segment(3, memoryview(b"cd"), 1, 0.0)         # 2..3
     r.segment(9, memoryview(b"ij"), 2, 0.0)         # 8..9
     got = as_bytes(r.acked(1 + 12, 3, 0.3))
-    assert got == [(None, 3, 0.3, 2), (b"cd", 3, 0.3, 0), (None, 3, 0.3, 4),
-                   (b"ij", 3, 0.3, 0), (None, 3, 0.3, 2)]
+    assert got == [(None, 3, 0.3, 2), (b"cd", 1, 0.0, 0), (None, 3, 0.3, 4),
+                   (b"ij", 2, 0.0, 0), (None, 3, 0.3, 2)]
     assert r.holes == [(0, 2, 3, 0.3), (4, 4, 3, 0.3), (10, 2, 3, 0.3)]
 
 
@@ -251,7 +251,7 @@ def test_flush_declares_holes_and_releases_everything():
     r.segment(10, memoryview(b"xyz"), 2, 0.2)
     r.segment(20, memoryview(b"!"), 3, 0.3)
     got = as_bytes(r.flush(9, 0.9))
-    assert got == [(None, 9, 0.9, 6), (b"xyz", 9, 0.9, 0), (None, 9, 0.9, 7), (b"!", 9, 0.9, 0)]
+    assert got == [(None, 9, 0.9, 6), (b"xyz", 2, 0.2, 0), (None, 9, 0.9, 7), (b"!", 3, 0.3, 0)]
     assert r.holes == [(3, 6, 9, 0.9), (12, 7, 9, 0.9)]
     assert r.next_offset == 20
     assert r.flush(10, 1.0) == ()
@@ -302,11 +302,11 @@ def test_max_pending_overflow_declares_the_hole_and_releases():
     assert r.segment(11, memoryview(b"KLMN"), 1, 0.1) == ()        # 10..13
     assert r.pending_bytes == 4
     got = as_bytes(r.segment(21, memoryview(b"UVW"), 2, 0.2))     # 20..22 -> 7 > 6
-    assert got == [(None, 2, 0.2, 10), (b"KLMN", 2, 0.2, 0)]
+    assert got == [(None, 2, 0.2, 10), (b"KLMN", 1, 0.1, 0)]
     assert r.holes == [(0, 10, 2, 0.2)]
     assert r.pending_bytes == 3
     assert r.next_offset == 14
-    assert as_bytes(r.flush(3, 0.3)) == [(None, 3, 0.3, 6), (b"UVW", 3, 0.3, 0)]
+    assert as_bytes(r.flush(3, 0.3)) == [(None, 3, 0.3, 6), (b"UVW", 2, 0.2, 0)]
 
 
 def test_no_syn_first_segment_sets_the_base():

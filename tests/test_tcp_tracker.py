@@ -147,7 +147,7 @@ def test_hole_detected_from_the_peers_ack():
     assert h.log == [
         ("data", 0, 0, b"aaaa", 4, 0.4),
         ("hole", 0, 0, 4, 6, 0.6),
-        ("data", 0, 0, b"cccc", 6, 0.6),
+        ("data", 0, 0, b"cccc", 5, 0.5),  # released by the ACK, carried by packet 5
         ("data", 0, 1, b"resp", 6, 0.6),
     ]
     assert h.conns[0].reassemblers[0].holes == [(4, 4, 6, 0.6)]
@@ -192,7 +192,7 @@ def test_rst_ends_the_connection_flushing_both_directions():
     h.c2s(CISN + 1, SISN + 1, ACK, b"late")               # 6: after the end
     assert h.log == [
         ("hole", 0, 0, 4, 5, 0.5),
-        ("data", 0, 0, b"tail", 5, 0.5),
+        ("data", 0, 0, b"tail", 4, 0.4),
         ("rst", 0, 1, 5, 0.5),
         ("finish", 0),
     ]

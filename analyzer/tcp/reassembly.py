@@ -172,7 +172,7 @@ class StreamReassembler:
             new_from = nxt
         else:
             new_from = start
-        if not self._insert(new_from, end, mv, start, data_end, frame_no):
+        if not self._insert(new_from, end, mv, start, data_end, frame_no, ts):
             self.retransmissions += 1
             return NO_CHUNKS
         out = []
@@ -183,7 +183,7 @@ class StreamReassembler:
                 self._advance(self._pending[0][0], frame_no, ts, out)
         return out or NO_CHUNKS
 
-    def _insert(self, start, end, mv, mv_start, data_end, frame_no) -> int:
+    def _insert(self, start, end, mv, mv_start, data_end, frame_no, ts) -> int:
         """Buffer the parts of [start, end) not buffered yet; return how many bytes were new.
 
         Bytes in [data_end, end) were cut by the snaplen: buffered as a known hole.
@@ -199,11 +199,11 @@ class StreamReassembler:
         cursor = start
         while cursor < end and i < count:
             entry = pending[i]
-            p_start, p_end, p_data = entry
+            p_start, p_end, p_data = entry[0], entry[1], entry[2]
             if p_start >= end:
                 break
             if cursor < p_start:
-                added += self._piece(merged, cursor, p_start, mv, mv_start, data_end)
+                added += self._piece(merged, cursor, p_start, mv, mv_start, data_end, frame_no, ts)
             if p_data is not None:
                 a = cursor if cursor > p_start else p_start
                 b = p_end if p_end < end else end
@@ -215,29 +215,37 @@ class StreamReassembler:
             cursor = p_end
             i += 1
         if cursor < end:
-            added += self._piece(merged, cursor, end, mv, mv_start, data_end)
+            added += self._piece(merged, cursor, end, mv, mv_start, data_end, frame_no, ts)
         if added:
             pending[lo:i] = merged
         return added
 
-    def _piece(self, merged, a, b, mv, mv_start, data_end) -> int:
+    def _piece(self, merged, a, b, mv, mv_start, data_end, frame_no, ts) -> int:
         if a < data_end:
             cut = b if b < data_end else data_end
-            merged.append((a, cut, mv[a - mv_start:cut - mv_start]))
+            merged.append((a, cut, mv[a - mv_start:cut - mv_start], frame_no, ts))
             self.pending_bytes += cut - a
         if b > data_end:
-            merged.append((a if a > data_end else data_end, b, None))
+            merged.append((a if a > data_end else data_end, b, None, frame_no, ts))
         return b - a
 
-    def _drain(self, frame_no, ts, out) -> None:
+    def _drain(self, frame_no, ts, out, own_packets=False) -> None:
+        """Deliver the buffered bytes that are now in order.
+
+        Filled by a late segment, they become readable at that segment's packet (as
+        Wireshark shows a reassembled PDU); released past a declared hole, nothing
+        completed them, so each keeps the packet that carried it.
+        """
         pending = self._pending
         nxt = self.next_offset
         k = 0
         count = len(pending)
         while k < count:
-            start, end, data = pending[k]
+            start, end, data, seg_frame, seg_ts = pending[k]
             if start != nxt:
                 break
+            if own_packets:
+                frame_no, ts = seg_frame, seg_ts
             if data is None:
                 self._hole(start, end - start, frame_no, ts, out)
             else:
@@ -254,9 +262,10 @@ class StreamReassembler:
     def _advance(self, target, frame_no, ts, out) -> None:
         """Everything below `target` not buffered is declared missing; buffered data on the way is released."""
         pending = self._pending
+        after_hole = False
         while True:
             if pending and pending[0][0] == self.next_offset:
-                self._drain(frame_no, ts, out)
+                self._drain(frame_no, ts, out, own_packets=after_hole)
             nxt = self.next_offset
             if nxt >= target:
                 return
@@ -264,6 +273,7 @@ class StreamReassembler:
             if pending and pending[0][0] < target:
                 gap_end = pending[0][0]
             self._hole(nxt, gap_end - nxt, frame_no, ts, out)
+            after_hole = True
 
     def _hole(self, start, size, frame_no, ts, out) -> None:
         out.append((None, frame_no, ts, size))
