@@ -17,7 +17,7 @@ from .findings.capture_findings import capture_findings
 from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
                    parse_error_body, websocket_accept, body_text)
 from .model import CLIENT, SERVER, CaptureReport, Session
-from .session import OP_CLOSE, ActivityTimeline, SessionRecorder
+from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
 from .websocket import FrameParser, MessageAssembler, find_frame_sync
@@ -51,6 +51,10 @@ class Options:
     max_message: int = 1 << 20  # text/control bytes kept per message (message-too-big)
     max_inflate: int = 64 << 20  # bytes inflated per compressed message (inflate-limit)
     max_http_header: int = 64 << 10  # HTTP request/response head (http-header-overflow)
+    # Characters of server text messages kept in Session.messages over the whole capture
+    # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
+    # Deepgram layer has read them already: this bounds memory on very large captures.
+    max_kept_server_text: int = 16 << 20
     extra: dict = field(default_factory=dict)
 
 
@@ -66,6 +70,8 @@ class _Analysis:
         self.capture = None
         self.conclude: Callable[[Session], None] = lambda session: None
         self._secrets_seen = 0
+        limit = options.max_kept_server_text
+        self.text_budget = TextBudget(limit) if limit > 0 else None
 
     def sync_embedded_secrets(self) -> None:
         """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
@@ -515,7 +521,8 @@ class ConnectionAnalyzer:
                     tcp_stream=c.stream, syn_seen=c.syn_frame is not None)
         s.start_frame, s.start_time = c.first_frame, c.first_time
         self.session = s
-        self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold)
+        self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold,
+                                        self.analysis.text_budget)
         self.analysis.sessions.append(s)
 
 
@@ -570,6 +577,7 @@ class CaptureAnalyzer:
                                   max_connections=options.max_connections)
         self._tcp_packet = self.tracker.packet
         self._tcp_segment = self.tracker.segment
+        self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
@@ -643,6 +651,10 @@ class CaptureAnalyzer:
         self.report.first_time, self.report.last_time = self.first_time, self.last_time
         self.report.stats.setdefault("engine", {"name": "native"})  # tshark: analyzer/engines/tshark.py
         self.report.stats.update(decoder=dict(self.decoder.stats), tcp=dict(self.tracker.stats))
+        budget = self.analysis.text_budget
+        if budget is not None and budget.dropped:
+            self.report.stats["messages_not_kept"] = {"server_text_limit": budget.limit,
+                                                      "messages": budget.dropped}
         return sessions
 
     def _conclude(self, session: Session) -> None:

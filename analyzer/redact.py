@@ -17,6 +17,8 @@ import re
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote_plus
 
+from .http.body_content import loads_json
+
 MASK = "****"
 _REDACTED = MASK + "(redacted)"
 
@@ -216,7 +218,7 @@ def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optio
     if not text:
         return text
     try:
-        obj = json.loads(text)
+        obj = loads_json(text)  # depth-limited: the walks below recurse
     except ValueError:
         return redact_text(text, literals)
     out = text
@@ -226,7 +228,7 @@ def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optio
                 out = out.replace(form, mask_secret(secret))
     out = redact_text(out, literals)
     try:
-        clean = not json_secrets(json.loads(out)) and not _has_secret_containers(json.loads(out))
+        clean = not json_secrets(loads_json(out)) and not _has_secret_containers(loads_json(out))
     except ValueError:
         clean = False
     return out if clean else json.dumps(redact_json(obj, literals), ensure_ascii=False)
@@ -320,7 +322,7 @@ def session_secrets(session: Any) -> list[str]:
     for msg in session.messages:
         if msg.text and "{" in msg.text:
             try:
-                found += json_secrets(json.loads(msg.text))
+                found += json_secrets(loads_json(msg.text))
             except ValueError:
                 pass
     unique = {s for s in found if s and len(s) >= 8 and not is_masked(s)}

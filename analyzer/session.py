@@ -17,6 +17,20 @@ MAX_KEPT_MESSAGES = 5000
 MAX_KEPT_TEXT_BYTES = 8 << 20
 
 
+class TextBudget:
+    """Characters of server text messages that the sessions of one capture may still keep in
+    Session.messages (shared by their recorders): the per-session caps bound one session,
+    this bounds a capture with thousands of them.  Client messages are not counted (they
+    are few, and carry Settings)."""
+
+    __slots__ = ("left", "limit", "dropped")
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.left = limit
+        self.dropped = 0
+
+
 class _Silence:
     """One running silence measurement: the time since the last qualifying client frame."""
 
@@ -84,9 +98,10 @@ class ActivityTimeline:
 class SessionRecorder:
     """Turns parsed frames and messages into the session model's aggregates."""
 
-    def __init__(self, session: Session, gap_threshold: float):
+    def __init__(self, session: Session, gap_threshold: float, text_budget: Optional[TextBudget] = None):
         self.session = session
         self.gap_threshold = gap_threshold
+        self._text_budget = text_budget
         self._any = _Silence("any")
         self._audio = _Silence("audio")
         # Opcode of the data message in progress per direction, so continuation
@@ -204,7 +219,16 @@ class SessionRecorder:
         if len(s.messages) >= MAX_KEPT_MESSAGES or self._kept_text_bytes >= MAX_KEPT_TEXT_BYTES:
             s.messages_dropped += 1
             return
-        text = bytes(m.data).decode("utf-8", "replace")
+        budget = self._text_budget
+        if budget is not None and direction == SERVER:
+            if budget.left <= 0:
+                s.messages_dropped += 1
+                budget.dropped += 1
+                return
+            text = bytes(m.data).decode("utf-8", "replace")
+            budget.left -= len(text)
+        else:
+            text = bytes(m.data).decode("utf-8", "replace")
         self._kept_text_bytes += len(text)
         s.messages.append(Message(direction, m.opcode, text, m.frame, m.time, m.size, m.compressed))
 

@@ -28,6 +28,7 @@ import collections
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -45,13 +46,13 @@ FRAME_KINDS = ("continuation", "text", "binary", "close", "ping", "pong", "other
 REPO = os.path.dirname(HERE)
 
 
-def dgcap_command(path: str, keylog: str | None) -> list:
+def dgcap_command(path: str, keylog: str | None, extra: list = ()) -> list:
     # `dgcap` itself, from this checkout (PYTHONPATH is set to it in run_child): the installed
     # console script may point at another copy, and pyenv's shim adds a bash start-up.
     cmd = [sys.executable, "-m", "analyzer.cli", "report", "--format", "json", path]
     if keylog:
         cmd += ["--keylog", keylog]
-    return cmd
+    return cmd + list(extra)
 
 
 def tshark_command(path: str, keylog: str | None) -> list:
@@ -204,13 +205,16 @@ def machine() -> str:
 def bench_one(size: str, fmt: str, args) -> dict:
     truth = ensure_capture(args.out, size, fmt, args.tls, args)
     path, keylog = truth["path"], truth.get("keylog")
-    native_cmd = dgcap_command(path, keylog)
+    native_cmd = dgcap_command(path, keylog, shlex.split(args.dgcap_args))
     tshark_cmd = tshark_command(path, keylog)
     base = path + ".out"
     results = {"native": [], "tshark": []}
-    for run in range(args.runs):
+    tshark_runs = args.runs if args.tshark_runs is None else args.tshark_runs
+    for run in range(max(args.runs, tshark_runs)):
         order = ("native", "tshark") if run % 2 == 0 else ("tshark", "native")
         for engine in order:
+            if run >= (args.runs if engine == "native" else tshark_runs):
+                continue
             cmd = native_cmd if engine == "native" else tshark_cmd
             r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
             ok = r["returncode"] in ((0, 1) if engine == "native" else (0,))
@@ -219,15 +223,16 @@ def bench_one(size: str, fmt: str, args) -> dict:
                     sys.stderr.write(f.read()[-2000:])
                 raise SystemExit(f"{engine} failed (exit {r['returncode']}): {' '.join(cmd)}")
             results[engine].append(r)
-            print(f"  run {run + 1}/{args.runs} {engine:6} {r['seconds']:7.2f} s  peak RSS "
-                  f"{r['maxrss_kib'] / 1024:7.1f} MiB", flush=True)
+            print(f"  run {run + 1} {engine:6} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
+                  f"peak RSS {r['maxrss_kib'] / 1024:7.1f} MiB", flush=True)
             if run == 0:  # outputs are the same every run: check once
                 if engine == "native":
                     native = native_counts(f"{base}.native")
                 else:
                     tshark = tshark_counts(f"{base}.tshark")
     problems = check(native, tshark, truth)
-    summary = {"size": size, "format": fmt, "tls": args.tls, "bytes": truth["bytes"], "packets": truth["packets"],
+    summary = {"size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
+               "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
                "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
                "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -241,6 +246,7 @@ def bench_one(size: str, fmt: str, args) -> dict:
                            "peak_rss_mib": round(max(r["maxrss_kib"] for r in rs) / 1024, 1),
                            "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3)}
     summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
+    summary["speedup_cpu"] = round(summary["tshark"]["cpu_seconds_median"] / summary["native"]["cpu_seconds_median"], 2)
     for suffix in (".native", ".tshark", ".native.err", ".tshark.err"):
         if not args.keep and os.path.exists(base + suffix):
             os.unlink(base + suffix)
@@ -253,17 +259,20 @@ def bench_one(size: str, fmt: str, args) -> dict:
 
 def print_table(summaries: list) -> None:
     print()
-    print(f"| capture | engine | time (median) | packets/s | MB/s | peak RSS | tshark time / dgcap time |")
-    print(f"|---|---|---:|---:|---:|---:|---:|")
+    print("| capture | engine | wall time (median) | CPU time | packets/s | MB/s | peak RSS | speed-up (wall / CPU) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for s in summaries:
         label = (f"{s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
                  f"{s['packets']:,} packets, {s['sessions']} sessions")
+        name = "dgcap" + (f" {s['dgcap_args']}" if s.get("dgcap_args") else "")
         for engine in ("native", "tshark"):
             e = s[engine]
-            ratio = f"**{s['speedup']:.2f}x**" if engine == "native" else ""
-            print(f"| {label if engine == 'native' else ''} | {'dgcap' if engine == 'native' else 'tshark'} | "
-                  f"{e['seconds_median']:.2f} s | {e['packets_per_second']:,} | {e['mb_per_second']:,.1f} | "
-                  f"{e['peak_rss_mib']:,.0f} MiB | {ratio} |")
+            ratio = f"**{s['speedup']:.2f}x** / {s['speedup_cpu']:.2f}x" if engine == "native" else ""
+            runs = len(e["seconds_all"])
+            print(f"| {label if engine == 'native' else ''} | {name if engine == 'native' else 'tshark'} | "
+                  f"{e['seconds_median']:.2f} s ({runs} run{'s' if runs > 1 else ''}) | "
+                  f"{e['cpu_seconds_median']:.2f} s | {e['packets_per_second']:,} | "
+                  f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} |")
     print()
     for s in summaries:
         status = "equal" if s["answers_equal"] else "DIFFERENT: " + "; ".join(s["problems"])
@@ -278,6 +287,9 @@ def main(argv=None) -> int:
     p.add_argument("--size", default="400M", help="comma-separated sizes: 100M,400M,4G (default 400M)")
     p.add_argument("--format", default="pcap", help="pcap, pcapng or pcap,pcapng")
     p.add_argument("--runs", type=int, default=3, help="runs per engine (median time, max RSS); default 3")
+    p.add_argument("--tshark-runs", type=int, default=None,
+                   help="runs of tshark if fewer than --runs (it takes minutes on 4 GB)")
+    p.add_argument("--dgcap-args", default="", help="extra arguments for dgcap report, e.g. --show-secrets")
     p.add_argument("--tls", action="store_true", help="Deepgram sessions in TLS 1.3, decrypted with a key log")
     p.add_argument("--out", default="/tmp/dgbench", help="folder for captures and outputs (default /tmp/dgbench)")
     p.add_argument("--keep", action="store_true", help="keep captures and outputs (and reuse kept captures)")

@@ -71,7 +71,7 @@ def TestOneInput(data: bytes) -> None:
     dg.finish(session)
     session.findings = run_rules(session, RuleContext())
     session.extra["diagnosis"] = diagnose(session)
-    json.dumps(session.to_json())
+    json.dumps(session.to_json(), allow_nan=False)  # strict JSON: no NaN/Infinity from the peer
     redact_session(session)
     once = json.dumps(session.to_json(), sort_keys=True)
     redact_session(session)

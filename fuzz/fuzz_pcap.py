@@ -5,7 +5,6 @@ raises; `truncated` is None or (byte offset, one-line reason); packet_count matc
 was yielded; every packet decodes (or is counted) without raising.
 """
 import os
-import sys
 import tempfile
 
 from _common import instrument, main

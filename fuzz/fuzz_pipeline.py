@@ -31,7 +31,7 @@ def render_all(report) -> None:
     from rich.console import Console
     from analyzer.commands.report import FORMATS
     from analyzer.report.rich_report import render_rich
-    text = json.dumps(report.to_json(), ensure_ascii=False)
+    text = json.dumps(report.to_json(), ensure_ascii=False, allow_nan=False)  # strict JSON
     assert text
     for fmt in FORMATS:
         if fmt == "rich":
@@ -66,7 +66,7 @@ def check_file(path: str, options=None, render: bool = True) -> None:
     if render:
         render_all(Report(captures=[report], options={"secrets_redacted": True}))
     else:
-        json.dumps(report.to_json())
+        json.dumps(report.to_json(), allow_nan=False)
 
 
 def TestOneInput(data: bytes) -> None:

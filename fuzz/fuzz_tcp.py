@@ -13,7 +13,7 @@ import struct
 from _common import Input, chunks_of, cuts, instrument, main
 
 with instrument():
-    from analyzer.tcp import StreamReassembler, TcpTracker  # noqa: F401
+    from analyzer.tcp import TcpTracker
 
 A, B = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16

@@ -11,7 +11,6 @@ Importable without atheris: tests load it with importlib (it is not a package).
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from functools import lru_cache
 from pathlib import Path

@@ -360,3 +360,10 @@ def test_truncated_gzip(tmp_path):
     assert_warning_line(proc, path, offset)
     [session] = capture["sessions"]
     assert session["handshake"]["status"] == 101
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-3"])
+def test_gap_threshold_must_be_a_positive_finite_number(value):
+    proc = dgcap("report", "--format", "json", f"--gap-threshold={value}", SUCCESS)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert stderr_lines(proc) == ["dgcap: error: --gap-threshold must be a positive number of seconds"]

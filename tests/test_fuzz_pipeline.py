@@ -50,7 +50,7 @@ def analyse(path: Path, name: str):
         return None
     for session in report.sessions:
         redact_session(session)
-    json.dumps(Report(captures=[report]).to_json())
+    json.dumps(Report(captures=[report]).to_json(), allow_nan=False)
     return report
 
 

@@ -520,3 +520,31 @@ def test_server_only_stream_after_a_syn_is_not_buffered_forever(tmp_path):
     report, peak, _ = measure(path, Options())
     assert peak < MiB, peak
     assert report.sessions == [] and report.stats["tcp"]["ignored_connections"] == 1
+
+
+# --- JSON nested 100 000 deep ---------------------------------------------------------------------
+
+def test_deeply_nested_json_messages_do_not_stop_the_analysis(tmp_path):
+    # json.loads raises RecursionError on deep nesting; one such text message used to end the
+    # whole capture's analysis as an "internal error".  Now it is a message that is not JSON.
+    path = tmp_path / "deep.pcap"
+    w = PcapWriter(path)
+    tcp = Tcp(w)
+    upgrade(tcp)
+    tcp.send(1, ws_frame(1, b"[" * 100_000 + b"]" * 100_000, False))
+    tcp.send(0, ws_frame(1, b'{"a":' * 900 + b'{"type": "KeepAlive"}' + b"}" * 900, True))
+    tcp.send(1, ws_frame(1, b'{"type": "Metadata", "request_id": ' + b"[" * 70 + b"]" * 70 + b"}", False))
+    tcp.send(0, ws_frame(8, b"\x03\xe8", True))
+    tcp.send(1, ws_frame(8, b"\x03\xe8", False))
+    tcp.close()
+    w.close()
+    report, peak, _ = measure(path, Options())
+    [session] = report.sessions
+    from analyzer.redact import redact_session
+    redact_session(session)
+    json.dumps(Report(captures=[report]).to_json(), allow_nan=False)
+    messages = session.extra["messages"]
+    assert messages["server"] == {"(not JSON)": 2}
+    assert messages["client"] == {"(not JSON)": 1}
+    assert session.close.client.code == session.close.server.code == 1000
+    assert peak < bound(512 * 1024)

@@ -206,3 +206,33 @@ def test_nothing_executes_in_chromium(hostile):
     assert executed(control) == {1, 2}
     ran = {name: executed(page) for name, page in pages.items()}
     assert ran == {name: set() for name in pages}
+
+
+def test_json_report_is_strict_json_whatever_the_peer_sends(tmp_path):
+    # Python's json reads NaN, Infinity and 1e999 (= inf); written back they would make the
+    # report invalid JSON (jq and browsers refuse it).  The peer's non-finite numbers are null.
+    path = tmp_path / "nan.pcap"
+    w = PcapWriter(path)
+    tcp = Tcp(w)
+    upgrade(tcp)
+    tcp.send(0, ws_frame(2, bytes(3200), True))
+    tcp.send(1, ws_frame(1, b'{"type":"Results","is_final":false,"start":NaN,"duration":Infinity,'
+                            b'"channel":{"alternatives":[{"transcript":"a","confidence":NaN}]}}', False))
+    tcp.send(1, ws_frame(1, b'{"type":"Results","is_final":true,"start":1e999,"duration":-Infinity,'
+                            b'"channel":{"alternatives":[{"transcript":"b","confidence":-1e999}]}}', False))
+    tcp.send(1, ws_frame(1, b'{"type":"TurnInfo","event":"Update","audio_window_end":NaN}', False))
+    tcp.send(1, ws_frame(1, b'{"type":"Metadata","duration":NaN,"channels":Infinity,"sha256":"x"}', False))
+    tcp.close()
+    w.close()
+    out = tmp_path / "r.json"
+    text = dgcap_report(path, "json", out)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    report = json.loads(text, parse_constant=refuse)
+    [session] = report["captures"][0]["sessions"]
+    assert session["transcript"] == "b"
+    assert session["deepgram"]["results"]["final"] == 1 and session["deepgram"]["results"]["interim"] == 1
+    assert session["deepgram"]["metadata"]["duration"] is None
+    assert session["deepgram"]["metadata"]["channels"] is None
+    assert (session["latency"]["p50"], session["latency"]["max"]) == (None, None)

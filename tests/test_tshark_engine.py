@@ -7,6 +7,7 @@ per capture and shared with tests/test_tshark_conformance.py.
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import re
@@ -177,3 +178,47 @@ def test_audio_bytes_from_tshark():
     scenario = json.loads((CAPTURES / "dg_multi.expected.json").read_text())["scenario"]["sessions"]
     assert {k: v.hexdigest() for k, v in digests.items()} == \
         {0: scenario[0]["audio_sha256"], 2: scenario[2]["audio_sha256"]}
+
+
+@needs_tshark
+def test_capture_cut_short(tmp_path):
+    """tshark exits with status 2 on a file cut inside a packet; the engine keeps the packets
+    before the cut, as native does, and says so with a capture-truncated finding."""
+    data = (CAPTURES / "dg_success.pcap").read_bytes()
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(data[:53706 + 71])  # inside packet record 46
+    native = analyze_capture(str(path))
+    other = analyze_capture_tshark(str(path), Options(), native=native)
+    assert (native.packets, other.packets) == (45, 45)
+    (finding,) = other.findings
+    assert (finding.id, finding.frames) == ("capture-truncated", [45])
+    assert finding.message == (f'tshark: The file "{path}" appears to have been cut short in the middle of a '
+                               "packet. The report covers the 45 packets before it.")
+    assert compare_reports(native, other) == []
+    assert other.sessions[0].frames[0].binary == native.sessions[0].frames[0].binary == 15
+
+
+@needs_tshark
+def test_gzip_capture(tmp_path):
+    path = tmp_path / "dg_success.pcap.gz"
+    path.write_bytes(gzip.compress((CAPTURES / "dg_success.pcap").read_bytes()))
+    native = analyze_capture(str(path))
+    other = analyze_capture_tshark(str(path), Options(), native=native)
+    assert (other.compressed, other.packets, len(other.sessions)) == (True, 90, 1)
+    assert compare_reports(native, other) == []
+
+
+@needs_tshark
+@pytest.mark.parametrize("name,keys", [("dg_multi.pcapng", False), ("tls13_net0001.pcap", False),
+                                       ("tls13_net0001.pcap", True), ("dg_deflate.pcap", False)])
+def test_tshark_report_follows_the_json_schema(name, keys, capsys):
+    """The JSON contract holds for the tshark engine's reports too (TLS object included)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from analyzer.schema import load_schema
+    args = ["report", "--engine", "tshark", "--format", "json", str(CAPTURES / name)]
+    if keys:
+        args += ["--keylog", str(CAPTURES / "tls13_net0001.keys")]
+    main(args)
+    doc = json.loads(capsys.readouterr().out)
+    jsonschema.validate(doc, load_schema())
+    assert doc["captures"][0]["stats"]["engine"]["name"] == "tshark"

@@ -26,6 +26,7 @@ _unpack_tcp = Struct("!HHIIBB").unpack_from
 # The common case in one call: Ethernet type, IPv4 version/IHL, total length, flags+fragment
 # offset, protocol, src, dst, then the TCP ports, seq, ack, data offset and flags (54 bytes).
 _unpack_eth_ipv4_tcp = Struct("!12xHBxHxxHxB2x4s4sHHIIBB").unpack_from
+_pack_ports = Struct("!HH").pack
 
 # The payload of every segment that has none (pure ACKs): one shared empty view.
 _NO_PAYLOAD = memoryview(b"")
@@ -37,16 +38,21 @@ Segment = tuple
 class PacketDecoder:
     """Decodes captured packets to TCP segments; counts every packet it does not return.
 
-    Each packet lands in exactly one of: tcp (returned), non_ip, non_tcp,
+    Each packet lands in exactly one of: tcp (returned, or dropped as muted), non_ip, non_tcp,
     ipv4_fragments, ipv6_fragments, malformed, unsupported_linktypes, or --
     when the capture cut a header short -- snaplen_truncated alone.
     snaplen_truncated also counts returned segments whose `missing` > 0.
     Fragments are counted whatever protocol they carry (the IP header says so
     only in the first fragment for IPv6).
+
+    mute(key) drops the later segments of an IPv4 TCP flow that nobody analyses any
+    more (the TCP tracker says when: TcpTracker.on_quiet) before they cost anything:
+    counted as tcp, not returned, until a SYN of that flow comes (returned, and unmuting).
     """
 
     __slots__ = ("packets", "tcp", "non_ip", "non_tcp", "ipv4_fragments", "ipv6_fragments",
-                 "snaplen_truncated", "malformed", "unsupported_linktypes", "fragment_frames")
+                 "snaplen_truncated", "malformed", "unsupported_linktypes", "fragment_frames",
+                 "muted", "_muted_ports")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -59,6 +65,23 @@ class PacketDecoder:
         self.malformed = 0
         self.unsupported_linktypes: dict[int, int] = {}
         self.fragment_frames: list[int] = []
+        # Muted IPv4 flows: src, dst, sport, dport as they stand in the packet (12 bytes),
+        # both directions.
+        self.muted: set = set()
+        self._muted_ports: set = set()  # sport << 16 | dport of the muted keys: a cheap first test
+
+    def mute(self, key) -> None:
+        """Drop the packets of this (src, dst, sport, dport) flow, both ways, SYNs excepted."""
+        src, dst, sport, dport = key
+        if len(src) == 4:
+            self.muted.add(src + dst + _pack_ports(sport, dport))
+            self.muted.add(dst + src + _pack_ports(dport, sport))
+            self._muted_ports.add(sport << 16 | dport)
+            self._muted_ports.add(dport << 16 | sport)
+
+    def _unmute(self, raw: bytes) -> None:
+        self.muted.discard(raw)
+        self.muted.discard(raw[4:8] + raw[:4] + raw[10:12] + raw[8:10])
 
     @property
     def stats(self) -> dict:
@@ -84,6 +107,14 @@ class PacketDecoder:
                     payload_start = 34 + ((data_offset >> 4) << 2)
                     if 54 <= payload_start <= ip_end <= size:
                         self.tcp += 1
+                        if self._muted_ports and (sport << 16 | dport) in self._muted_ports:
+                            raw = data[26:38]
+                            if type(raw) is not bytes:
+                                raw = bytes(raw)
+                            if raw in self.muted:
+                                if not flags & 0x02:
+                                    return None
+                                self._unmute(raw)  # a SYN: the flow may start again
                         return (src, dst, sport, dport, seq, ack, flags,
                                 memoryview(data)[payload_start:ip_end] if payload_start != ip_end
                                 else _NO_PAYLOAD, 0)

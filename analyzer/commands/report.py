@@ -56,7 +56,7 @@ def add_analysis_options(p) -> None:
 def options_from(args):
     """Options for the pipeline from the shared flags, or an error message."""
     from ..pipeline import Options
-    if args.gap_threshold <= 0:
+    if not 0 < args.gap_threshold < float("inf"):  # nan and inf too: the JSON report would not be JSON
         return None, "--gap-threshold must be a positive number of seconds"
     keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
     if keylog and not os.path.isfile(keylog):

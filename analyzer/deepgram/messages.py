@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from ..http.body_content import loads_json
+
 # Client control messages, per API.
 STT_CONTROL = frozenset({"KeepAlive", "Finalize", "CloseStream"})
 FLUX_CONTROL = frozenset({"CloseStream", "Configure", "ForceEndTurn"})
@@ -49,7 +51,7 @@ class Parsed:
 
 def parse_text(text: str) -> Parsed:
     try:
-        obj = json.loads(text)
+        obj = loads_json(text)  # no NaN/Infinity, no 100 000 nested brackets
     except ValueError:
         return Parsed(NOT_JSON, None)
     if not isinstance(obj, dict):

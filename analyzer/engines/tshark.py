@@ -11,12 +11,14 @@ How a capture is analysed:
 1. The native engine runs first, only to learn which server ports carry WebSocket: tshark is
    told with decode-as rules (`-d tcp.port==P,http`; for TLS `-d tcp.port==P,tls -d
    tls.port==P,http`; for a frame stream picked up mid-connection `-d tcp.port==P,websocket`)
-   because it does not look for HTTP on arbitrary ports and its WebSocket heuristic is off by
-   default.  File-level facts that are not dissection (format, size, gzip) come from that run
-   too; nothing else does.
+   so that tshark never has to guess: HTTP on other ports is only found by its heuristic, and
+   its WebSocket heuristic is off by default.  File-level facts that are not dissection
+   (format, size, gzip) come from that run too; nothing else does.
 2. `tshark -T fields` over every packet (tshark_dissect.stream_table): packet count, capture
-   times, and per tcp.stream the first/last packet, SYN, FIN and RST packets.
-3. pyshark over `http || websocket || tls` (tshark_dissect.dissect): handshakes, frames, TLS.
+   times, each packet's tcp.stream and sender, per stream the first/last packet, SYN, FIN and
+   RST packets and the TCP gaps never filled.
+3. pyshark over `http || websocket || tls` (tshark_dissect.dissect), at the same time:
+   handshakes, frames, TLS.  TCP segments are reordered (`tcp.reassemble_out_of_order`).
 4. Per tcp.stream, the events are replayed in frame order into `_TsharkConnection`, a
    ConnectionAnalyzer (analyzer/pipeline.py) whose byte-level parsers are replaced by tshark's
    records: `_on_request`/`_on_response` get Request/Response objects built from tshark's
@@ -32,7 +34,9 @@ ConnectionAnalyzer internals this module relies on (keep them in step):
 `_on_frame`, `_new_session`, `state`/`HTTP`/`WEBSOCKET`/`DONE`, `session`, `recorder`, `dg`,
 `_request`, `_response`, `finish` (reads `conn.syn_frame`, `conn.last_frame`,
 `conn.last_time`, `conn.reassemblers`, `_frame_parsers[d].finish/anomalies`,
-`_assemblers[d].finish`), and `CaptureAnalyzer._conclude`.
+`_assemblers[d].finish`), `CaptureAnalyzer._conclude`, and MessageAssembler's `_inflater`
+(replaced by `_Inflated`, which takes tshark's decompressed bytes).  tests/test_tshark_*.py
+fail loudly if one of them changes.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ from ..pipeline import CaptureAnalyzer, ConnectionAnalyzer, Options, TlsActivity
 from ..tls.suites import suite_name, version_name
 from ..websocket import Frame, MessageAssembler
 from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT
-from .tshark_dissect import Packet, StreamInfo, TsharkFailed, WsFrame, dissect, stream_table
+from .tshark_dissect import (DISPLAY_FILTER, Packet, StreamInfo, TsharkFailed, WsFrame, _truncated,
+                             dissect, stream_table)
 
 TSHARK_MISSING = ("tshark not found: install it with `apt-get install tshark` (Debian/Ubuntu) "
                   "or Wireshark's installer; then re-run")
@@ -114,9 +119,9 @@ def analyze_capture_tshark(path: str, options: Optional[Options] = None,
         raise TsharkNotFound()
     started = time.perf_counter()
     if native is None:
-        quiet = dataclasses.replace(options, frame_hook=None, message_hook=None, binary_hook=None,
-                                    session_hook=None, progress=None)
-        native = analyze_capture(path, quiet)
+        # Only to learn the ports: without the caller's hooks (they are for the tshark run).
+        hooks = {f.name: None for f in dataclasses.fields(options) if f.name.endswith("_hook") or f.name == "progress"}
+        native = analyze_capture(path, dataclasses.replace(options, **hooks))
     native_seconds = time.perf_counter() - started
     report = CaptureReport(path=path, format=native.format, compressed=native.compressed)
     report.bytes = native.bytes
@@ -149,16 +154,17 @@ def analyze_capture_tshark(path: str, options: Optional[Options] = None,
     report.stats.update(
         engine={"name": "tshark", "version": tshark_version(tshark)},
         tshark={"decode_as": [f"{k},{v}" for k, v in rules.items()],
-                "display_filter": "http || websocket || tls",
+                "display_filter": DISPLAY_FILTER,
                 "seconds": {"native_port_discovery": round(native_seconds, 3),
                             "pyshark": round(t1 - t0, 3), "stream_table_wait": round(t2 - t1, 3),
                             "model": round(time.perf_counter() - t2, 3)}},
         tcp={"connections": len(table.streams)})
     for line in table.warnings:
-        if "cut short" in line or "appears to be damaged" in line or "corrupt" in line:
+        if _truncated(line):
             report.findings.append(Finding(
                 "capture-truncated", ERROR,
-                f"tshark: {line} The report covers the {table.packets} packets before it.",
+                f"tshark: {line.removeprefix('tshark: ')} The report covers the {table.packets} packets "
+                "before it.",
                 [table.packets] if table.packets else [], table.last_time,
                 {"packets_read": table.packets}))
             break
@@ -437,7 +443,7 @@ class _Builder:
                 ca.session = ca.recorder = None
             else:
                 last_time = self.table.last_time
-                self._before_conclude[id(ca.session)] = lambda s: tls_state.finish(s, last_time)
+                self._before_conclude[id(ca.session)] = lambda s: tls_state.finish(s, last_time, options.keylog)
         ca.finish()
 
 
@@ -530,6 +536,9 @@ class _TlsState:
         self.server_hello: Optional[dict] = None
         self.server_hello_frame: Optional[tuple] = None
         self.first: Optional[tuple] = None
+        self.records = [0, 0]
+        self.record_bytes = [0, 0]
+        self.server_handshakes: set = set()
 
     def packet(self, p: Packet, direction: int, session: Optional[Session], options: Options) -> None:
         t = p.tls
@@ -540,8 +549,12 @@ class _TlsState:
         if t.server_hello is not None and self.server_hello is None:
             self.server_hello = t.server_hello
             self.server_hello_frame = (p.frame, p.time)
+        if direction == SERVER:
+            self.server_handshakes |= t.handshake_types
         record_hook = getattr(options, "record_hook", None)
         for content_type, length in t.records:
+            self.records[direction] += 1
+            self.record_bytes[direction] += length
             if content_type == 23 and session is not None:
                 self.activity.record(direction, length, p.frame, p.time)
                 if record_hook is not None:
@@ -554,11 +567,16 @@ class _TlsState:
                                          "level": level, "description": description,
                                          "frame": p.frame, "time": p.time})
 
-    def finish(self, session: Session, last_time: Optional[float]) -> None:
+    def finish(self, session: Session, last_time: Optional[float], keylog: Optional[str]) -> None:
         ch, sh = self.client_hello or {}, self.server_hello or {}
         suite = sh.get("cipher_suite")
         decrypted = session.transport == "tls-decrypted" and \
             session.frames[CLIENT].total + session.frames[SERVER].total > 0
+        if sh.get("version") == 0x0304:
+            resumed = 41 in sh.get("extensions", ())  # pre_shared_key accepted
+        else:
+            resumed = bool(sh) and 11 not in self.server_handshakes  # no Certificate: abbreviated
+        ok = session.transport == "tls-decrypted"
         info = {
             "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
             "sni": ch.get("sni"),
@@ -566,9 +584,15 @@ class _TlsState:
             "alpn": sh.get("alpn"),
             "cipher_suite": suite_name(suite) if suite is not None else None,
             "cipher_suite_id": suite,
+            "resumed": resumed,
             "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
-            "decryption": "ok" if session.transport == "tls-decrypted" else "no-keys",
+            "decryption": "ok" if ok else "no-keys",
+            "decryption_error": None if ok else (
+                "tshark did not decrypt it: no key log given and no secrets embedded in the capture"
+                if keylog is None else "tshark did not decrypt it with the key log given"),
             "decrypted_by": "tshark",
+            "records": {"client": self.records[CLIENT], "server": self.records[SERVER]},
+            "record_bytes": {"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
         }
         if not decrypted:
             if session.transport == "tls":

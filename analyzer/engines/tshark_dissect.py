@@ -1,16 +1,20 @@
 """What tshark says about a capture, as plain records (no model building here).
 
-Two tshark runs:
+Two tshark runs (analyzer/engines/tshark.py runs them side by side):
 
 * `stream_table()`: `tshark -T fields` over every packet, called directly.  It gives the
-  packet count, the capture's first/last timestamps and, per `tcp.stream`, the first and last
-  packet, the SYN / SYN-ACK, and every FIN and RST.  pyshark is not used for this pass on
-  purpose: it would build a Python object for every packet of the file (about 1 ms each),
-  while these eleven columns cost tshark almost nothing to print.
+  packet count, the capture's first/last timestamps, each packet's tcp.stream and sender,
+  and per stream the first and last packet, SYN / SYN-ACK, every FIN and RST, and the TCP
+  gaps never filled.  pyshark is not used for this pass on purpose: it would build a Python
+  object for every packet of the file (about 1 ms each), while these columns cost tshark
+  almost nothing to print.
 * `dissect()`: pyshark (`FileCapture`, PDML) over the packets that matter
   (`http || websocket || tls`), giving per packet the HTTP messages, every WebSocket frame
   (header fields, payload as tshark unmasked / reassembled / decompressed it, close code and
-  reason) and the TLS handshake and record summary.
+  reason) and the TLS handshake and record summary.  Only those protocols' trees are written
+  (`-J`): Ethernet, IP and TCP (whose tcp.payload repeats every byte in hex) would make the
+  PDML, and pyshark's parsing of it, several times larger; their facts come from the stream
+  table (StreamTable.place).
 
 PDML keeps the protocol tree in order, so the `data` items that carry a binary payload (or a
 reassembled message) follow the WebSocket frame they belong to: several frames in one TCP
@@ -253,6 +257,7 @@ class TlsInfo:
     client_hello: Optional[dict] = None
     server_hello: Optional[dict] = None
     alerts: list = field(default_factory=list)  # (level, description)
+    handshake_types: set = field(default_factory=set)
     decrypted: bool = False  # tshark dissected something inside (it had the keys)
 
 
@@ -412,6 +417,7 @@ def _tls(layer, info: TlsInfo) -> None:
         if outer is not None:
             info.records.append((outer, _int(str(x.show), 0)))
     hs_types = {str(x.show) for x in _all(layer, "handshake_type")}
+    info.handshake_types |= {int(t) for t in hs_types if t.isdigit()}
     if "1" in hs_types:
         info.client_hello = {
             "sni": _show(layer, "handshake_extensions_server_name"),
@@ -424,6 +430,7 @@ def _tls(layer, info: TlsInfo) -> None:
             "version": versions[0] if versions else _int(_show(layer, "handshake_version")),
             "cipher_suite": _int(_show(layer, "handshake_ciphersuite")),
             "alpn": _show(layer, "handshake_extensions_alpn_str"),
+            "extensions": [_int(str(x.show)) for x in _all(layer, "handshake_extension_type")],
         }
     levels = [_int(str(x.show)) for x in _all(layer, "alert_message_level")]
     descs = [_int(str(x.show)) for x in _all(layer, "alert_message_desc")]
@@ -464,9 +471,28 @@ def dissect(tshark: str, path: str, decode_as: dict, prefs: dict, version: Optio
                     if f.opcode == 2 and f.fin and not f.compressed and f.payload is not None:
                         f.payload = f.payload[:keep_binary]
             out.append(pkt)
+    except Exception as e:
+        _unless_truncated(cap, e)
     finally:
-        cap.close()
+        try:
+            cap.close()
+        except Exception as e:
+            _unless_truncated(cap, e)
     return out
+
+
+def _unless_truncated(cap, e: Exception) -> None:
+    """A capture cut short: tshark dissected every packet before the cut, then exited with
+    status 2, which pyshark raises when it reaps the process (while iterating or at close()).
+    Keep what it gave (the stream table reports the truncation) and stop pyshark raising it
+    again (at close() or when the object is collected).  Anything else is raised."""
+    if not (type(e).__module__.startswith("pyshark") and _truncated(str(e))):
+        raise e
+    getattr(cap, "_running_processes", set()).clear()
+
+
+def _truncated(message: str) -> bool:
+    return "cut short" in message or "appears to be damaged or corrupt" in message
 
 
 def _packet(p) -> Packet:

@@ -6,6 +6,36 @@ import json
 from typing import Optional
 
 BODY_TEXT_LIMIT = 64 * 1024
+# Deepgram's JSON is a few levels deep; a peer's 100 000 nested brackets must not become a
+# RecursionError in a parser or in any later walk over the value (rules, redaction, output).
+MAX_JSON_DEPTH = 64
+
+
+def loads_json(data):
+    """json.loads for what a peer sent.  ValueError for anything that is not plain JSON: NaN
+    and Infinity (Python accepts them; a JSON report would then not be JSON) are None, and so
+    are numbers too large for a float; nesting deeper than MAX_JSON_DEPTH is refused."""
+    try:
+        obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    stack = [(obj, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return obj
+
+
+def _no_constant(name: str) -> None:
+    return None
+
+
+def _finite_float(text: str) -> Optional[float]:
+    value = float(text)
+    return value if value - value == 0 else None  # inf - inf is nan
 
 
 def parse_error_body(body: Optional[bytes], content_type: Optional[str]) -> Optional[dict]:
@@ -23,7 +53,7 @@ def parse_error_body(body: Optional[bytes], content_type: Optional[str]) -> Opti
     if not (labelled_json or looks_like_object):
         return None
     try:
-        parsed = json.loads(data)  # detects UTF-8/16/32 and a BOM by itself
+        parsed = loads_json(data)  # detects UTF-8/16/32 and a BOM by itself
     except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None

@@ -191,6 +191,10 @@ class TcpTracker:
         self._holes = 0
         self._hole_bytes = 0
         self._conflicts = 0
+        # on_quiet(key), when set, is told of a 4-tuple (src, dst, sport, dport) whose packets
+        # change nothing until a SYN comes (an ignored or finished connection whose base
+        # sequence numbers are known): the capture layer may drop them (PacketDecoder.mute).
+        self.on_quiet = None
 
     # -- hot path ---------------------------------------------------------
 
@@ -211,7 +215,10 @@ class TcpTracker:
         if conn is None or flags & 7 or not conn._fast:
             if (type(conn) is _Tombstone and not flags & SYN and conn._base0 is not None
                     and conn._base1 is not None):
-                return  # ignored or over, both bases known: only a SYN can matter (_packet_slow)
+                # Ignored or over, both bases known: only a SYN can matter (_packet_slow).
+                if self.on_quiet is not None:
+                    self.on_quiet(key)
+                return
             self._packet_slow(conn, key, side, frame_no, ts, seq, ack, flags, payload, missing)
             return
         conn.last_frame = frame_no
