@@ -81,6 +81,10 @@ def write_output(text: str, path: Optional[str]) -> None:
     except OSError as e:  # named after the report, not the temporary file
         raise OSError(e.errno, f"cannot write the report: {e.strerror}", path) from None
     try:
+        # mkstemp makes the file private; a report gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

@@ -10,6 +10,8 @@ connection ends.  Ctrl-C (or --duration) stops: the full report follows, the sam
 """
 from __future__ import annotations
 
+import math
+
 import os
 import signal
 import sys
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
 
 
 def _check(args):
-    if args.gap_threshold <= 0:
+    if not math.isfinite(args.gap_threshold) or args.gap_threshold <= 0:
         return "--gap-threshold must be a positive number of seconds"
     if args.duration is not None and args.duration <= 0:
         return "--duration must be a positive number of seconds"

@@ -21,12 +21,12 @@ first few bytes for sniffing and one decompression buffer.
 """
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Optional, Union
 
+from ..http.body_content import loads_json
 from ..model import CLIENT, SERVER, Session
 from . import endpoints as ep
 from .audio import (CONTAINER_NAMES, WAVE_PCM, extension_for, parse_wav_header, sniff,
@@ -135,7 +135,7 @@ def _agent_output(session: Session) -> Optional[tuple[Optional[str], Optional[in
         if m.direction != CLIENT or not m.text:
             continue
         try:
-            obj = json.loads(m.text)
+            obj = loads_json(m.text)
         except ValueError:
             continue
         if not isinstance(obj, dict) or obj.get("type") != "Settings":

@@ -32,6 +32,10 @@ def _capture(cap: CaptureReport, console: Console, transcript: bool) -> None:
         f"{clock(cap.first_time, date=True)} to {clock(cap.last_time)} UTC "
         f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} WebSocket session(s)",
         highlight=False)
+    engine = cap.stats.get("engine") or {}
+    if engine.get("name") not in (None, "native"):
+        console.print(Text(f"Built by the {engine['name']} engine {engine.get('version', '')}".rstrip(),
+                           style="dim"))
     for f in cap.findings:
         console.print(Text(f"[{f.severity}] {f.id}: {f.message}", style=SEVERITY_STYLE.get(f.severity, "")))
     if not cap.sessions:
