@@ -149,15 +149,37 @@ def _redact_once(s: str, literals: tuple[str, ...]) -> str:
     for lit in literals:
         if lit and len(lit) >= 8 and lit in s:
             s = s.replace(lit, mask_secret(lit))
-    s = _AUTH_LINE_RE.sub(lambda m: m.group(1) + _mask_auth_value(m.group(2)), s)
-    s = _SUBPROTOCOL_LINE_RE.sub(lambda m: m.group(1) + redact_subprotocol(m.group(2)), s)
-    s = _QUERY_RE.sub(lambda m: m.group(1) + _mask_query_value(m.group(2)), s)
-    s = _JSON_SECRET_RE.sub(lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3), s)
-    s = JWT_RE.sub(lambda m: mask_secret(m.group(0)), s)
-    s = _SCHEME_CRED_RE.sub(lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3)), s)
+    # Each pattern needs a word that is rarely there (thousands of Results messages per
+    # session): test for it first, case-insensitively like the patterns themselves.
+    low = s.lower()
+    if "authorization" in low:
+        s = _AUTH_LINE_RE.sub(lambda m: m.group(1) + _mask_auth_value(m.group(2)), s)
+    if "sec-websocket-protocol" in low:
+        s = _SUBPROTOCOL_LINE_RE.sub(lambda m: m.group(1) + redact_subprotocol(m.group(2)), s)
+    if "=" in s:
+        s = _QUERY_RE.sub(lambda m: m.group(1) + _mask_query_value(m.group(2)), s)
+    if _may_hold_secret_key(s, low):
+        s = _JSON_SECRET_RE.sub(lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3), s)
+    if "eyJ" in s:
+        s = JWT_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    if "token" in low or "bearer" in low:
+        s = _SCHEME_CRED_RE.sub(lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3)), s)
     s = _HEX40_RE.sub(lambda m: mask_secret(m.group(0)), s)
-    s = _SK_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    if "sk-" in s:
+        s = _SK_RE.sub(lambda m: mask_secret(m.group(0)), s)
     return s
+
+
+def _may_hold_secret_key(text: str, low: Optional[str] = None) -> bool:
+    """Could this JSON text have a secret key?  False is certain; True means look closer.
+
+    A key spelled with \\u escapes is not found by substring search, so any escape
+    means "look closer".
+    """
+    if "\\u" in text:
+        return True
+    low = text.lower() if low is None else low
+    return any(f'"{key}"' in low for key in SECRET_JSON_KEYS)
 
 
 def redact_json(obj: Any, literals: Iterable[str] = ()) -> Any:
@@ -217,6 +239,9 @@ def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optio
     """
     if not text:
         return text
+    if not _may_hold_secret_key(text):
+        # No secret key anywhere: the JSON walks below would find nothing.
+        return redact_text(text, literals)
     try:
         obj = loads_json(text)  # depth-limited: the walks below recurse
     except ValueError:
@@ -320,7 +345,7 @@ def session_secrets(session: Any) -> list[str]:
     if hs.body_json is not None:
         found += json_secrets(hs.body_json)
     for msg in session.messages:
-        if msg.text and "{" in msg.text:
+        if msg.text and "{" in msg.text and _may_hold_secret_key(msg.text):
             try:
                 found += json_secrets(loads_json(msg.text))
             except ValueError:
