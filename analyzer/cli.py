@@ -65,15 +65,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         return EXIT_INPUT
 
 
-def write_output(text: str, path: Optional[str]) -> None:
-    """stdout, or FILE written atomically: a reader never sees a half-written report."""
+def write_output(text, path: Optional[str]) -> None:
+    """stdout, or FILE written atomically: a reader never sees a half-written report.
+
+    `text` is the report, or a function that writes it to the file it is given.
+    """
+    write = text if callable(text) else (lambda f: f.write(text))
     if not path:
-        sys.stdout.write(text)
+        write(sys.stdout)
         return
     if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
         # A device or FIFO (/dev/null, a pipe): write to it; replacing it would destroy it.
         with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+            write(f)
         return
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -86,7 +90,7 @@ def write_output(text: str, path: Optional[str]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            write(f)
         os.replace(tmp, path)
     except BaseException as e:
         if os.path.exists(tmp):

@@ -305,7 +305,11 @@ def render(report: Report, args) -> None:
             captures = doc.pop("captures")
             doc["summary"] = summary
             doc["captures"] = captures
-        write_output(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", args.output)
+        # Streamed: the text of a large report is never held in memory as a whole.
+        def write_json(f) -> None:
+            json.dump(doc, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        write_output(write_json, args.output)
         return
     if fmt == "markdown":
         from ..report.markdown import render_markdown
