@@ -175,3 +175,17 @@ def test_cli_folder_output_file_and_threshold(tmp_path):
     assert [g["kind"] for g in s["gaps"]] == ["any", "audio"]
     assert all(6.0 < g["seconds"] < 10.0 for g in s["gaps"])
     assert not list(tmp_path.glob(".dgcap-*"))
+
+
+def test_limit_flags_reach_the_pipeline_and_their_hits_are_findings():
+    r = _dgcap("report", str(CAPTURES / "dg_success.pcap"), "--format", "json", "--max-message", "100")
+    (s,) = json.loads(r.stdout)["captures"][0]["sessions"]
+    (f,) = [f for f in s["findings"] if f["id"] == "message-too-big"]
+    # Only the server's messages over 100 bytes are cut; the client's small ones are not.
+    big = {m.frame for m in analyze_capture(str(CAPTURES / "dg_success.pcap")).sessions[0].messages
+           if m.size > 100}
+    assert f["frames"] and set(f["frames"]) <= big
+    r = _dgcap("report", str(CAPTURES / "dg_deflate.pcap"), "--format", "json", "--max-inflate", "64")
+    (s,) = json.loads(r.stdout)["captures"][0]["sessions"]
+    assert "inflate-limit" in [f["id"] for f in s["findings"]]
+    assert _dgcap("report", str(CAPTURES / "dg_success.pcap"), "--max-connections", "-1").returncode == 2

@@ -51,6 +51,24 @@ def add_analysis_options(p) -> None:
                    help="do not redact API keys, tokens and JWTs (the report then contains secrets)")
     p.add_argument("--engine", choices=("native", "tshark"), default="native",
                    help="native (default, fast) or tshark: the same report built from Wireshark's dissectors")
+    limits = p.add_argument_group("limits against hostile or broken captures (each hit is a finding)")
+    for flag, field, what in LIMIT_FLAGS:
+        limits.add_argument(flag, type=int, default=None, metavar="N", dest=field,
+                            help=f"{what} (default {getattr(_default_options(), field):,})")
+
+
+# (flag, Options field, what it bounds)
+LIMIT_FLAGS = (
+    ("--max-connections", "max_connections", "TCP connections analysed at once"),
+    ("--max-message", "max_message", "bytes of text/control payload kept per message"),
+    ("--max-inflate", "max_inflate", "bytes inflated per compressed message"),
+    ("--max-http-header", "max_http_header", "bytes of an HTTP request/response head"),
+)
+
+
+def _default_options():
+    from ..pipeline import Options
+    return Options()
 
 
 def options_from(args):
@@ -61,7 +79,14 @@ def options_from(args):
     keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
     if keylog and not os.path.isfile(keylog):
         return None, f"{keylog}: key log file not found"
-    return Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets), None
+    options = Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets)
+    for flag, field, _ in LIMIT_FLAGS:
+        value = getattr(args, field, None)
+        if value is not None:
+            if value <= 0:
+                return None, f"{flag} must be a positive number"
+            setattr(options, field, value)
+    return options, None
 
 
 def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
