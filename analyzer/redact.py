@@ -150,24 +150,29 @@ def _redact_once(s: str, literals: tuple[str, ...]) -> str:
         if lit and len(lit) >= 8 and lit in s:
             s = s.replace(lit, mask_secret(lit))
     # Each pattern needs a word that is rarely there (thousands of Results messages per
-    # session): test for it first, case-insensitively like the patterns themselves.
-    low = s.lower()
-    if "authorization" in low:
-        s = _AUTH_LINE_RE.sub(lambda m: m.group(1) + _mask_auth_value(m.group(2)), s)
-    if "sec-websocket-protocol" in low:
-        s = _SUBPROTOCOL_LINE_RE.sub(lambda m: m.group(1) + redact_subprotocol(m.group(2)), s)
-    if "=" in s:
-        s = _QUERY_RE.sub(lambda m: m.group(1) + _mask_query_value(m.group(2)), s)
-    if _may_hold_secret_key(s, low):
-        s = _JSON_SECRET_RE.sub(lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3), s)
-    if "eyJ" in s:
-        s = JWT_RE.sub(lambda m: mask_secret(m.group(0)), s)
-    if "token" in low or "bearer" in low:
-        s = _SCHEME_CRED_RE.sub(lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3)), s)
-    s = _HEX40_RE.sub(lambda m: mask_secret(m.group(0)), s)
-    if "sk-" in s:
-        s = _SK_RE.sub(lambda m: mask_secret(m.group(0)), s)
+    # session): test for it first, case-insensitively like the patterns themselves.  Only
+    # for ASCII text: a case-insensitive pattern also matches e.g. a dotless i, which a
+    # lower-cased substring test would miss.
+    low = s.lower() if s.isascii() else None
+    for needs, pattern, replace in _PATTERNS:
+        if low is not None and needs and not any(word in low for word in needs):
+            continue
+        s = pattern.sub(replace, s)
     return s
+
+
+# (words one of which a match must contain, lower-case; pattern; replacement)
+_PATTERNS = (
+    (("authorization",), _AUTH_LINE_RE, lambda m: m.group(1) + _mask_auth_value(m.group(2))),
+    (("sec-websocket-protocol",), _SUBPROTOCOL_LINE_RE, lambda m: m.group(1) + redact_subprotocol(m.group(2))),
+    (("=",), _QUERY_RE, lambda m: m.group(1) + _mask_query_value(m.group(2))),
+    (tuple(f'"{k}"' for k in sorted(SECRET_JSON_KEYS)), _JSON_SECRET_RE,
+     lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3)),
+    (("eyj",), JWT_RE, lambda m: mask_secret(m.group(0))),
+    (("token", "bearer"), _SCHEME_CRED_RE, lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3))),
+    ((), _HEX40_RE, lambda m: mask_secret(m.group(0))),
+    (("sk-",), _SK_RE, lambda m: mask_secret(m.group(0))),
+)
 
 
 def _may_hold_secret_key(text: str, low: Optional[str] = None) -> bool:
@@ -176,7 +181,7 @@ def _may_hold_secret_key(text: str, low: Optional[str] = None) -> bool:
     A key spelled with \\u escapes is not found by substring search, so any escape
     means "look closer".
     """
-    if "\\u" in text:
+    if "\\u" in text or not text.isascii():
         return True
     low = text.lower() if low is None else low
     return any(f'"{key}"' in low for key in SECRET_JSON_KEYS)
