@@ -196,6 +196,10 @@ class _PcapFile(RawPcapReader):
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
 
 
+# A block Wireshark gives a frame number to that carries no packet.
+_NUMBERED_ONLY = object()
+
+
 class _PcapNgFile(RawPcapNgReader):
     """scapy's pcapng reader with its per-block methods replaced (see module docstring)."""
 
@@ -205,6 +209,7 @@ class _PcapNgFile(RawPcapNgReader):
         self.truncated: Optional[tuple] = None
         # Interfaces of the current section: (linktype, ticks_per_second, offset_ticks, snaplen).
         self._section_interfaces: list = []
+        self._unpackers_endian = None  # byte order the cached struct unpackers are for
         self._shb_len = 0
         self._read = fdesc.read  # records() swaps in a buffered read for gzip; SHBs must share it
         RawPcapNgReader.__init__(self, filename, fdesc, magic)  # reads the first SHB
@@ -289,9 +294,6 @@ class _PcapNgFile(RawPcapNgReader):
         endian = self.endian
         unpack_head = struct.Struct(endian + "II").unpack
         unpack_u32 = struct.Struct(endian + "I").unpack_from
-        unpack_epb = struct.Struct(endian + "IIII").unpack_from
-        unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
-        interfaces = self._section_interfaces
         try:
             while True:
                 head = read(8)
@@ -307,9 +309,6 @@ class _PcapNgFile(RawPcapNgReader):
                     endian = self.endian
                     unpack_head = struct.Struct(endian + "II").unpack
                     unpack_u32 = struct.Struct(endian + "I").unpack_from
-                    unpack_epb = struct.Struct(endian + "IIII").unpack_from
-                    unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
-                    interfaces = self._section_interfaces
                     continue
                 if block_len < 12 or block_len & 3 or block_len > _MAX_BLOCK_LEN:
                     self.truncated = (offset, f"corrupt pcapng block at byte {offset}: "
@@ -331,58 +330,13 @@ class _PcapNgFile(RawPcapNgReader):
                                               f"start ({block_len}) and end differ")
                     return
 
-                if block_type == 6:  # Enhanced Packet Block
-                    if block_len < 32:
-                        raise _CorruptBlock(f"Enhanced Packet Block too short ({block_len} bytes)")
-                    interface_id, ts_high, ts_low, caplen = unpack_epb(rest, 0)
-                    if caplen > block_len - 32:
-                        raise _CorruptBlock(f"Enhanced Packet Block claims {caplen} captured bytes, "
-                                            f"holds {block_len - 32}")
-                    if interface_id >= len(interfaces):
-                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
-                                            f"describes {len(interfaces)}")
-                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
-                    frame_no += 1
-                    self.packet_count += 1
-                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
-                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
-                elif block_type == 3:  # Simple Packet Block: interface 0, no timestamp
-                    if not interfaces:
-                        raise _CorruptBlock("Simple Packet Block in a section without interfaces")
-                    if block_len < 16:
-                        raise _CorruptBlock(f"Simple Packet Block too short ({block_len} bytes)")
-                    linktype, _tps, _offset_ticks, snaplen = interfaces[0]
-                    (wirelen,) = unpack_u32(rest, 0)
-                    caplen = min(wirelen, snaplen) if snaplen else wirelen
-                    if caplen > block_len - 16:
-                        raise _CorruptBlock(f"Simple Packet Block needs {caplen} captured bytes, "
-                                            f"holds {block_len - 16}")
-                    frame_no += 1
-                    self.packet_count += 1
-                    # No timestamp in an SPB (tshark shows none): reuse the previous
-                    # packet's so that times stay monotonic for gap measurement.
-                    yield frame_no, last_ts, linktype, rest[4:4 + caplen]
-                elif block_type == 2:  # obsolete Packet Block
-                    if block_len < 32:
-                        raise _CorruptBlock(f"Packet Block too short ({block_len} bytes)")
-                    interface_id, ts_high, ts_low, caplen = unpack_pb(rest, 0)
-                    if caplen > block_len - 32:
-                        raise _CorruptBlock(f"Packet Block claims {caplen} captured bytes, "
-                                            f"holds {block_len - 32}")
-                    if interface_id >= len(interfaces):
-                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
-                                            f"describes {len(interfaces)}")
-                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
-                    frame_no += 1
-                    self.packet_count += 1
-                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
-                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
-                elif block_type == 1:
-                    self._read_block_idb(memoryview(rest)[:block_len - 12])
-                elif block_type == 10:
-                    self._read_block_dsb(memoryview(rest)[:block_len - 12])
-                elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
-                    frame_no += 1
+                packet = self._pcapng_block(block_type, block_len, rest, last_ts)
+                if packet is not None:
+                    frame_no += 1  # Wireshark numbers these blocks
+                    if packet is not _NUMBERED_ONLY:
+                        self.packet_count += 1
+                        last_ts, linktype, data = packet
+                        yield frame_no, last_ts, linktype, data
                 # Any other block (NRB, ISB, unknown) carries nothing we use.
                 offset += block_len
         except _CorruptBlock as exc:
@@ -390,6 +344,67 @@ class _PcapNgFile(RawPcapNgReader):
         except _STREAM_ERRORS as exc:
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
 
+
+    def _pcapng_block(self, block_type: int, block_len: int, rest: bytes, last_ts: float):
+        """One pcapng block after its 8-byte head: (ts, linktype, data) for a packet,
+        _NUMBERED_ONLY for a block Wireshark numbers without a packet, None otherwise.
+
+        Shared by the file reader and the pipe reader; raises _CorruptBlock.
+        """
+        if self._unpackers_endian != self.endian:  # a new section may change byte order
+            e = self._unpackers_endian = self.endian
+            self._unpackers = (struct.Struct(e + "I").unpack_from, struct.Struct(e + "IIII").unpack_from,
+                               struct.Struct(e + "HxxIII").unpack_from)
+        unpack_u32, unpack_epb, unpack_pb = self._unpackers
+        interfaces = self._section_interfaces
+        if block_type == 6:  # Enhanced Packet Block
+            if block_len < 32:
+                raise _CorruptBlock(f"Enhanced Packet Block too short ({block_len} bytes)")
+            interface_id, ts_high, ts_low, caplen = unpack_epb(rest, 0)
+            if caplen > block_len - 32:
+                raise _CorruptBlock(f"Enhanced Packet Block claims {caplen} captured bytes, "
+                                    f"holds {block_len - 32}")
+            if interface_id >= len(interfaces):
+                raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
+                                    f"describes {len(interfaces)}")
+            linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
+            return ((((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second, linktype,
+                    rest[20:20 + caplen])
+        if block_type == 3:  # Simple Packet Block: interface 0, no timestamp
+            if not interfaces:
+                raise _CorruptBlock("Simple Packet Block in a section without interfaces")
+            if block_len < 16:
+                raise _CorruptBlock(f"Simple Packet Block too short ({block_len} bytes)")
+            linktype, _tps, _offset_ticks, snaplen = interfaces[0]
+            (wirelen,) = unpack_u32(rest, 0)
+            caplen = min(wirelen, snaplen) if snaplen else wirelen
+            if caplen > block_len - 16:
+                raise _CorruptBlock(f"Simple Packet Block needs {caplen} captured bytes, "
+                                    f"holds {block_len - 16}")
+            # No timestamp in an SPB (tshark shows none): reuse the previous packet's so
+            # that times stay monotonic for gap measurement.
+            return last_ts, linktype, rest[4:4 + caplen]
+        if block_type == 2:  # obsolete Packet Block
+            if block_len < 32:
+                raise _CorruptBlock(f"Packet Block too short ({block_len} bytes)")
+            interface_id, ts_high, ts_low, caplen = unpack_pb(rest, 0)
+            if caplen > block_len - 32:
+                raise _CorruptBlock(f"Packet Block claims {caplen} captured bytes, "
+                                    f"holds {block_len - 32}")
+            if interface_id >= len(interfaces):
+                raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
+                                    f"describes {len(interfaces)}")
+            linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
+            return ((((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second, linktype,
+                    rest[20:20 + caplen])
+        if block_type == 1:
+            self._read_block_idb(memoryview(rest)[:block_len - 12])
+        elif block_type == 10:
+            self._read_block_dsb(memoryview(rest)[:block_len - 12])
+        elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
+            return _NUMBERED_ONLY
+        # Any other block (NRB, ISB, unknown) carries nothing we use.
+        return None
 
 def _stream_error_message(offset: int, frame_no: int, exc: BaseException) -> str:
     detail = str(exc) or type(exc).__name__

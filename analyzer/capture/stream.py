@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import Callable, Iterator, Optional
 
-from .reader import (_MAX_BLOCK_LEN, _NUMBERED_NON_PACKET_BLOCKS, _PCAPNG_MAGIC, _SHB_TYPE,
+from .reader import (_MAX_BLOCK_LEN, _NUMBERED_ONLY, _PCAPNG_MAGIC, _SHB_TYPE,
                      CaptureError, _CorruptBlock, _PcapNgFile, _scapy_quiet)
 
 BlockSink = Callable[[Optional[int], bytes], None]
@@ -113,9 +113,6 @@ class PcapngStream(_PcapNgFile):
         endian = self.endian
         unpack_head = struct.Struct(endian + "II").unpack
         unpack_u32 = struct.Struct(endian + "I").unpack_from
-        unpack_epb = struct.Struct(endian + "IIII").unpack_from
-        unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
-        interfaces = self._section_interfaces
         emit = self._emit
         try:
             while True:
@@ -133,9 +130,6 @@ class PcapngStream(_PcapNgFile):
                     endian = self.endian
                     unpack_head = struct.Struct(endian + "II").unpack
                     unpack_u32 = struct.Struct(endian + "I").unpack_from
-                    unpack_epb = struct.Struct(endian + "IIII").unpack_from
-                    unpack_pb = struct.Struct(endian + "HxxIII").unpack_from
-                    interfaces = self._section_interfaces
                     continue
                 if block_len < 12 or block_len & 3 or block_len > _MAX_BLOCK_LEN:
                     self.truncated = (offset, f"corrupt pcapng block at byte {offset}: "
@@ -153,56 +147,13 @@ class PcapngStream(_PcapNgFile):
                     return
                 emit(block_type)
 
-                if block_type == 6:  # Enhanced Packet Block
-                    if block_len < 32:
-                        raise _CorruptBlock(f"Enhanced Packet Block too short ({block_len} bytes)")
-                    interface_id, ts_high, ts_low, caplen = unpack_epb(rest, 0)
-                    if caplen > block_len - 32:
-                        raise _CorruptBlock(f"Enhanced Packet Block claims {caplen} captured bytes, "
-                                            f"holds {block_len - 32}")
-                    if interface_id >= len(interfaces):
-                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
-                                            f"describes {len(interfaces)}")
-                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
-                    frame_no += 1
-                    self.packet_count += 1
-                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
-                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
-                elif block_type == 3:  # Simple Packet Block: interface 0, no timestamp
-                    if not interfaces:
-                        raise _CorruptBlock("Simple Packet Block in a section without interfaces")
-                    if block_len < 16:
-                        raise _CorruptBlock(f"Simple Packet Block too short ({block_len} bytes)")
-                    linktype, _tps, _offset_ticks, snaplen = interfaces[0]
-                    (wirelen,) = unpack_u32(rest, 0)
-                    caplen = min(wirelen, snaplen) if snaplen else wirelen
-                    if caplen > block_len - 16:
-                        raise _CorruptBlock(f"Simple Packet Block needs {caplen} captured bytes, "
-                                            f"holds {block_len - 16}")
-                    frame_no += 1
-                    self.packet_count += 1
-                    yield frame_no, last_ts, linktype, rest[4:4 + caplen]
-                elif block_type == 2:  # obsolete Packet Block
-                    if block_len < 32:
-                        raise _CorruptBlock(f"Packet Block too short ({block_len} bytes)")
-                    interface_id, ts_high, ts_low, caplen = unpack_pb(rest, 0)
-                    if caplen > block_len - 32:
-                        raise _CorruptBlock(f"Packet Block claims {caplen} captured bytes, "
-                                            f"holds {block_len - 32}")
-                    if interface_id >= len(interfaces):
-                        raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
-                                            f"describes {len(interfaces)}")
-                    linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
-                    frame_no += 1
-                    self.packet_count += 1
-                    last_ts = (((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second
-                    yield frame_no, last_ts, linktype, rest[20:20 + caplen]
-                elif block_type == 1:
-                    self._read_block_idb(memoryview(rest)[:block_len - 12])
-                elif block_type == 10:
-                    self._read_block_dsb(memoryview(rest)[:block_len - 12])
-                elif block_type in _NUMBERED_NON_PACKET_BLOCKS:
-                    frame_no += 1
+                packet = self._pcapng_block(block_type, block_len, rest, last_ts)
+                if packet is not None:
+                    frame_no += 1  # Wireshark numbers these blocks
+                    if packet is not _NUMBERED_ONLY:
+                        self.packet_count += 1
+                        last_ts, linktype, data = packet
+                        yield frame_no, last_ts, linktype, data
                 offset += block_len
         except _CorruptBlock as exc:
             self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
