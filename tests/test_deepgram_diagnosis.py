@@ -107,7 +107,7 @@ def test_tts_close_code():
     b.client_json({"type": "Speak", "text": "x" * 5000}, 0.1)
     b.close("server", 1009, "BIG-0001", 0.2)
     assert diagnosed(b) == (
-        "Deepgram closed the stream with 1009 BIG-0001 (too many characters); the client sent "
+        "Deepgram closed the stream with 1009 BIG-0001 (text has too many characters); the client sent "
         "5000 characters in 1 Speak message (largest 5000): split long text across several Speak "
         "messages and Flush between them.")
 
