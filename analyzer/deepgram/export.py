@@ -167,6 +167,14 @@ def _wrap_problem(session: Session, plan: ExportPlan, where: str) -> Optional[st
     return None
 
 
+# Deepgram documents linear32 both as 32-bit little-endian floating point (dg:/docs/encoding)
+# and as 32-bit signed little-endian PCM (cl:2025/10/16, Flux): the WAV says which one
+# was assumed, and the note says it may be the other.
+LINEAR32_NOTE = ("linear32 written as 32-bit signed integer PCM; Deepgram's documentation "
+                 "also calls it 32-bit float (unconfirmed which), so if it plays as loud noise "
+                 "the client sent float samples")
+
+
 @dataclass
 class ExportResult:
     format: str  # e.g. "WAV (linear16, 16000 Hz, 1 channel)"
@@ -395,6 +403,8 @@ class AudioWriter:
     def _close_wav(self, notes: list[str]) -> ExportResult:
         plan = self.plan
         tag, width = wav_params_for(plan.encoding)
+        if plan.encoding == "linear32":
+            notes.append(LINEAR32_NOTE)
         data_len = self._written
         if data_len & 1:
             self.out.write(b"\x00")  # RIFF chunks are word-aligned
