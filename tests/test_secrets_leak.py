@@ -32,6 +32,19 @@ CORPUS = ROOT.parent / "shared" / "corpus" / "public"
 if not CORPUS.is_dir():
     CORPUS = Path("/work/shared/corpus/public")
 API_KEY = "dgtest_0123456789abcdef0123456789abcdef"
+# What captures/record.py sends in agent_normal's Settings (provider credentials in every
+# place the protocol reference lists) and in dg_callback_credentials' callback URL.
+PROVIDER_SECRETS = {
+    "think authorization": "sk-test-0123456789abcdefghijklmnop",
+    "function x-goog-api-key": "AIzaTest0123456789abcdefghijklmnop",
+    "function URL password": "fnpass_5a6b7c8d9e0f",
+    "speak xi-api-key": "xi_test_0123456789abcdef0123",
+    "aws access_key_id": "AKIATEST0123456789AB",
+    "aws secret_access_key": "awsSecretTest0123456789abcdefghijklmnopq",
+    "speak x-api-key": "sk_car_test0123456789abcdef",
+}
+CALLBACK_SECRETS = {"callback password": "cbpass_7f3e9a1c5b2d",
+                    "callback token": "cbtok_0123456789abcdef"}
 SUBPROTOCOL_TOKEN = "dgsub_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 WINDOW = 12
 
@@ -97,7 +110,8 @@ def inputs(tmp_path_factory) -> dict:
     keylog = tmp / "all.keys"
     keylog.write_text("".join(k.read_text() for k in sorted(CAPTURES.glob("*.keys"))))
     paths = captures() + corpus_captures() + [crafted]
-    secrets = {"api key": API_KEY, "subprotocol token": SUBPROTOCOL_TOKEN}
+    secrets = {"api key": API_KEY, "subprotocol token": SUBPROTOCOL_TOKEN, **PROVIDER_SECRETS,
+               **CALLBACK_SECRETS}
     jwt = corpus_jwt()
     if jwt:
         secrets["corpus JWT"] = jwt
@@ -141,11 +155,19 @@ def test_no_secret_in_any_format(inputs, fmt):
 
 def test_the_secrets_are_in_the_inputs(inputs):
     # Control: with --show-secrets the same run shows them, so the test above can fail.
+    shown = {k: v for k, v in inputs["secrets"].items()
+             if not k.startswith("key log") and k not in PROVIDER_SECRETS}
     output = run_report(["--format", "json", "--show-secrets", "--keylog", inputs["keylog"],
-                         CAPTURES / "dg_success.pcap", inputs["crafted"],
+                         CAPTURES / "dg_success.pcap", CAPTURES / "dg_callback_credentials.pcap",
+                         inputs["crafted"],
                          *([CORPUS / "zeek" / "wstunnel-http.pcap"] if corpus_jwt() else [])], inputs["tmp"])
-    found = leaks(output, {k: v for k, v in inputs["secrets"].items() if not k.startswith("key log")})
-    assert len(found) == len([k for k in inputs["secrets"] if not k.startswith("key log")])
+    assert len(leaks(output, shown)) == len(shown)
+    # The provider keys travel inside the Settings message, which no report prints; they
+    # are in the unredacted session model, so a renderer that printed them would fail the
+    # test above (tests/test_redact_places.py checks the redacted model too).
+    (session,) = analyze_capture(str(CAPTURES / "agent_normal.pcap"), Options()).sessions
+    texts = "".join(m.text or "" for m in session.messages)
+    assert all(secret in texts for secret in PROVIDER_SECRETS.values())
 
 
 def test_key_log_file_is_never_echoed(inputs, tmp_path):
