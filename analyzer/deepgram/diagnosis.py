@@ -16,6 +16,7 @@ from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                            format_name, is_deepgram, session_endpoint)
 from .fmt import clock, plural, shorten
+from .codes import explain_code
 from .messages import EMPTY_SHA256
 from .params import handshake_cause, query_value
 
@@ -29,9 +30,12 @@ RFC_CLOSE_NAMES = {
 
 # Findings consulted after the evidence checks, most important first.
 FINDING_PRIORITY = (
-    "bad-accept", "container-with-encoding", "raw-without-encoding", "json-in-binary",
+    "bad-accept", "keepalive-on-flux", "audio-before-settings", "first-message-not-settings",
+    "second-settings", "sent-before-welcome", "no-settings-applied", "statusless-close",
+    "container-with-encoding", "raw-without-encoding", "json-in-binary",
     "keepalive-binary", "no-closestream", "closed-before-metadata", "audio-after-closestream",
     "param-invalid", "faster-than-realtime", "slower-than-realtime", "text-not-json",
+    "flush-limit", "configure-failed", "configure-unanswered", "configure-regional",
     "server-warning", "chunk-size",
 )
 
@@ -86,8 +90,11 @@ def _server_error(session: Session, dg: bool) -> Optional[str]:
     first = summary.server_errors.items[0]
     code = f" ({first['code']})" if first["code"] is not None else ""
     text = shorten(first["description"] or "no description", 120)
+    entry = explain_code(session, "error", first["code"])
+    step = (f": {entry.meaning}; {entry.step}" if entry is not None
+            else "; fix what it names and reconnect")
     return _sentence(f'Deepgram reported an error at frame {first["frame"]} ({clock(first["time"])}):'
-                     f' "{text}"{code}; fix what it names and reconnect')
+                     f' "{text}"{code}{step}')
 
 
 def _close(session: Session, dg: bool) -> Optional[str]:
@@ -202,12 +209,19 @@ def _gaps(session: Session, dg: bool) -> Optional[str]:
     g = max(any_gaps or gaps, key=lambda g: g.seconds)
     after = f" after frame {g.after_frame}" if g.after_frame is not None else ""
     at = f" ({clock(g.start)})"
+    known = ep.knowledge(session_endpoint(session)) if dg else None
     if g.kind == "any":
-        step = ("Deepgram closes a stream after 10 s without audio or KeepAlive, so send "
-                "KeepAlive (or silence) during pauses" if dg else "check what blocked the sender")
+        # The endpoint's own keep-alive rule (10 s and KeepAlive are /v1/listen's).
+        step = (known.silence_advice if known is not None
+                else "check what blocked the sender")
         return _sentence(f"The client sent nothing for {g.seconds:.1f} s{after}{at}; {step}")
-    step = ("check what stalled the audio source (KeepAlive keeps the stream open during intended "
-            "pauses)" if dg else "check what stalled the sender")
+    if known is not None and known.keepalive_message:
+        step = (f"check what stalled the audio source ({known.keepalive_message} keeps the "
+                "session open during intended pauses)")
+    elif known is not None:
+        step = f"check what stalled the audio source ({known.keepalive_rule})"
+    else:
+        step = "check what stalled the sender"
     return _sentence(f"The client sent no audio for {g.seconds:.1f} s{after}{at}: {step}")
 
 
@@ -251,16 +265,22 @@ def _ok(session: Session, dg: bool) -> str:
     if not dg:
         return f"WebSocket session completed normally: {code}{who}."
     endpoint = session_endpoint(session)
+    known = ep.knowledge(endpoint)
     d = session.deepgram
     end_type = d.stream_end.type if d is not None and d.stream_end is not None else None
     parts = []
-    if endpoint in ep.STT:
-        if end_type == "CloseStream":
-            parts.append("CloseStream")
-        if d is not None and d.metadata is not None:
+    if known is not None and d is not None:
+        # The endpoint's documented end of stream, as far as the capture shows it.
+        if known.end_message is not None and end_type == known.end_message:
+            parts.append(end_type)
+        if known.end_summary == "Metadata" and d.metadata is not None:
             parts.append("Metadata")
-    elif endpoint == ep.SPEAK and end_type == "Close":
-        parts.append("Close")
+        elif known.end_summary is not None and d.protocol.end_summary is not None:
+            parts.append(d.protocol.end_summary.type)
+        if endpoint == ep.LISTEN_V2 and d.protocol.open_turn_transcript and end_type:
+            parts.append("last Update as the final transcript")
+        if endpoint == ep.AGENT and d.settings_applied is not None:
+            parts.append("Settings applied")
     parts.append(code)
     noun = "Session" if endpoint == ep.AGENT else "Stream"
     return f"{noun} completed normally: {', '.join(parts)}."

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from ..deepgram import audio as au
 from ..deepgram import endpoints as ep
+from ..deepgram.codes import code_clause, explain_code
 from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, format_name,
                                      is_deepgram, session_endpoint)
 from ..deepgram.fmt import clock, plural, shorten
@@ -18,6 +19,7 @@ from ..deepgram.messages import EMPTY_SHA256
 from ..deepgram.params import check_params, handshake_cause, query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
+
 
 
 def _opened(session: Session) -> bool:
@@ -121,7 +123,8 @@ def _finalize_flushed(dg: DeepgramSummary) -> bool:
 def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     dg, audio = session.deepgram, session.audio
     endpoint = session_endpoint(session)
-    if (dg is None or audio is None or endpoint not in (ep.LISTEN, ep.LISTEN_V2, ep.SPEAK)
+    known = ep.knowledge(endpoint)
+    if (dg is None or audio is None or known is None or known.end_message is None
             or not _opened(session)):
         return []
     out = []
@@ -138,27 +141,33 @@ def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]
             frame, time = close.tcp_end_frame, close.tcp_end_time
             how = (f"The connection ended (TCP {close.tcp_end.upper()} at frame {frame}, "
                    f"{clock(time)})")
-        if endpoint == ep.SPEAK:
+        frames = [f for f in (frame,) if f is not None]
+        send = f'send {{"type":"{known.end_message}"}}'
+        if endpoint in ep.TTS:
+            drain = ("Deepgram then speaks what is pending, sends SessionMetadata and closes"
+                     if known.end_summary else "Deepgram then closes")
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without a Close message; audio for text not yet flushed is lost "
-                'unless Flush was sent; send {"type":"Close"} to end a text-to-speech stream.',
-                frames=[f for f in (frame,) if f is not None], time=time))
-        elif _finalize_flushed(dg):
+                f"unless Flush was sent; {send} to end a text-to-speech stream ({drain}).",
+                frames=frames, time=time))
+        elif endpoint == ep.LISTEN and _finalize_flushed(dg):
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without CloseStream; Finalize had flushed the final results, but "
-                'Deepgram\'s Metadata summary never came; send {"type":"CloseStream"} and wait '
-                "for Metadata before closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
+                f"Deepgram's Metadata summary never came; {send} and wait for Metadata before "
+                "closing.",
+                frames=frames, time=time))
         else:
+            wait = ("wait for Metadata (or the server's close)" if known.end_summary == "Metadata"
+                    else "wait for the server's close (Flux sends no Metadata: its last Update "
+                         "before the close is final)")
             out.append(Finding(
                 "no-closestream", WARNING,
                 f"{how} without CloseStream while the stream was open; audio Deepgram had not "
-                "transcribed yet is dropped, so the last final transcripts are lost; send "
-                '{"type":"CloseStream"} and wait for Metadata (or the server\'s close) before '
-                "closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
+                f"transcribed yet is dropped, so the last final transcripts are lost; {send} "
+                f"and {wait} before closing.",
+                frames=frames, time=time))
     after = dg.audio_after_end
     if end is not None and after.count and endpoint in ep.STT:
         what = ("the empty binary frame" if end.type == "empty binary frame" else end.type)
@@ -172,16 +181,20 @@ def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]
             "the stream; send CloseStream only after the last audio.",
             frames=[end.frame] + list(after.frames), time=after.first_time,
             details={"count": after.count, "bytes": after.bytes, "end_frame": end.frame}))
-    if (end is not None and end.type == "CloseStream" and dg.metadata is None
-            and client_closed and endpoint in ep.STT and close.client.time >= end.time):
+    # Only endpoints with a closing summary (/v1/listen Metadata, /v2/speak
+    # SessionMetadata) can be closed "before" it; Flux and /v1/speak send none.
+    summary_seen = (dg.metadata if known.end_summary == "Metadata" else dg.protocol.end_summary)
+    if (known.end_summary is not None and end is not None and end.type == known.end_message
+            and summary_seen is None and client_closed and close.client.time >= end.time):
         wait = close.client.time - end.time
+        results = "final results and " if endpoint == ep.LISTEN else ""
         out.append(Finding(
             "closed-before-metadata", WARNING,
-            f"The client sent CloseStream (frame {end.frame}) but closed the socket {wait:.2f} s "
-            f"later (frame {close.client.frame}) before Deepgram's final results and Metadata "
-            "arrived; wait for Metadata or the server's close after CloseStream.",
+            f"The client sent {end.type} (frame {end.frame}) but closed the socket {wait:.2f} s "
+            f"later (frame {close.client.frame}) before Deepgram's {results}{known.end_summary} "
+            f"arrived; wait for {known.end_summary} or the server's close after {end.type}.",
             frames=[end.frame, close.client.frame], time=close.client.time,
-            details={"seconds": round(wait, 3)}))
+            details={"seconds": round(wait, 3), "summary": known.end_summary}))
     return out
 
 
@@ -394,11 +407,18 @@ def deepgram_server_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
         for item in events.items[:5]:
             code = f" (code {item['code']})" if item["code"] is not None else ""
             text = item["description"] or "no description"
+            known = explain_code(session, "error" if fid == "server-error" else "warning",
+                                 item["code"])
             out.append(Finding(fid, severity,
                                f"Deepgram sent {what} message at frame {item['frame']} "
-                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}.",
+                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}"
+                               f"{code_clause(session, known, item['code'])}.",
                                frames=[item["frame"]], time=item["time"],
                                details={"code": item["code"], "description": text,
-                                        "count": events.count}))
+                                        "count": events.count,
+                                        "meaning": known.meaning if known else None,
+                                        "step": known.step if known else None,
+                                        "documented": known is not None,
+                                        "session_ends": known.fatal if known else None}))
     return out
 
