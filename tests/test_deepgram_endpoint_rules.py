@@ -214,3 +214,15 @@ def test_speak_v2_error_codes_are_explained():
                               "ping/pong resets the timer), at least every 60 s.")
     assert s.diagnosis.endswith("(NET-0004): no client message for 60 s; send text, or WebSocket "
                                 "pings (a ping/pong resets the timer), at least every 60 s.")
+
+
+def test_close_after_an_agent_error_is_not_called_uncatalogued():
+    b = SessionBuilder(path=AGENT)
+    agent_start(b)
+    err = b.server_json({"type": "Error", "code": "INVALID_SETTINGS", "description": "bad"}, 0.2)
+    close = b.close("server", 1008, "", 0.3)
+    s, found = finish(b)
+    f = one(found, "deepgram-close")
+    assert (f.severity, f.frames) == ("info", [err, close])
+    assert "the close code that follows an Error is unconfirmed" in f.message
+    assert s.diagnosis.startswith(f"Deepgram reported an error at frame {err}")

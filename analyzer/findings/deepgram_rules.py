@@ -378,6 +378,10 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     return out
 
 
+# Endpoints that report errors in-band (Error messages), not as close payloads.
+IN_BAND_ERRORS = frozenset({ep.LISTEN_V2, ep.SPEAK_V2, ep.AGENT})
+
+
 def _uncatalogued_server_close(session: Session) -> list[Finding]:
     # The generic close-code rule leaves Deepgram endpoints to this module, so a
     # server close outside the catalogue must still be reported here.
@@ -385,6 +389,16 @@ def _uncatalogued_server_close(session: Session) -> list[Finding]:
     if close is None or close.code in (None, 1000, 1001):
         return []
     reason = f' "{shorten(close.reason, 120)}"' if close.reason else ""
+    errors = session.deepgram.server_errors
+    if session_endpoint(session) in IN_BAND_ERRORS and errors.count and errors.first_time <= close.time:
+        # Flux, Flux TTS and the Agent report errors as Error messages; which close code
+        # follows one is unconfirmed, so the code itself says nothing more.
+        return [Finding("deepgram-close", INFO,
+                        f"Deepgram closed the stream with {close.code}{reason} at frame "
+                        f"{close.frame} after its Error message (frame {errors.first_frame}); the "
+                        "close code that follows an Error is unconfirmed, the Error says why.",
+                        frames=[errors.first_frame, close.frame], time=close.time,
+                        details={"code": close.code, "name": None, "reason": close.reason})]
     rid = session.deepgram.request_id or session.handshake.dg_request_id
     support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
     return [Finding("deepgram-close", WARNING,
