@@ -120,20 +120,19 @@ class FakeDeepgram:
     # ------------------------------------------------------------------ handshake
     def _reject(self, conn: ServerConnection, status: int, rid: str, err_code: str,
                 msg: str) -> Response:
-        body = jdump({"err_code": err_code, "err_msg": msg, "request_id": rid})
-        resp = conn.respond(status, body)
-        del resp.headers["Content-Type"]
-        resp.headers["Content-Type"] = "application/json"
-        resp.headers["dg-error"] = msg
-        resp.headers["dg-request-id"] = rid
-        return resp
+        """The {err_code, err_msg, request_id} error body (oapi ErrorResponse)."""
+        return self._reject_with(conn, status, rid, msg,
+                                 {"err_code": err_code, "err_msg": msg, "request_id": rid})
 
     def _reject_category(self, conn: ServerConnection, status: int, rid: str, category: str,
                          msg: str, details: str) -> Response:
         """The other JSON error body shape (oapi ErrorResponse): category/message/details."""
-        body = jdump({"category": category, "message": msg, "details": details,
-                      "request_id": rid})
-        resp = conn.respond(status, body)
+        return self._reject_with(conn, status, rid, msg, {
+            "category": category, "message": msg, "details": details, "request_id": rid})
+
+    def _reject_with(self, conn: ServerConnection, status: int, rid: str, msg: str,
+                     body: dict) -> Response:
+        resp = conn.respond(status, jdump(body))
         del resp.headers["Content-Type"]
         resp.headers["Content-Type"] = "application/json"
         resp.headers["dg-error"] = msg

@@ -34,17 +34,10 @@ if not CORPUS.is_dir():
 API_KEY = "dgtest_0123456789abcdef0123456789abcdef"
 # What captures/record.py sends in agent_normal's Settings (provider credentials in every
 # place the protocol reference lists) and in dg_callback_credentials' callback URL.
-PROVIDER_SECRETS = {
-    "think authorization": "sk-test-0123456789abcdefghijklmnop",
-    "function x-goog-api-key": "AIzaTest0123456789abcdefghijklmnop",
-    "function URL password": "fnpass_5a6b7c8d9e0f",
-    "speak xi-api-key": "xi_test_0123456789abcdef0123",
-    "aws access_key_id": "AKIATEST0123456789AB",
-    "aws secret_access_key": "awsSecretTest0123456789abcdefghijklmnopq",
-    "speak x-api-key": "sk_car_test0123456789abcdef",
-}
-CALLBACK_SECRETS = {"callback password": "cbpass_7f3e9a1c5b2d",
-                    "callback token": "cbtok_0123456789abcdef"}
+sys.path.insert(0, str(CAPTURES))
+from record import CALLBACK_PASSWORD, CALLBACK_TOKEN, PROVIDER_SECRETS  # noqa: E402
+
+CALLBACK_SECRETS = {"callback password": CALLBACK_PASSWORD, "callback token": CALLBACK_TOKEN}
 SUBPROTOCOL_TOKEN = "dgsub_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 WINDOW = 12
 

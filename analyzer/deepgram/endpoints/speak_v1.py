@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .spec import BOOL, ENUM, FLOAT, INT, TEXT, TTS_DOC, CloseCode, Code, Endpoint, Param, codes
+from .spec import (BOOL, ENUM, FLOAT, INT, TEXT, TTS_DOC, CloseCode, Code, Endpoint, Param,
+                   codes, sample_rate_problem)
 
 ENCODINGS = frozenset({"linear16", "mulaw", "alaw"})
 REST_ONLY_ENCODINGS = frozenset({"mp3", "opus", "flac", "aac"})  # dg:/docs/tts-encoding
@@ -82,17 +83,7 @@ CLOSE_CODES = (
 
 
 def combinations(query: dict, when: Optional[float]) -> list:
-    from ..params import query_value, to_int
-    out = []
-    encoding = query_value(query, "encoding") or "linear16"
-    rate_text = query_value(query, "sample_rate")
-    rate = to_int(rate_text)
-    if encoding in SAMPLE_RATES and rate is not None and rate > 0 \
-            and rate not in SAMPLE_RATES[encoding]:
-        allowed = ", ".join(str(r) for r in sorted(SAMPLE_RATES[encoding]))
-        out.append(("sample_rate", rate_text, f"sample_rate={rate_text} is not offered for "
-                    f"{encoding} on the text-to-speech WebSocket ({allowed})", "warning", None))
-    return out
+    return sample_rate_problem(query, SAMPLE_RATES, "the text-to-speech WebSocket")
 
 
 ENDPOINT = Endpoint(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .spec import BOOL, ENUM, FLOAT, INT, TEXT, Code, Endpoint, Param, codes
+from .spec import BOOL, ENUM, FLOAT, INT, TEXT, Code, Endpoint, Param, codes, sample_rate_problem
 
 ENCODINGS = frozenset({"linear16", "mulaw", "alaw"})
 SAMPLE_RATES = {"linear16": frozenset({8000, 16000, 24000, 32000, 44100, 48000}),
@@ -85,21 +85,14 @@ def speed_range(when: Optional[float]) -> tuple[float, float, bool]:
 
 
 def combinations(query: dict, when: Optional[float]) -> list:
-    from ..params import query_value, to_int
+    from ..params import query_value
     out = []
     model = query_value(query, "model")
     if model is not None and not MODEL_RE.match(model):
         out.append(("model", model, f"model={model} is not a Flux TTS model name "
                     "(flux-{voice}-{lang}); Aura model names are rejected on /v2/speak",
                     "error", "handshake"))
-    encoding = query_value(query, "encoding") or "linear16"
-    rate_text = query_value(query, "sample_rate")
-    rate = to_int(rate_text)
-    if encoding in SAMPLE_RATES and rate is not None and rate > 0 \
-            and rate not in SAMPLE_RATES[encoding]:
-        allowed = ", ".join(str(r) for r in sorted(SAMPLE_RATES[encoding]))
-        out.append(("sample_rate", rate_text, f"sample_rate={rate_text} is not offered for "
-                    f"{encoding} on /v2/speak ({allowed})", "warning", None))
+    out += sample_rate_problem(query, SAMPLE_RATES, "/v2/speak")
     speed = _float(query_value(query, "speed"))
     if speed is not None:
         low, high, steps = speed_range(when)

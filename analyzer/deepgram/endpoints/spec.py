@@ -110,6 +110,20 @@ class Endpoint:
         return table.get(code) if isinstance(code, str) else None
 
 
+def sample_rate_problem(query: dict, rates: dict, where: str) -> list:
+    """The TTS output rate check shared by /v1/speak and /v2/speak: the rate must be one
+    the (default linear16) encoding offers."""
+    from ..params import query_value, to_int
+    encoding = query_value(query, "encoding") or "linear16"
+    rate_text = query_value(query, "sample_rate")
+    rate = to_int(rate_text)
+    if encoding not in rates or rate is None or rate <= 0 or rate in rates[encoding]:
+        return []
+    allowed = ", ".join(str(r) for r in sorted(rates[encoding]))
+    return [("sample_rate", rate_text, f"sample_rate={rate_text} is not offered for {encoding} "
+             f"on {where} ({allowed})", "warning", None)]
+
+
 def normalise(text: str) -> str:
     import re
     return re.sub(r"[^a-z0-9]", "", text.lower())
