@@ -518,6 +518,8 @@ class ProtocolEvents:
     flush_over_limit: Optional[FrameRef] = None  # the first Flush past the endpoint's limit
     end_summary: Optional[TypedFrameRef] = None  # SessionMetadata (/v2/speak)
     open_turn_transcript: Optional[str] = None  # Flux: the last turn's text without EndOfTurn
+    # Flux: server messages whose sequence_id skipped numbers; items: {"expected", "got"}
+    sequence_gaps: Occurrences = field(default_factory=Occurrences)
 
     def to_json(self) -> dict:
         return {"first_server_text": _opt(self.first_server_text),
@@ -529,7 +531,8 @@ class ProtocolEvents:
                 "flush": self.flush.to_json(), "flush_peak_per_minute": self.flush_peak_per_minute,
                 "flush_over_limit": _opt(self.flush_over_limit),
                 "end_summary": _opt(self.end_summary),
-                "open_turn_transcript": self.open_turn_transcript}
+                "open_turn_transcript": self.open_turn_transcript,
+                "sequence_gaps": self.sequence_gaps.to_json()}
 
 
 @dataclass

@@ -226,3 +226,17 @@ def test_close_after_an_agent_error_is_not_called_uncatalogued():
     assert (f.severity, f.frames) == ("info", [err, close])
     assert "the close code that follows an Error is unconfirmed" in f.message
     assert s.diagnosis.startswith(f"Deepgram reported an error at frame {err}")
+
+
+def test_flux_sequence_gap():
+    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b.server_json({"type": "Connected", "request_id": "r", "sequence_id": 0}, 0.01)
+    b.client_binary(2560, 0.1)
+    b.server_json({"type": "TurnInfo", "event": "StartOfTurn", "sequence_id": 1}, 0.2)
+    skipped = b.server_json({"type": "TurnInfo", "event": "Update", "sequence_id": 3}, 0.3)
+    b.client_json({"type": "CloseStream"}, 0.4)
+    b.close("server", None, "", 0.5)
+    s, found = finish(b)
+    assert ids(found) == ["sequence-gap"]
+    f = one(found, "sequence-gap")
+    assert f.frames == [skipped] and f.details == {"gaps": 1, "expected": 2, "got": 3}

@@ -105,3 +105,16 @@ def test_linear32_export_says_which_sample_format_it_assumed(tmp_path, monkeypat
     assert out.startswith("l32.session1.wav: WAV (linear32, 16000 Hz, 1 channel)")
     assert ("linear32 written as 32-bit signed integer PCM; Deepgram's documentation also calls "
             "it 32-bit float (unconfirmed which)") in out
+
+
+def test_speak_v2_audio_exports_from_the_server(tmp_path, monkeypatch, capsys):
+    import json
+    import wave
+    exp = json.loads((CAPTURES / "speak_v2.expected.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["audio", str(CAPTURES / "speak_v2.pcap")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("speak_v2.session1.wav: WAV (linear16, 16000 Hz, 1 channel)")
+    with wave.open(str(tmp_path / "speak_v2.session1.wav")) as w:
+        frames = w.getnframes()
+    assert frames * 2 == exp["scenario"]["sessions"][0]["audio_bytes_received"]

@@ -602,14 +602,15 @@ SCENARIOS = {
 _AGENT_IDS = {"audio-before-settings", "first-message-not-settings", "second-settings",
               "no-settings-applied", "sent-before-welcome"}
 OTHER_ENDPOINTS = {
-    "listen": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "statusless-close", "no-greeting"},
+    "listen": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "statusless-close", "no-greeting",
+               "sequence-gap"},
     "listen-v2": _AGENT_IDS | {"flush-limit", "closed-before-metadata", "keepalive-without-audio",
                                "waited-for-server"},
     "speak": _AGENT_IDS | {"keepalive-on-flux", "waited-for-server", "closed-before-metadata"},
     "speak-v2": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "waited-for-server"},
     "agent": {"keepalive-on-flux", "flush-limit", "waited-for-server", "closed-before-metadata",
               "no-closestream"},
-    "other": _AGENT_IDS | {"keepalive-on-flux", "flush-limit"},
+    "other": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "sequence-gap"},
 }
 
 # Findings that would be a wrong diagnosis for these scenarios (beyond the exact sets).

@@ -87,6 +87,8 @@ class DeepgramAnalyzer:
         # The Voice Agent takes audio only after SettingsApplied (voice-agent-message-flow).
         self._agent_awaits_settings = self.endpoint == ep.AGENT
         self._turn_text: Optional[str] = None  # Flux: the open turn's latest transcript
+        # Flux numbers every server message from 0 (spec): the next sequence_id expected.
+        self._next_sequence: Optional[int] = 0 if self.endpoint == ep.LISTEN_V2 else None
         # Server text messages by type -> handler (built once; grep finds the callers here).
         self._server_handlers: dict[str, Callable[[dict, int, float], None]] = {
             "Results": self._on_results, "Metadata": self._on_metadata,
@@ -263,9 +265,18 @@ class DeepgramAnalyzer:
                 entry = self.unknown[t] = UnknownType(0, frame, text[:200])
             entry.count += 1
             return
+        if self._next_sequence is not None and obj is not None:
+            self._sequence(obj.get("sequence_id"), frame, time)
         handler = self._server_handlers.get(t)
         if handler is not None:
             handler(obj, frame, time)
+
+    def _sequence(self, seq: object, frame: int, time: float) -> None:
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return
+        if seq != self._next_sequence:
+            self.protocol.sequence_gaps.add(frame, time, expected=self._next_sequence, got=seq)
+        self._next_sequence = seq + 1
 
     # --- server message handlers (see _server_handlers) -----------------------
 

@@ -35,7 +35,7 @@ FINDING_PRIORITY = (
     "container-with-encoding", "raw-without-encoding", "json-in-binary",
     "keepalive-binary", "no-closestream", "closed-before-metadata", "audio-after-closestream",
     "param-invalid", "faster-than-realtime", "slower-than-realtime", "text-not-json",
-    "flush-limit", "configure-failed", "configure-unanswered", "configure-regional",
+    "flush-limit", "configure-failed", "configure-unanswered", "configure-regional", "sequence-gap",
     "server-warning", "chunk-size",
 )
 

@@ -50,7 +50,7 @@ _U32 = 0xFFFFFFFF
 
 def default_direction(endpoint: Optional[str]) -> int:
     """Whose audio is interesting: the server's for text-to-speech, else the client's."""
-    return SERVER if endpoint == ep.SPEAK else CLIENT
+    return SERVER if endpoint in ep.TTS else CLIENT
 
 
 @dataclass
@@ -110,6 +110,17 @@ def _server_plan(session: Session) -> ExportPlan:
         plan.sample_rate = to_int(query_value(query, "sample_rate"))
         if not session.midstream:
             _server_defaults(plan, "the request")
+    elif endpoint == ep.SPEAK_V2:
+        # /v2/speak: linear16 by default, sample_rate by default the model's native rate,
+        # which nothing in the capture states (dg:/docs/flux-tts).
+        query = session.handshake.query or {}
+        plan.encoding = query_value(query, "encoding") or SERVER_DEFAULT_ENCODING
+        plan.sample_rate = to_int(query_value(query, "sample_rate"))
+        if plan.sample_rate is None:
+            plan.problem = ("/v2/speak sends the model's native sample rate when the request sets "
+                            "none, and the capture does not say which it is; pass sample_rate to "
+                            "export this audio")
+            return plan
     elif endpoint == ep.AGENT:
         where = "the Settings message"
         output = _agent_output(session)

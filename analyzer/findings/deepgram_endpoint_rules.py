@@ -243,3 +243,21 @@ def deepgram_unexpected_statusless_close(session: Session, ctx: RuleContext) -> 
         f"{known.path} closes that way at the end of a stream, so this was not one: check what "
         "the client sent last.",
         frames=[close.frame], time=close.time)]
+
+
+@rule
+def deepgram_sequence_gap(session: Session, ctx: RuleContext) -> Iterable[Finding]:
+    """Flux numbers every server message (sequence_id, 0-based): a gap is a lost message."""
+    dg = session.deepgram
+    if dg is None or not dg.protocol.sequence_gaps.count or session.midstream:
+        return []
+    gaps = dg.protocol.sequence_gaps
+    first = gaps.items[0]
+    return [Finding(
+        "sequence-gap", WARNING,
+        f"Flux's server messages skip sequence_id {first['expected']} (frame {first['frame']} "
+        f"carries {first['got']}){'' if gaps.count == 1 else f' and {gaps.count - 1} more times'}; "
+        "Flux numbers every server message from 0 (spec), so a message was lost from the "
+        "capture (look for TCP holes) or was not parsed.",
+        frames=list(gaps.frames), time=gaps.first_time,
+        details={"gaps": gaps.count, "expected": first["expected"], "got": first["got"]})]

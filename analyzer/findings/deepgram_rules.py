@@ -213,7 +213,7 @@ def _first_payload_clause(session: Session, audio: AudioSummary) -> str:
 def deepgram_metadata(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     dg, audio = session.deepgram, session.audio
     meta = dg.metadata if dg is not None else None
-    if (meta is None or audio is None or session_endpoint(session) == ep.SPEAK
+    if (meta is None or audio is None or session_endpoint(session) in ep.TTS
             or not is_deepgram(session)):
         return []
     chunks, nbytes = audio.pace.chunks, audio.pace.bytes
@@ -328,7 +328,10 @@ def deepgram_pace(session: Session, ctx: RuleContext) -> Iterable[Finding]:
             "chunk-size", INFO if verdict == "small" else WARNING,
             f"Audio chunks are typically {chunk.median:.0f} ms (min {chunk.min:.0f}, max "
             f"{chunk.max:.0f} ms over {plural(pace.chunks, 'chunk')}); Deepgram recommends "
-            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms (100 ms is a good default): {effect}.",
+            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms ("
+            + ("80 ms chunks are strongly recommended for Flux, dg:/docs/flux/quickstart"
+               if session_endpoint(session) == ep.LISTEN_V2 else "100 ms is a good default")
+            + f"): {effect}.",
             frames=frames[:1], time=pace.first_time,
             details={"chunk_ms": chunk.to_json(), "chunks": pace.chunks}))
     return out

@@ -60,10 +60,10 @@ _DATA_0000_STEPS = (
 CLOSE_CODES = (
     CloseCode("stt", 1000, "normal", "normal closure",
               "The stream ended normally: after CloseStream Deepgram sent its remaining results "
-              "and the summary Metadata, then closed.", (), STT_DOC),
+              "and the summary Metadata, then closed.", (), STT_DOC, source="seed"),
     CloseCode("stt", 1008, "DATA-0000", "the audio could not be decoded",
               "The payload cannot be decoded as audio. The payload either is not audio data or "
-              "is a codec unsupported by Deepgram.", _DATA_0000_STEPS, STT_DOC),
+              "is a codec unsupported by Deepgram.", _DATA_0000_STEPS, STT_DOC, source="seed"),
     CloseCode("stt", 1011, "NET-0000", "Deepgram sent no response within its timeout",
               "The service has not transmitted a Text frame to the client within the timeout "
               "window. This may indicate an internal issue with Deepgram's systems, or Deepgram "
@@ -71,7 +71,7 @@ CLOSE_CODES = (
               ("This indicates an internal server error.", "Retry your request.",
                "Check Deepgram status to see if there are any ongoing issues.",
                "If Deepgram is operational, contact Support for assistance."),
-              STT_DOC, "https://dpgr.am/net0000"),
+              STT_DOC, "https://dpgr.am/net0000", source="seed"),
     CloseCode("stt", 1011, "NET-0001", "no audio or text message from the client for 10 s",
               "The service has not received a Binary or Text frame from the client within the "
               "timeout window. This may indicate an internal issue with Deepgram's systems, the "
@@ -84,7 +84,7 @@ CLOSE_CODES = (
                "Test your network with cURL and Deepgram-hosted audio. See Generating "
                "Transcripts from the Terminal for more information.",
                "Use a tool like Wireshark to confirm audio is leaving your network."),
-              STT_DOC, "https://dpgr.am/net0001"),
+              STT_DOC, "https://dpgr.am/net0001", source="seed"),
 )
 
 # In-band Error (since Oct 2026, for Configure; dg:/docs/configure, cl:2026/10/2).  The
