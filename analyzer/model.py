@@ -518,6 +518,10 @@ class ProtocolEvents:
     flush_over_limit: Optional[FrameRef] = None  # the first Flush past the endpoint's limit
     end_summary: Optional[TypedFrameRef] = None  # SessionMetadata (/v2/speak)
     open_turn_transcript: Optional[str] = None  # Flux: the last turn's text without EndOfTurn
+    # The Voice Agent's first Settings: audio.output and whether agent.speak was given.
+    settings_output_encoding: Optional[str] = None
+    settings_output_container: Optional[str] = None
+    settings_speak_given: Optional[bool] = None
     # Flux: server messages whose sequence_id skipped numbers; items: {"expected", "got"}
     sequence_gaps: Occurrences = field(default_factory=Occurrences)
 
@@ -532,7 +536,10 @@ class ProtocolEvents:
                 "flush_over_limit": _opt(self.flush_over_limit),
                 "end_summary": _opt(self.end_summary),
                 "open_turn_transcript": self.open_turn_transcript,
-                "sequence_gaps": self.sequence_gaps.to_json()}
+                "sequence_gaps": self.sequence_gaps.to_json(),
+                "settings_output_encoding": self.settings_output_encoding,
+                "settings_output_container": self.settings_output_container,
+                "settings_speak_given": self.settings_speak_given}
 
 
 @dataclass

@@ -240,3 +240,23 @@ def test_flux_sequence_gap():
     assert ids(found) == ["sequence-gap"]
     f = one(found, "sequence-gap")
     assert f.frames == [skipped] and f.details == {"gaps": 1, "expected": 2, "got": 3}
+
+
+@pytest.mark.parametrize("audio,speak,expected", [
+    ({"output": {"encoding": "mp3"}}, None, ["settings-invalid"]),  # Flux TTS by default
+    ({"output": {"encoding": "linear16", "container": "wav"}}, None, ["settings-invalid"]),
+    ({"output": {"encoding": "mp3"}}, {"provider": {"type": "deepgram", "model": "aura-2"}}, []),
+    ({"input": {"encoding": "wav", "sample_rate": 16000}}, None, ["settings-invalid"]),
+    ({"input": {"encoding": "mulaw", "sample_rate": 8000},
+      "output": {"encoding": "alaw", "container": "none"}}, None, []),
+])
+def test_agent_settings_audio(audio, speak, expected):
+    b = SessionBuilder(path=AGENT)
+    agent_start(b)
+    settings = {"type": "Settings", "audio": audio, "agent": {} if speak is None else {"speak": speak}}
+    b.client_json(settings, 0.1)
+    b.server_json({"type": "SettingsApplied"}, 0.2)
+    b.close("client", 1000, "", 0.4)
+    b.close("server", 1000, "", 0.41)
+    s, found = finish(b)
+    assert ids(found) == expected

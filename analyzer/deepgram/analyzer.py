@@ -20,7 +20,8 @@ from .audio import AudioMeter, Sniff, bytes_per_second, sniff, SAMPLE_WIDTH
 from .closeexplain import explain_server_close
 from .latency import LatencySamples
 from .messages import (NOT_JSON, SERVER_TYPES, control_in_binary, error_fields,
-                       metadata_fields, parse_results, parse_text, settings_audio)
+                       metadata_fields, parse_results, parse_text, settings_audio,
+                       settings_output)
 from .params import check_params, credential_summary, handshake_cause, query_value, to_int
 from .transcript import TranscriptBuilder
 
@@ -193,6 +194,10 @@ class DeepgramAnalyzer:
         if t == "Settings":
             self.protocol.settings.add(frame, time)
         if t == "Settings" and self.settings is None:
+            output = settings_output(parsed.obj)
+            self.protocol.settings_output_encoding = output["encoding"]
+            self.protocol.settings_output_container = output["container"]
+            self.protocol.settings_speak_given = output["speak_given"]
             audio = settings_audio(parsed.obj)
             self.settings = AgentSettings(frame, time, audio["encoding"], audio["sample_rate"],
                                           audio_before=self.client_counts["audio"])

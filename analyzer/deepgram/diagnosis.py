@@ -31,7 +31,8 @@ RFC_CLOSE_NAMES = {
 # Findings consulted after the evidence checks, most important first.
 FINDING_PRIORITY = (
     "bad-accept", "keepalive-on-flux", "audio-before-settings", "first-message-not-settings",
-    "second-settings", "sent-before-welcome", "no-settings-applied", "statusless-close",
+    "second-settings", "sent-before-welcome", "no-settings-applied", "settings-invalid",
+    "statusless-close",
     "container-with-encoding", "raw-without-encoding", "json-in-binary",
     "keepalive-binary", "no-closestream", "closed-before-metadata", "audio-after-closestream",
     "param-invalid", "faster-than-realtime", "slower-than-realtime", "text-not-json",

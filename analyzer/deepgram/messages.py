@@ -164,3 +164,15 @@ def settings_audio(obj: dict) -> dict:
     rate = inp.get("sample_rate")
     return {"encoding": inp.get("encoding") if isinstance(inp.get("encoding"), str) else None,
             "sample_rate": rate if isinstance(rate, int) and not isinstance(rate, bool) else None}
+
+
+def settings_output(obj: dict) -> dict:
+    """Output audio of a Voice Agent Settings message (audio.output) and whether
+    agent.speak was given (omitted: Flux TTS, dg:/docs/voice-agent-tts-models)."""
+    audio = obj.get("audio") if isinstance(obj.get("audio"), dict) else {}
+    out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+    agent = obj.get("agent") if isinstance(obj.get("agent"), dict) else {}
+    enc, container = out.get("encoding"), out.get("container")
+    return {"encoding": enc if isinstance(enc, str) else None,
+            "container": container if isinstance(container, str) else None,
+            "speak_given": agent.get("speak") is not None}

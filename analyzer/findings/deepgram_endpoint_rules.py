@@ -12,7 +12,7 @@ from typing import Iterable
 from ..deepgram import endpoints as ep
 from ..deepgram.closeexplain import is_deepgram, session_endpoint
 from ..deepgram.codes import code_clause, explain_code
-from ..deepgram.endpoints import listen_v1, speak_v1
+from ..deepgram.endpoints import agent, listen_v1, speak_v1
 from ..deepgram.fmt import clock, plural
 from ..model import ERROR, INFO, WARNING, Finding, Session
 from .registry import RuleContext, rule
@@ -261,3 +261,36 @@ def deepgram_sequence_gap(session: Session, ctx: RuleContext) -> Iterable[Findin
         "capture (look for TCP holes) or was not parsed.",
         frames=list(gaps.frames), time=gaps.first_time,
         details={"gaps": gaps.count, "expected": first["expected"], "got": first["got"]})]
+
+
+@rule
+def deepgram_agent_audio_settings(session: Session, ctx: RuleContext) -> Iterable[Finding]:
+    """Settings.audio against what the Voice Agent accepts (dg:/docs/voice-agent-settings,
+    dg:/docs/voice-agent-tts-models)."""
+    dg = session.deepgram
+    if dg is None or session_endpoint(session) != ep.AGENT or dg.settings is None:
+        return []
+    p = dg.protocol
+    out = []
+    frame, time = dg.settings.frame, dg.settings.time
+    enc_in = dg.settings.encoding
+    if enc_in is not None and enc_in not in agent.INPUT_ENCODINGS:
+        out.append(Finding(
+            "settings-invalid", WARNING,
+            f"Settings (frame {frame}) declares audio.input encoding {enc_in}, which is not one "
+            "of the live encodings the Voice Agent takes (" + ", ".join(
+                sorted(agent.INPUT_ENCODINGS)) + ").",
+            frames=[frame], time=time, details={"field": "audio.input.encoding", "value": enc_in}))
+    enc_out, container = p.settings_output_encoding, p.settings_output_container
+    if p.settings_speak_given is False and (
+            (enc_out is not None and enc_out not in agent.FLUX_TTS_OUTPUT_ENCODINGS)
+            or (container is not None and container != "none")):
+        what = (f"encoding {enc_out}" if enc_out not in agent.FLUX_TTS_OUTPUT_ENCODINGS
+                else f"container {container}")
+        out.append(Finding(
+            "settings-invalid", WARNING,
+            f"Settings (frame {frame}) asks for audio.output {what} without agent.speak, so the "
+            "agent speaks with Flux TTS, which takes only linear16, mulaw or alaw and container "
+            "none (others give Error INVALID_SETTINGS).",
+            frames=[frame], time=time, details={"field": "audio.output", "value": what}))
+    return out
