@@ -260,3 +260,17 @@ def test_agent_settings_audio(audio, speak, expected):
     b.close("server", 1000, "", 0.41)
     s, found = finish(b)
     assert ids(found) == expected
+
+
+def test_net0000_after_configure_names_the_keyterm_limit():
+    b = SessionBuilder(query=LIVE)
+    b.client_binary(3200, 0.1)
+    conf = b.client_json({"type": "Configure", "keyterms": ["a"] * 600}, 0.2)
+    b.client_binary(3200, 0.3)
+    b.close("server", 1011, "Deepgram did not provide a response message within the timeout "
+            "window. See https://dpgr.am/net0000", 30.3)
+    s, found = finish(b)
+    f = one(found, "deepgram-close")
+    assert f.details["configure_frame"] == conf
+    assert (f"it had sent Configure (last at frame {conf}, 30 s before the close): keyterms over "
+            "the 500-token limit make results stop and NET-0000 follow about 30 s later") in f.message
