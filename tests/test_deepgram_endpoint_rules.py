@@ -274,3 +274,21 @@ def test_net0000_after_configure_names_the_keyterm_limit():
     assert f.details["configure_frame"] == conf
     assert (f"it had sent Configure (last at frame {conf}, 30 s before the close): keyterms over "
             "the 500-token limit make results stop and NET-0000 follow about 30 s later") in f.message
+
+
+def test_client_message_texts_use_the_endpoints_messages():
+    b = SessionBuilder(path="/v1/speak", query={})
+    b.client_binary(20, 0.1, head=b'{"type":"KeepAlive"}')
+    b.client_text("hello", 0.2)
+    b.close("server", 1003, "MESSAGE-0000", 0.3)
+    s, found = finish(b)
+    kb = one(found, "keepalive-binary")
+    assert "accepts only text frames (a binary frame gets close 1003 MESSAGE-0000)" in kb.message
+    assert "noise" not in kb.message and "/v1/speak has no KeepAlive message" in kb.message
+    assert '{"type":"Close"}' in one(found, "text-not-json").message
+
+    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b.client_text("hello", 0.2)
+    b.close("client", 1000, "", 0.3)
+    s, found = finish(b)
+    assert '{"type":"CloseStream"}' in one(found, "text-not-json").message

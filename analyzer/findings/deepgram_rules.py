@@ -82,14 +82,21 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
     if dg is None or not is_deepgram(session):
         return []
     out = []
+    endpoint = session_endpoint(session)
+    known = ep.knowledge(endpoint)
+    # What a binary frame is to this endpoint: audio, or (text-to-speech) not accepted.
+    binary_is = ("the text-to-speech socket accepts only text frames (a binary frame gets "
+                 "close 1003 MESSAGE-0000)" if endpoint == ep.SPEAK else
+                 "Deepgram reads binary frames as audio")
     kb = dg.keepalive_binary
     if kb.count:
         out.append(Finding(
             "keepalive-binary", WARNING,
             f"{plural(kb.count, 'KeepAlive message')} sent as binary frames (first No. "
-            f"{kb.first_frame} at {clock(kb.first_time)}); Deepgram reads binary frames as "
-            "audio, so these keep nothing alive and put noise into the audio; send "
-            '{"type":"KeepAlive"} as a text frame.',
+            f"{kb.first_frame} at {clock(kb.first_time)}); {binary_is}, so these keep nothing "
+            "alive" + (" and put noise into the audio" if endpoint != ep.SPEAK else "") + "; "
+            + ('send {"type":"KeepAlive"} as a text frame.' if known is None or known.keepalive_message
+               else f"{known.path} has no KeepAlive message ({known.keepalive_rule})"),
             frames=list(kb.frames), time=kb.first_time, details={"count": kb.count}))
     jb = dg.json_in_binary
     if jb.count:
@@ -98,8 +105,10 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
         out.append(Finding(
             "json-in-binary", ERROR if closes else WARNING,
             f"{plural(jb.count, 'JSON message')} ({', '.join(kinds)}) sent as binary frames "
-            f"(first No. {jb.first_frame} at {clock(jb.first_time)}); Deepgram reads them "
-            "as audio and does not act on them"
+            f"(first No. {jb.first_frame} at {clock(jb.first_time)}); "
+            + ("the text-to-speech socket accepts only text frames (a binary frame gets close "
+               "1003 MESSAGE-0000)" if endpoint == ep.SPEAK
+               else "Deepgram reads them as audio and does not act on them")
             + (", so the stream is never closed" if closes else "")
             + "; send control messages as text frames.",
             frames=list(jb.frames), time=jb.first_time,
@@ -110,9 +119,17 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
             "text-not-json", WARNING,
             f"{plural(tj.count, 'client text message')} not JSON (first No. {tj.first_frame}"
             f" at {clock(tj.first_time)}: {tj.items[0]['preview']!r}); Deepgram expects "
-            "JSON control messages such as {\"type\":\"KeepAlive\"} on text frames.",
+            f"JSON control messages such as {{\"type\":\"{_example_message(known)}\"}} on text "
+            "frames.",
             frames=list(tj.frames), time=tj.first_time, details={"count": tj.count}))
     return out
+
+
+def _example_message(known) -> str:
+    """A control message the endpoint really has, for examples in texts."""
+    if known is None:
+        return "KeepAlive"
+    return known.keepalive_message or known.end_message or "Settings"
 
 
 def _finalize_flushed(dg: DeepgramSummary) -> bool:
