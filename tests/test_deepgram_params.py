@@ -372,3 +372,13 @@ def test_query_token_claim_is_marked_unconfirmed():
     c = cause(status=401, headers=[["Host", "api.deepgram.com"]], query={"token": TEST_KEY})
     assert "whether it reads a query-string token is unconfirmed" in c.message
     assert "does not read" not in c.message
+
+
+def test_400_tts_model_version():
+    hs = handshake(path="/v1/speak", query={"model": "aura-9-nobody-en"}, status=400,
+                   dg_error="No such model/version combination found.")
+    c = handshake_cause(hs, "speak")
+    assert (c.what, c.param) == ("param:model", "model")
+    assert c.message == ("model=aura-9-nobody-en is not a text-to-speech model/version Deepgram "
+                         "offers on /v1/speak; it takes Aura model names (e.g. aura-2-thalia-en)")
+    assert "language" not in c.message

@@ -329,6 +329,13 @@ def _bad_request_cause(hs: Handshake, endpoint: str) -> tuple[str, Optional[str]
     for p in problems:
         if dg_error and _mentioned(p, dg_error):
             return f"param:{p.param}", p.param, p.message
+    if endpoint in ep.TTS and "no such model" in dg_error.lower():
+        # "No such model/version combination found." (dg:/docs/errors, TTS)
+        model = query_value(hs.query, "model")
+        names = ("Aura model names (e.g. aura-2-thalia-en)" if endpoint == ep.SPEAK
+                 else "flux-{voice}-{lang} names (Aura names are rejected)")
+        return ("param:model", "model", f"model={model or '(default)'} is not a text-to-speech "
+                f"model/version Deepgram offers on {hs.path or 'this endpoint'}; it takes {names}")
     if "model/language" in dg_error.lower() or "no such model" in dg_error.lower():
         model, language = query_value(hs.query, "model"), query_value(hs.query, "language")
         lang_msg = language_problem(language) if language else None
