@@ -292,3 +292,20 @@ def test_client_message_texts_use_the_endpoints_messages():
     b.close("client", 1000, "", 0.3)
     s, found = finish(b)
     assert '{"type":"CloseStream"}' in one(found, "text-not-json").message
+
+
+def test_agent_container_audio_against_declared_raw_input():
+    from analyzer.deepgram.audio import wav_header
+    b = SessionBuilder(path=AGENT)
+    agent_start(b)
+    b.client_json({"type": "Settings", "audio": {"input": {"encoding": "linear16",
+                                                            "sample_rate": 16000}}}, 0.1)
+    b.server_json({"type": "SettingsApplied"}, 0.2)
+    first = b.client_binary(3244, 0.3, head=wav_header(16000, 1, 2, 3200))
+    b.close("client", 1000, "", 0.4)
+    b.close("server", 1000, "", 0.41)
+    s, found = finish(b)
+    assert ids(found) == ["agent-audio-format"]
+    f = one(found, "agent-audio-format")
+    assert f.frames == [first] and f.details == {"format": "wav", "declared": "linear16"}
+    assert "USER_AUDIO_FORMAT" in f.message

@@ -600,6 +600,7 @@ SCENARIOS = {
 
 # Findings that belong to another endpoint's rules.
 _AGENT_IDS = {"audio-before-settings", "first-message-not-settings", "second-settings", "settings-invalid",
+              "agent-audio-format",
               "no-settings-applied", "sent-before-welcome"}
 OTHER_ENDPOINTS = {
     "listen": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "statusless-close", "no-greeting",

@@ -32,7 +32,7 @@ RFC_CLOSE_NAMES = {
 FINDING_PRIORITY = (
     "bad-accept", "keepalive-on-flux", "audio-before-settings", "first-message-not-settings",
     "second-settings", "sent-before-welcome", "no-settings-applied", "settings-invalid",
-    "statusless-close",
+    "agent-audio-format", "statusless-close",
     "container-with-encoding", "raw-without-encoding", "json-in-binary",
     "keepalive-binary", "no-closestream", "closed-before-metadata", "audio-after-closestream",
     "param-invalid", "faster-than-realtime", "slower-than-realtime", "text-not-json",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..deepgram import endpoints as ep
-from ..deepgram.closeexplain import is_deepgram, session_endpoint
+from ..deepgram.closeexplain import format_name, is_deepgram, session_endpoint
 from ..deepgram.codes import code_clause, explain_code
 from ..deepgram.endpoints import agent, listen_v1, speak_v1
 from ..deepgram.fmt import clock, plural
@@ -294,3 +294,26 @@ def deepgram_agent_audio_settings(session: Session, ctx: RuleContext) -> Iterabl
             "none (others give Error INVALID_SETTINGS).",
             frames=[frame], time=time, details={"field": "audio.output", "value": what}))
     return out
+
+
+@rule
+def deepgram_agent_audio_format(session: Session, ctx: RuleContext) -> Iterable[Finding]:
+    """The Voice Agent decodes input as Settings.audio.input declares (default linear16 at
+    24000 Hz); bytes that do not match give Error USER_AUDIO_FORMAT."""
+    dg, audio = session.deepgram, session.audio
+    if (dg is None or audio is None or session_endpoint(session) != ep.AGENT
+            or audio.first_payload is None or not audio.container):
+        return []
+    declared = (dg.settings.encoding if dg.settings is not None else None) or agent.INPUT_DEFAULT[0]
+    if declared not in listen_v1.RAW_ENCODINGS:
+        return []
+    first = audio.first_payload
+    return [Finding(
+        "agent-audio-format", WARNING,
+        f"The first audio payload (frame {first.frame}) is {format_name(audio)}, but the "
+        f"Settings declare raw {declared} audio (audio.input"
+        + ("" if dg.settings is not None and dg.settings.encoding else ", the default")
+        + "); send the raw samples the Settings declare, or declare the format actually "
+        "sent (a mismatch gives Error USER_AUDIO_FORMAT).",
+        frames=[first.frame], time=first.time,
+        details={"format": audio.format, "declared": declared})]
