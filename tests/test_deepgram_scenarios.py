@@ -778,3 +778,20 @@ def test_server_message_types_match_tshark(capture):
     if binary:
         expected["audio"] = binary
     assert c.session.to_json()["messages"]["server"] == expected
+
+
+NORMAL_SESSIONS = {"dg_success.pcap": "listen", "dg_configure.pcap": "listen",
+                   "flux_listen.pcap": "listen-v2", "tts_speak.pcap": "speak",
+                   "speak_v2.pcap": "speak-v2", "agent_normal.pcap": "agent"}
+
+
+@pytest.mark.parametrize("capture", sorted(NORMAL_SESSIONS))
+def test_each_endpoints_normal_session_has_no_finding_at_all(capture):
+    (c,) = contexts(capture)
+    assert c.session.endpoint == NORMAL_SESSIONS[capture]
+    assert [(f.severity, f.id) for f in c.session.findings] == []
+    assert "completed normally" in c.session.diagnosis
+
+
+def test_every_endpoint_has_a_normal_session():
+    assert set(NORMAL_SESSIONS.values()) == {"listen", "listen-v2", "speak", "speak-v2", "agent"}
