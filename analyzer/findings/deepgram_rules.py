@@ -329,7 +329,7 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
         return []
     x = session.deepgram.close_explanation
     if x is None:
-        return _uncatalogued_server_close(session)
+        return _uncatalogued_server_close(session, session.deepgram)
     if x.entry.name == "normal":
         return []
     evidence = f"; {x.evidence}" if x.evidence else ""
@@ -365,14 +365,14 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     return out
 
 
-def _uncatalogued_server_close(session: Session) -> list[Finding]:
+def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Finding]:
     # The generic close-code rule leaves Deepgram endpoints to this module, so a
     # server close outside the catalogue must still be reported here.
     close = session.close.server
     if close is None or close.code in (None, 1000, 1001):
         return []
     reason = f' "{shorten(close.reason, 120)}"' if close.reason else ""
-    rid = session.deepgram.request_id or session.handshake.dg_request_id
+    rid = dg.request_id  # Metadata's, the server's first message's, or the header
     support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
     return [Finding("deepgram-close", WARNING,
                     f"Deepgram closed the stream with {close.code}{reason} at frame {close.frame} "
