@@ -15,7 +15,7 @@ from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                                      is_deepgram, session_endpoint)
 from ..deepgram.fmt import clock, plural, shorten
 from ..deepgram.messages import EMPTY_SHA256
-from ..deepgram.params import check_params, handshake_cause, query_value
+from ..deepgram.params import query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
 
@@ -28,12 +28,11 @@ def _opened(session: Session) -> bool:
 
 @rule
 def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    # The Deepgram layer worked the cause out once (DeepgramSummary.handshake_cause).
+    cause = session.deepgram.handshake_cause if session.deepgram is not None else None
+    if cause is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    cause = handshake_cause(hs, session_endpoint(session))
-    if cause is None:
-        return []
     status = f"HTTP {hs.status}" + (f" {hs.reason}" if hs.reason else "")
     said = f' (dg-error: "{shorten(hs.dg_error, 160)}")' if hs.dg_error else ""
     support = (f" Give Deepgram support the request id {hs.dg_request_id}."
@@ -46,19 +45,17 @@ def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Fin
 
 @rule
 def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    dg = session.deepgram
+    if dg is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    endpoint = session_endpoint(session)
-    blamed = None
-    cause = handshake_cause(hs, endpoint)
-    if cause is not None:
-        blamed = cause.param  # already reported by handshake-cause
+    # already reported by handshake-cause
+    blamed = dg.handshake_cause.param if dg.handshake_cause is not None else None
     # A container was sent: the fix is to drop encoding (container-with-encoding),
     # not to add the sample_rate a raw encoding would need.
     container = bool(session.audio is not None and session.audio.container)
     out = []
-    for p in check_params(endpoint, hs.query or {}):
+    for p in dg.param_problems:  # checked once by the Deepgram layer
         if p.id == "param-invalid" and p.param == blamed:
             continue
         if container and p.param == "sample_rate" and p.value is None:
