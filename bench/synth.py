@@ -717,7 +717,7 @@ class Generator:
     def _tls_contexts(self):
         import ssl
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-        from analyzer.tls.bench import _certificate
+        from bench.tls_decrypt import _certificate
         directory = tempfile.mkdtemp(prefix="dgbench-cert-")
         cert, key = _certificate(directory)
         server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

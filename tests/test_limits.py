@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 from analyzer.model import Report
 from analyzer.pipeline import Options, analyze_capture
 

@@ -1,6 +1,6 @@
 """Decryption throughput: TlsConnection vs scapy's TLS layer on the same kind of traffic.
 
-    python -m analyzer.tls.bench [--mb 100] [--scapy-mb 2] [--suites aes128gcm,chacha20]
+    python -m bench.tls_decrypt [--mb 100] [--scapy-mb 2] [--suites aes128gcm,chacha20]
                                  [--records 16384,3000] [--no-scapy]
 
 Traffic is real: a TLS 1.3 session between two in-memory ssl.SSLObjects (OpenSSL), the suite
@@ -23,6 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SUITES = {"aes128gcm": "TLS_AES_128_GCM_SHA256", "aes256gcm": "TLS_AES_256_GCM_SHA384",
           "chacha20": "TLS_CHACHA20_POLY1305_SHA256"}
@@ -111,7 +114,7 @@ def _generate_in_child(suite: str, total_bytes: int, record_size: int, directory
         f.write(_CONF.format(suite=suite))
     out_path = os.path.join(directory, "session.pickle")
     env = dict(os.environ, OPENSSL_CONF=conf_path)
-    subprocess.run([sys.executable, "-m", "analyzer.tls.bench", "_generate", str(total_bytes),
+    subprocess.run([sys.executable, os.path.abspath(__file__), "_generate", str(total_bytes),
                     str(record_size), directory, out_path], check=True, env=env)
     with open(out_path, "rb") as f:
         return pickle.load(f)
@@ -125,7 +128,7 @@ def _segments(wire, direction: int):
 
 
 def time_ours(session: dict) -> tuple[float, int]:
-    from . import KeyLog, TlsConnection
+    from analyzer.tls import KeyLog, TlsConnection
     keylog = KeyLog()
     keylog.load_text(session["keylog"])
     client_segments = list(_segments(session["wire"], 0))
