@@ -40,7 +40,7 @@ class DeepgramAnalyzer:
         # Only a session whose path is unknown (handshake not captured) is inferred
         # from the server's message types; a known non-Deepgram path stays "other".
         self._may_infer = handshake.path is None
-        query = handshake.query or {}
+        query = handshake.query
         self.encoding = query_value(query, "encoding")
         self.sample_rate = to_int(query_value(query, "sample_rate"))
         self.channels = to_int(query_value(query, "channels")) or 1

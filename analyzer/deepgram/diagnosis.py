@@ -96,7 +96,7 @@ def _deepgram_close(s: Session, found: list[Finding], dg: bool) -> Optional[str]
                          f"and if it repeats {support}")
     label = x.label
     if x.pattern == WAITED_FOR_SERVER:
-        since = x.details.get("seconds_after_open")
+        since = x.details["seconds_after_open"]
         when = f" {since:.1f} s after the 101" if since is not None else ""
         return _sentence(f"Deepgram closed the stream with {label}{when} because the client "
                          "never sent a frame: send audio as soon as the connection opens "

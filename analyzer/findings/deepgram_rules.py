@@ -339,7 +339,7 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
                    frames=[x.frame], time=x.time, details=details)]
     hs = session.handshake
     if x.pattern == WAITED_FOR_SERVER:
-        since = x.details.get("seconds_after_open")
+        since = x.details["seconds_after_open"]
         after = f" {since:.1f} s after the 101" if since is not None else ""
         opened = f" (frame {hs.response_frame})" if hs.response_frame is not None else ""
         out.append(Finding(
@@ -350,14 +350,14 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
             frames=[f for f in (hs.response_frame, x.frame) if f is not None], time=x.time,
             details={"seconds_after_open": since}))
     elif x.pattern == KEEPALIVE_WITHOUT_AUDIO:
-        n = x.details.get("keepalives", 0)
+        n, first = x.details["keepalives"], x.details["first_keepalive_frame"]
         out.append(Finding(
             "keepalive-without-audio", ERROR,
-            f"The client sent only KeepAlive ({n}, first No. {x.details.get('first_keepalive_frame')})"
+            f"The client sent only KeepAlive ({n}, first No. {first})"
             f" and never audio before Deepgram closed with {x.label} at frame {x.frame}; KeepAlive "
             "holds a stream open only after audio has been sent: send audio (or silence) within "
             "10 s of opening.",
-            frames=[f for f in (x.details.get("first_keepalive_frame"), x.frame) if f is not None],
+            frames=[f for f in (first, x.frame) if f is not None],
             time=x.time, details={"keepalives": n}))
     return out
 
