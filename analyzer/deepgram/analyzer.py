@@ -43,7 +43,7 @@ class DeepgramAnalyzer:
         # Only a session whose path is unknown (handshake not captured) is inferred
         # from the server's message types; a known non-Deepgram path stays "other".
         self._may_infer = handshake.path is None
-        query = handshake.query or {}
+        query = handshake.query
         self.encoding = query_value(query, "encoding")
         self.sample_rate = to_int(query_value(query, "sample_rate"))
         self.channels = to_int(query_value(query, "channels")) or 1
@@ -90,15 +90,6 @@ class DeepgramAnalyzer:
         self._turn_text: Optional[str] = None  # Flux: the open turn's latest transcript
         # Flux numbers every server message from 0 (spec): the next sequence_id expected.
         self._next_sequence: Optional[int] = 0 if self.endpoint == ep.LISTEN_V2 else None
-        # Server text messages by type -> handler (built once; grep finds the callers here).
-        self._server_handlers: dict[str, Callable[[dict, int, float], None]] = {
-            "Results": self._on_results, "Metadata": self._on_metadata,
-            "Connected": self._on_connected, "Welcome": self._on_connected,
-            "TurnInfo": self._on_turn_info, "ConversationText": self._on_conversation_text,
-            "SettingsApplied": self._on_settings_applied, "Error": self._on_error,
-            "Warning": self._on_warning, "ConfigureSuccess": self._on_configure_reply,
-            "ConfigureFailure": self._on_configure_reply, "SessionMetadata": self._on_end_summary,
-        }
 
     # --- input ----------------------------------------------------------------
 
@@ -272,9 +263,9 @@ class DeepgramAnalyzer:
             return
         if self._next_sequence is not None and obj is not None:
             self._sequence(obj.get("sequence_id"), frame, time)
-        handler = self._server_handlers.get(t)
+        handler = self.SERVER_HANDLERS.get(t)
         if handler is not None:
-            handler(obj, frame, time)
+            handler(self, obj, frame, time)
 
     def _sequence(self, seq: object, frame: int, time: float) -> None:
         if not isinstance(seq, int) or isinstance(seq, bool):
@@ -283,7 +274,7 @@ class DeepgramAnalyzer:
             self.protocol.sequence_gaps.add(frame, time, expected=self._next_sequence, got=seq)
         self._next_sequence = seq + 1
 
-    # --- server message handlers (see _server_handlers) -----------------------
+    # --- server message handlers (SERVER_HANDLERS maps the types to them) ------
 
     def _on_results(self, obj: dict, frame: int, time: float) -> None:
         r = parse_results(obj)
@@ -371,6 +362,16 @@ class DeepgramAnalyzer:
 
     def _on_warning(self, obj: dict, frame: int, time: float) -> None:
         self.warnings.add(frame, time, **error_fields(obj))
+
+    # Server text message type -> handler, one table for the class (grep finds the callers here).
+    SERVER_HANDLERS: dict[str, Callable[[DeepgramAnalyzer, dict, int, float], None]] = {
+        "Results": _on_results, "Metadata": _on_metadata,
+        "Connected": _on_connected, "Welcome": _on_connected,
+        "TurnInfo": _on_turn_info, "ConversationText": _on_conversation_text,
+        "SettingsApplied": _on_settings_applied, "Error": _on_error, "Warning": _on_warning,
+        "ConfigureSuccess": _on_configure_reply, "ConfigureFailure": _on_configure_reply,
+        "SessionMetadata": _on_end_summary,
+    }
 
     # --- output ----------------------------------------------------------------
 
