@@ -19,6 +19,9 @@ FLUX_TTS_OUTPUT_ENCODINGS = frozenset({"linear16", "mulaw", "alaw"})
 KEEPALIVE_EVERY = 8.0  # dg:/docs/agent-keep-alive: every 8 s while not sending audio
 SESSION_CAP = 2 * 3600.0  # 2 h; Warning at 1 h 55 min; KeepAlive does not extend it
 
+# The reference lists these codes by name only (dg:/docs/voice-agent-errors-warnings); each
+# meaning below says what the name states, plus the reference's own notes where it has
+# them (INVALID_SETTINGS with Flux TTS, FORCE_END_TURN_UNSUPPORTED, the 2 h session cap).
 _SUPPORT = "retry; if it repeats, give Deepgram support the request id"
 # Error {description, code}: session-ending.  The close code after it: unconfirmed.
 ERRORS = codes(

@@ -24,7 +24,8 @@ PARAMS = (
     Param("mip_opt_out", BOOL), Param("tag", TEXT, repeatable=True),
 )
 
-# Warning {code, description}: the session continues.
+# Warning {code, description}: the session continues.  The reference lists the warning
+# codes by name only; each meaning says what the name states.
 WARNINGS = codes(
     Code("NO_ACTIVE_SPEECH", "a message that needs a speech in progress (Flush, Interrupt) came "
          "while none was", "send it only while a speech is in progress"),
