@@ -6,7 +6,7 @@ parsing and builds no session (session.SessionBuilder does, from the layers' eve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
@@ -16,7 +16,7 @@ from .findings.capture_findings import capture_findings
 from .findings.registry import RuleContext, display_filter, run_rules
 from .http import RequestParser, ResponseParser, is_websocket_upgrade, looks_like_request
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
-from .model import CLIENT, SERVER, CaptureReport, Session
+from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
@@ -50,7 +50,6 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
-    extra: dict = field(default_factory=dict)
 
 
 class _Analysis:
@@ -170,7 +169,7 @@ class ConnectionAnalyzer:
             try:
                 self._tcp_evidence()
                 builder.finish(self.analysis.last_time, self.conn.last_frame, self.conn.last_time,
-                               tls_info=self._tls.info if self._tls is not None else None,
+                               tls_info=TlsInfo(**self._tls.info) if self._tls is not None else None,
                                no_keys_note=NO_KEYS_NOTE)
             except Exception as e:
                 self._internal_error(e, self.conn.last_frame, self.conn.last_time, "session")
@@ -239,7 +238,7 @@ class ConnectionAnalyzer:
                 self.builder.anomaly("tcp-overlap-conflict", frame, None, None,
                                      {"stream_offset": offset, "bytes": length})
         if retrans:
-            self.builder.session.extra["tcp_retransmissions"] = retrans
+            self.builder.session.tcp_retransmissions = retrans
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -504,7 +503,7 @@ class CaptureAnalyzer:
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
-        self._ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold)
         self.analysis.conclude = self.conclude
 
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
@@ -590,7 +589,7 @@ class CaptureAnalyzer:
         session.findings = run_rules(session, self._ctx)
         for f in session.findings:
             f.display_filter = display_filter(session.tcp_stream, f.frames)
-        session.extra["diagnosis"] = diagnose(session)
+        session.diagnosis = diagnose(session)
         hook = self.options.session_hook
         if hook is not None:
             hook(session)

@@ -14,7 +14,7 @@ from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd,
 from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
 from .limits import SESSION_ANOMALY_RECORDS, SESSION_KEPT_MESSAGES, SESSION_KEPT_TEXT_CHARS
 from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, CloseFrame,
-                    EmptyBinary, Gap, Message, Session)
+                    EmptyBinary, Gap, Message, Session, TlsInfo)
 from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
                                OP_PONG, OP_TEXT)
 
@@ -251,7 +251,6 @@ class SessionBuilder:
         req = ev.request
         hs = self.session.handshake
         hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
-        hs.http_version = req.version
         hs.request_frame, hs.request_time = ev.frame, ev.time
         hs.request_headers = [[k, v] for k, v in req.headers]
         hs.ws_key = req.header("sec-websocket-key")
@@ -465,7 +464,7 @@ class SessionBuilder:
             self.record_silence.end(ev.frame, ev.time, "tcp-end")
 
     def finish(self, capture_end: Optional[float], end_frame: Optional[int] = None,
-               end_time: Optional[float] = None, tls_info: Optional[dict] = None,
+               end_time: Optional[float] = None, tls_info: Optional[TlsInfo] = None,
                no_keys_note: Optional[str] = None) -> Session:
         """The connection is over.  `capture_end`: the capture's last packet time (a silence
         still running is measured up to it).  `tls_info`: the TLS layer's facts, for a TLS
@@ -486,9 +485,8 @@ class SessionBuilder:
             self.deepgram.finish(s)
         return s
 
-    def _finish_tls(self, info: dict, capture_end: Optional[float], note: Optional[str]) -> None:
+    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str]) -> None:
         s = self.session
-        info = dict(info)
         decrypted = s.transport == "tls-decrypted" and s.frames[CLIENT].total + s.frames[SERVER].total > 0
         if not decrypted:
             s.transport = "tls"
@@ -503,8 +501,9 @@ class SessionBuilder:
             else:
                 s.gaps = []
             s.timeline = self.record_timeline if self.record_timeline is not None else ActivityTimeline()
-            info["gaps_measured_on"] = "tls-records"
+            info.gaps_measured_on = "tls-records"
             if note:
-                info["note"] = note
-        info.update((self.tls_activity or TlsActivity()).to_json())
-        s.extra["tls"] = info
+                info.note = note
+        activity = (self.tls_activity or TlsActivity()).to_json()
+        info.activity, info.alerts = activity["activity"], activity["alerts"]
+        s.tls = info

@@ -13,7 +13,7 @@ from typing import Optional
 from analyzer.events import HandshakeRequest, HandshakeResponse, TcpEnd, TlsRecord
 from analyzer.http import Request, Response
 from analyzer.limits import SESSION_ANOMALY_RECORDS
-from analyzer.model import CLIENT, SERVER, Gap, Session
+from analyzer.model import CLIENT, SERVER, Gap, Session, TlsInfo
 from analyzer.session import SessionBuilder
 from analyzer.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, Frame, Message
 
@@ -187,12 +187,12 @@ def test_tls_records_are_measured_with_the_same_rules_when_nothing_is_decrypted(
     b.tls_record(TlsRecord(CLIENT, 23, 100, 7, T + 10.0))  # exactly the threshold: no gap
     b.tls_record(TlsRecord(CLIENT, 23, 100, 8, T + 20.5))
     assert b.client_silence_since() == T + 20.5
-    s = b.finish(T + 31.0, tls_info={"version": "TLS 1.3"}, no_keys_note="no keys")
+    s = b.finish(T + 31.0, tls_info=TlsInfo(version="TLS 1.3"), no_keys_note="no keys")
     assert [(g.kind, g.seconds, g.after_frame, g.before_frame, g.ended_by) for g in s.gaps] == \
         [("any", 10.5, 7, 8, "frame"), ("any", 10.5, 8, None, "capture-end")]
-    tls = s.extra["tls"]
-    assert (tls["gaps_measured_on"], tls["note"], tls["version"]) == ("tls-records", "no keys", "TLS 1.3")
-    assert tls["activity"]["client"]["app_records"] == 3 and tls["activity"]["server"]["app_record_bytes"] == 300
+    tls = s.tls
+    assert (tls.gaps_measured_on, tls.note, tls.version) == ("tls-records", "no keys", "TLS 1.3")
+    assert tls.activity["client"]["app_records"] == 3 and tls.activity["server"]["app_record_bytes"] == 300
 
 
 # -- the running silence a live view shows ---------------------------------------------

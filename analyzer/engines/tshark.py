@@ -45,7 +45,7 @@ from ..capture import CaptureError, format_address
 from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
 from ..pipeline import CaptureAnalyzer, Options, analyze_capture
 from ..session import SessionBuilder
 from ..tls.suites import suite_name, version_name
@@ -294,7 +294,7 @@ class _TsharkConnection:
         if self.builder is not None:
             self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
 
-    def finish(self, capture_end: Optional[float], tls_info: Optional[dict]) -> Optional[Session]:
+    def finish(self, capture_end: Optional[float], tls_info: Optional[TlsInfo]) -> Optional[Session]:
         if self.builder is None:
             return None
         if self._assemblers is not None:
@@ -546,7 +546,7 @@ class _TlsState:
             for level, description in t.alerts:
                 builder.tls_alert(TlsAlert(direction, level, description, p.frame, p.time))
 
-    def info(self, builder: SessionBuilder, keylog: Optional[str]) -> dict:
+    def info(self, builder: SessionBuilder, keylog: Optional[str]) -> TlsInfo:
         session = builder.session
         ch, sh = self.client_hello or {}, self.server_hello or {}
         suite = sh.get("cipher_suite")
@@ -561,23 +561,23 @@ class _TlsState:
             where = self.server_hello_frame or self.first
             if where is not None:
                 builder.anomaly("tls-no-keys", where[0], where[1], None, {"reason": "not decrypted by tshark"})
-        return {
-            "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
-            "sni": ch.get("sni"),
-            "alpn_offered": ch.get("alpn_offered", []),
-            "alpn": sh.get("alpn"),
-            "cipher_suite": suite_name(suite) if suite is not None else None,
-            "cipher_suite_id": suite,
-            "resumed": resumed,
-            "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
-            "decryption": "ok" if ok else "no-keys",
-            "decryption_error": None if ok else (
+        return TlsInfo(
+            version=version_name(sh.get("version")) if sh.get("version") is not None else None,
+            sni=ch.get("sni"),
+            alpn_offered=ch.get("alpn_offered", []),
+            alpn=sh.get("alpn"),
+            cipher_suite=suite_name(suite) if suite is not None else None,
+            cipher_suite_id=suite,
+            resumed=resumed,
+            versions_offered=[version_name(v) for v in ch.get("versions_offered", []) if v is not None],
+            decryption="ok" if ok else "no-keys",
+            decryption_error=None if ok else (
                 "tshark did not decrypt it: no key log given and no secrets embedded in the capture"
                 if keylog is None else "tshark did not decrypt it with the key log given"),
-            "decrypted_by": "tshark",
-            "records": {"client": self.records[CLIENT], "server": self.records[SERVER]},
-            "record_bytes": {"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
-        }
+            decrypted_by="tshark",
+            records={"client": self.records[CLIENT], "server": self.records[SERVER]},
+            record_bytes={"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
+        )
 
 
 __all__ = ["analyze_capture_tshark", "find_tshark", "tshark_version", "decode_as_rules",
