@@ -134,12 +134,12 @@ class ClientSilence:
         threshold = self.threshold
         silence = self.any
         if silence.active and ts - silence.since_time > threshold:
-            self._end(silence, frame, ts, "frame")
+            self._gap(silence, frame, ts, "frame")
         silence.since_frame, silence.since_time, silence.active = frame, ts, True
         if audio:
             silence = self.audio
             if silence.active and ts - silence.since_time > threshold:
-                self._end(silence, frame, ts, "frame")
+                self._gap(silence, frame, ts, "frame")
             silence.since_frame, silence.since_time, silence.active = frame, ts, True
 
     def client_close(self, frame: int, ts: float) -> None:
@@ -168,13 +168,15 @@ class ClientSilence:
         self.any.active = self.audio.active = False
 
     def _end(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
-        if not silence.active:
-            return
-        seconds = ts - silence.since_time
-        if seconds > self.threshold:
-            self.gaps.append(Gap("client", silence.kind, silence.since_time, ts, seconds,
-                                 silence.since_frame, frame, ended_by))
-        silence.active = False
+        if silence.active:
+            if ts - silence.since_time > self.threshold:
+                self._gap(silence, frame, ts, ended_by)
+            silence.active = False
+
+    def _gap(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
+        """The silence from silence.since_* to (frame, ts) was over the threshold."""
+        self.gaps.append(Gap("client", silence.kind, silence.since_time, ts, ts - silence.since_time,
+                             silence.since_frame, frame, ended_by))
 
 
 class TlsActivity:

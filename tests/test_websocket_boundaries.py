@@ -65,7 +65,7 @@ def test_a_run_of_three_headers_ending_the_data_is_found_at_the_last_possible_of
 
 @pytest.mark.parametrize("length, found", [(125, True), (126, False)])
 def test_control_frames_of_up_to_125_bytes_are_plausible(length, found):
-    ping = header(9, length) + b"p" * (length if length <= 125 else 0)
+    ping = header(9, length) + b"p" * length  # 126: the 16-bit length encoding, never valid for control
     data = GARBAGE + ping + header(2, 0) * 2
     assert find_frame_sync(data) == (len(GARBAGE) if found else None)
 
