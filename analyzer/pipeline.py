@@ -20,6 +20,7 @@ from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
+from .tls.connection import CT_APPLICATION_DATA
 from .websocket import FrameParser, MessageAssembler, find_stream_start
 
 
@@ -305,7 +306,7 @@ class ConnectionAnalyzer:
             elif self.builder is None:
                 continue
             elif kind == "record":
-                if ev[2] == 23:
+                if ev[2] == CT_APPLICATION_DATA:
                     self.builder.tls_record(TlsRecord(*ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":

@@ -200,7 +200,7 @@ def test_generic_websocket_wording():
     b = ScriptedSession(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None)
     b.close("server", 1011, "NET-0001", 10.2)
     sentence = diagnosed(b)
-    assert sentence == ('The server closed the connection with 1011 (internal error) "NET-0001" at '
+    assert sentence == ('The server closed the connection with 1011 (Internal Error) "NET-0001" at '
                         "frame 7 (12:00:10.200): check the server's logs for that close reason.")
     assert "Deepgram" not in sentence
 

@@ -48,9 +48,10 @@ from ..http.head import parse_query
 from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
 from ..pipeline import CaptureAnalyzer, Options, analyze_capture
 from ..session import SessionBuilder
+from ..tls.connection import CT_APPLICATION_DATA
 from ..tls.suites import suite_name, version_name
 from ..websocket import Frame, MessageAssembler
-from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT
+from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .tshark_dissect import (DISPLAY_FILTER, Packet, StreamInfo, TsharkFailed, WsFrame, _truncated,
                              dissect, stream_table)
 
@@ -450,7 +451,7 @@ def _frame(wf: WsFrame, keep_binary: int, keep_text: int = KEEP_TEXT) -> Frame:
     f = _TFrame(wf.fin, wf.rsv, wf.opcode, wf.masked, wf.mask, wf.length, header_len,
                 wf.frame, wf.time, wf.frame, wf.time)
     payload = wf.payload or b""
-    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, 9, 10) or (wf.opcode == OP_CONTINUATION) else keep_binary
+    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, OP_PING, OP_PONG, OP_CONTINUATION) else keep_binary
     f.payload = payload if len(payload) <= keep else payload[:keep]
     f.inflate_failed = wf.inflate_failed
     f.full_size = len(payload)
@@ -540,7 +541,7 @@ class _TlsState:
         for content_type, length in t.records:
             self.records[direction] += 1
             self.record_bytes[direction] += length
-            if content_type == 23 and builder is not None:
+            if content_type == CT_APPLICATION_DATA and builder is not None:
                 builder.tls_record(TlsRecord(direction, content_type, length, p.frame, p.time))
         if builder is not None:
             for level, description in t.alerts:

@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
 
 from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
+from ..timefmt import clock
 from .registry import RuleContext, rule
 
 MAX_FRAMES_LISTED = 20
 
 
-def clock(ts: float | None) -> str:
-    """A capture timestamp as UTC wall-clock time, the way people read it next to Wireshark."""
-    if ts is None:
-        return "?"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def frame_ref(frame: int | None) -> str:
