@@ -10,14 +10,14 @@ import pytest
 
 from analyzer.deepgram.diagnosis import diagnose
 from analyzer.deepgram.endpoints import listen_v1
-from analyzer.deepgram.synth import T0, SessionBuilder, run_deepgram_rules
+from tests.support.deepgram_session import T0, ScriptedSession, run_deepgram_rules
 
 FLUX = {"model": "flux-general-en", "encoding": "linear16", "sample_rate": "16000"}
 LIVE = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}
 AGENT = "/v1/agent/converse"
 
 
-def finish(b: SessionBuilder):
+def finish(b: ScriptedSession):
     s = b.finish()
     found = run_deepgram_rules(s)
     s.diagnosis = diagnose(s)
@@ -33,12 +33,12 @@ def one(found, fid):
     return f
 
 
-def agent_start(b: SessionBuilder) -> None:
+def agent_start(b: ScriptedSession) -> None:
     b.server_json({"type": "Welcome", "request_id": "r"}, 0.01)
 
 
 def test_agent_second_settings():
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     first = b.client_json({"type": "Settings"}, 0.1)
     b.server_json({"type": "SettingsApplied"}, 0.2)
@@ -53,7 +53,7 @@ def test_agent_second_settings():
 
 
 def test_agent_settings_never_applied_and_first_message():
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     ka = b.client_json({"type": "KeepAlive"}, 0.1)
     settings = b.client_json({"type": "Settings"}, 0.2)
@@ -66,7 +66,7 @@ def test_agent_settings_never_applied_and_first_message():
 
 
 def test_agent_client_spoke_before_welcome():
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     settings = b.client_json({"type": "Settings"}, 0.05)
     welcome = b.server_json({"type": "Welcome", "request_id": "r"}, 0.1)
     b.server_json({"type": "SettingsApplied"}, 0.2)
@@ -79,7 +79,7 @@ def test_agent_client_spoke_before_welcome():
 
 
 def test_audio_between_settings_and_settings_applied_is_a_warning():
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     b.client_json({"type": "Settings"}, 0.1)
     audio = b.client_binary(3200, 0.15)
@@ -95,7 +95,7 @@ def test_audio_between_settings_and_settings_applied_is_a_warning():
 
 
 def test_flux_greeting_missing_and_statusless_close_without_closestream():
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.client_binary(2560, 0.1)
     close = b.close("server", None, "", 0.5)
     b.close("client", None, "", 0.51)
@@ -106,7 +106,7 @@ def test_flux_greeting_missing_and_statusless_close_without_closestream():
 
 
 def test_flux_statusless_close_after_closestream_is_normal():
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.server_json({"type": "Connected", "request_id": "r", "sequence_id": 0}, 0.01)
     b.client_binary(2560, 0.1)
     b.server_json({"type": "TurnInfo", "event": "StartOfTurn", "turn_index": 0,
@@ -124,7 +124,7 @@ def test_flux_statusless_close_after_closestream_is_normal():
 
 
 def test_flux_client_closing_without_closestream_gets_flux_wording():
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.server_json({"type": "Connected", "request_id": "r", "sequence_id": 0}, 0.01)
     b.client_binary(2560, 0.1)
     b.close("client", 1000, "", 0.3)
@@ -135,7 +135,7 @@ def test_flux_client_closing_without_closestream_gets_flux_wording():
 
 
 def test_tts_keepalive_is_not_applicable():
-    b = SessionBuilder(path="/v1/speak", query={})
+    b = ScriptedSession(path="/v1/speak", query={})
     ka = b.client_json({"type": "KeepAlive"}, 0.1)
     b.client_json({"type": "Close"}, 0.2)
     b.close("server", 1000, "", 0.3)
@@ -151,7 +151,7 @@ def test_tts_keepalive_is_not_applicable():
     (listen_v1.CONFIGURE_REPLIES_SINCE + 86400 - T0, ["configure-unanswered"]),
 ])
 def test_listen_configure_reply_is_judged_by_the_capture_date(when, expected):
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, when)
     b.client_json({"type": "Configure", "keyterms": ["a"]}, when + 0.1)
     b.client_binary(3200, when + 0.2)
@@ -164,7 +164,7 @@ def test_listen_configure_reply_is_judged_by_the_capture_date(when, expected):
 
 
 def test_listen_configure_error_is_a_reply_and_explained():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "Configure", "keyterms": ["a"]}, 0.1)
     err = b.server_json({"type": "Error", "variant": "InvalidConfigureMessage",
                          "code": "KeytermsNotSupported", "description": "no keyterms"}, 0.2)
@@ -178,7 +178,7 @@ def test_listen_configure_error_is_a_reply_and_explained():
 
 
 def test_flux_configure_failure_is_explained():
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.server_json({"type": "Connected", "request_id": "r", "sequence_id": 0}, 0.01)
     b.client_json({"type": "Configure", "thresholds": {"eot_threshold": 2}}, 0.1)
     fail = b.server_json({"type": "ConfigureFailure", "request_id": "r", "sequence_id": 1,
@@ -193,7 +193,7 @@ def test_flux_configure_failure_is_explained():
 
 
 def test_regional_host_has_no_configure():
-    b = SessionBuilder(query=LIVE, headers=[["Host", "api.eu.deepgram.com"],
+    b = ScriptedSession(query=LIVE, headers=[["Host", "api.eu.deepgram.com"],
                                             ["Authorization", "Token x"]])
     b.client_json({"type": "Configure", "keyterms": ["a"]}, 0.1)
     b.client_json({"type": "CloseStream"}, 0.2)
@@ -203,7 +203,7 @@ def test_regional_host_has_no_configure():
 
 
 def test_speak_v2_error_codes_are_explained():
-    b = SessionBuilder(path="/v2/speak", query={"model": "flux-thalia-en"})
+    b = ScriptedSession(path="/v2/speak", query={"model": "flux-thalia-en"})
     b.server_json({"type": "Connected", "request_id": "r"}, 0.01)
     err = b.server_json({"type": "Error", "code": "NET-0004", "description": "idle"}, 60.1)
     b.close("server", 1000, "", 60.2)
@@ -217,7 +217,7 @@ def test_speak_v2_error_codes_are_explained():
 
 
 def test_close_after_an_agent_error_is_not_called_uncatalogued():
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     err = b.server_json({"type": "Error", "code": "INVALID_SETTINGS", "description": "bad"}, 0.2)
     close = b.close("server", 1008, "", 0.3)
@@ -229,7 +229,7 @@ def test_close_after_an_agent_error_is_not_called_uncatalogued():
 
 
 def test_flux_sequence_gap():
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.server_json({"type": "Connected", "request_id": "r", "sequence_id": 0}, 0.01)
     b.client_binary(2560, 0.1)
     b.server_json({"type": "TurnInfo", "event": "StartOfTurn", "sequence_id": 1}, 0.2)
@@ -251,7 +251,7 @@ def test_flux_sequence_gap():
       "output": {"encoding": "alaw", "container": "none"}}, None, []),
 ])
 def test_agent_settings_audio(audio, speak, expected):
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     settings = {"type": "Settings", "audio": audio, "agent": {} if speak is None else {"speak": speak}}
     b.client_json(settings, 0.1)
@@ -263,7 +263,7 @@ def test_agent_settings_audio(audio, speak, expected):
 
 
 def test_net0000_after_configure_names_the_keyterm_limit():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     conf = b.client_json({"type": "Configure", "keyterms": ["a"] * 600}, 0.2)
     b.client_binary(3200, 0.3)
@@ -277,7 +277,7 @@ def test_net0000_after_configure_names_the_keyterm_limit():
 
 
 def test_client_message_texts_use_the_endpoints_messages():
-    b = SessionBuilder(path="/v1/speak", query={})
+    b = ScriptedSession(path="/v1/speak", query={})
     b.client_binary(20, 0.1, head=b'{"type":"KeepAlive"}')
     b.client_text("hello", 0.2)
     b.close("server", 1003, "MESSAGE-0000", 0.3)
@@ -287,7 +287,7 @@ def test_client_message_texts_use_the_endpoints_messages():
     assert "noise" not in kb.message and "/v1/speak has no KeepAlive message" in kb.message
     assert '{"type":"Close"}' in one(found, "text-not-json").message
 
-    b = SessionBuilder(path="/v2/listen", query=FLUX)
+    b = ScriptedSession(path="/v2/listen", query=FLUX)
     b.client_text("hello", 0.2)
     b.close("client", 1000, "", 0.3)
     s, found = finish(b)
@@ -296,7 +296,7 @@ def test_client_message_texts_use_the_endpoints_messages():
 
 def test_agent_container_audio_against_declared_raw_input():
     from analyzer.deepgram.audio import wav_header
-    b = SessionBuilder(path=AGENT)
+    b = ScriptedSession(path=AGENT)
     agent_start(b)
     b.client_json({"type": "Settings", "audio": {"input": {"encoding": "linear16",
                                                             "sample_rate": 16000}}}, 0.1)

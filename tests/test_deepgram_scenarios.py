@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.deepgram.audio import bytes_per_second
-from analyzer.deepgram.fmt import clock
+from analyzer.timefmt import clock
 from analyzer.findings.registry import RULES, RuleContext
 from analyzer.model import CLIENT, SERVER
 from analyzer.pipeline import Options, analyze_capture

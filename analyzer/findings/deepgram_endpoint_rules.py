@@ -13,7 +13,8 @@ from ..deepgram import endpoints as ep
 from ..deepgram.closeexplain import format_name, is_deepgram, session_endpoint
 from ..deepgram.codes import code_clause, explain_code
 from ..deepgram.endpoints import agent, listen_v1, speak_v1
-from ..deepgram.fmt import clock, plural
+from ..deepgram.fmt import plural
+from ..timefmt import clock
 from ..model import ERROR, INFO, WARNING, Finding, Session
 from .registry import RuleContext, rule
 
