@@ -120,15 +120,14 @@ def test_egress_keyless_records_of_the_deepgram_stream(name):
                                        e["last_client_appdata_frame"])
 
 
-@pytest.mark.parametrize("name", KEYED_EGRESS)
-def test_egress_websocket_frames_with_keys(name):
-    t = truth(name)
-    s = dg_session(t)
-    rows = tshark(t["capture"], ["frame.number", "websocket.opcode", "websocket.mask",
-                                 "websocket.payload.close.status_code"],
-                  f"tcp.stream == {s['tcp_stream']} and websocket", keys=t["keylog"])
+def ws_counts(capture: str, stream: int, keys: str | None) -> tuple[dict, dict]:
+    """Binary frames per direction and the first close frame (frame, code) per direction of
+    one tcp.stream, direction from the mask bit (client frames are masked)."""
+    rows = tshark(capture, ["frame.number", "websocket.opcode", "websocket.mask",
+                            "websocket.payload.close.status_code"],
+                  f"tcp.stream == {stream} and websocket", keys=keys)
     binary = {"client": 0, "server": 0}
-    closes = {}
+    closes: dict = {}
     for no, opcodes, masks, codes in rows:
         code_iter = iter(codes.split(",") if codes else [])
         for op, mask in zip(opcodes.split(","), masks.split(",")):
@@ -137,11 +136,23 @@ def test_egress_websocket_frames_with_keys(name):
                 binary[side] += 1
             if op == "8" and side not in closes:
                 closes[side] = (int(no), int(next(code_iter)))
-    ws = s["websocket"]
+    return binary, closes
+
+
+def assert_ws(capture: str, stream: int, keys: str | None, ws: dict) -> None:
+    binary, closes = ws_counts(capture, stream, keys)
     assert binary == {"client": ws["client"]["binary"], "server": ws["server"]["binary"]}
     for side in ("client", "server"):
         assert closes[side] == (ws[side]["close"]["frame"], ws[side]["close"]["code"])
-    assert ws["client"]["binary_payload_bytes"] == t["deepgram"]["client"]["audio_bytes_sent"]
+
+
+@pytest.mark.parametrize("name", KEYED_EGRESS)
+def test_egress_websocket_frames_with_keys(name):
+    t = truth(name)
+    s = dg_session(t)
+    assert_ws(t["capture"], s["tcp_stream"], t["keylog"], s["websocket"])
+    assert s["websocket"]["client"]["binary_payload_bytes"] == \
+        t["deepgram"]["client"]["audio_bytes_sent"]
 
 
 def test_egress_net0001_timing():
@@ -190,3 +201,56 @@ def test_midstream_has_no_handshake_of_the_speech_stream():
                   'tls.handshake.extensions_server_name == "api.deepgram.com"')
     assert rows == []
     assert 4.9 < t["capture_started_after_speech_open_seconds"] < 6.0
+
+
+PROXY = ["proxy_connect", "proxy_both_legs", "proxy_connect_denied", "proxy_ws_absolute",
+         "proxy_ws_absolute_both_legs"]
+
+
+@pytest.mark.parametrize("name", PROXY)
+def test_proxy_requests_and_responses(name):
+    t = truth(name)
+    rows = tshark(t["capture"], ["frame.number", "tcp.stream", "http.request.method",
+                                 "http.request.uri", "http.response.code"],
+                  "http.request or http.response", keys=t["keylog"])
+    got: dict = {}
+    for no, stream, method, uri, code in rows:
+        h = got.setdefault(int(stream), {})
+        if method and "request_frame" not in h:
+            h.update(request_frame=int(no), method=method, target=uri)
+        elif code and "response_frame" not in h:
+            h.update(response_frame=int(no), status=int(code))
+    want = {c["tcp_stream"]: {k: c["http"][k] for k in ("request_frame", "method", "target",
+                                                        "response_frame", "status")}
+            for c in t["connections"] if c["http"]}
+    assert got == want
+
+
+@pytest.mark.parametrize("name", ["proxy_connect", "proxy_both_legs", "proxy_ws_absolute",
+                                  "proxy_ws_absolute_both_legs"])
+def test_proxy_websocket_frames(name):
+    t = truth(name)
+    streams = [c for c in t["connections"] if c["class"] == "deepgram-stream"]
+    assert len(streams) == (2 if name.endswith("both_legs") else 1)
+    for c in streams:
+        assert_ws(t["capture"], c["tcp_stream"], t["keylog"], c["websocket"])
+        assert c["websocket"]["client"]["binary_payload_bytes"] == \
+            t["deepgram"]["client"]["audio_bytes_sent"]
+
+
+def test_proxy_connect_client_hello_inside_the_tunnel():
+    t = truth("proxy_connect")
+    c = t["connections"][0]
+    rows = tshark(t["capture"], ["frame.number", "tls.handshake.extensions_server_name"],
+                  "tls.handshake.type == 1")
+    assert [(int(r[0]), r[1]) for r in rows] == [(c["tls"]["client_hello_frame"],
+                                                 "api.deepgram.com")]
+    assert c["http"]["method"] == "CONNECT" and c["http"]["target"] == "api.deepgram.com:443"
+    assert c["tls"]["client_hello_frame"] > c["http"]["response_frame"]
+
+
+def test_proxy_denied_statuses():
+    t = truth("proxy_connect_denied")
+    assert [c["http"]["status"] for c in t["connections"]] == [407, 403]
+    assert [r["proxy_status"] for r in t["refused"]] == [407, 403]
+    assert tshark(t["capture"], ["frame.number"], "tls") == []

@@ -258,9 +258,29 @@ class Run:
             pass
         rec["end"] = time.time()
 
+    async def attempt(self, a: dict) -> None:
+        """A WebSocket open through a proxy that is expected to refuse the CONNECT."""
+        await self.at(a["offset"])
+        rec: dict[str, Any] = {"class": "proxy-refused", "url": a["url"], "proxy": a["proxy"],
+                               "start": time.time()}
+        self.log["connections"].append(rec)
+        kw: dict[str, Any] = dict(proxy=a["proxy"], open_timeout=10, ping_interval=None,
+                                  additional_headers={"Authorization": "Token " + API_KEY})
+        if a["url"].startswith("wss:"):
+            kw["ssl"] = self.ssl_ctx(["http/1.1"])
+        try:
+            ws = await connect(a["url"], **kw)
+            await ws.close()
+            rec["proxy_status"] = 200
+        except InvalidProxyStatus as e:
+            rec.update(proxy_status=e.response.status_code,
+                       proxy_reason=e.response.reason_phrase)
+        rec["end"] = time.time()
+
     async def main(self) -> None:
         p = self.plan
         tasks = []
+        tasks += [self.attempt(a) for a in p.get("attempts", [])]
         if p.get("dns"):
             tasks.append(self.dns(p["dns"], 0.0))
         if p.get("dns_tcp"):

@@ -383,19 +383,26 @@ def ws_summary(frames: list[dict], client: str) -> dict:
     return out
 
 
-def http_upgrade(path: str, stream: int, keylog: Optional[str] = None,
-                 extra: Iterable[str] = ()) -> dict:
+def http_exchange(path: str, stream: int, keylog: Optional[str] = None,
+                  extra: Iterable[str] = ()) -> dict:
+    """The first HTTP request and response of a stream (CONNECT or GET), as tshark sees them;
+    request_bytes = length of the request head (what precedes a CONNECT tunnel's bytes)."""
     ex = list(extra) + ["-Y", f"tcp.stream == {stream} and http"]
     rows = fields(path, ["frame.number", "http.request.method", "http.request.uri",
-                         "http.response.code", "http.host"], keylog=keylog, extra=ex)
+                         "http.response.code", "http.response.phrase", "http.host",
+                         "tcp.len"], keylog=keylog, extra=ex)
     out: dict[str, Any] = {}
     for r in rows:
         if r["http.request.method"] and "request_frame" not in out:
-            out.update(request_frame=int(r["frame.number"]), method=r["http.request.method"],
-                       uri=r["http.request.uri"], host=r["http.host"])
+            out.update(request_frame=int(r["frame.number"]),
+                       method=r["http.request.method"].split(",")[0],
+                       target=r["http.request.uri"].split(",")[0], host=r["http.host"] or None)
+            if out["method"] == "CONNECT":
+                out["request_bytes"] = int(last(r["tcp.len"]))
         elif r["http.response.code"] and "response_frame" not in out:
             out.update(response_frame=int(r["frame.number"]),
-                       status=int(r["http.response.code"].split(",")[0]))
+                       status=int(r["http.response.code"].split(",")[0]),
+                       reason=r["http.response.phrase"].split(",")[0])
     return out
 
 

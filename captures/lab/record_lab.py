@@ -145,7 +145,25 @@ http {{
         self.start(nl.INET, ["nginx", "-c", path], "nginx", settle=0.8)
 
     def _proxies(self) -> None:
-        raise NotImplementedError  # group B
+        """tinyproxy (Debian) on 3128 (CONNECT to 443 only) and 3129 (BasicAuth: a CONNECT
+        without credentials gets 407); labproxy.py on 8080 for absolute-form ws://."""
+        for port, extra in ((3128, ""), (3129, "BasicAuth labuser labpass\n")):
+            conf = os.path.join(self.d, f"tinyproxy-{port}.conf")
+            with open(conf, "w") as f:
+                f.write(f"User nobody\nGroup nogroup\nPort {port}\nListen {nl.PROXY_IN}\n"
+                        "Timeout 60\nMaxClients 20\nLogLevel Info\n"
+                        "Allow 10.99.0.0/16\nConnectPort 443\nDisableViaHeader No\n" + extra)
+            self.start(nl.PROXY, ["tinyproxy", "-d", "-c", conf], f"tinyproxy {port}",
+                       settle=0.5)
+        self.proxy_log = os.path.join(self.d, "labproxy.json")
+        self.labproxy = self.start(nl.PROXY, [
+            PY, os.path.join(HERE, "labproxy.py"), "--listen", nl.PROXY_IN, "--port", "8080",
+            "--log", self.proxy_log, "--max-seconds", "240"], "labproxy", ready="labproxy ready")
+
+    def stop_labproxy(self) -> list:
+        self.labproxy.stop()
+        with open(self.proxy_log) as f:
+            return json.load(f)
 
     def stop_servers(self) -> dict:
         self.servers.stop()
@@ -264,7 +282,7 @@ def egress_truth(name: str, path: str, keys: str, client_log: dict, servers: dic
             continue
         s = {"tcp_stream": c["tcp_stream"], "class": c["class"], "client": c["client"],
              "server": c["server"], "sni": c.get("tls", {}).get("sni"),
-             "handshake": lt.http_upgrade(path, c["tcp_stream"], keylog=keys),
+             "handshake": lt.http_exchange(path, c["tcp_stream"], keylog=keys),
              "websocket": lt.ws_summary(ws.get(c["tcp_stream"], []), c["client"])}
         if c.get("side"):
             s["side"] = c["side"]
@@ -491,6 +509,212 @@ def s_egress_net0001(workdir: str) -> None:
         description=SCENARIOS["egress_net0001"][1], notes=REAL_EGRESS + " The NET-0001 close "
         "is the unmodified fake_deepgram.py timeout (10 s after the last client frame).",
         capture_point="fw namespace, fo0 (outside, after NAT), tcpdump -s 0", snaplen=262144))
+
+
+# ====================================================================== group B: proxies
+REAL_PROXY = ("Real traffic: a real websockets client (websockets 17 proxy support: CONNECT, "
+              "then TLS) in the client namespace, tinyproxy 1.11 (Debian) in the proxy "
+              "namespace, the Deepgram-like server in the inet namespace; nothing rewritten. "
+              "The proxy resolves api.deepgram.com itself (its DNS query is on its uplink).")
+
+
+def proxy_truth(name: str, path: str, keys: Optional[str], client_log: dict, servers: dict,
+                *, description: str, notes: str, capture_point: str,
+                proxy_log: Optional[list] = None) -> dict:
+    conns = lt.tcp_connections(path)
+    lt.tls_facts(path, conns)
+    if keys:
+        lt.tls_decrypted_facts(path, conns, keys)
+    ws = lt.websocket_frames(path, keylog=keys)
+    sp = client_log.get("speech")
+    for c in conns.values():
+        chost, cport = c["client"].rsplit(":", 1)
+        if c["server"].startswith(nl.PROXY_IN + ":"):
+            c["leg"] = "client-to-proxy"
+            hits = [e for e in client_log["connections"] if e.get("local_port") == int(cport)]
+            c["class"] = hits[0]["class"] if hits else "proxy-refused"
+        elif chost == nl.PROXY_OUT:
+            c["leg"] = "proxy-to-server"
+            c["class"] = "dns-tcp" if c["server"].endswith(":53") else "deepgram-stream"
+        else:
+            raise RuntimeError(f"unexpected connection {c}")
+        c["http"] = lt.http_exchange(path, c["tcp_stream"], keylog=keys)
+        if ws.get(c["tcp_stream"]):
+            c["websocket"] = lt.ws_summary(ws[c["tcp_stream"]], c["client"])
+    truth: dict[str, Any] = {
+        "capture": os.path.basename(path), "format": "pcap", "packets": lt.packet_count(path),
+        "description": description, "notes": notes, "capture_point": capture_point,
+        "snaplen": 262144, "keylog": os.path.basename(keys) if keys else None,
+        "lab": {"client": nl.CLIENT_IP, "proxy_inside": nl.PROXY_IN,
+                "proxy_uplink": nl.PROXY_OUT, "api.deepgram.com": nl.DG_IP},
+        "connections": [c for _, c in sorted(conns.items())],
+        "dns": [{k: a[k] for k in ("frame", "transport", "name", "qtype", "cnames", "a")}
+                for a in lt.dns_answers(path)],
+    }
+    legs = [c for c in conns.values() if c["class"] == "deepgram-stream"]
+    if len(legs) == 2:
+        cl = next(c for c in legs if c["leg"] == "client-to-proxy")
+        sl = next(c for c in legs if c["leg"] == "proxy-to-server")
+        truth["stream_legs"] = {
+            "client_leg_tcp_stream": cl["tcp_stream"], "server_leg_tcp_stream": sl["tcp_stream"],
+            "client_leg_client_bytes": cl["client_payload_bytes"],
+            "server_leg_client_bytes": sl["client_payload_bytes"]}
+        if cl["http"].get("method") == "CONNECT":
+            truth["stream_legs"].update(
+                client_leg_tunnel_client_bytes=cl["client_payload_bytes"]
+                - cl["http"]["request_bytes"],
+                note="the client leg carries the CONNECT request in clear text before the "
+                     "tunnelled TLS bytes; after it both legs carry the same TLS bytes")
+        else:
+            truth["stream_legs"]["note"] = (
+                "the proxy forwards the request in origin form (absolute URI -> path) and adds "
+                "Via, so the request heads differ in length; after the 101 both legs carry "
+                "the same WebSocket bytes")
+    if sp:
+        sv = servers["deepgram"][0] if servers["deepgram"] else None
+        truth["deepgram"] = {
+            "request_id": sp.get("request_id"), "url": sp["url"], "proxy": sp.get("proxy"),
+            "client": {"status": sp["status"], "audio_bytes_sent": sp["sent"]["audio_bytes"],
+                       "binary_frames_sent": sp["sent"]["binary"],
+                       "text_frames_sent": sp["sent"]["text"],
+                       "first_audio_send_time": sp["first_audio_time"],
+                       "last_audio_send_time": sp["last_audio_time"],
+                       "received_types": sp["received"]["types"],
+                       "close_sent": sp.get("close_sent"), "close_rcvd": sp.get("close_rcvd")},
+            "server": sv and {"request_id": sv["request_id"],
+                              "audio_bytes_received": sv["audio_bytes"],
+                              "audio_sha256": sv["sha256"], "close_sent": sv["close_sent"]}}
+    refused = [e for e in client_log["connections"] if e["class"] == "proxy-refused"]
+    if refused:
+        truth["refused"] = [{k: e.get(k) for k in ("url", "proxy", "proxy_status",
+                                                   "proxy_reason")} for e in refused]
+    if proxy_log is not None:
+        truth["labproxy_log"] = [{k: e.get(k) for k in ("client", "method", "target",
+                                                        "upstream", "upstream_local", "status",
+                                                        "bytes")} for e in proxy_log]
+    truth["oracle"] = oracle_version()
+    lt.assert_no_secret(truth, name)
+    return truth
+
+
+def speech_only(url: str, proxy: dict, seconds: float = 10.0) -> dict:
+    return {"speech": {"offset": 0.3, "url": url, "seconds": seconds, "proxy": proxy,
+                       "wait_close": 20}, "max_seconds": 60}
+
+
+@scenario("proxy_connect",
+          "wss:// speech stream (10 s, normal end) through tinyproxy: CONNECT "
+          "api.deepgram.com:443, 200 Connection established, TLS 1.3, WebSocket. Writes "
+          "proxy_connect (client-to-proxy leg, captured on fw's interface toward the proxy) "
+          "and proxy_both_legs (tcpdump -i any in the proxy namespace: the client leg on pi0 "
+          "and the proxy's own DNS lookup and TCP/TLS leg to api.deepgram.com on po0).",
+          ["proxy_connect", "proxy_both_legs"])
+def s_proxy_connect(workdir: str) -> None:
+    lt.make_speech(workdir, 10.5)
+    pc, pb = (os.path.join(workdir, n) for n in ("proxy_connect.pcap", "proxy_both_legs.pcap"))
+    with Lab(workdir, proxies=True) as lab:
+        caps = [lt.Capture(nl.FW, pc, "fp0", filt="tcp port 3128"),
+                lt.Capture(nl.PROXY, pb, "any")]
+        try:
+            log = run_client(speech_only(LISTEN_URL, {"kind": "connect",
+                                                      "url": f"http://{nl.PROXY_IN}:3128"}),
+                             workdir)
+            time.sleep(1.0)
+        finally:
+            for c in caps:
+                c.stop()
+        servers = lab.stop_servers()
+    if log["speech"].get("close_rcvd") != [1000, ""]:
+        raise RuntimeError(f"proxied stream did not end normally: {log['speech']}")
+    log["speech"]["proxy"] = f"http://{nl.PROXY_IN}:3128"
+    keys = ship(os.path.join(workdir, "keys.log"), "proxy_connect.keys")
+    shutil.copyfile(keys, os.path.join(OUT, "proxy_both_legs.keys"))
+    desc = SCENARIOS["proxy_connect"][1]
+    write_json("proxy_connect", proxy_truth(
+        "proxy_connect", ship(pc, "proxy_connect.pcap"), keys, log, servers, description=desc,
+        notes=REAL_PROXY, capture_point="fw namespace, fp0 (toward the proxy), "
+        "filter 'tcp port 3128'"))
+    write_json("proxy_both_legs", proxy_truth(
+        "proxy_both_legs", ship(pb, "proxy_both_legs.pcap"),
+        os.path.join(OUT, "proxy_both_legs.keys"), log, servers, description=desc,
+        notes=REAL_PROXY + " Same run as proxy_connect; Linux cooked capture (-i any) with "
+        "both proxy interfaces: the client leg 10.99.1.10 -> 10.99.2.10:3128 and the "
+        "server leg 172.31.1.10 -> 172.31.10.20:443 (plus ARP and the proxy's DNS).",
+        capture_point="proxy namespace, tcpdump -i any (pi0 and po0)"))
+
+
+@scenario("proxy_connect_denied",
+          "Two refused CONNECTs (websockets client, wss://): tinyproxy with BasicAuth answers "
+          "407 Proxy Authentication Required to a CONNECT without credentials; tinyproxy "
+          "without auth answers 403 Access violation to CONNECT api.deepgram.com:8443 "
+          "(ConnectPort allows 443 only). No TLS follows either.")
+def s_proxy_denied(workdir: str) -> None:
+    lt.make_speech(workdir, 1)
+    path = os.path.join(workdir, "proxy_connect_denied.pcap")
+    with Lab(workdir, proxies=True) as lab:
+        cap = lt.Capture(nl.FW, path, "fp0", filt="tcp port 3128 or tcp port 3129")
+        plan = {"attempts": [
+            {"offset": 0.3, "url": LISTEN_URL, "proxy": f"http://{nl.PROXY_IN}:3129"},
+            {"offset": 1.0, "url": LISTEN_URL.replace("api.deepgram.com/",
+                                                      "api.deepgram.com:8443/"),
+             "proxy": f"http://{nl.PROXY_IN}:3128"}], "max_seconds": 30}
+        try:
+            log = run_client(plan, workdir)
+            time.sleep(1.0)
+        finally:
+            cap.stop()
+        servers = lab.stop_servers()
+    got = [e["proxy_status"] for e in log["connections"]]
+    if got != [407, 403]:
+        raise RuntimeError(f"expected 407 and 403, got {got}")
+    write_json("proxy_connect_denied", proxy_truth(
+        "proxy_connect_denied", ship(path, "proxy_connect_denied.pcap"), None, log, servers,
+        description=SCENARIOS["proxy_connect_denied"][1], notes=REAL_PROXY,
+        capture_point="fw namespace, fp0, filter 'tcp port 3128 or tcp port 3129'"))
+
+
+@scenario("proxy_ws_absolute",
+          "ws:// (plain) speech stream (10 s, normal end) through a forward proxy with an "
+          "absolute-form request target: GET http://api.deepgram.com/v1/listen?... HTTP/1.1 "
+          "+ Upgrade, 101, WebSocket. The proxy is captures/lab/labproxy.py (tinyproxy 1.11 "
+          "sends Connection: close upstream and the server answers 426). Writes "
+          "proxy_ws_absolute (client-to-proxy leg) and proxy_ws_absolute_both_legs.",
+          ["proxy_ws_absolute", "proxy_ws_absolute_both_legs"])
+def s_proxy_ws_absolute(workdir: str) -> None:
+    lt.make_speech(workdir, 10.5)
+    pa, pb = (os.path.join(workdir, n) for n in ("proxy_ws_absolute.pcap",
+                                                 "proxy_ws_absolute_both_legs.pcap"))
+    with Lab(workdir, proxies=True) as lab:
+        caps = [lt.Capture(nl.FW, pa, "fp0", filt="tcp port 8080"),
+                lt.Capture(nl.PROXY, pb, "any")]
+        try:
+            log = run_client(speech_only(LISTEN_PLAIN, {"kind": "absolute",
+                                                        "url": f"http://{nl.PROXY_IN}:8080"}),
+                             workdir)
+            time.sleep(1.0)
+        finally:
+            for c in caps:
+                c.stop()
+        plog = lab.stop_labproxy()
+        servers = lab.stop_servers()
+    if log["speech"].get("close_rcvd") != [1000, ""]:
+        raise RuntimeError(f"proxied stream did not end normally: {log['speech']}")
+    log["speech"]["proxy"] = f"http://{nl.PROXY_IN}:8080 (absolute-form)"
+    notes = ("Real traffic: a real websockets client whose request line carries the absolute "
+             "URI (lab_client.AbsoluteFormConnection), captures/lab/labproxy.py (a bounded "
+             "Python forward proxy: forwards in origin form, keeps Upgrade, relays bytes), the "
+             "Deepgram-like server on port 80; nothing rewritten.  The API key is in the "
+             "pcap in clear text (Authorization header), never in this file.")
+    desc = SCENARIOS["proxy_ws_absolute"][1]
+    write_json("proxy_ws_absolute", proxy_truth(
+        "proxy_ws_absolute", ship(pa, "proxy_ws_absolute.pcap"), None, log, servers,
+        description=desc, notes=notes, proxy_log=plog,
+        capture_point="fw namespace, fp0, filter 'tcp port 8080'"))
+    write_json("proxy_ws_absolute_both_legs", proxy_truth(
+        "proxy_ws_absolute_both_legs", ship(pb, "proxy_ws_absolute_both_legs.pcap"), None, log,
+        servers, description=desc, notes=notes + " Same run; tcpdump -i any in the proxy "
+        "namespace (both legs, Linux cooked capture).", proxy_log=plog,
+        capture_point="proxy namespace, tcpdump -i any (pi0 and po0)"))
 
 
 # ====================================================================== main
