@@ -115,7 +115,10 @@ class Lab:
             with open(os.path.join(www, name), "wb") as f:
                 f.write(data)
         crt, key = self.pki["web"]
-        listens = "\n".join(f"    listen {a}:443 ssl http2;" for a in nl.WEB.values())
+        # img.example.test closes idle keep-alives after 6 s (its idle client then resets).
+        img_ip = nl.WEB["img.example.test"]
+        listens = "\n".join(f"    listen {a}:443 ssl http2;" for h, a in nl.WEB.items()
+                             if h != "img.example.test")
         conf = f"""
 user root;
 worker_processes 1;
@@ -133,6 +136,14 @@ http {{
   server {{
 {listens}
     server_name _;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    root {www};
+  }}
+  server {{
+    listen {img_ip}:443 ssl http2;
+    server_name _;
+    keepalive_timeout 6s;
     ssl_certificate {crt};
     ssl_certificate_key {key};
     root {www};
@@ -224,8 +235,10 @@ def egress_plan(stop_after: Optional[float] = None, speech_seconds: float = 20.0
                    "stop_after": stop_after, "wait_close": 30},
         "chat": {"offset": 1.5, "url": "wss://chat.example.test/rooms/lab", "messages": 8,
                  "interval": 2.0},
-        "idle": [{"offset": 1.0 + k, "url": f"https://{WEB_HOSTS[k]}/", "idle": 13.0}
-                 for k in range(4)],
+        # The last keep-alive's server (img) times out after 6 s: server FIN, then 7 s
+        # later the client resets the connection (RST).
+        "idle": [{"offset": 1.0 + k, "url": f"https://{WEB_HOSTS[k]}/", "idle": 13.0,
+                  "reset": k == 3} for k in range(4)],
         "fetches": fetches,
         "max_seconds": 70,
     }
@@ -719,25 +732,29 @@ def s_proxy_ws_absolute(workdir: str) -> None:
 
 # ====================================================================== group C: tunnels
 def tunnel_truth(name: str, path: str, reference: str, client_log: dict, servers: dict, *,
-                 description: str, notes: str, capture_point: str, tunnel: dict) -> dict:
+                 description: str, notes: str, capture_point: str, tunnel: dict,
+                 tshark_args: tuple = ()) -> dict:
     def inner(p: str) -> dict:
-        conns = lt.tcp_connections(p)
-        ws = lt.websocket_frames(p)
+        ex = tshark_args if p == path else ()
+        conns = lt.tcp_connections(p, extra=ex)
+        ws = lt.websocket_frames(p, extra=ex)
         out = []
         for st, c in sorted(conns.items()):
-            c["http"] = lt.http_exchange(p, st)
+            c["http"] = lt.http_exchange(p, st, extra=ex)
             if ws.get(st):
                 c["websocket"] = lt.ws_summary(ws[st], c["client"])
             out.append(c)
         return {"packets": lt.packet_count(p), "connections": out}
     frag = lt.fields(path, ["frame.number"], dfilter="ip.flags.mf == 1 or ip.frag_offset > 0")
-    last_frag = lt.fields(path, ["frame.number"], dfilter="ip.flags.mf == 0 and ip.frag_offset > 0")
+    last_frag = lt.fields(path, ["frame.number"],
+                          dfilter="ip.flags.mf == 0 and ip.frag_offset > 0")
     truth = {"capture": os.path.basename(path), "format": "pcap",
              "packets": lt.packet_count(path), "description": description, "notes": notes,
              "capture_point": capture_point, "snaplen": 262144, "keylog": None,
              "tunnel": tunnel,
              "outer_ip_fragment_frames": len(frag),
              "outer_fragmented_datagrams": len(last_frag),
+             "tshark_args": list(tshark_args),
              "inner": inner(path)["connections"],
              "reference": {"capture": os.path.basename(reference), **inner(reference)}}
     sp = client_log.get("speech")
@@ -760,12 +777,12 @@ def tunnel_truth(name: str, path: str, reference: str, client_log: dict, servers
 
 
 def vxlan_record(workdir: str, outer: str, inner: str, inner_mtu: Optional[int],
-                 seconds: float = 5.0) -> tuple[dict, dict]:
+                 seconds: float = 5.0, dstport: int = 4789) -> tuple[dict, dict]:
     """A plain ws:// speech stream between dglab-vxa and dglab-vxb across a real kernel vxlan;
     tcpdump on the underlay (u0) and on the vxlan device itself, in dglab-vxa."""
     lt.make_speech(workdir, seconds + 0.5)
     slog = os.path.join(workdir, "servers.json")
-    nl.vxlan_up(inner_mtu)
+    nl.vxlan_up(inner_mtu, dstport)
     server = None
     try:
         os.makedirs(f"/etc/netns/{nl.VXA}", exist_ok=True)
@@ -845,6 +862,32 @@ def s_vxlan_fragmented(workdir: str) -> None:
     write_json("vxlan_fragmented", t)
     write_json("vxlan_fragmented_inner", tunnel_truth(
         "vxlan_fragmented_inner", i, i, log, servers, description=desc,
+        notes=real + " Captured on the vxlan device in the same run: the reference.",
+        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+
+
+@scenario("vxlan_8472",
+          "vxlan's stream over a real Linux vxlan on UDP 8472 (the Linux kernel's historical "
+          "default port, used by flannel and others) instead of 4789; writes vxlan_8472 "
+          "(underlay) and vxlan_8472_inner (the vxlan device, reference).",
+          ["vxlan_8472", "vxlan_8472_inner"])
+def s_vxlan_8472(workdir: str) -> None:
+    outer, inner = (os.path.join(workdir, n) for n in ("vxlan_8472.pcap",
+                                                       "vxlan_8472_inner.pcap"))
+    log, servers = vxlan_record(workdir, outer, inner, None, dstport=8472)
+    o = ship(outer, "vxlan_8472.pcap")
+    i = ship(inner, "vxlan_8472_inner.pcap")
+    real = ("Real: kernel vxlan (ip link add type vxlan id 4242 dstport 8472) between two "
+            "namespaces; nothing rewritten. Note: tshark does not decode UDP 8472 as VXLAN "
+            "by default (decode with -d udp.port==8472,vxlan).")
+    desc = SCENARIOS["vxlan_8472"][1]
+    write_json("vxlan_8472", tunnel_truth(
+        "vxlan_8472", o, i, log, servers, description=desc, notes=real,
+        capture_point="dglab-vxa, u0 (underlay)",
+        tunnel=dict(VXLAN_INFO, type="vxlan", real=True, udp_port=8472),
+        tshark_args=["-d", "udp.port==8472,vxlan"]))
+    write_json("vxlan_8472_inner", tunnel_truth(
+        "vxlan_8472_inner", i, i, log, servers, description=desc,
         notes=real + " Captured on the vxlan device in the same run: the reference.",
         capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
 
