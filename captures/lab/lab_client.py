@@ -181,8 +181,8 @@ class Run:
         except asyncio.TimeoutError:
             await ws.close()
         proto = ws.protocol
-        rec["close_sent"] = [proto.close_sent.code, proto.close_sent.reason] if proto.close_sent else None
-        rec["close_rcvd"] = [proto.close_rcvd.code, proto.close_rcvd.reason] if proto.close_rcvd else None
+        for key, frame in (("close_sent", proto.close_sent), ("close_rcvd", proto.close_rcvd)):
+            rec[key] = [frame.code, frame.reason] if frame else None
         rec["close_rcvd_then_sent"] = proto.close_rcvd_then_sent
         rec["end"] = time.time()
 
@@ -339,7 +339,8 @@ class AbsoluteFormConnection(ClientConnection):
 
         def absolute(request):
             uri = protocol.uri
-            request.path = f"http://{uri.host}{'' if uri.port == 80 else f':{uri.port}'}{request.path}"
+            port = "" if uri.port == 80 else f":{uri.port}"
+            request.path = f"http://{uri.host}{port}{request.path}"
             return send_request(request)
         protocol.send_request = absolute
 

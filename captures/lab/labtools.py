@@ -7,7 +7,6 @@ streams, records, WebSocket frames).  tests/test_lab_truth.py re-derives a few o
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from decimal import Decimal
 from typing import Any, Iterable, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -325,7 +323,7 @@ def dns_answers(path: str, extra: Iterable[str] = ()) -> list[dict]:
     for r in rows:
         out.append({"frame": int(r["frame.number"]), "time": float(r["frame.time_epoch"]),
                     "transport": "tcp" if r["tcp.stream"] else "udp",
-                    "id": int(r["dns.id"], 16) if r["dns.id"].startswith("0x") else int(r["dns.id"]),
+                    "id": int(r["dns.id"], 0),
                     "name": r["dns.qry.name"], "qtype": int(r["dns.qry.type"]),
                     "cnames": r["dns.cname"].split(",") if r["dns.cname"] else [],
                     "a": r["dns.a"].split(",") if r["dns.a"] else [],

@@ -220,6 +220,24 @@ def run_client(plan: dict, workdir: str, on_line: Optional[Callable[[str], None]
     return log
 
 
+def captured_run(workdir: str, captures: list[tuple], plan: dict, *, ns: str = nl.CLIENT,
+                 on_line: Optional[Callable[[str], None]] = None,
+                 late: Optional[list] = None) -> dict:
+    """Start tcpdump for each (namespace, path, interface, Capture kwargs), run the client
+    plan, let the last ACKs through, stop every capture (also on error: `late` holds
+    captures started during the run) and return the client's log."""
+    caps: list[lt.Capture] = []
+    try:
+        for cns, path, iface, kw in captures:
+            caps.append(lt.Capture(cns, path, iface, **kw))
+        log = run_client(plan, workdir, on_line, ns=ns)
+        time.sleep(1.0)
+    finally:
+        for c in caps + (late or []):
+            c.stop()
+    return log
+
+
 # ====================================================================== egress workload
 def egress_plan(stop_after: Optional[float] = None, speech_seconds: float = 20.0) -> dict:
     fetches = []
@@ -419,9 +437,6 @@ def s_egress_mixed(workdir: str) -> None:
              "mid": "egress_midstream"}
     paths = {k: os.path.join(workdir, f"{v}.pcap") for k, v in names.items()}
     with Lab(workdir) as lab:
-        caps = [lt.Capture(nl.FW, paths["full"], "fo0"),
-                lt.Capture(nl.FW, paths["snap"], "fo0", snaplen=128),
-                lt.Capture(nl.FW, paths["any"], "any")]
         mid: list[lt.Capture] = []
 
         def on_line(line: str) -> None:
@@ -432,12 +447,10 @@ def s_egress_mixed(workdir: str) -> None:
                     time.sleep(max(0.0, opened + 5.0 - time.time()))
                     mid.append(lt.Capture(nl.FW, paths["mid"], "fo0"))
                 threading.Thread(target=later, daemon=True).start()
-        try:
-            log = run_client(egress_plan(), workdir, on_line)
-            time.sleep(1.0)
-        finally:
-            for c in caps + mid:
-                c.stop()
+        log = captured_run(workdir, [(nl.FW, paths["full"], "fo0", {}),
+                                     (nl.FW, paths["snap"], "fo0", {"snaplen": 128}),
+                                     (nl.FW, paths["any"], "any", {})],
+                           egress_plan(), on_line=on_line, late=mid)
         servers = lab.stop_servers()
     keys = ship(os.path.join(workdir, "keys.log"), "egress_mixed.keys")
     sp = log["speech"]
@@ -494,8 +507,6 @@ def s_egress_mixed(workdir: str) -> None:
     write_json("egress_midstream", mt)
 
 
-
-
 @scenario("egress_net0001",
           "egress_mixed's traffic mix, but the speech client stops sending after 8 s of audio "
           "(socket left open, no CloseStream) and the Deepgram-like server closes with 1011 "
@@ -505,12 +516,7 @@ def s_egress_net0001(workdir: str) -> None:
     lt.make_speech(workdir, 20.5)
     path = os.path.join(workdir, "egress_net0001.pcap")
     with Lab(workdir) as lab:
-        cap = lt.Capture(nl.FW, path, "fo0")
-        try:
-            log = run_client(egress_plan(stop_after=8.0), workdir)
-            time.sleep(1.0)
-        finally:
-            cap.stop()
+        log = captured_run(workdir, [(nl.FW, path, "fo0", {})], egress_plan(stop_after=8.0))
         servers = lab.stop_servers()
     sp = log["speech"]
     if servers["deepgram"][0]["close_sent"][0] != 1011 or (sp["close_rcvd"] or [0])[0] != 1011:
@@ -626,16 +632,10 @@ def s_proxy_connect(workdir: str) -> None:
     lt.make_speech(workdir, 10.5)
     pc, pb = (os.path.join(workdir, n) for n in ("proxy_connect.pcap", "proxy_both_legs.pcap"))
     with Lab(workdir, proxies=True) as lab:
-        caps = [lt.Capture(nl.FW, pc, "fp0", filt="tcp port 3128"),
-                lt.Capture(nl.PROXY, pb, "any")]
-        try:
-            log = run_client(speech_only(LISTEN_URL, {"kind": "connect",
-                                                      "url": f"http://{nl.PROXY_IN}:3128"}),
-                             workdir)
-            time.sleep(1.0)
-        finally:
-            for c in caps:
-                c.stop()
+        log = captured_run(workdir, [(nl.FW, pc, "fp0", {"filt": "tcp port 3128"}),
+                                     (nl.PROXY, pb, "any", {})],
+                           speech_only(LISTEN_URL, {"kind": "connect",
+                                                    "url": f"http://{nl.PROXY_IN}:3128"}))
         servers = lab.stop_servers()
     if log["speech"].get("close_rcvd") != [1000, ""]:
         raise RuntimeError(f"proxied stream did not end normally: {log['speech']}")
@@ -665,17 +665,13 @@ def s_proxy_denied(workdir: str) -> None:
     lt.make_speech(workdir, 1)
     path = os.path.join(workdir, "proxy_connect_denied.pcap")
     with Lab(workdir, proxies=True) as lab:
-        cap = lt.Capture(nl.FW, path, "fp0", filt="tcp port 3128 or tcp port 3129")
         plan = {"attempts": [
             {"offset": 0.3, "url": LISTEN_URL, "proxy": f"http://{nl.PROXY_IN}:3129"},
             {"offset": 1.0, "url": LISTEN_URL.replace("api.deepgram.com/",
                                                       "api.deepgram.com:8443/"),
              "proxy": f"http://{nl.PROXY_IN}:3128"}], "max_seconds": 30}
-        try:
-            log = run_client(plan, workdir)
-            time.sleep(1.0)
-        finally:
-            cap.stop()
+        log = captured_run(workdir, [(nl.FW, path, "fp0",
+                                      {"filt": "tcp port 3128 or tcp port 3129"})], plan)
         servers = lab.stop_servers()
     got = [e["proxy_status"] for e in log["connections"]]
     if got != [407, 403]:
@@ -698,16 +694,10 @@ def s_proxy_ws_absolute(workdir: str) -> None:
     pa, pb = (os.path.join(workdir, n) for n in ("proxy_ws_absolute.pcap",
                                                  "proxy_ws_absolute_both_legs.pcap"))
     with Lab(workdir, proxies=True) as lab:
-        caps = [lt.Capture(nl.FW, pa, "fp0", filt="tcp port 8080"),
-                lt.Capture(nl.PROXY, pb, "any")]
-        try:
-            log = run_client(speech_only(LISTEN_PLAIN, {"kind": "absolute",
-                                                        "url": f"http://{nl.PROXY_IN}:8080"}),
-                             workdir)
-            time.sleep(1.0)
-        finally:
-            for c in caps:
-                c.stop()
+        log = captured_run(workdir, [(nl.FW, pa, "fp0", {"filt": "tcp port 8080"}),
+                                     (nl.PROXY, pb, "any", {})],
+                           speech_only(LISTEN_PLAIN, {"kind": "absolute",
+                                                      "url": f"http://{nl.PROXY_IN}:8080"}))
         plog = lab.stop_labproxy()
         servers = lab.stop_servers()
     if log["speech"].get("close_rcvd") != [1000, ""]:
@@ -791,13 +781,8 @@ def vxlan_record(workdir: str, outer: str, inner: str, inner_mtu: Optional[int],
         server = lt.Proc(nl.VXB, [PY, os.path.join(HERE, "lab_servers.py"), "--dg-ip",
                                   nl.VX_INNER_B, "--log", slog, "--max-seconds", "120"],
                          "servers", ready="servers ready")
-        caps = [lt.Capture(nl.VXA, outer, "u0"), lt.Capture(nl.VXA, inner, "vxlan0")]
-        try:
-            log = run_client(speech_only(LISTEN_PLAIN, None, seconds), workdir, ns=nl.VXA)
-            time.sleep(1.0)
-        finally:
-            for c in caps:
-                c.stop()
+        log = captured_run(workdir, [(nl.VXA, outer, "u0", {}), (nl.VXA, inner, "vxlan0", {})],
+                           speech_only(LISTEN_PLAIN, None, seconds), ns=nl.VXA)
         server.stop()
         with open(slog) as f:
             servers = json.load(f)
@@ -815,6 +800,27 @@ VXLAN_INFO = {"udp_port": 4789, "vni": nl.VNI, "underlay": [nl.VX_UNDER_A, nl.VX
               "inner": [nl.VX_INNER_A, nl.VX_INNER_B]}
 
 
+def vxlan_scenario(workdir: str, name: str, real: str, *, inner_mtu: Optional[int] = None,
+                   dstport: int = 4789, tshark_args: tuple = ()) -> dict:
+    """Record one vxlan stream; write <name> (underlay) and <name>_inner (the reference)."""
+    outer, inner = (os.path.join(workdir, f"{n}.pcap") for n in (name, f"{name}_inner"))
+    log, servers = vxlan_record(workdir, outer, inner, inner_mtu, dstport=dstport)
+    o, i = ship(outer, f"{name}.pcap"), ship(inner, f"{name}_inner.pcap")
+    desc = SCENARIOS[name][1]
+    tunnel = dict(VXLAN_INFO, type="vxlan", real=True, udp_port=dstport)
+    if inner_mtu:
+        tunnel["inner_mtu"] = inner_mtu
+    t = tunnel_truth(name, o, i, log, servers, description=desc, notes=real,
+                     capture_point="dglab-vxa, u0 (underlay)", tunnel=tunnel,
+                     tshark_args=tshark_args)
+    write_json(name, t)
+    write_json(f"{name}_inner", tunnel_truth(
+        f"{name}_inner", i, i, log, servers, description=desc,
+        notes=real + " Captured on the vxlan device in the same run: the reference.",
+        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+    return t
+
+
 @scenario("vxlan",
           "A plain ws:// speech stream (5 s, CloseStream, close 1000) across a real Linux "
           "vxlan (VNI 4242, UDP 4789, inner MTU 1450) between two namespaces: vxlan.pcap is "
@@ -823,20 +829,10 @@ VXLAN_INFO = {"udp_port": 4789, "vni": nl.VNI, "underlay": [nl.VX_UNDER_A, nl.VX
           "frames are also the source of the rewrapped tunnels.",
           ["vxlan", "vxlan_inner"])
 def s_vxlan(workdir: str) -> None:
-    outer, inner = (os.path.join(workdir, n) for n in ("vxlan.pcap", "vxlan_inner.pcap"))
-    log, servers = vxlan_record(workdir, outer, inner, None)
-    o, i = ship(outer, "vxlan.pcap"), ship(inner, "vxlan_inner.pcap")
-    real = ("Real: a kernel vxlan device (ip link add type vxlan id 4242 dstport 4789) between "
-            "two network namespaces joined by a veth underlay; real websockets client and the "
-            "Deepgram-like server on port 80 inside; nothing rewritten.")
-    desc = SCENARIOS["vxlan"][1]
-    write_json("vxlan", tunnel_truth("vxlan", o, i, log, servers, description=desc, notes=real,
-                                     capture_point="dglab-vxa, u0 (underlay)",
-                                     tunnel=dict(VXLAN_INFO, type="vxlan", real=True)))
-    write_json("vxlan_inner", tunnel_truth(
-        "vxlan_inner", i, i, log, servers, description=desc,
-        notes=real + " Captured on the vxlan device in the same run: the reference.",
-        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+    vxlan_scenario(workdir, "vxlan", "Real: a kernel vxlan device (ip link add type vxlan id "
+                   "4242 dstport 4789) between two network namespaces joined by a veth "
+                   "underlay; real websockets client and the Deepgram-like server on port 80 "
+                   "inside; nothing rewritten.")
 
 
 @scenario("vxlan_fragmented",
@@ -845,25 +841,11 @@ def s_vxlan(workdir: str) -> None:
           "IPv4 fragments. Writes vxlan_fragmented (underlay) and vxlan_fragmented_inner "
           "(the vxlan device, reference).", ["vxlan_fragmented", "vxlan_fragmented_inner"])
 def s_vxlan_fragmented(workdir: str) -> None:
-    outer, inner = (os.path.join(workdir, n) for n in ("vxlan_fragmented.pcap",
-                                                       "vxlan_fragmented_inner.pcap"))
-    log, servers = vxlan_record(workdir, outer, inner, 1500)
-    o = ship(outer, "vxlan_fragmented.pcap")
-    i = ship(inner, "vxlan_fragmented_inner.pcap")
-    real = ("Real: kernel vxlan (VNI 4242, UDP 4789) with MTU 1500 over a 1500-byte veth "
-            "underlay, df unset: the kernel fragments the outer IPv4 packets; nothing "
-            "rewritten.")
-    desc = SCENARIOS["vxlan_fragmented"][1]
-    t = tunnel_truth("vxlan_fragmented", o, i, log, servers, description=desc, notes=real,
-                     capture_point="dglab-vxa, u0 (underlay)",
-                     tunnel=dict(VXLAN_INFO, type="vxlan", real=True, inner_mtu=1500))
+    t = vxlan_scenario(workdir, "vxlan_fragmented", "Real: kernel vxlan (VNI 4242, UDP 4789) "
+                       "with MTU 1500 over a 1500-byte veth underlay, df unset: the kernel "
+                       "fragments the outer IPv4 packets; nothing rewritten.", inner_mtu=1500)
     if t["outer_ip_fragment_frames"] == 0:
         raise RuntimeError("no outer fragments: the vxlan device did not fragment")
-    write_json("vxlan_fragmented", t)
-    write_json("vxlan_fragmented_inner", tunnel_truth(
-        "vxlan_fragmented_inner", i, i, log, servers, description=desc,
-        notes=real + " Captured on the vxlan device in the same run: the reference.",
-        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
 
 
 @scenario("vxlan_8472",
@@ -872,24 +854,11 @@ def s_vxlan_fragmented(workdir: str) -> None:
           "(underlay) and vxlan_8472_inner (the vxlan device, reference).",
           ["vxlan_8472", "vxlan_8472_inner"])
 def s_vxlan_8472(workdir: str) -> None:
-    outer, inner = (os.path.join(workdir, n) for n in ("vxlan_8472.pcap",
-                                                       "vxlan_8472_inner.pcap"))
-    log, servers = vxlan_record(workdir, outer, inner, None, dstport=8472)
-    o = ship(outer, "vxlan_8472.pcap")
-    i = ship(inner, "vxlan_8472_inner.pcap")
-    real = ("Real: kernel vxlan (ip link add type vxlan id 4242 dstport 8472) between two "
-            "namespaces; nothing rewritten. Note: tshark does not decode UDP 8472 as VXLAN "
-            "by default (decode with -d udp.port==8472,vxlan).")
-    desc = SCENARIOS["vxlan_8472"][1]
-    write_json("vxlan_8472", tunnel_truth(
-        "vxlan_8472", o, i, log, servers, description=desc, notes=real,
-        capture_point="dglab-vxa, u0 (underlay)",
-        tunnel=dict(VXLAN_INFO, type="vxlan", real=True, udp_port=8472),
-        tshark_args=["-d", "udp.port==8472,vxlan"]))
-    write_json("vxlan_8472_inner", tunnel_truth(
-        "vxlan_8472_inner", i, i, log, servers, description=desc,
-        notes=real + " Captured on the vxlan device in the same run: the reference.",
-        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+    vxlan_scenario(workdir, "vxlan_8472", "Real: kernel vxlan (ip link add type vxlan id 4242 "
+                   "dstport 8472) between two namespaces; nothing rewritten. Note: tshark does "
+                   "not decode UDP 8472 as VXLAN by default (decode with -d "
+                   "udp.port==8472,vxlan).", dstport=8472,
+                   tshark_args=("-d", "udp.port==8472,vxlan"))
 
 
 @scenario("tunnels_rewrapped",
@@ -939,13 +908,8 @@ def s_span_skew(workdir: str) -> None:
     lt.make_speech(workdir, 10.5)
     src = os.path.join(workdir, "span_skew_source.pcap")
     with Lab(workdir) as lab:
-        cap = lt.Capture(nl.FW, src, "fo0", filt="tcp port 80")
-        try:
-            log = run_client(dict(speech_only(LISTEN_PLAIN, None, 10.0),
-                                  dns=["api.deepgram.com"]), workdir)
-            time.sleep(1.0)
-        finally:
-            cap.stop()
+        log = captured_run(workdir, [(nl.FW, src, "fo0", {"filt": "tcp port 80"})],
+                           dict(speech_only(LISTEN_PLAIN, None, 10.0), dns=["api.deepgram.com"]))
         servers = lab.stop_servers()
     if log["speech"].get("close_rcvd") != [1000, ""]:
         raise RuntimeError(f"stream did not end normally: {log['speech']}")
