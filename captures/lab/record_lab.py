@@ -317,6 +317,12 @@ def egress_truth(name: str, path: str, keys: str, client_log: dict, servers: dic
              "websocket": lt.ws_summary(ws.get(c["tcp_stream"], []), c["client"])}
         if c.get("side"):
             s["side"] = c["side"]
+        if midstream and not c["syn_seen"]:
+            # The TLS handshake is not in the file: no key log can decrypt this stream, so
+            # there are no WebSocket facts to give (the egress block has the keyless ones).
+            s.update(handshake=None, websocket=None,
+                     note="started before the capture: TLS handshake and upgrade not in the "
+                          "file; not decryptable")
         sessions.append(s)
     first_syn = min((c["first_frame"] for c in dg_streams), default=None)
     dg_dns = [a for a in dns if a["name"] == "api.deepgram.com"]
