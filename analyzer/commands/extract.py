@@ -1,0 +1,441 @@
+"""`dgcap extract CAPTURE --session N`: the ticket capture.
+
+A pcapng holding only the packets of one session's TCP connection(s), as captured (link
+layer included), in their original order, with:
+
+* a Decryption Secrets Block with only that session's TLS secrets (matched by client
+  random), so Wireshark/tshark decrypt it without a key log and nothing else can be;
+* a comment on every evidence frame of every finding (`dgcap: error deepgram-close: ...`);
+* a section comment saying what the file is (source name and SHA-256, session, original
+  frame numbers);
+* secrets that travel in clear (Authorization, the `token` subprotocol, query tokens in
+  the request line) overwritten in the packets with the same number of bytes, so TCP
+  sequence numbers still line up, and the TCP checksum updated (RFC 1624).
+
+Three passes over the capture, none keeping more than one session's head in memory: the
+analysis (sessions, findings), a selection pass (which packets belong to the session's
+tcp.stream, numbered like Wireshark by the same tracker; the first bytes of each
+direction, where the handshake and its secrets are), and the writing pass.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import struct
+import sys
+import tempfile
+from array import array
+from typing import Optional
+from urllib.parse import quote, quote_plus
+
+from .. import __version__
+from ..cli import EXIT_INPUT, EXIT_OK, error
+from ..model import CLIENT, SERVER, Session
+from .common import analyze_or_explain, input_problem, pick_session
+
+# Bytes at the start of each direction searched for secrets: the HTTP upgrade request and
+# response (Options.max_http_header bounds them the same way).
+HEAD_BYTES = 64 << 10
+SEQ_MASK = 0xFFFFFFFF
+
+_EPILOG = """\
+what is in the file:
+  the packets of the session's TCP connection (tcp.stream), as captured, in order; a
+  Decryption Secrets Block with that session's TLS secrets only (from --keylog,
+  SSLKEYLOGFILE or the capture's own embedded secrets); a packet comment on every frame
+  a finding points at (tshark -Y 'frame.comment contains "dgcap"'); a comment on the
+  section header with the source capture's name and SHA-256 and the original frame
+  numbers.  Frame numbers in the new file start at 1: finding comments say the original
+  number.
+
+secrets:
+  by default API keys and tokens sent in clear (Authorization, Sec-WebSocket-Protocol
+  token, ?token= / ?access_token= ...) are overwritten in the packets with '*' (the last
+  4 characters kept, the length unchanged, TCP checksums updated).  Inside TLS they are
+  encrypted, but the embedded secrets let anyone decrypt them: the tool says so.
+  --keep-secrets keeps the original bytes and says so in the section comment.
+
+exit status: 0 written; 2 input error (bad capture, no such session or finding).
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "extract", help="write one session's packets to a small annotated pcapng for a ticket",
+        description="Write the packets of one session (its TCP connection) to a pcapng with its "
+                    "TLS secrets only, finding comments and secrets redacted.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--session", type=int, metavar="N",
+                       help="session N (numbered as in `dgcap report`)")
+    which.add_argument("--finding", metavar="ID",
+                       help="every session that has this finding (e.g. deepgram-close)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="output file (default <capture-stem>.session<N>.pcapng, or "
+                        "<capture-stem>.<ID>.pcapng with --finding, in the current folder)")
+    p.add_argument("--keylog", metavar="FILE",
+                   help="TLS key log (NSS format); SSLKEYLOGFILE is used too")
+    p.add_argument("--keep-secrets", action="store_true",
+                   help="do not overwrite API keys and tokens in the packets")
+
+
+def run(args) -> int:
+    from ..pipeline import Options
+    from .audio import capture_stem
+
+    path = args.capture
+    keylog, problem = input_problem(path, args.keylog)
+    if problem:
+        error(problem)
+        return EXIT_INPUT
+    if args.session is not None and args.session < 1:
+        error("--session must be a session number (1 or more)")
+        return EXIT_INPUT
+    report = analyze_or_explain(path, Options(keylog=keylog))
+    if report is None:
+        return EXIT_INPUT
+    if args.session is not None:
+        session = pick_session(path, report.sessions, args.session)
+        if session is None:
+            return EXIT_INPUT
+        sessions = [session]
+        default_name = f"{capture_stem(path)}.session{args.session}.pcapng"
+    else:
+        sessions = [s for s in report.sessions if any(f.id == args.finding for f in s.findings)]
+        if not sessions:
+            ids = sorted({f.id for s in report.sessions for f in s.findings})
+            known = f"; findings present: {', '.join(ids)}" if ids else "; no session has a finding"
+            error(f"{path}: no session has the finding {args.finding!r}{known}")
+            return EXIT_INPUT
+        default_name = f"{capture_stem(path)}.{_safe_name(args.finding)}.pcapng"
+    output = args.output or default_name
+    if os.path.isdir(output):
+        error(f"{output}: is a folder; give a file name")
+        return EXIT_INPUT
+    if args.keep_secrets:
+        sys.stderr.write("dgcap: warning: --keep-secrets: the extracted capture contains API keys "
+                         "and tokens as sent\n")
+    result = extract_sessions(path, sessions, output, keylog, keep_secrets=args.keep_secrets)
+    print(result.summary(output))
+    for note in result.notes:
+        sys.stderr.write(f"dgcap: note: {note}\n")
+    return EXIT_OK
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text) or "finding"
+
+
+# -- the work ----------------------------------------------------------------------------------
+
+class ExtractResult:
+    def __init__(self):
+        self.packets = 0
+        self.first_frame: Optional[int] = None
+        self.last_frame: Optional[int] = None
+        self.comments = 0  # packets with a finding comment
+        self.redacted_packets = 0
+        self.tls_secret_sessions = 0
+        self.notes: list[str] = []
+        self.sessions: list[Session] = []
+
+    def summary(self, output: str) -> str:
+        which = ", ".join(f"session {s.index} (tcp.stream {s.tcp_stream})" for s in self.sessions)
+        parts = [f"{self.packets} packets", which]
+        if self.first_frame is not None:
+            parts.append(f"original frames {self.first_frame}-{self.last_frame}")
+        parts.append(f"{self.comments} packet comments")
+        if self.tls_secret_sessions:
+            parts.append(f"TLS secrets of {self.tls_secret_sessions} session(s)")
+        if self.redacted_packets:
+            parts.append(f"secrets overwritten in {self.redacted_packets} packet(s)")
+        return f"wrote {output}: " + ", ".join(parts)
+
+
+class _Selection:
+    """Pass 2's result: which frames to keep, where the secrets are, the TLS secrets."""
+
+    def __init__(self):
+        self.frames = array("I")  # kept frame numbers, ascending
+        # (stream, direction) -> [bytearray head, base seq, [(frame, offset, length)...]]
+        self.heads: dict[tuple[int, int], list] = {}
+        self.embedded_secrets: list = []
+
+
+def extract_sessions(path: str, sessions: list[Session], output: str, keylog: Optional[str],
+                     keep_secrets: bool = False) -> ExtractResult:
+    result = ExtractResult()
+    result.sessions = sessions
+    streams = {}
+    for s in sessions:
+        for stream in session_streams(s):
+            streams[stream] = s
+    selection = _select(path, streams)
+    patches = {} if keep_secrets else _secret_patches(selection, streams)
+    comments = _finding_comments(sessions)
+    tls_lines, tls_notes = _tls_secrets(sessions, keylog, selection.embedded_secrets)
+    result.notes.extend(tls_notes)
+    result.tls_secret_sessions = sum(1 for lines in tls_lines.values() if lines)
+    frames = selection.frames
+    if frames:
+        result.first_frame, result.last_frame = frames[0], frames[-1]
+    section = _section_comments(path, sessions, result, len(frames), keep_secrets, bool(patches),
+                                tls_lines)
+    if not keep_secrets and any(s.transport.startswith("tls") and tls_lines.get(s.index)
+                                for s in sessions):
+        result.notes.append("the API key travels inside TLS in this session: the embedded TLS "
+                            "secrets let anyone with the file decrypt the handshake and read it")
+    folder = os.path.dirname(os.path.abspath(output))
+    fd, tmp = tempfile.mkstemp(prefix=".dgcap-", suffix=".pcapng", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _write(path, out, frames, patches, comments, tls_lines, section, result)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return result
+
+
+def session_streams(session: Session) -> list[int]:
+    """The tcp.stream numbers whose packets make up the session."""
+    return [session.tcp_stream]
+
+
+def _select(path: str, streams: dict[int, Session]) -> _Selection:
+    """Pass 2: number connections like the pipeline does, keep the chosen streams' frames."""
+    from ..capture import PacketDecoder, format_address, open_capture
+    from ..tcp import TcpTracker
+
+    selection = _Selection()
+    decoder = PacketDecoder()
+    tracker = TcpTracker(lambda conn: None)  # numbering only: nothing is reassembled
+    clients = {stream: s.client for stream, s in streams.items()}
+    cap = open_capture(path)
+    with cap:
+        for frame_no, ts, linktype, data in cap.packets():
+            seg = decoder.decode(frame_no, linktype, data)
+            if seg is None:
+                continue
+            tracker.segment(frame_no, ts, seg)
+            src, dst, sport, dport, seq, _ack, flags, payload, _missing = seg
+            stream = tracker.connection(src, dst, sport, dport).stream
+            if stream not in streams:
+                continue
+            selection.frames.append(frame_no)
+            direction = CLIENT if format_address(src, sport) == clients[stream] else SERVER
+            head = selection.heads.get((stream, direction))
+            if head is None:
+                head = selection.heads[(stream, direction)] = [bytearray(), None, []]
+            if flags & 0x02:  # SYN: the data starts one after its sequence number
+                head[1] = (seq + 1) & SEQ_MASK
+                continue
+            if not payload:
+                continue
+            if head[1] is None:
+                head[1] = seq
+            offset = (seq - head[1]) & SEQ_MASK
+            if offset >= HEAD_BYTES:
+                continue
+            buf = head[0]
+            end = min(offset + len(payload), HEAD_BYTES)
+            if len(buf) < end:
+                buf.extend(b"\x00" * (end - len(buf)))
+            buf[offset:end] = payload[:end - offset]
+            head[2].append((frame_no, offset, len(payload)))
+        selection.embedded_secrets = list(cap.secrets)
+    return selection
+
+
+def masked_bytes(secret: bytes) -> bytes:
+    """The same number of bytes: '*' and the last 4 characters, like the reports' masks."""
+    keep = 4 if len(secret) >= 12 else 0
+    return b"*" * (len(secret) - keep) + secret[len(secret) - keep:]
+
+
+def _secret_forms(secrets: list[str]) -> list[bytes]:
+    forms = set()
+    for secret in secrets:
+        for form in (secret, quote(secret, safe=""), quote_plus(secret), quote(secret)):
+            forms.add(form.encode("utf-8"))
+    return sorted(forms, key=len, reverse=True)
+
+
+def _secret_patches(selection: _Selection, streams: dict[int, Session]) -> dict[int, list]:
+    """frame -> [(payload offset, new bytes)] overwriting every secret in the heads."""
+    from ..redact import session_secrets
+
+    patches: dict[int, list] = {}
+    for (stream, _direction), (buf, _base, packets) in selection.heads.items():
+        forms = _secret_forms(session_secrets(streams[stream]))
+        ranges = []
+        for form in forms:
+            start = buf.find(form)
+            while start >= 0:
+                ranges.append((start, start + len(form), masked_bytes(form)))
+                start = buf.find(form, start + 1)
+        for start, end, new in ranges:
+            for frame, offset, length in packets:  # retransmissions get patched too
+                lo, hi = max(start, offset), min(end, offset + length)
+                if lo < hi:
+                    patches.setdefault(frame, []).append((lo - offset, new[lo - start:hi - start]))
+    return patches
+
+
+def _finding_comments(sessions: list[Session]) -> dict[int, list[str]]:
+    from ..redact import redact_text, session_secrets
+
+    comments: dict[int, list[str]] = {}
+    for s in sessions:
+        literals = session_secrets(s)
+        for f in s.findings:
+            text = " ".join(redact_text(f.message, literals).split())
+            for frame in sorted(set(f.frames)):
+                comments.setdefault(frame, []).append(
+                    f"dgcap: {f.severity} {f.id}: {text} (session {s.index}, original No. {frame})")
+    return comments
+
+
+def _tls_secrets(sessions: list[Session], keylog: Optional[str], embedded: list):
+    """session index -> NSS key-log lines for its client random; notes on what is missing."""
+    from ..tls import KeyLog
+    from ..capture.pcapng_writer import TLS_KEY_LOG_SECRETS
+
+    log = KeyLog()
+    if keylog:
+        log.load_file(keylog)
+    for kind, blob in embedded:
+        if kind == TLS_KEY_LOG_SECRETS:
+            log.load_text(blob.decode("utf-8", "replace"))
+    lines: dict[int, list[str]] = {}
+    notes = []
+    for s in sessions:
+        if not s.transport.startswith("tls"):
+            continue
+        random_hex = ((s.extra.get("tls") or {}).get("client_random")) or ""
+        try:
+            client_random = bytes.fromhex(random_hex)
+        except ValueError:
+            client_random = b""
+        found = log.secrets(client_random) if client_random else {}
+        lines[s.index] = [f"{label} {random_hex} {secret.hex()}" for label, secret in sorted(found.items())]
+        if not found:
+            notes.append(f"session {s.index}: no TLS secrets known for it (give --keylog): "
+                         "the extracted file stays encrypted")
+    return lines, notes
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _section_comments(path: str, sessions: list[Session], result: ExtractResult, packets: int,
+                      keep_secrets: bool, redacted: bool, tls_lines: dict) -> list[str]:
+    first, last = result.first_frame, result.last_frame
+    lines = [f"dgcap {__version__} extract of {os.path.basename(path)} "
+             f"(SHA-256 {_sha256(path)})"]
+    for s in sessions:
+        lines.append(f"session {s.index}: {s.client} -> {s.server}, tcp.stream {s.tcp_stream} in "
+                     f"the original, {s.transport}")
+    span = f"original frames {first} to {last}" if first is not None else "no packets"
+    lines.append(f"{packets} packets, {span}; frame numbers in this file differ from the "
+                 "original's: finding comments give the original No.")
+    if keep_secrets:
+        lines.append("--keep-secrets: API keys and tokens are kept in the packets as sent")
+    elif redacted:
+        lines.append("API keys and tokens sent in clear are overwritten with '*' (same length, "
+                     "TCP checksums updated)")
+    if any(tls_lines.values()):
+        lines.append("TLS secrets of these sessions only are embedded (Decryption Secrets Block)")
+    return lines
+
+
+def _write(path: str, out, frames, patches: dict, comments: dict, tls_lines: dict,
+           section: list[str], result: ExtractResult) -> None:
+    from ..capture import PacketDecoder, open_capture
+    from ..capture.pcapng_writer import TLS_KEY_LOG_SECRETS, PcapngWriter
+
+    writer = PcapngWriter(out, comments=["\n".join(section)], application=f"dgcap {__version__}")
+    secrets = "".join(line + "\n" for lines in tls_lines.values() for line in lines)
+    if secrets:
+        writer.secrets(TLS_KEY_LOG_SECRETS, secrets.encode("ascii"))
+    cap = open_capture(path)
+    ticks = {}
+    for linktype, _snaplen, ticks_per_second in cap.interfaces:
+        ticks[linktype] = max(ticks.get(linktype, 0), ticks_per_second)
+    decoder = PacketDecoder()
+    wanted = iter(frames)
+    next_frame = next(wanted, None)
+    with cap:
+        for frame_no, ts, linktype, data in cap.packets():
+            if next_frame is None:
+                break
+            if frame_no != next_frame:
+                continue
+            next_frame = next(wanted, None)
+            if frame_no in patches:
+                data = patch_tcp_payload(data, decoder.decode(frame_no, linktype, data),
+                                         patches[frame_no])
+                result.redacted_packets += 1
+            notes = comments.get(frame_no, ())
+            if notes:
+                result.comments += 1
+            tps = ticks.get(linktype) or 1_000_000
+            if tps not in (10 ** e for e in range(10)):
+                tps = 1_000_000_000
+            writer.packet(ts, linktype, data, ticks_per_second=tps, comments=notes)
+            result.packets += 1
+
+
+def _ones_sum(data: bytes, odd_start: bool) -> int:
+    """16-bit one's complement sum of `data` placed at an odd or even offset."""
+    if odd_start:
+        data = b"\x00" + data
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def patch_tcp_payload(data, seg, edits: list) -> bytes:
+    """Overwrite bytes of a packet's TCP payload and update its TCP checksum (RFC 1624).
+
+    `seg` is PacketDecoder's tuple for the packet; the TCP header is found right before
+    the payload (ports and sequence number must match), whatever the link layer.
+    """
+    buf = bytearray(data)
+    src, dst, sport, dport, seq, _ack, _flags, payload, _missing = seg
+    payload = bytes(payload)
+    probe = struct.pack("!HHI", sport, dport, seq)
+    tcp_start = buf.find(probe)
+    while tcp_start >= 0:
+        header_len = (buf[tcp_start + 12] >> 4) * 4 if tcp_start + 12 < len(buf) else 0
+        start = tcp_start + header_len
+        if header_len >= 20 and buf[start:start + len(payload)] == payload:
+            break
+        tcp_start = buf.find(probe, tcp_start + 1)
+    else:
+        raise ValueError("TCP header not found")  # cannot happen for a decoded segment
+    checksum = struct.unpack_from("!H", buf, tcp_start + 16)[0]
+    total = ~checksum & 0xFFFF
+    for offset, new in edits:
+        at = start + offset
+        old = bytes(buf[at:at + len(new)])
+        odd = (at - tcp_start) % 2 == 1
+        total += (~_ones_sum(old, odd) & 0xFFFF) + _ones_sum(new, odd)
+        buf[at:at + len(new)] = new
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    struct.pack_into("!H", buf, tcp_start + 16, ~total & 0xFFFF)
+    return bytes(buf)

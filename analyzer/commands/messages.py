@@ -1,0 +1,4 @@
+def add_parser(sub):
+    sub.add_parser("messages")
+def run(args):
+    return 2
