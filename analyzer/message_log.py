@@ -4,7 +4,8 @@ the HAR export's `_webSocketMessages` holds.
 Collected through the pipeline's message hook while the capture is analysed; text is
 unmasked and inflated by the WebSocket layer; binary payloads are reduced to their length
 and SHA-256 (their bytes are kept only when asked, for `--har-binary`).  Secrets are
-redacted (`redact()`) before anything is rendered.
+redacted as each session ends (before the report's own redaction masks the structured
+places that tell which literal strings are secrets).
 """
 from __future__ import annotations
 
@@ -74,19 +75,27 @@ class LoggedMessage:
 class MessageLog:
     """Collects the messages of every session: `attach(options)` installs the hook."""
 
-    def __init__(self, keep_binary_data: bool = False):
+    def __init__(self, keep_binary_data: bool = False, redact: bool = True):
         self.keep_binary_data = keep_binary_data
+        self.redact_secrets = redact
         self._by_session: dict[int, list[LoggedMessage]] = {}  # id(session) -> messages
 
     def attach(self, options):
         """A copy of the pipeline Options that feeds this log (and any hook already there)."""
         previous = options.message_hook
+        previous_end = options.session_hook
 
         def hook(session, direction, message, previous=previous):
             if previous is not None:
                 previous(session, direction, message)
             self.add(session, direction, message)
-        return dataclasses.replace(options, message_hook=hook,
+
+        def session_end(session, previous_end=previous_end):
+            if self.redact_secrets:
+                self.redact(session)
+            if previous_end is not None:
+                previous_end(session)
+        return dataclasses.replace(options, message_hook=hook, session_hook=session_end,
                                    keep_binary=max(options.keep_binary, KEEP_BINARY))
 
     def add(self, session, direction: int, m) -> None:
@@ -114,7 +123,7 @@ class MessageLog:
         return found
 
     def redact(self, session) -> None:
-        """Mask secrets in the session's logged text (call before redact_session)."""
+        """Mask secrets in the session's logged text (before redact_session masks the session)."""
         from .redact import redact_json_text, redact_text, session_secrets
         literals = session_secrets(session)
         for m in self._by_session.get(id(session), []):

@@ -44,7 +44,7 @@ def run(args) -> int:
     if args.session is not None and args.session < 1:
         error("--session must be a session number (1 or more)")
         return EXIT_INPUT
-    log = MessageLog()
+    log = MessageLog(redact=not args.show_secrets)
     report = analyze_or_explain(path, log.attach(Options(keylog=keylog)))
     if report is None:
         return EXIT_INPUT
@@ -61,7 +61,6 @@ def run(args) -> int:
         sys.stderr.write("dgcap: warning: --show-secrets: this output contains API keys and tokens\n")
     else:
         for s in sessions:
-            log.redact(s)
             redact_session(s)
     render = _jsonl if args.format == "jsonl" else _text
     write_output(lambda f: render(f, sessions, log), args.output)
