@@ -53,7 +53,8 @@ secrets:
   by default API keys and tokens sent in clear (Authorization, Sec-WebSocket-Protocol
   token, ?token= / ?access_token= ...) are overwritten in the packets with '*' (the last
   4 characters kept, the length unchanged, TCP checksums updated).  Inside TLS they are
-  encrypted, but the embedded secrets let anyone decrypt them: the tool says so.
+  encrypted; when the session's TLS secrets are embedded, the records carrying them are
+  opened, the key overwritten and the records sealed again with the same keys.
   --keep-secrets keeps the original bytes and says so in the section comment.
 
 exit status: 0 written; 2 input error (bad capture, no such session or finding).
@@ -173,25 +174,21 @@ def extract_sessions(path: str, sessions: list[Session], output: str, keylog: Op
         for stream in session_streams(s):
             streams[stream] = s
     selection = _select(path, streams)
-    patches = {} if keep_secrets else _secret_patches(selection, streams)
-    comments = _finding_comments(sessions)
-    tls_lines, tls_notes = _tls_secrets(sessions, keylog, selection.embedded_secrets)
+    tls_secrets, tls_notes = _tls_secrets(sessions, keylog, selection.embedded_secrets)
     result.notes.extend(tls_notes)
-    result.tls_secret_sessions = sum(1 for lines in tls_lines.values() if lines)
+    result.tls_secret_sessions = sum(1 for found in tls_secrets.values() if found)
+    patches = {} if keep_secrets else _secret_patches(selection, streams, tls_secrets)
+    comments = _finding_comments(sessions)
     frames = selection.frames
     if frames:
         result.first_frame, result.last_frame = frames[0], frames[-1]
-    section = _section_comments(path, sessions, result, len(frames), keep_secrets, bool(patches),
-                                tls_lines)
-    if not keep_secrets and any(s.transport.startswith("tls") and tls_lines.get(s.index)
-                                for s in sessions):
-        result.notes.append("the API key travels inside TLS in this session: the embedded TLS "
-                            "secrets let anyone with the file decrypt the handshake and read it")
+    section = _section_comments(path, sessions, result, len(frames), keep_secrets, bool(patches))
     folder = os.path.dirname(os.path.abspath(output))
     fd, tmp = tempfile.mkstemp(prefix=".dgcap-", suffix=".pcapng", dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
-            _write(path, out, frames, patches, comments, tls_lines, section, result)
+            _write(path, out, frames, patches, comments, _keylog_lines(sessions, tls_secrets),
+                   section, result)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
@@ -266,25 +263,57 @@ def _secret_forms(secrets: list[str]) -> list[bytes]:
     return sorted(forms, key=len, reverse=True)
 
 
-def _secret_patches(selection: _Selection, streams: dict[int, Session]) -> dict[int, list]:
-    """frame -> [(payload offset, new bytes)] overwriting every secret in the heads."""
+def _secret_patches(selection: _Selection, streams: dict[int, Session],
+                    tls_secrets: dict[int, dict]) -> dict[int, list]:
+    """frame -> [(payload offset, new bytes)] overwriting every secret in the heads: in the
+    bytes as sent, and inside the TLS records when the session's secrets are embedded."""
     from ..redact import session_secrets
+    from ..tls.reseal import application_opener, reseal_records
 
     patches: dict[int, list] = {}
-    for (stream, _direction), (buf, _base, packets) in selection.heads.items():
-        forms = _secret_forms(session_secrets(streams[stream]))
-        ranges = []
-        for form in forms:
-            start = buf.find(form)
-            while start >= 0:
-                ranges.append((start, start + len(form), masked_bytes(form)))
-                start = buf.find(form, start + 1)
+    for (stream, direction), (buf, _base, packets) in selection.heads.items():
+        session = streams[stream]
+        forms = _secret_forms(session_secrets(session))
+        if not forms:
+            continue
+        ranges = [(start, start + len(form), masked_bytes(form))
+                  for form in forms for start in _find_all(buf, form)]
+        secrets = tls_secrets.get(session.index)
+        if secrets:
+            info = _tls_info(session)
+            opener = application_opener(info.get("cipher_suite_id"), secrets, _hex(info.get("client_random")),
+                                        _hex(info.get("server_random")) or None, direction)
+            if opener is not None:
+                def edit(plain: bytes) -> bytes:
+                    for form in forms:
+                        plain = plain.replace(form, masked_bytes(form))
+                    return plain
+                ranges += [(offset, offset + len(new), new)
+                           for offset, new in reseal_records(opener, bytes(buf), edit)]
         for start, end, new in ranges:
             for frame, offset, length in packets:  # retransmissions get patched too
                 lo, hi = max(start, offset), min(end, offset + length)
                 if lo < hi:
                     patches.setdefault(frame, []).append((lo - offset, new[lo - start:hi - start]))
     return patches
+
+
+def _find_all(buf: bytes, needle: bytes):
+    start = buf.find(needle)
+    while start >= 0:
+        yield start
+        start = buf.find(needle, start + 1)
+
+
+def _hex(text) -> bytes:
+    try:
+        return bytes.fromhex(text or "")
+    except ValueError:
+        return b""
+
+
+def _tls_info(session: Session) -> dict:
+    return session.extra.get("tls") or {}
 
 
 def _finding_comments(sessions: list[Session]) -> dict[int, list[str]]:
@@ -302,9 +331,9 @@ def _finding_comments(sessions: list[Session]) -> dict[int, list[str]]:
 
 
 def _tls_secrets(sessions: list[Session], keylog: Optional[str], embedded: list):
-    """session index -> NSS key-log lines for its client random; notes on what is missing."""
-    from ..tls import KeyLog
+    """session index -> {label: secret} for its client random; notes on what is missing."""
     from ..capture.pcapng_writer import TLS_KEY_LOG_SECRETS
+    from ..tls import KeyLog
 
     log = KeyLog()
     if keylog:
@@ -312,22 +341,27 @@ def _tls_secrets(sessions: list[Session], keylog: Optional[str], embedded: list)
     for kind, blob in embedded:
         if kind == TLS_KEY_LOG_SECRETS:
             log.load_text(blob.decode("utf-8", "replace"))
-    lines: dict[int, list[str]] = {}
+    found: dict[int, dict] = {}
     notes = []
     for s in sessions:
         if not s.transport.startswith("tls"):
             continue
-        random_hex = ((s.extra.get("tls") or {}).get("client_random")) or ""
-        try:
-            client_random = bytes.fromhex(random_hex)
-        except ValueError:
-            client_random = b""
-        found = log.secrets(client_random) if client_random else {}
-        lines[s.index] = [f"{label} {random_hex} {secret.hex()}" for label, secret in sorted(found.items())]
-        if not found:
+        client_random = _hex(_tls_info(s).get("client_random"))
+        found[s.index] = dict(log.secrets(client_random)) if client_random else {}
+        if not found[s.index]:
             notes.append(f"session {s.index}: no TLS secrets known for it (give --keylog): "
                          "the extracted file stays encrypted")
-    return lines, notes
+    return found, notes
+
+
+def _keylog_lines(sessions: list[Session], tls_secrets: dict[int, dict]) -> list[str]:
+    """NSS key-log lines of the chosen sessions only."""
+    lines = []
+    for s in sessions:
+        random_hex = _tls_info(s).get("client_random")
+        for label, secret in sorted(tls_secrets.get(s.index, {}).items()):
+            lines.append(f"{label} {random_hex} {secret.hex()}")
+    return lines
 
 
 def _sha256(path: str) -> str:
@@ -339,7 +373,7 @@ def _sha256(path: str) -> str:
 
 
 def _section_comments(path: str, sessions: list[Session], result: ExtractResult, packets: int,
-                      keep_secrets: bool, redacted: bool, tls_lines: dict) -> list[str]:
+                      keep_secrets: bool, redacted: bool) -> list[str]:
     first, last = result.first_frame, result.last_frame
     lines = [f"dgcap {__version__} extract of {os.path.basename(path)} "
              f"(SHA-256 {_sha256(path)})"]
@@ -352,20 +386,21 @@ def _section_comments(path: str, sessions: list[Session], result: ExtractResult,
     if keep_secrets:
         lines.append("--keep-secrets: API keys and tokens are kept in the packets as sent")
     elif redacted:
-        lines.append("API keys and tokens sent in clear are overwritten with '*' (same length, "
-                     "TCP checksums updated)")
-    if any(tls_lines.values()):
+        lines.append("API keys and tokens are overwritten with '*' in the packets (same length, "
+                     "the last 4 characters kept; inside TLS the records are sealed again with "
+                     "their own keys; TCP checksums updated)")
+    if result.tls_secret_sessions:
         lines.append("TLS secrets of these sessions only are embedded (Decryption Secrets Block)")
     return lines
 
 
-def _write(path: str, out, frames, patches: dict, comments: dict, tls_lines: dict,
+def _write(path: str, out, frames, patches: dict, comments: dict, keylog_lines: list[str],
            section: list[str], result: ExtractResult) -> None:
     from ..capture import PacketDecoder, open_capture
     from ..capture.pcapng_writer import TLS_KEY_LOG_SECRETS, PcapngWriter
 
     writer = PcapngWriter(out, comments=["\n".join(section)], application=f"dgcap {__version__}")
-    secrets = "".join(line + "\n" for lines in tls_lines.values() for line in lines)
+    secrets = "".join(line + "\n" for line in keylog_lines)
     if secrets:
         writer.secrets(TLS_KEY_LOG_SECRETS, secrets.encode("ascii"))
     cap = open_capture(path)
