@@ -354,13 +354,20 @@ def _tls_secrets(sessions: list[Session], keylog: Optional[str], embedded: list)
     return found, notes
 
 
+# What decryption needs: exporter secrets (keying material for other protocols) stay out.
+DECRYPTION_LABELS = frozenset({"CLIENT_RANDOM", "CLIENT_EARLY_TRAFFIC_SECRET",
+                               "CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                               "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"})
+
+
 def _keylog_lines(sessions: list[Session], tls_secrets: dict[int, dict]) -> list[str]:
-    """NSS key-log lines of the chosen sessions only."""
+    """NSS key-log lines of the chosen sessions only, and only what decryption needs."""
     lines = []
     for s in sessions:
         random_hex = _tls_info(s).get("client_random")
         for label, secret in sorted(tls_secrets.get(s.index, {}).items()):
-            lines.append(f"{label} {random_hex} {secret.hex()}")
+            if label in DECRYPTION_LABELS:
+                lines.append(f"{label} {random_hex} {secret.hex()}")
     return lines
 
 
