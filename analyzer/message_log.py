@@ -34,6 +34,8 @@ class LoggedMessage:
     wire_size: int  # payload bytes on the wire
     compressed: bool
     complete: bool  # False when bytes were missing from the capture or inflation stopped
+    fragments: int = 1
+    first_frame: Optional[int] = None  # frame of the first fragment
     text: Optional[str] = None  # text messages, and the payload of ping/pong when it is text
     sha256: Optional[str] = None  # binary messages (of the kept bytes; see hashed_bytes)
     hashed_bytes: int = 0
@@ -56,6 +58,9 @@ class LoggedMessage:
     def to_json(self) -> dict:
         out = {"frame": self.frame, "time": self.time, "direction": self.direction_name,
                "opcode": self.opcode, "type": self.kind, "length": self.size}
+        if self.fragments > 1:
+            out["fragments"] = self.fragments
+            out["first_frame"] = self.first_frame
         if self.compressed:
             out["wire_length"] = self.wire_size
         if not self.complete:
@@ -102,7 +107,7 @@ class MessageLog:
         data = bytes(m.data)
         logged = LoggedMessage(direction=direction, opcode=m.opcode, frame=m.frame, time=m.time,
                                size=m.size, wire_size=m.wire_size, compressed=m.compressed,
-                               complete=m.complete)
+                               complete=m.complete, fragments=m.fragments, first_frame=m.first_frame)
         if m.opcode == OP_TEXT:
             logged.text = data.decode("utf-8", "replace")
         elif m.opcode == OP_CLOSE:

@@ -97,6 +97,8 @@ def message_line(m: LoggedMessage) -> str:
     else:
         what = binary_summary(m, with_length=False)
     flags = []
+    if m.fragments > 1:
+        flags.append(f"{m.fragments} fragments from No. {m.first_frame}")
     if m.compressed:
         flags.append(f"compressed {m.wire_size} bytes")
     if not m.complete:
