@@ -279,10 +279,10 @@ def _secret_patches(selection: _Selection, streams: dict[int, Session],
         ranges = [(start, start + len(form), masked_bytes(form))
                   for form in forms for start in _find_all(buf, form)]
         secrets = tls_secrets.get(session.index)
-        if secrets:
-            info = _tls_info(session)
-            opener = application_opener(info.get("cipher_suite_id"), secrets, _hex(info.get("client_random")),
-                                        _hex(info.get("server_random")) or None, direction)
+        if secrets and session.tls is not None:
+            tls = session.tls
+            opener = application_opener(tls.cipher_suite_id, secrets, _hex(tls.client_random),
+                                        _hex(tls.server_random) or None, direction)
             if opener is not None:
                 def edit(plain: bytes) -> bytes:
                     for form in forms:
@@ -312,8 +312,8 @@ def _hex(text) -> bytes:
         return b""
 
 
-def _tls_info(session: Session) -> dict:
-    return session.extra.get("tls") or {}
+def _client_random(session: Session) -> Optional[str]:
+    return session.tls.client_random if session.tls is not None else None
 
 
 def _finding_comments(sessions: list[Session]) -> dict[int, list[str]]:
@@ -346,7 +346,7 @@ def _tls_secrets(sessions: list[Session], keylog: Optional[str], embedded: list)
     for s in sessions:
         if not s.transport.startswith("tls"):
             continue
-        client_random = _hex(_tls_info(s).get("client_random"))
+        client_random = _hex(_client_random(s))
         found[s.index] = dict(log.secrets(client_random)) if client_random else {}
         if not found[s.index]:
             notes.append(f"session {s.index}: no TLS secrets known for it (give --keylog): "
@@ -364,7 +364,7 @@ def _keylog_lines(sessions: list[Session], tls_secrets: dict[int, dict]) -> list
     """NSS key-log lines of the chosen sessions only, and only what decryption needs."""
     lines = []
     for s in sessions:
-        random_hex = _tls_info(s).get("client_random")
+        random_hex = _client_random(s)
         for label, secret in sorted(tls_secrets.get(s.index, {}).items()):
             if label in DECRYPTION_LABELS:
                 lines.append(f"{label} {random_hex} {secret.hex()}")

@@ -19,6 +19,10 @@ from ..message_log import OP_BINARY, OP_CLOSE, MessageLog, binary_summary
 from ..model import CLIENT, CaptureReport, Session
 
 
+# The model keeps no HTTP version; a WebSocket upgrade is HTTP/1.1 (RFC 6455 §4.1: "at least 1.1").
+HTTP_VERSION = "HTTP/1.1"
+
+
 def _iso(ts: Optional[float]) -> str:
     if ts is None:
         ts = 0.0
@@ -97,13 +101,13 @@ def session_entry(session: Session, log: MessageLog, binary: bool = False) -> di
         "time": round(wait + receive, 3),
         "request": {
             "method": hs.method or "GET", "url": _url(session),
-            "httpVersion": hs.http_version or "HTTP/1.1", "cookies": [],
+            "httpVersion": HTTP_VERSION, "cookies": [],
             "headers": _headers(hs.request_headers), "queryString": _query(hs),
             "headersSize": -1, "bodySize": 0,
         },
         "response": {
             "status": hs.status or 0, "statusText": hs.reason or "",
-            "httpVersion": hs.http_version or "HTTP/1.1", "cookies": [],
+            "httpVersion": HTTP_VERSION, "cookies": [],
             "headers": _headers(hs.response_headers), "content": content,
             "redirectURL": hs.response_header("location") or "",
             "headersSize": -1, "bodySize": len(body.encode("utf-8")) if body else -1,
@@ -122,11 +126,8 @@ def session_entry(session: Session, log: MessageLog, binary: bool = False) -> di
                    "findings": [{"id": f.id, "severity": f.severity, "frames": list(f.frames)}
                                 for f in session.findings]},
     }
-    diagnosis = session.extra.get("diagnosis")
-    if isinstance(diagnosis, dict) and diagnosis.get("summary"):
-        entry["comment"] = diagnosis["summary"]
-    elif isinstance(diagnosis, str):
-        entry["comment"] = diagnosis
+    if session.diagnosis:
+        entry["comment"] = session.diagnosis
     return entry
 
 
