@@ -32,7 +32,7 @@ from urllib.parse import quote, quote_plus
 from .. import __version__
 from ..cli import EXIT_INPUT, EXIT_OK, error
 from ..model import CLIENT, SERVER, Session
-from .common import analyze_or_explain, input_problem, pick_session
+from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
 
 # Bytes at the start of each direction searched for secrets: the HTTP upgrade request and
 # response (Options.max_http_header bounds them the same way).
@@ -67,7 +67,7 @@ def add_parser(sub) -> None:
         description="Write the packets of one session (its TCP connection) to a pcapng with its "
                     "TLS secrets only, finding comments and secrets redacted.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    add_capture_arguments(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--session", type=int, metavar="N",
                        help="session N (numbered as in `dgcap report`)")
@@ -76,8 +76,6 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", metavar="FILE",
                    help="output file (default <capture-stem>.session<N>.pcapng, or "
                         "<capture-stem>.<ID>.pcapng with --finding, in the current folder)")
-    p.add_argument("--keylog", metavar="FILE",
-                   help="TLS key log (NSS format); SSLKEYLOGFILE is used too")
     p.add_argument("--keep-secrets", action="store_true",
                    help="do not overwrite API keys and tokens in the packets")
 
@@ -87,12 +85,8 @@ def run(args) -> int:
     from .audio import capture_stem
 
     path = args.capture
-    keylog, problem = input_problem(path, args.keylog)
-    if problem:
-        error(problem)
-        return EXIT_INPUT
-    if args.session is not None and args.session < 1:
-        error("--session must be a session number (1 or more)")
+    keylog, ok = check_inputs(args)
+    if not ok:
         return EXIT_INPUT
     report = analyze_or_explain(path, Options(keylog=keylog))
     if report is None:

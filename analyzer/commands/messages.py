@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from ..cli import EXIT_INPUT, EXIT_OK, error, write_output
 from ..message_log import OP_CLOSE, OP_TEXT, LoggedMessage, MessageLog, binary_summary
-from .common import analyze_or_explain, input_problem, pick_session
+from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
 
 
 def add_parser(sub) -> None:
@@ -20,14 +20,12 @@ def add_parser(sub) -> None:
                                    "frame, direction, type, length, and the text (unmasked and "
                                    "inflated) or a binary summary (length and SHA-256). Secrets "
                                    "are redacted.")
-    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    add_capture_arguments(p)
     p.add_argument("--session", type=int, metavar="N",
                    help="only session N (numbered as in `dgcap report`); default every session")
     p.add_argument("--format", choices=("text", "jsonl"), default="text",
                    help="text (default) or jsonl: one JSON object per message")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument("--keylog", metavar="FILE",
-                   help="TLS key log (NSS format); SSLKEYLOGFILE is used too")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact API keys and tokens (never attach that output)")
 
@@ -37,12 +35,8 @@ def run(args) -> int:
     from ..redact import redact_session
 
     path = args.capture
-    keylog, problem = input_problem(path, args.keylog)
-    if problem:
-        error(problem)
-        return EXIT_INPUT
-    if args.session is not None and args.session < 1:
-        error("--session must be a session number (1 or more)")
+    keylog, ok = check_inputs(args)
+    if not ok:
         return EXIT_INPUT
     log = MessageLog(redact=not args.show_secrets)
     report = analyze_or_explain(path, log.attach(Options(keylog=keylog)))
