@@ -251,3 +251,52 @@ def test_tls_session_without_keys_says_it_stays_encrypted(tmp_path):
     assert "session 2: no TLS secrets known for it (give --keylog): the extracted file stays encrypted" in r.stderr
     assert embedded_keylog(out) == ""
     assert tshark_rows(out, ["frame.number"], "websocket || http", TLS_DECODE) == []
+
+
+def test_query_and_subprotocol_tokens_overwritten_across_packet_boundaries(tmp_path):
+    """Hand-built edge case: the request line carries ?token=KEY (URL-encoded form too) and
+    the subprotocol `token, KEY2`, and the request is cut into segments in the middle of both
+    keys, with one segment retransmitted."""
+    import base64 as b64
+    from tests.test_report_helpers import GUID, Conversation, ws_frame
+
+    key2 = "dgtest_fedcba9876543210fedcba9876543210"
+    ws_key = b64.b64encode(b"0123456789abcdef").decode()
+    accept = b64.b64encode(hashlib.sha1(ws_key.encode() + GUID).digest()).decode()
+    request = (f"GET /v1/listen?model=nova-3&token={TEST_KEY}&access_token={TEST_KEY.replace('_', '%5F')} HTTP/1.1\r\n"
+               f"Host: api.deepgram.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {ws_key}\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: token, {key2}\r\n\r\n").encode()
+    cut1 = request.index(TEST_KEY.encode()) + 10
+    cut2 = request.index(key2.encode()) + 7
+    c = Conversation()
+    c.send(0, request[:cut1])
+    c.seq[0] -= cut1  # the first segment again (a retransmission)
+    c.send(0, request[:cut1])
+    c.send(0, request[cut1:cut2])
+    c.send(0, request[cut2:])
+    c.send(1, (f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: token\r\n\r\n").encode())
+    c.send(0, ws_frame(1, b'{"type":"KeepAlive"}', b"\x01\x02\x03\x04"))
+    c.send(1, ws_frame(8, struct.pack("!H", 1000)))
+    c.send(0, ws_frame(8, struct.pack("!H", 1000), b"\x01\x02\x03\x04"))
+    c.fin(1)
+    c.fin(0)
+    src = tmp_path / "tokens.pcap"
+    src.write_bytes(c.pcap())
+    out = tmp_path / "tokens.pcapng"
+    r = run_cli("extract", str(src), "--session", "1", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "secrets overwritten in 4 packet(s)" in r.stdout
+    data = out.read_bytes()
+    for secret in (TEST_KEY, TEST_KEY.replace("_", "%5F"), key2):
+        assert secret.encode() not in data
+        assert secret[-12:].encode() in src.read_bytes() and secret[-12:].encode() not in data
+    original = tshark_rows(src, ["http.request.uri"], "http.request", ["-d", "tcp.port==18099,http"])
+    assert original == [[f"/v1/listen?model=nova-3&token={TEST_KEY}&access_token={TEST_KEY.replace('_', '%5F')}"]]
+    # tshark reassembles the same request, with the masks where the keys were.
+    uri = tshark_rows(out, ["http.request.uri"], "http.request", ["-d", "tcp.port==18099,http"])
+    assert uri == [["/v1/listen?model=nova-3&token=" + "*" * 35 + "cdef&access_token=" + "*" * 37 + "cdef"]]
+    proto = tshark_rows(out, ["http.sec_websocket_protocol"], "http.request", ["-d", "tcp.port==18099,http"])
+    assert proto == [["token, " + "*" * 35 + "3210"]]
+    assert websocket_view(out) == websocket_view(src)

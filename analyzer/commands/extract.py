@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import struct
 import sys
 import tempfile
 from array import array
 from typing import Optional
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from .. import __version__
 from ..cli import EXIT_INPUT, EXIT_OK, error
@@ -249,25 +250,34 @@ def masked_bytes(secret: bytes) -> bytes:
     return b"*" * (len(secret) - keep) + secret[len(secret) - keep:]
 
 
-def _secret_forms(secrets: list[str]) -> list[bytes]:
+def _secret_forms(session: Session) -> list[bytes]:
+    """Every spelling of the session's secrets that can stand in its packets: as found, and
+    URL-encoded as the request line actually carried it (any percent-encoding)."""
+    from ..redact import session_secrets
+
+    secrets = session_secrets(session)
     forms = set()
     for secret in secrets:
         for form in (secret, quote(secret, safe=""), quote_plus(secret), quote(secret)):
-            forms.add(form.encode("utf-8"))
-    return sorted(forms, key=len, reverse=True)
+            forms.add(form)
+    raw_query = (session.handshake.target or "").partition("?")[2]
+    for part in re.split(r"[&;]", raw_query):
+        value = part.partition("=")[2]
+        if value and unquote_plus(value) in secrets:
+            forms.add(value)
+    return sorted((f.encode("utf-8") for f in forms), key=len, reverse=True)
 
 
 def _secret_patches(selection: _Selection, streams: dict[int, Session],
                     tls_secrets: dict[int, dict]) -> dict[int, list]:
     """frame -> [(payload offset, new bytes)] overwriting every secret in the heads: in the
     bytes as sent, and inside the TLS records when the session's secrets are embedded."""
-    from ..redact import session_secrets
     from ..tls.reseal import application_opener, reseal_records
 
     patches: dict[int, list] = {}
     for (stream, direction), (buf, _base, packets) in selection.heads.items():
         session = streams[stream]
-        forms = _secret_forms(session_secrets(session))
+        forms = _secret_forms(session)
         if not forms:
             continue
         ranges = [(start, start + len(form), masked_bytes(form))
