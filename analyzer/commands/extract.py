@@ -113,11 +113,19 @@ def run(args) -> int:
     if args.keep_secrets:
         sys.stderr.write("dgcap: warning: --keep-secrets: the extracted capture contains API keys "
                          "and tokens as sent\n")
-    result = extract_sessions(path, sessions, output, keylog, keep_secrets=args.keep_secrets)
+    try:
+        result = extract_sessions(path, sessions, output, keylog, keep_secrets=args.keep_secrets)
+    except UnredactableSecret as e:
+        error(f"{path}: {e}")
+        return EXIT_INPUT
     print(result.summary(output))
     for note in result.notes:
         sys.stderr.write(f"dgcap: note: {note}\n")
     return EXIT_OK
+
+
+class UnredactableSecret(Exception):
+    """A secret sits in a packet whose bytes cannot be rewritten in place."""
 
 
 def _safe_name(text: str) -> str:
@@ -429,8 +437,15 @@ def _write(path: str, out, frames, patches: dict, comments: dict, keylog_lines: 
                 continue
             next_frame = next(wanted, None)
             if frame_no in patches:
-                data = patch_tcp_payload(data, decoder.decode(frame_no, linktype, data),
-                                         patches[frame_no])
+                try:
+                    data = patch_tcp_payload(data, decoder.decode(frame_no, linktype, data),
+                                             patches[frame_no])
+                except ValueError:
+                    # Never write the packet as it is: it carries the secret.
+                    raise UnredactableSecret(
+                        f"cannot overwrite the API key in frame {frame_no} (its TCP payload is not "
+                        "in that one packet, e.g. IP fragments); nothing written (--keep-secrets "
+                        "writes the packets as captured)") from None
                 result.redacted_packets += 1
             notes = comments.get(frame_no, ())
             if notes:
@@ -460,9 +475,13 @@ def patch_tcp_payload(data, seg, edits: list) -> bytes:
     `seg` is PacketDecoder's tuple for the packet; the TCP header is found right before
     the payload (ports and sequence number must match), whatever the link layer.
     """
+    if seg is None:
+        raise ValueError("not a TCP segment on its own")
     buf = bytearray(data)
-    src, dst, sport, dport, seq, _ack, _flags, payload, _missing = seg
+    _src, _dst, sport, dport, seq, _ack, _flags, payload, _missing = seg
     payload = bytes(payload)
+    if any(offset < 0 or offset + len(new) > len(payload) for offset, new in edits):
+        raise ValueError("edit outside the captured payload")
     probe = struct.pack("!HHI", sport, dport, seq)
     tcp_start = buf.find(probe)
     while tcp_start >= 0:
@@ -472,7 +491,7 @@ def patch_tcp_payload(data, seg, edits: list) -> bytes:
             break
         tcp_start = buf.find(probe, tcp_start + 1)
     else:
-        raise ValueError("TCP header not found")  # cannot happen for a decoded segment
+        raise ValueError("TCP header and payload not found in the packet")
     checksum = struct.unpack_from("!H", buf, tcp_start + 16)[0]
     total = ~checksum & 0xFFFF
     for offset, new in edits:
