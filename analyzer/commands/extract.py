@@ -119,6 +119,9 @@ def run(args) -> int:
         error(f"{path}: {e}")
         return EXIT_INPUT
     print(result.summary(output))
+    for f in report.findings:
+        if f.id in ("capture-truncated", "analysis-interrupted"):
+            result.notes.append(f"the source capture is incomplete, so is the extract: {f.message}")
     for note in result.notes:
         sys.stderr.write(f"dgcap: note: {note}\n")
     return EXIT_OK
