@@ -1,8 +1,9 @@
 """`dgcap messages` and `dgcap report --format har` on the recorded captures.
 
 The HAR is validated against a JSON Schema written from the HAR 1.2 spec
-(tests/data/har-1.2.schema.json) and parsed by hario-core, a maintained HAR parser with
-Chrome DevTools' `_webSocketMessages` model.
+(tests/data/har-1.2.schema.json), parsed by hario-core (a maintained HAR parser with Chrome
+DevTools' `_webSocketMessages` model), and imported by DevTools itself: headless Chromium opens
+its bundled DevTools frontend and runs the network panel's HAR importer on it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from hario_core.models.extensions.chrome_devtools import DevToolsEntry
 from hario_core.parse.har_parser import parse as parse_har
 
-from tests.test_report_helpers import CAPTURES, TEST_KEY, run_cli
+from tests.test_report_helpers import CAPTURES, TEST_KEY, Browser, run_cli
 from tests.test_ticket_extract import tshark_rows
 
 HAR_SCHEMA = json.loads((Path(__file__).parent / "data" / "har-1.2.schema.json").read_text())
@@ -168,3 +169,45 @@ def test_har_failed_handshake_keeps_the_error_body(tmp_path):
     assert entry["_dgcap"]["findings"] == [
         {"id": "handshake-cause", "severity": "error", "frames": [6]},
         {"id": "handshake-failed", "severity": "error", "frames": [4, 6]}]
+
+
+# -- Chrome DevTools' own HAR importer (the network panel's "Import HAR file") ------------------
+
+DEVTOOLS = "devtools://devtools/bundled/devtools_app.html"
+IMPORT_HAR = """(async () => {
+  const har = await import('./models/har/har.js');
+  const requests = har.Importer.Importer.requestsFromHARLog(new har.HARFormat.HARLog(%s.log));
+  return requests.map(r => ({url: r.url(), type: r.resourceType().name(), status: r.statusCode,
+                             frames: r.frames().map(f => [f.type, f.opCode, f.text, f.time])}));
+})()"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    b = Browser()
+    yield b
+    b.close()
+
+
+def test_devtools_imports_the_har_with_every_message(browser, tmp_path):
+    har, _ = har_of(tmp_path, "ws_fragmented_ping.pcap")
+    imported = browser.evaluate_at(DEVTOOLS, IMPORT_HAR % json.dumps(har))
+    assert imported == [{"url": "ws://127.0.0.1:18011/ws", "type": "websocket", "status": 101, "frames": [
+        ["receive", 9, "ping-1", 1795237709.327908],
+        ["send", 10, "ping-1", 1795237709.328117],
+        ["receive", 1, "Hello, fragmented world", 1795237709.529526],
+        ["send", 8, "1000 done", 1795237709.780614],
+        ["receive", 8, "1000 done", 1795237709.780784]]}]
+
+
+def test_devtools_imports_a_decrypted_multi_session_har(browser, tmp_path):
+    har, _ = har_of(tmp_path, "tls13_multi.pcap", "--keylog", str(CAPTURES / "tls13_multi.keys"))
+    imported = browser.evaluate_at(DEVTOOLS, IMPORT_HAR % json.dumps(har))
+    frames = expected_frames("tls13_multi.pcap")
+    assert [(r["url"], r["type"], r["status"]) for r in imported] == [
+        ("wss://localhost:18041/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000", "websocket", 101)] * 3
+    for r, f in zip(imported, frames):
+        for direction, kind in (("client", "send"), ("server", "receive")):
+            assert sum(1 for fr in r["frames"] if fr[0] == kind) == sum(
+                f[direction][k] for k in ("text", "binary", "close", "ping", "pong"))
+    assert imported[2]["frames"][-1][1:3] == [8, "1008 DATA-0000: The payload cannot be decoded as audio."]
