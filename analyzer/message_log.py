@@ -14,11 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Optional
 
-from .model import CLIENT, DIRECTION_NAMES
-
-OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-OPCODE_NAMES = {OP_CONTINUATION: "continuation", OP_TEXT: "text", OP_BINARY: "binary",
-                OP_CLOSE: "close", OP_PING: "ping", OP_PONG: "pong"}
+from .model import DIRECTION_NAMES
+from .websocket import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, OPCODE_NAMES
 # Binary payload bytes the WebSocket layer keeps per message while collecting (the SHA-256
 # needs them all); a longer message gets the hash of what was kept, marked partial.
 KEEP_BINARY = 16 << 20
@@ -49,7 +46,7 @@ class LoggedMessage:
 
     @property
     def kind(self) -> str:
-        return OPCODE_NAMES.get(self.opcode, f"opcode-{self.opcode}")
+        return OPCODE_NAMES.get(self.opcode, f"reserved-{self.opcode}")
 
     @property
     def whole_hash(self) -> bool:
@@ -149,4 +146,4 @@ def binary_summary(m: LoggedMessage, with_length: bool = True) -> str:
     return f"{length}{', ' if length else ''}sha256{scope} {m.sha256}"
 
 
-__all__ = ["MessageLog", "LoggedMessage", "binary_summary", "OPCODE_NAMES", "CLIENT"]
+__all__ = ["MessageLog", "LoggedMessage", "binary_summary"]

@@ -10,7 +10,8 @@ import sys
 from datetime import datetime, timezone
 
 from ..cli import EXIT_INPUT, EXIT_OK, error, write_output
-from ..message_log import OP_CLOSE, OP_TEXT, LoggedMessage, MessageLog, binary_summary
+from ..message_log import LoggedMessage, MessageLog, binary_summary
+from ..websocket import OP_CLOSE, OP_TEXT
 from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
 
 
@@ -70,6 +71,8 @@ def _jsonl(out, sessions, log: MessageLog) -> None:
 
 
 def _clock(ts: float) -> str:
+    # Microseconds, not timefmt.clock's milliseconds: a pong follows its ping within a few
+    # hundred of them, and every message's time should be readable on its own line.
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")
 
 

@@ -15,17 +15,11 @@ from ..model import ERROR, WARNING, Finding, Session
 from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                            format_name, is_deepgram, session_endpoint)
-from .fmt import clock, plural, shorten
+from ..timefmt import clock
+from ..websocket.messages import CLOSE_CODE_NAMES
+from .fmt import plural, shorten
 from .messages import EMPTY_SHA256
 from .params import handshake_cause, query_value
-
-RFC_CLOSE_NAMES = {
-    1000: "normal closure", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
-    1005: "no status", 1006: "abnormal closure", 1007: "invalid payload data",
-    1008: "policy violation", 1009: "message too big", 1010: "missing extension",
-    1011: "internal error", 1012: "service restart", 1013: "try again later",
-    1014: "bad gateway", 1015: "TLS handshake failure",
-}
 
 # Findings consulted after the evidence checks, most important first.
 FINDING_PRIORITY = (
@@ -52,7 +46,7 @@ def _request_id(session: Session) -> Optional[str]:
 def _code_text(code: Optional[int]) -> str:
     if code is None:
         return "an empty close frame"
-    name = RFC_CLOSE_NAMES.get(code)
+    name = CLOSE_CODE_NAMES.get(code)
     return f"{code} ({name})" if name else str(code)
 
 

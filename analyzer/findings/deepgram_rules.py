@@ -13,7 +13,8 @@ from ..deepgram import audio as au
 from ..deepgram import endpoints as ep
 from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, format_name,
                                      is_deepgram, session_endpoint)
-from ..deepgram.fmt import clock, plural, shorten
+from ..deepgram.fmt import plural, shorten
+from ..timefmt import clock
 from ..deepgram.messages import EMPTY_SHA256
 from ..deepgram.params import check_params, handshake_cause, query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from typing import Optional
 
 from .. import __version__
-from ..message_log import OP_BINARY, OP_CLOSE, MessageLog, binary_summary
+from ..message_log import MessageLog, binary_summary
+from ..websocket import OP_BINARY, OP_CLOSE
 from ..model import CLIENT, CaptureReport, Session
 
 
