@@ -72,7 +72,8 @@ class PcapngWriter:
                comments: Iterable[str] = (), wire_length: Optional[int] = None) -> None:
         """One Enhanced Packet Block; ticks_per_second must be a power of ten."""
         interface = self._interface(linktype, ticks_per_second)
-        ticks = round(ts * ticks_per_second)
+        seconds = int(ts)  # whole seconds apart: ts * 1e9 as one float would lose ~256 ns
+        ticks = seconds * ticks_per_second + round((ts - seconds) * ticks_per_second)
         data = bytes(data)
         wire = len(data) if wire_length is None else wire_length
         options = pcapng_options((OPT_COMMENT, c.encode("utf-8")) for c in comments)

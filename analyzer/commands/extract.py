@@ -426,9 +426,6 @@ def _write(path: str, out, frames, patches: dict, comments: dict, keylog_lines: 
     if secrets:
         writer.secrets(TLS_KEY_LOG_SECRETS, secrets.encode("ascii"))
     cap = open_capture(path)
-    ticks = {}
-    for linktype, _snaplen, ticks_per_second in cap.interfaces:
-        ticks[linktype] = max(ticks.get(linktype, 0), ticks_per_second)
     decoder = PacketDecoder()
     wanted = iter(frames)
     next_frame = next(wanted, None)
@@ -453,11 +450,19 @@ def _write(path: str, out, frames, patches: dict, comments: dict, keylog_lines: 
             notes = comments.get(frame_no, ())
             if notes:
                 result.comments += 1
-            tps = ticks.get(linktype) or 1_000_000
-            if tps not in (10 ** e for e in range(10)):
-                tps = 1_000_000_000
-            writer.packet(ts, linktype, data, ticks_per_second=tps, comments=notes)
+            writer.packet(ts, linktype, data, ticks_per_second=_resolution(cap, linktype),
+                          comments=notes)
             result.packets += 1
+
+
+def _resolution(cap, linktype: int) -> int:
+    """Time stamp ticks per second to write: the finest of the source's interfaces of that
+    link type read so far (pcapng interfaces arrive with the packets), as a power of ten."""
+    finest = max((tps for lt, _snaplen, tps in cap.interfaces if lt == linktype), default=1_000_000)
+    return finest if finest in _POWERS_OF_TEN else 1_000_000_000
+
+
+_POWERS_OF_TEN = frozenset(10 ** e for e in range(10))
 
 
 def _ones_sum(data: bytes, odd_start: bool) -> int:

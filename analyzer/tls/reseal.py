@@ -18,6 +18,9 @@ from .suites import CIPHER_SUITES, TLS13
 
 _TLS13_APPLICATION_LABELS = ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
 _HEADER = 5
+# Bytes of a sealed record's body before any plaintext: the tag (16), and TLS 1.2 GCM's
+# 8-byte explicit nonce.
+_SMALLEST_BODY = {Tls12GcmOpener: 24}
 
 
 def application_opener(suite_id: int, secrets: dict, client_random: bytes,
@@ -63,6 +66,9 @@ def reseal_records(opener, data: bytes, edit: Callable[[bytes], Optional[bytes]]
         record = bytes(data[position:position + _HEADER + length])
         if len(record) < _HEADER + length:
             break
+        if len(record) < _HEADER + _SMALLEST_BODY.get(type(opener), 16):
+            position += _HEADER + length  # too short to be sealed (a ChangeCipherSpec...)
+            continue
         nonce, aad, body = _nonce_and_aad(opener, record, seq)
         try:
             plain = opener.aead.decrypt(nonce, record[body:], aad)
