@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import open_capture, synth
+from analyzer.capture import open_capture
+from tests.support import capture_synth as synth
 from analyzer.capture.decode import PacketDecoder
 from analyzer.capture.pcapng_writer import TLS_KEY_LOG_SECRETS
 from analyzer.commands.extract import masked_bytes, patch_tcp_payload

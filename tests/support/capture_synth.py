@@ -1,4 +1,4 @@
-"""Byte builders for synthetic packets and capture files (tests, benchmarks).
+"""Byte builders for synthetic packets and capture files (tests, bench/capture_reader.py).
 
 Checksums are left zero: nothing here or in tshark's default settings checks them.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from typing import Iterable, Optional, Sequence
 
-from .pcapng_writer import pcapng_block, pcapng_options  # noqa: F401 - part of this module's API
+from analyzer.capture.pcapng_writer import pcapng_block, pcapng_options  # noqa: F401 - part of this module's API
 
 CLIENT_MAC = b"\x02\x00\x00\x00\x00\x01"
 SERVER_MAC = b"\x02\x00\x00\x00\x00\x02"
