@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from .capture import CaptureError, PacketDecoder, format_address, open_capture
+from .capture import CaptureError, PacketDecoder, format_address, open_capture, tunnel_json
 from .deepgram import DeepgramAnalyzer
 from .deepgram.diagnosis import diagnose
 from .findings.registry import RuleContext, run_rules
@@ -68,6 +68,7 @@ class _Analysis:
         self.last_time: Optional[float] = None
         self.keylog = KeyLog()
         self.capture = None
+        self.decoder: Optional[PacketDecoder] = None
         self.conclude: Callable[[Session], None] = lambda session: None
         self._secrets_seen = 0
         limit = options.max_kept_server_text
@@ -109,6 +110,10 @@ class ConnectionAnalyzer:
         self._message_hook = analysis.options.message_hook
         self._record_hook = analysis.options.record_hook
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
+        # The tunnel path of the packet that opened the connection (None when untunnelled).
+        decoder = analysis.decoder
+        self.tunnel = decoder.tunnel if decoder is not None and \
+            decoder.tunnel_frame == conn.first_frame else None
 
     # -- TCP handler interface -------------------------------------------------
     def data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -520,6 +525,8 @@ class ConnectionAnalyzer:
         s = Session(index=0, client=format_address(*c.client), server=format_address(*c.server),
                     tcp_stream=c.stream, syn_seen=c.syn_frame is not None)
         s.start_frame, s.start_time = c.first_frame, c.first_time
+        if self.tunnel is not None:
+            s.extra["tunnel"] = tunnel_json(self.tunnel)
         self.session = s
         self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold,
                                         self.analysis.text_budget)
@@ -572,6 +579,7 @@ class CaptureAnalyzer:
             except OSError as e:
                 raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
         self.decoder = PacketDecoder()
+        self.analysis.decoder = self.decoder
         self._decode = self.decoder.decode
         self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis),
                                   max_connections=options.max_connections)
@@ -589,7 +597,7 @@ class CaptureAnalyzer:
         if self.first_time is None:
             self.first_time = ts
         self.last_time = ts
-        seg = self._decode(frame_no, linktype, data)
+        seg = self._decode(frame_no, linktype, data, ts)
         if seg is not None:
             self.analysis.last_time = ts
             self._tcp_segment(frame_no, ts, seg)
@@ -615,13 +623,13 @@ class CaptureAnalyzer:
         try:
             if progress is None:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
             else:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
@@ -644,6 +652,7 @@ class CaptureAnalyzer:
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
+        self.decoder.finish()  # fragments still incomplete are lost now
         sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from ..model import ERROR, INFO, WARNING, CaptureReport, Finding
 
+# Packets of an undecoded encapsulation worth a finding when sessions were found anyway.
+UNDECODED_REPORT_MIN = 10
+
 
 def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
     out: list[Finding] = []
@@ -18,13 +21,33 @@ def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
                            f"Analysis was interrupted after {cap.packet_count} packets: the report is incomplete.",
                            [], report.last_time, {"packets_read": cap.packet_count}))
     st = decoder.stats
-    frags = st.get("ipv4_fragments", 0) + st.get("ipv6_fragments", 0)
-    if frags:
+    fragments = decoder.fragments
+    if fragments.unreassembled:
         frames = list(decoder.fragment_frames)
         out.append(Finding("ip-fragments", WARNING,
-                           f"{frags} IP fragments were not reassembled; TCP data inside them is missing "
+                           f"{fragments.unreassembled} IP fragments could not be reassembled (the "
+                           f"rest of their datagram is not in the capture, or came more than "
+                           f"{fragments.timeout:g} s later); TCP data inside them is missing "
                            f"(first frames: {', '.join(map(str, frames[:10]))}).", frames[:20], None,
-                           {"count": frags}))
+                           {"count": fragments.unreassembled,
+                            "reassembled_datagrams": fragments.reassembled}))
+    if fragments.conflicts:
+        frames = list(fragments.conflict_frames)
+        out.append(Finding("ip-fragment-conflict", WARNING,
+                           f"{fragments.conflicts} IP fragments overlap an earlier fragment of the "
+                           f"same datagram with different bytes (the first copy was kept; a "
+                           f"receiver may have kept the other): frames "
+                           f"{', '.join(map(str, frames[:10]))}.", frames[:20], None,
+                           {"count": fragments.conflicts}))
+    for name, (count, first_frame) in sorted(decoder.undecoded.items()):
+        # A stray packet is not worth a line; a stream of them (or nothing else) is.
+        if count < UNDECODED_REPORT_MIN and report.sessions:
+            continue
+        out.append(Finding("undecoded-encapsulation", WARNING,
+                           f"{count} packets are {name}, which dgcap does not decode: any "
+                           f"WebSocket traffic inside them is not analysed (first: frame "
+                           f"{first_frame}).", [first_frame], None,
+                           {"encapsulation": name, "count": count}))
     if st.get("snaplen_truncated"):
         out.append(Finding("snaplen-truncated", WARNING,
                            f"{st['snaplen_truncated']} packets were cut by the capture's snap length; "
