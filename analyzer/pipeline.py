@@ -6,7 +6,7 @@ parsing.  `analyze_capture()` is the whole job for one file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, format_address, open_capture, tunnel_json
@@ -16,7 +16,7 @@ from .findings.registry import RuleContext, run_rules
 from .findings.capture_findings import capture_findings
 from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
                    parse_error_body, websocket_accept, body_text)
-from .model import CLIENT, SERVER, CaptureReport, Session
+from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
 from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
@@ -55,7 +55,6 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
-    extra: dict = field(default_factory=dict)
 
 
 class _Analysis:
@@ -198,7 +197,7 @@ class ConnectionAnalyzer:
                 self.recorder.anomaly("tcp-overlap-conflict", frame, None, None,
                                       {"stream_offset": offset, "bytes": length})
         if retrans:
-            self.session.extra["tcp_retransmissions"] = retrans
+            self.session.tcp_retransmissions = retrans
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -292,8 +291,7 @@ class ConnectionAnalyzer:
                 self.recorder.anomaly(akind, frame, ts, direction, detail)
 
     def _finish_tls(self) -> None:
-        info = dict(self._tls.info)
-        info.update(self._tls_activity.to_json())
+        info = TlsInfo(**self._tls.info, **self._tls_activity.to_json())
         decrypted = self.session.transport == "tls-decrypted" and self.session.frames[CLIENT].total + \
             self.session.frames[SERVER].total > 0
         if not decrypted:
@@ -303,13 +301,13 @@ class ConnectionAnalyzer:
             # Records cannot be told apart, so there is no audio-only measurement to offer.
             self.session.gaps = [g for g in silence.session.gaps if g.kind == "any"]
             self.session.timeline = self._record_timeline
-            info["gaps_measured_on"] = "tls-records"
-            info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
+            info.gaps_measured_on = "tls-records"
+            info.note = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
                             "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
                             "measured on the client's application-data records. To see everything, run the "
                             "client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed the "
                             "secrets in the pcapng (editcap --inject-secrets tls,keys.log).")
-        self.session.extra["tls"] = info
+        self.session.tls = info
 
     def _start_http(self) -> None:
         self.state = self.HTTP
@@ -433,7 +431,6 @@ class ConnectionAnalyzer:
         self._new_session(frame, ts)
         hs = self.session.handshake
         hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
-        hs.http_version = req.version
         hs.request_frame, hs.request_time = frame, ts
         hs.request_headers = [[k, v] for k, v in req.headers]
         hs.ws_key = req.header("sec-websocket-key")
@@ -523,7 +520,7 @@ class ConnectionAnalyzer:
             return  # TLS created it already; the decrypted handshake fills it in
         c = self.conn
         s = Session(index=0, client=format_address(*c.client), server=format_address(*c.server),
-                    tcp_stream=c.stream, syn_seen=c.syn_frame is not None)
+                    tcp_stream=c.stream)
         s.start_frame, s.start_time = c.first_frame, c.first_time
         if self.tunnel is not None:
             s.extra["tunnel"] = tunnel_json(self.tunnel)
@@ -589,7 +586,7 @@ class CaptureAnalyzer:
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
-        self._ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold)
         self.analysis.conclude = self._conclude
 
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
@@ -671,7 +668,7 @@ class CaptureAnalyzer:
         session.findings = run_rules(session, self._ctx)
         for f in session.findings:
             f.display_filter = display_filter(session.tcp_stream, f.frames)
-        session.extra["diagnosis"] = diagnose(session)
+        session.diagnosis = diagnose(session)
         hook = self.options.session_hook
         if hook is not None:
             hook(session)

@@ -236,8 +236,7 @@ class SessionRecorder:
                 direction: Optional[int] = None, detail: Optional[dict] = None) -> None:
         s = self.session
         if len(s.anomalies) >= MAX_ANOMALIES:
-            s.extra.setdefault("anomalies_dropped", 0)
-            s.extra["anomalies_dropped"] += 1
+            s.anomalies_dropped += 1
             return
         s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
 

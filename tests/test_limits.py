@@ -543,7 +543,7 @@ def test_deeply_nested_json_messages_do_not_stop_the_analysis(tmp_path):
     from analyzer.redact import redact_session
     redact_session(session)
     json.dumps(Report(captures=[report]).to_json(), allow_nan=False)
-    messages = session.extra["messages"]
+    messages = session.to_json()["messages"]
     assert messages["server"] == {"(not JSON)": 2}
     assert messages["client"] == {"(not JSON)": 1}
     assert session.close.client.code == session.close.server.code == 1000

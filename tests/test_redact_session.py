@@ -95,7 +95,7 @@ def build_session_full_of_secrets():
                               details={"authorization": f"Token {TEST_KEY}", "url": b.hs.target,
                                        "nested": [{"access_token": JWT}]}))
     s.anomalies.append(Anomaly("x", 1, 0.0, detail={"raw": f"Bearer {JWT}"}))
-    s.extra["debug"] = {"target": b.hs.target, "echo": TEST_KEY}
+    s.transcript = f"echo {TEST_KEY} from {b.hs.target}"  # a typed field carrying peer text
     return s
 
 

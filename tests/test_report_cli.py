@@ -189,7 +189,7 @@ def test_stream_line_redacts_literal_secrets():
     from analyzer.deepgram.synth import SessionBuilder
     b = SessionBuilder(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
     s = b.finish()
-    s.extra["diagnosis"] = f"the key {TEST_KEY} was used"
+    s.diagnosis = f"the key {TEST_KEY} was used"
     line = stream_line("x.pcap", s)
     assert TEST_KEY not in line and "****cdef" in line
     assert TEST_KEY in stream_line("x.pcap", s, show_secrets=True)

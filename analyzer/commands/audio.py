@@ -143,7 +143,7 @@ def run(args) -> int:
     chosen: list[tuple[Session, int]] = []
     for s in sessions:
         direction = (DIRECTIONS[args.direction] if args.direction
-                     else default_direction(s.extra.get("endpoint")))
+                     else default_direction(s.endpoint))
         if not has_audio(s, direction):
             why = _no_audio_reason(s, direction)
             if args.session is not None:

@@ -14,7 +14,7 @@ from typing import Callable, Optional
 from ..model import ERROR, WARNING, Finding, Session
 from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
-                           explain_server_close, format_name, is_deepgram, session_endpoint)
+                           format_name, is_deepgram, session_endpoint)
 from .fmt import clock, plural, shorten
 from .messages import EMPTY_SHA256
 from .params import handshake_cause, query_value
@@ -44,8 +44,9 @@ _DATA_STEPS = {
 }
 
 
-def _dg(session: Session) -> dict:
-    return session.extra.get("deepgram") or {}
+def _request_id(session: Session) -> Optional[str]:
+    rid = session.deepgram.request_id if session.deepgram is not None else None
+    return rid or session.handshake.dg_request_id
 
 
 def _code_text(code: Optional[int]) -> str:
@@ -79,12 +80,12 @@ def _handshake(session: Session, dg: bool) -> Optional[str]:
 
 
 def _server_error(session: Session, dg: bool) -> Optional[str]:
-    items = (_dg(session).get("server_errors") or {}).get("items") or []
-    if not dg or not items:
+    summary = session.deepgram
+    if not dg or summary is None or not summary.server_errors.items:
         return None
-    first = items[0]
-    code = f" ({first['code']})" if first.get("code") is not None else ""
-    text = shorten(first.get("description") or "no description", 120)
+    first = summary.server_errors.items[0]
+    code = f" ({first['code']})" if first["code"] is not None else ""
+    text = shorten(first["description"] or "no description", 120)
     return _sentence(f'Deepgram reported an error at frame {first["frame"]} ({clock(first["time"])}):'
                      f' "{text}"{code}; fix what it names and reconnect')
 
@@ -93,7 +94,7 @@ def _close(session: Session, dg: bool) -> Optional[str]:
     close = session.close.server
     if close is None:
         return None
-    x = explain_server_close(session) if dg else None
+    x = session.deepgram.close_explanation if dg and session.deepgram is not None else None
     if x is not None:
         if x.entry.name == "normal":
             return None
@@ -117,7 +118,7 @@ def _close(session: Session, dg: bool) -> Optional[str]:
             return _sentence(f"Deepgram closed the stream with {label} because it could not "
                              f"decode the audio: {x.evidence}{step}")
         if x.entry.name == "NET-0000" and x.entry.family == "stt":
-            rid = _dg(session).get("request_id") or session.handshake.dg_request_id
+            rid = _request_id(session)
             support = f" the request id {rid}" if rid else " the dg-request-id"
             return _sentence(f"Deepgram closed the stream with {label} ({x.entry.title}); "
                              f"{x.evidence}: retry, check status.deepgram.com, and if it persists "
@@ -130,7 +131,7 @@ def _close(session: Session, dg: bool) -> Optional[str]:
         return None
     reason = f' "{shorten(close.reason, 80)}"' if close.reason else ""
     if dg:
-        rid = _dg(session).get("request_id") or session.handshake.dg_request_id
+        rid = _request_id(session)
         support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
         return _sentence(f"Deepgram closed the stream with {_code_text(close.code)}{reason} at "
                          f"frame {close.frame}, a code outside its documented catalogue: retry, "
@@ -148,9 +149,9 @@ def _abnormal(session: Session, dg: bool) -> Optional[str]:
         return None
     by = f" from the {close.tcp_end_by}" if close.tcp_end_by else ""
     lost = ""
-    d = _dg(session)
-    if dg and session_endpoint(session) in ep.STT and d.get("stream_end") is None \
-            and (session.extra.get("audio") or {}).get("chunks", 0):
+    d, audio = session.deepgram, session.audio
+    if dg and session_endpoint(session) in ep.STT and d is not None and d.stream_end is None \
+            and audio is not None and audio.pace.chunks:
         lost = "; no CloseStream was sent, so pending transcripts were lost"
     side = f" on the {close.tcp_end_by} side" if close.tcp_end_by else ""
     return _sentence(f"The connection ended with a TCP {close.tcp_end.upper()}{by} at frame "
@@ -170,24 +171,24 @@ def _client_close(session: Session, dg: bool) -> Optional[str]:
 
 
 def _metadata(session: Session, dg: bool) -> Optional[str]:
-    meta = _dg(session).get("metadata")
-    if not dg or not meta:
+    meta = session.deepgram.metadata if session.deepgram is not None else None
+    audio = session.audio
+    if not dg or meta is None or audio is None:
         return None
-    audio = session.extra.get("audio") or {}
-    if meta.get("sha256") == EMPTY_SHA256:
-        chunks = audio.get("chunks", 0)
+    if meta.sha256 == EMPTY_SHA256:
+        chunks = audio.pace.chunks
         sent = (f" although the client sent {plural(chunks, 'audio message')}" if chunks
                 else " and the client sent none")
-        return _sentence(f"Deepgram received no audio (its Metadata at frame {meta['frame']} has "
+        return _sentence(f"Deepgram received no audio (its Metadata at frame {meta.frame} has "
                          f"the SHA-256 of empty input){sent}: send audio on this socket after it "
                          "opens")
-    if meta.get("duration") == 0 and meta.get("sha256"):
-        first = audio.get("first_payload")
+    if meta.duration == 0 and meta.sha256:
+        first = audio.first_payload
         enc = query_value(session.handshake.query, "encoding")
-        what = (f"the first payload (frame {first['frame']}) is {format_name(audio)} with "
+        what = (f"the first payload (frame {first.frame}) is {format_name(audio)} with "
                 + (f"encoding={enc}" if enc else "no encoding parameter")) if first else \
             "no audio payload was seen"
-        return _sentence(f"Deepgram could not decode the audio (Metadata at frame {meta['frame']} "
+        return _sentence(f"Deepgram could not decode the audio (Metadata at frame {meta.frame} "
                          f"reports 0 s): {what}; set encoding and sample_rate for raw audio, or "
                          "omit encoding for containerised audio")
     return None
@@ -250,15 +251,15 @@ def _ok(session: Session, dg: bool) -> str:
     if not dg:
         return f"WebSocket session completed normally: {code}{who}."
     endpoint = session_endpoint(session)
-    d = _dg(session)
-    end = d.get("stream_end") or {}
+    d = session.deepgram
+    end_type = d.stream_end.type if d is not None and d.stream_end is not None else None
     parts = []
     if endpoint in ep.STT:
-        if end.get("type") == "CloseStream":
+        if end_type == "CloseStream":
             parts.append("CloseStream")
-        if d.get("metadata"):
+        if d is not None and d.metadata is not None:
             parts.append("Metadata")
-    elif endpoint == ep.SPEAK and end.get("type") == "Close":
+    elif endpoint == ep.SPEAK and end_type == "Close":
         parts.append("Close")
     parts.append(code)
     noun = "Session" if endpoint == ep.AGENT else "Stream"

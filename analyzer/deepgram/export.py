@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Optional, Union
 
 from ..http.body_content import loads_json
-from ..model import CLIENT, SERVER, Session
+from ..model import CLIENT, SERVER, AudioSummary, Session
 from . import endpoints as ep
 from .audio import (CONTAINER_NAMES, WAVE_PCM, extension_for, parse_wav_header, sniff,
                     wav_header, wav_params_for)
@@ -82,25 +82,26 @@ def plan_export(session: Session, direction: int) -> ExportPlan:
 
 
 def _client_plan(session: Session) -> ExportPlan:
-    audio = session.extra.get("audio") or {}
-    raw = ExportPlan(CLIENT, False, encoding=audio.get("encoding"),
-                     sample_rate=audio.get("sample_rate"), channels=audio.get("channels") or 1)
+    # No Deepgram layer (no handshake, no frames): nothing declared, nothing sniffed.
+    audio = session.audio if session.audio is not None else AudioSummary()
+    raw = ExportPlan(CLIENT, False, encoding=audio.encoding,
+                     sample_rate=audio.sample_rate, channels=audio.channels or 1)
     raw.problem = _wrap_problem(session, raw, "the request")
-    if audio.get("container"):
-        head = bytes.fromhex((audio.get("first_payload") or {}).get("head") or "")
-        weak = audio.get("format") in ("mp3", "aac") and head[:3] != b"ID3"
+    if audio.container and audio.format is not None:
+        head = bytes.fromhex(audio.first_payload.head) if audio.first_payload else b""
+        weak = audio.format in ("mp3", "aac") and head[:3] != b"ID3"
         if weak and raw.problem is None:
             # Only a frame sync matched, which raw PCM often starts with; the request
             # declares a raw encoding, and that is how Deepgram decodes it too.
-            raw.notes.append(f"the first bytes look like an {CONTAINER_NAMES[audio['format']]} "
+            raw.notes.append(f"the first bytes look like an {CONTAINER_NAMES[audio.format]} "
                              f"frame header, but the request declares encoding={raw.encoding}")
             return raw
-        return ExportPlan(CLIENT, True, audio.get("format"), audio.get("codec"))
+        return ExportPlan(CLIENT, True, audio.format, audio.codec)
     return raw
 
 
 def _server_plan(session: Session) -> ExportPlan:
-    endpoint = session.extra.get("endpoint") or ep.endpoint_for_path(session.handshake.path)
+    endpoint = session.endpoint or ep.endpoint_for_path(session.handshake.path)
     plan = ExportPlan(SERVER, None)
     where = "the request"
     if endpoint == ep.SPEAK:

@@ -38,7 +38,7 @@ def handshake(path: str = "/v1/listen", query: Optional[dict] = None, status: in
         except ValueError:
             body_json = None
     return Handshake(
-        method="GET", path=path, target=target, query=query, http_version="HTTP/1.1",
+        method="GET", path=path, target=target, query=query,
         request_frame=4, request_time=t0, request_headers=[list(h) for h in req],
         status=status, reason=reason or ("Switching Protocols" if status == 101 else None),
         response_frame=6, response_time=t0 + 0.05, response_headers=resp, body=body,

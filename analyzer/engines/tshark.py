@@ -53,7 +53,7 @@ from ..capture import CaptureError, format_address
 from ..deepgram import DeepgramAnalyzer
 from ..http import Request, Response
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, Anomaly, CaptureReport, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, Anomaly, CaptureReport, Finding, Session, TlsInfo
 from ..session import ActivityTimeline, SessionRecorder
 from ..pipeline import CaptureAnalyzer, ConnectionAnalyzer, Options, TlsActivity, analyze_capture
 from ..tls.suites import suite_name, version_name
@@ -577,23 +577,23 @@ class _TlsState:
         else:
             resumed = bool(sh) and 11 not in self.server_handshakes  # no Certificate: abbreviated
         ok = session.transport == "tls-decrypted"
-        info = {
-            "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
-            "sni": ch.get("sni"),
-            "alpn_offered": ch.get("alpn_offered", []),
-            "alpn": sh.get("alpn"),
-            "cipher_suite": suite_name(suite) if suite is not None else None,
-            "cipher_suite_id": suite,
-            "resumed": resumed,
-            "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
-            "decryption": "ok" if ok else "no-keys",
-            "decryption_error": None if ok else (
+        info = TlsInfo(
+            version=version_name(sh.get("version")) if sh.get("version") is not None else None,
+            sni=ch.get("sni"),
+            alpn_offered=ch.get("alpn_offered", []),
+            alpn=sh.get("alpn"),
+            cipher_suite=suite_name(suite) if suite is not None else None,
+            cipher_suite_id=suite,
+            resumed=resumed,
+            versions_offered=[version_name(v) for v in ch.get("versions_offered", []) if v is not None],
+            decryption="ok" if ok else "no-keys",
+            decryption_error=None if ok else (
                 "tshark did not decrypt it: no key log given and no secrets embedded in the capture"
                 if keylog is None else "tshark did not decrypt it with the key log given"),
-            "decrypted_by": "tshark",
-            "records": {"client": self.records[CLIENT], "server": self.records[SERVER]},
-            "record_bytes": {"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
-        }
+            decrypted_by="tshark",
+            records={"client": self.records[CLIENT], "server": self.records[SERVER]},
+            record_bytes={"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
+        )
         if not decrypted:
             if session.transport == "tls":
                 where = self.server_hello_frame or self.first
@@ -605,9 +605,10 @@ class _TlsState:
             # Records cannot be told apart, so there is no audio-only measurement to offer.
             session.gaps = [g for g in self.silence.session.gaps if g.kind == "any"]
             session.timeline = self.timeline
-            info["gaps_measured_on"] = "tls-records"
-        info.update(self.activity.to_json())
-        session.extra["tls"] = info
+            info.gaps_measured_on = "tls-records"
+        activity = self.activity.to_json()
+        info.activity, info.alerts = activity["activity"], activity["alerts"]
+        session.tls = info
 
 
 __all__ = ["analyze_capture_tshark", "find_tshark", "tshark_version", "decode_as_rules",

@@ -126,7 +126,7 @@ def closure(s: Session, ctx: RuleContext):
 @rule
 def close_codes(s: Session, ctx: RuleContext):
     # A Deepgram server's close gets a richer explanation from deepgram_rules (deepgram-close).
-    deepgram = s.extra.get("endpoint") not in (None, "other")
+    deepgram = s.endpoint not in (None, "other")
     for side, cf in (("client", s.close.client), ("server", s.close.server)):
         if cf is None or cf.code in (None, 1000, 1001) or (deepgram and side == "server"):
             continue

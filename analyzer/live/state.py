@@ -195,7 +195,7 @@ class LiveState:
         if hs.path is not None:
             endpoint = endpoint_for_path(hs.path)
         elif s.midstream:
-            endpoint = s.extra.get("endpoint") or "?"
+            endpoint = s.endpoint or "?"
         else:
             endpoint = "?" if no_keys else "-"
         if hs.status is not None:
