@@ -558,6 +558,31 @@ class DeepgramSummary:
 
 
 @dataclass
+class TunnelLayer:
+    """One encapsulation around a session's packets (capture/decode.py decodes them)."""
+    type: str  # vxlan | vxlan-gpe | geneve | gre | erspan1/2/3 | gtpu | mpls | mpls-in-ip | pppoe | ipip | ip6in4 | ip4in6 | ip6in6
+    id: Optional[int] = None  # VNI, TEID, GRE key, ERSPAN or PPPoE session id, MPLS label
+    id_name: Optional[str] = None  # vni | teid | key | session_id | label (None: the header has no id)
+    outer_src: Optional[str] = None  # the enclosing IP header's addresses (None for MPLS, PPPoE)
+    outer_dst: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "id": self.id, "id_name": self.id_name,
+                "outer_src": self.outer_src, "outer_dst": self.outer_dst}
+
+
+@dataclass
+class MissingData:
+    """Stream bytes one direction sent that are not in the capture (TCP holes), exact totals."""
+    holes: int = 0
+    bytes: int = 0
+    first_frame: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"holes": self.holes, "bytes": self.bytes, "first_frame": self.first_frame}
+
+
+@dataclass
 class TlsInfo:
     """A TLS session's handshake facts, decryption state and record activity."""
     version: Optional[str] = None
@@ -636,6 +661,10 @@ class Session:
     anomalies_dropped: int = 0  # anomalies not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
     tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
+    # Encapsulations the packets came in, outermost first (empty: not tunnelled).
+    tunnel: list[TunnelLayer] = field(default_factory=list)
+    # Per direction (client, server): TCP bytes missing from the capture; None when none.
+    missing: tuple[Optional[MissingData], Optional[MissingData]] = (None, None)
     tls: Optional[TlsInfo] = None  # TLS sessions only
     # The Deepgram layer's results (DeepgramAnalyzer.finish); None when it did not run.
     endpoint: Optional[str] = None  # listen | listen-v2 | speak | agent | other
@@ -666,6 +695,12 @@ class Session:
         }
         if self.tcp_retransmissions is not None:
             out["tcp_retransmissions"] = self.tcp_retransmissions
+        if self.tunnel:
+            out["tunnel"] = [layer.to_json() for layer in self.tunnel]
+        if self.missing[CLIENT] is not None or self.missing[SERVER] is not None:
+            out["missing"] = {name: None if m is None else m.to_json()
+                              for name, m in (("client", self.missing[CLIENT]),
+                                              ("server", self.missing[SERVER]))}
         if self.tls is not None:
             out["tls"] = self.tls.to_json()
         if self.endpoint is not None:

@@ -9,14 +9,14 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .capture import CaptureError, PacketDecoder, format_address, open_capture, tunnel_json
+from .capture import CaptureError, PacketDecoder, format_address, open_capture, tunnel_layers
 from .deepgram import DeepgramAnalyzer
 from .deepgram.diagnosis import diagnose
 from .findings.registry import RuleContext, run_rules
 from .findings.capture_findings import capture_findings
 from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
                    parse_error_body, websocket_accept, body_text)
-from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
+from .model import CLIENT, SERVER, CaptureReport, MissingData, Session, TlsInfo
 from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
@@ -198,6 +198,10 @@ class ConnectionAnalyzer:
                                       {"stream_offset": offset, "bytes": length})
         if retrans:
             self.session.tcp_retransmissions = retrans
+        missing = tuple(MissingData(r.hole_count, r.hole_bytes, r.holes[0][2] if r.holes else None)
+                        if r.hole_count else None for r in reassemblers)
+        if missing[CLIENT] is not None or missing[SERVER] is not None:
+            self.session.missing = missing
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -523,7 +527,7 @@ class ConnectionAnalyzer:
                     tcp_stream=c.stream)
         s.start_frame, s.start_time = c.first_frame, c.first_time
         if self.tunnel is not None:
-            s.extra["tunnel"] = tunnel_json(self.tunnel)
+            s.tunnel = tunnel_layers(self.tunnel)
         self.session = s
         self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold,
                                         self.analysis.text_budget)

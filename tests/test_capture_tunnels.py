@@ -197,3 +197,22 @@ def test_many_undecoded_packets_and_no_session_give_a_capture_finding(tmp_path):
     finding, = [f for f in report.findings if f.id == "undecoded-encapsulation"]
     assert finding.details == {"encapsulation": "IPsec ESP (encrypted)", "count": 3}
     assert finding.frames == [1]
+
+
+def test_tunnel_and_missing_data_validate_against_the_schema(tmp_path):
+    import jsonschema
+
+    from analyzer.schema import load_schema
+    path = tmp_path / "gtpu.pcap"
+    rewrap_capture(PLAIN, "gtpu-vlan", path)
+    session = analyze_capture(str(path)).sessions[0].to_json()
+    assert session["tunnel"] == [{"type": "gtpu", "id": 0xCAFE01, "id_name": "teid",
+                                  "outer_src": OUTER_SRC, "outer_dst": OUTER_DST}]
+    session["missing"] = {"client": None, "server": {"holes": 2, "bytes": 10, "first_frame": 7}}
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/session",
+                                                 "$defs": schema["$defs"]})
+    assert [e.message for e in validator.iter_errors(session)] == []
+    session["tunnel"][0]["type"] = "l2tp"
+    session["missing"]["client"] = {"holes": 0, "bytes": 0, "first_frame": None}
+    assert len(list(validator.iter_errors(session))) == 3

@@ -111,3 +111,29 @@ def rewrap_capture(source: str, kind: str, dest) -> int:
     with open(dest, "wb") as f:
         f.write(synth.pcap(records))
     return len(records)
+
+
+def skew_capture(source: str, dest, server_port: int, delay: float, drop_frames=()) -> list[int]:
+    """`source` as a span port that delays the server's direction by `delay` seconds: every
+    packet from `server_port` is timestamped `delay` later and the file is re-sorted by time
+    (as mergecap merges two taps).  Frames (1-based, of `source`) in `drop_frames` are left
+    out.  Returns the new order as source frame numbers."""
+    import struct as _struct
+
+    from scapy.all import RawPcapReader
+
+    from analyzer.capture import synth
+
+    packets = []
+    for frame_no, (data, meta) in enumerate(RawPcapReader(str(source)), 1):
+        if frame_no in drop_frames:
+            continue
+        ts = meta.sec + meta.usec / 1e6
+        sport = _struct.unpack_from("!H", data, 14 + ((data[14] & 0x0F) << 2))[0]
+        if sport == server_port:
+            ts += delay
+        packets.append((round(ts * 1e6), frame_no, data))
+    packets.sort(key=lambda p: (p[0], p[1]))
+    with open(dest, "wb") as f:
+        f.write(synth.pcap([(us // 1_000_000, us % 1_000_000, data) for us, _, data in packets]))
+    return [frame_no for _, frame_no, _ in packets]

@@ -5,8 +5,8 @@
     for frame_no, ts, linktype, data in cap.packets():
         seg = dec.decode(frame_no, linktype, data, ts)
 """
-from .decode import PacketDecoder, format_address, tunnel_json
+from .decode import PacketDecoder, format_address, tunnel_layers
 from .reader import Capture, CaptureError, open_capture
 
 __all__ = ["open_capture", "Capture", "CaptureError", "PacketDecoder", "format_address",
-           "tunnel_json"]
+           "tunnel_layers"]

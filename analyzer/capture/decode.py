@@ -753,11 +753,10 @@ def _format_ip(addr) -> str:
     return format_address(addr, 0).rsplit(":", 1)[0].strip("[]")
 
 
-def tunnel_json(path: TunnelPath) -> list[dict]:
-    """A tunnel path as the JSON contract gives it, outermost first."""
-    out = []
-    for kind, tunnel_id, src, dst in path:
-        out.append({"type": kind, "id": tunnel_id, "id_name": TUNNEL_ID_NAMES.get(kind),
-                    "outer_src": None if src is None else _format_ip(src),
-                    "outer_dst": None if dst is None else _format_ip(dst)})
-    return out
+def tunnel_layers(path: TunnelPath) -> list:
+    """A tunnel path as the session model's TunnelLayer list, outermost first."""
+    from ..model import TunnelLayer
+    return [TunnelLayer(kind, tunnel_id, TUNNEL_ID_NAMES.get(kind),
+                        None if src is None else _format_ip(src),
+                        None if dst is None else _format_ip(dst))
+            for kind, tunnel_id, src, dst in path]

@@ -2,7 +2,8 @@
 
 Checks run in priority order and the first that applies speaks:
 handshake failure (with the likely parameter or credential) > an explicit server
-Error message > the server's close code with its evidence > a connection that
+Error message > the server's close code with its evidence > bytes missing from the
+capture (TCP holes: messages lost) > a connection that
 ended without close frames > Deepgram's Metadata showing no / undecodable audio >
 client silences > an empty binary frame > remaining errors and warnings >
 "completed normally".  Sessions that are not Deepgram's get neutral wording.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from ..model import ERROR, WARNING, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, WARNING, Finding, Session
 from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                            format_name, is_deepgram, session_endpoint)
@@ -266,8 +267,26 @@ def _ok(session: Session, dg: bool) -> str:
     return f"{noun} completed normally: {', '.join(parts)}."
 
 
+def _missing(session: Session, dg: bool) -> Optional[str]:
+    """Bytes a peer sent are not in the capture: whatever they held (server messages, audio,
+    a close frame) is lost, so the session cannot be called normal."""
+    parts = []
+    for side, m, held in (("server", session.missing[SERVER], "server messages"),
+                          ("client", session.missing[CLIENT], "client frames")):
+        if m is None:
+            continue
+        first = f", first at frame {m.first_frame}" if m.first_frame is not None else ""
+        parts.append(f"{m.bytes:,} bytes the {side} sent ({plural(m.holes, 'gap')}{first}); "
+                     f"{held} in them are lost")
+    if not parts:
+        return None
+    return _sentence("Part of the session is missing from the capture: " + "; ".join(parts) +
+                     ". Counts, timings and the close are incomplete: capture on the client or "
+                     "server host, or check the capture point for drops")
+
+
 CHECKS: tuple[Callable[[Session, bool], Optional[str]], ...] = (
-    _handshake, _server_error, _close, _abnormal, _client_close, _metadata, _gaps,
+    _handshake, _server_error, _close, _missing, _abnormal, _client_close, _metadata, _gaps,
     _empty_binary, _other_findings,
 )
 

@@ -116,6 +116,14 @@ class StreamReassembler:
         if self._next_seq is None:
             self._next_seq = seq
         self.fin_offset = self._offset(seq)
+        acked = self._acked
+        if acked and acked[-1][0] > self.fin_offset:
+            # The peer ACKed the FIN before it showed (a late direction): it takes one
+            # sequence number but no stream byte, so no range waits beyond it.
+            self.fin_acked = True
+            for entry in acked:
+                if entry[0] > self.fin_offset:
+                    entry[0] = self.fin_offset
 
     def acked(self, ack, frame_no, ts):
         nxt_seq = self._next_seq
