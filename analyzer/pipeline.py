@@ -20,7 +20,8 @@ from .model import CLIENT, SERVER, CaptureReport, MissingData, Session, TlsInfo
 from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
-from .websocket import FrameParser, MessageAssembler, find_frame_sync
+from .websocket import (FrameParser, MessageAssembler, find_frame_sync, frame_run_evidence,
+                        midstream_evidence_enough)
 
 TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK"
 
@@ -330,6 +331,7 @@ class ConnectionAnalyzer:
     def _try_midstream(self, final: bool) -> None:
         """A connection whose start is not in the capture: look for a WebSocket frame stream."""
         found = {}
+        runs = [None, None]
         for direction in (CLIENT, SERVER):
             chunks = self._sniff[direction]
             buf = b"".join(d for d, _, _ in chunks)
@@ -342,7 +344,9 @@ class ConnectionAnalyzer:
             off = find_frame_sync(buf, None, prefer=starts)
             if off is not None:
                 found[direction] = (off, bool(buf[off + 1] & 0x80) if off + 1 < len(buf) else False)
-        if not found:
+                runs[direction] = frame_run_evidence(buf, off, starts)
+        if not found or not midstream_evidence_enough(runs):
+            # Noise that happens to parse as a frame or two is not a session: wait for more.
             if final or max(self._sniff_len) >= SNIFF_BYTES:
                 self._give_up()
             return

@@ -213,6 +213,11 @@ class SessionRecorder:
             close.server = cf
         if close.initiator is None:
             close.initiator = "client" if direction == CLIENT else "server"
+        elif close.client is not None and close.server is not None and \
+                close.client.frame is not None and close.server.frame is not None:
+            # Data held back by a hole can be delivered after the peer's later close: the
+            # capture's order (frame numbers) says who closed first.
+            close.initiator = "client" if close.client.frame < close.server.frame else "server"
 
     def keep_message(self, direction: int, m) -> None:
         s = self.session
