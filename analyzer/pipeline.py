@@ -14,9 +14,11 @@ from .deepgram import DeepgramAnalyzer
 from .deepgram.diagnosis import diagnose
 from .findings.registry import RuleContext, run_rules
 from .findings.capture_findings import capture_findings
-from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
-                   parse_error_body, websocket_accept, body_text)
-from .model import CLIENT, SERVER, CaptureReport, MissingData, Session, TlsInfo
+from .http import (RequestParser, ResponseParser, absolute_form_authority, body_text,
+                   deflate_agreement, looks_like_request, parse_error_body, websocket_accept)
+from .legs import link_proxy_legs
+from .model import CLIENT, SERVER, CaptureReport, MissingData, ProxyInfo, Session, TlsInfo
+from .servername import ServerName, host_without_port, is_deepgram_host
 from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
 from .tcp import TcpTracker
 from .tls import KeyLog, TlsConnection, looks_like_tls
@@ -110,6 +112,7 @@ class ConnectionAnalyzer:
         self._message_hook = analysis.options.message_hook
         self._record_hook = analysis.options.record_hook
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
+        self._proxy: Optional[ProxyInfo] = None  # an HTTP proxy on the way (CONNECT, forward)
         # The tunnel path of the packet that opened the connection (None when untunnelled).
         decoder = analysis.decoder
         self.tunnel = decoder.tunnel if decoder is not None and \
@@ -148,6 +151,13 @@ class ConnectionAnalyzer:
             self.state = self.DONE
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if (direction == SERVER and self.state == self.HTTP and self._request is not None
+                and self._response is None and self._resp_parser.head is not None):
+            # A response whose body runs until close (a proxy's error page) completes with
+            # the server's FIN or RST, as Wireshark shows it.
+            resp = self._resp_parser.finish()
+            if resp is not None:
+                self._on_response(resp, frame, ts)
         if self.recorder is not None:
             self.recorder.tcp_end(kind, direction, frame, ts)
         if self._tls is not None and self._tls_activity is not None:
@@ -430,12 +440,22 @@ class ConnectionAnalyzer:
         self._early_len += len(data)
 
     def _on_request(self, req, frame: int, ts: float) -> None:
+        if req.method == "CONNECT" and self._proxy is None:
+            # A proxy tunnel: its answer decides whether the bytes after it are sniffed.
+            self._proxy = ProxyInfo("connect", req.target, frame, ts)
+            self._request = req
+            self._resp_parser = ResponseParser("CONNECT", self.analysis.options.max_http_header)
+            return
         upgrade = (req.header("upgrade") or "").lower()
         if "websocket" not in upgrade and req.header("sec-websocket-key") is None:
             # Plain HTTP: not a WebSocket attempt, nothing for us here.
             self._give_up()
             return
         self._request = req
+        if self._proxy is None:
+            authority = absolute_form_authority(req.target)
+            if authority is not None:  # `GET ws://host/path`: sent to a forward proxy
+                self._proxy = ProxyInfo("forward", authority, frame, ts)
         self._new_session(frame, ts)
         hs = self.session.handshake
         hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
@@ -445,6 +465,17 @@ class ConnectionAnalyzer:
         self.dg = DeepgramAnalyzer(hs)
 
     def _on_response(self, resp, frame: Optional[int], ts: Optional[float]) -> None:
+        proxy = self._proxy
+        if proxy is not None and proxy.kind == "connect" and self._request.method == "CONNECT":
+            proxy.status, proxy.reason = resp.status, resp.reason
+            proxy.response_frame, proxy.response_time = frame, ts
+            if 200 <= resp.status < 300:
+                self._tunnel_open(frame, ts)
+            else:  # refused (407, 403, 502...): its own outcome, a session with a finding
+                self._new_session(proxy.request_frame, proxy.request_time)
+                self._early_client = []
+                self.state = self.DONE
+            return
         self._response = resp
         if self.session is None:
             return
@@ -477,6 +508,18 @@ class ConnectionAnalyzer:
         else:
             self.state = self.DONE
             self._early_client = []
+
+    def _tunnel_open(self, frame: Optional[int], ts: Optional[float]) -> None:
+        """The proxy said 2xx: from here on it relays bytes, sniffed like a new connection's
+        (TLS, decrypted with the key log, or a plain HTTP Upgrade)."""
+        early, self._early_client, self._early_len = self._early_client, [], 0
+        rest = self._resp_parser.leftover
+        self._request = self._response = None
+        self.state = self.SNIFF
+        for data, f, t in early:
+            self.data(CLIENT, data, f, t)
+        if rest:
+            self.data(SERVER, rest, frame, ts)
 
     # -- WebSocket -------------------------------------------------------------
     def _open_websocket(self, deflate, extensions: bool) -> None:
@@ -532,6 +575,12 @@ class ConnectionAnalyzer:
         s.start_frame, s.start_time = c.first_frame, c.first_time
         if self.tunnel is not None:
             s.tunnel = tunnel_layers(self.tunnel)
+        proxy = self._proxy
+        if proxy is not None:
+            s.proxy = proxy
+            host = host_without_port(proxy.authority)
+            s.server_name = ServerName(host, "connect" if proxy.kind == "connect" else "host",
+                                       proxy.request_frame, deepgram=is_deepgram_host(host))
         self.session = s
         self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold,
                                         self.analysis.text_budget)
@@ -658,7 +707,8 @@ class CaptureAnalyzer:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
         self.decoder.finish()  # fragments still incomplete are lost now
-        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        sessions = sorted(link_proxy_legs(self.analysis.sessions),
+                          key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i
         self.report.sessions = sessions

@@ -1,7 +1,7 @@
 """One sentence per session: what went wrong, and the next step.
 
 Checks run in priority order and the first that applies speaks:
-handshake failure (with the likely parameter or credential) > an explicit server
+a proxy's refusal of the CONNECT > handshake failure (with the likely parameter or credential) > an explicit server
 Error message > the server's close code with its evidence > bytes missing from the
 capture (TCP holes: messages lost) > a connection that
 ended without close frames > Deepgram's Metadata showing no / undecodable audio >
@@ -285,8 +285,16 @@ def _missing(session: Session, dg: bool) -> Optional[str]:
                      "server host, or check the capture point for drops")
 
 
+def _proxy(session: Session, dg: bool) -> Optional[str]:
+    """A refused CONNECT: the stream never got past the proxy (rules.proxy_refused)."""
+    if session.proxy is None or not session.proxy.refused:
+        return None
+    found = [f for f in session.findings if f.id == "proxy-refused"]
+    return _sentence(found[0].message) if found else None
+
+
 CHECKS: tuple[Callable[[Session, bool], Optional[str]], ...] = (
-    _handshake, _server_error, _close, _missing, _abnormal, _client_close, _metadata, _gaps,
+    _proxy, _handshake, _server_error, _close, _missing, _abnormal, _client_close, _metadata, _gaps,
     _empty_binary, _other_findings,
 )
 

@@ -198,3 +198,30 @@ def anomalies(s: Session, ctx: RuleContext):
             msg += f"; {details['bytes']} bytes missing"
         first = min((a.time for a in items if a.time is not None), default=None)
         yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first, details)
+
+
+# What to do about a proxy's refusal of a CONNECT, by status.
+_PROXY_STEPS = {
+    407: "the proxy wants credentials: configure the client with the proxy's user and password "
+         "(Proxy-Authorization), or use a proxy that lets it through",
+    403: "the proxy's policy forbids this destination or port: ask the network team to allow it",
+    502: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    503: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    504: "the proxy timed out reaching the server: check its route out and any firewall after it",
+}
+
+
+@rule
+def proxy_refused(s: Session, ctx: RuleContext):
+    """A proxy answered a CONNECT with anything but 2xx: the stream never reached the server."""
+    proxy = s.proxy
+    if proxy is None or not proxy.refused:
+        return
+    step = _PROXY_STEPS.get(proxy.status, "check the proxy's log for why it refused")
+    reason = f" {proxy.reason}" if proxy.reason else ""
+    at = f" (frame {proxy.response_frame})" if proxy.response_frame is not None else ""
+    frames = [f for f in (proxy.request_frame, proxy.response_frame) if f is not None]
+    yield Finding("proxy-refused", ERROR,
+                  f"The proxy refused CONNECT {proxy.authority} with {proxy.status}{reason}{at}: "
+                  f"{step}.", frames, proxy.response_time,
+                  {"status": proxy.status, "authority": proxy.authority})
