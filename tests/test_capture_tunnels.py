@@ -216,3 +216,21 @@ def test_tunnel_and_missing_data_validate_against_the_schema(tmp_path):
     session["tunnel"][0]["type"] = "l2tp"
     session["missing"]["client"] = {"holes": 0, "bytes": 0, "first_frame": None}
     assert len(list(validator.iter_errors(session))) == 3
+
+
+def test_fragment_findings_name_leftovers_and_conflicts(tmp_path):
+    segment = synth.tcp(50000, 443, 1, 1, 0x18, bytes(range(40)))
+    alone = synth.ethernet(synth.ipv4(segment[:24], flags_fragment=0x2000, ident=5))
+    first = synth.ethernet(synth.ipv4(segment[:24], flags_fragment=0x2000, ident=6))
+    forged = synth.ethernet(synth.ipv4(b"Z" * 8, flags_fragment=0x2000 | 2, ident=6))
+    last = synth.ethernet(synth.ipv4(segment[24:], flags_fragment=3, ident=6))
+    path = tmp_path / "fragments.pcap"
+    path.write_bytes(synth.pcap([(1, i, p) for i, p in enumerate((alone, first, forged, last))]))
+    report = analyze_capture(str(path))
+    by_id = {f.id: f for f in report.findings}
+    assert by_id["ip-fragments"].frames == [1]
+    assert by_id["ip-fragments"].details == {"count": 1, "reassembled_datagrams": 1}
+    assert by_id["ip-fragment-conflict"].frames == [3]
+    assert by_id["ip-fragment-conflict"].message.startswith(
+        "1 IP fragments overlap an earlier fragment of the same datagram with different bytes")
+    assert report.stats["decoder"]["fragments_reassembled"] == 1

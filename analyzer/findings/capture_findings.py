@@ -23,22 +23,17 @@ def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
     st = decoder.stats
     fragments = decoder.fragments
     if fragments.unreassembled:
-        frames = list(decoder.fragment_frames)
-        out.append(Finding("ip-fragments", WARNING,
-                           f"{fragments.unreassembled} IP fragments could not be reassembled (the "
-                           f"rest of their datagram is not in the capture, or came more than "
-                           f"{fragments.timeout:g} s later); TCP data inside them is missing "
-                           f"(first frames: {', '.join(map(str, frames[:10]))}).", frames[:20], None,
-                           {"count": fragments.unreassembled,
-                            "reassembled_datagrams": fragments.reassembled}))
+        out.append(_fragment_finding(
+            "ip-fragments", fragments.unreassembled, decoder.fragment_frames,
+            f"IP fragments could not be reassembled (the rest of their datagram is not in the "
+            f"capture, or came more than {fragments.timeout:g} s later); TCP data inside them is "
+            f"missing (first frames: {{frames}}).",
+            {"reassembled_datagrams": fragments.reassembled}))
     if fragments.conflicts:
-        frames = list(fragments.conflict_frames)
-        out.append(Finding("ip-fragment-conflict", WARNING,
-                           f"{fragments.conflicts} IP fragments overlap an earlier fragment of the "
-                           f"same datagram with different bytes (the first copy was kept; a "
-                           f"receiver may have kept the other): frames "
-                           f"{', '.join(map(str, frames[:10]))}.", frames[:20], None,
-                           {"count": fragments.conflicts}))
+        out.append(_fragment_finding(
+            "ip-fragment-conflict", fragments.conflicts, fragments.conflict_frames,
+            "IP fragments overlap an earlier fragment of the same datagram with different bytes "
+            "(the first copy was kept; a receiver may have kept the other): frames {frames}.", {}))
     for name, (count, first_frame) in sorted(decoder.undecoded.items()):
         # A stray packet is not worth a line; a stream of them (or nothing else) is.
         if count < UNDECODED_REPORT_MIN and report.sessions:
@@ -82,3 +77,10 @@ def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
                            f"{st['malformed']} packets had malformed or short headers and were skipped.",
                            [], None, {"count": st["malformed"]}))
     return out
+
+
+def _fragment_finding(finding_id: str, count: int, frames, text: str, details: dict) -> Finding:
+    """`count` fragments, the first frames listed where `text` says {frames}."""
+    frames = list(frames)
+    message = f"{count} " + text.format(frames=", ".join(map(str, frames[:10])))
+    return Finding(finding_id, WARNING, message, frames[:20], None, {"count": count, **details})
