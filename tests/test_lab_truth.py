@@ -120,12 +120,13 @@ def test_egress_keyless_records_of_the_deepgram_stream(name):
                                        e["last_client_appdata_frame"])
 
 
-def ws_counts(capture: str, stream: int, keys: str | None) -> tuple[dict, dict]:
+def ws_counts(capture: str, stream: int, keys: str | None, extra: tuple = ()
+              ) -> tuple[dict, dict]:
     """Binary frames per direction and the first close frame (frame, code) per direction of
     one tcp.stream, direction from the mask bit (client frames are masked)."""
     rows = tshark(capture, ["frame.number", "websocket.opcode", "websocket.mask",
                             "websocket.payload.close.status_code"],
-                  f"tcp.stream == {stream} and websocket", keys=keys)
+                  f"tcp.stream == {stream} and websocket", keys=keys, extra=extra)
     binary = {"client": 0, "server": 0}
     closes: dict = {}
     for no, opcodes, masks, codes in rows:
@@ -139,8 +140,8 @@ def ws_counts(capture: str, stream: int, keys: str | None) -> tuple[dict, dict]:
     return binary, closes
 
 
-def assert_ws(capture: str, stream: int, keys: str | None, ws: dict) -> None:
-    binary, closes = ws_counts(capture, stream, keys)
+def assert_ws(capture: str, stream: int, keys: str | None, ws: dict, extra: tuple = ()) -> None:
+    binary, closes = ws_counts(capture, stream, keys, extra)
     assert binary == {"client": ws["client"]["binary"], "server": ws["server"]["binary"]}
     for side in ("client", "server"):
         assert closes[side] == (ws[side]["close"]["frame"], ws[side]["close"]["code"])
@@ -254,3 +255,85 @@ def test_proxy_denied_statuses():
     assert [c["http"]["status"] for c in t["connections"]] == [407, 403]
     assert [r["proxy_status"] for r in t["refused"]] == [407, 403]
     assert tshark(t["capture"], ["frame.number"], "tls") == []
+
+
+TUNNEL_FIELDS = {  # capture -> (tshark field on the first carried frame, value in the file)
+    "vxlan": ("vxlan.vni", "4242"), "vxlan_fragmented": ("vxlan.vni", "4242"),
+    "vxlan_8472": ("vxlan.vni", "4242"),
+    "geneve": ("geneve.vni", "0x001092"), "gretap": ("gre.key", "0x00001092"),
+    "erspan_i": ("gre.proto", "0x88be"), "erspan_ii": ("erspan.spanid", "123"),
+    "erspan_iii": ("erspan.spanid", "321"), "gtpu_vlan": ("gtp.teid", "0x0000a001"),
+    "mpls": ("mpls.label", "1001,2002"), "ipip": ("ip.proto", "4,6"),
+    "pppoe": ("pppoe.session_id", "0x0011"),
+}
+
+
+def ws_stream(t_inner: list) -> dict:
+    s = [c for c in t_inner if c.get("websocket")]
+    assert len(s) == 1
+    return s[0]
+
+
+def comparable(ws: dict) -> dict:
+    """What must equal the decapsulated reference: counts, bytes, close codes and reasons."""
+    return {side: ({k: v for k, v in d.items() if k in ("text", "binary", "continuation",
+                                                        "close", "ping", "pong",
+                                                        "payload_bytes")}
+                   | {"close": (d["close"]["code"], d["close"]["reason"])})
+            for side, d in ws.items()}
+
+
+@pytest.mark.parametrize("name", sorted(TUNNEL_FIELDS))
+def test_tunnel_session_equals_the_reference(name):
+    t = truth(name)
+    field, value = TUNNEL_FIELDS[name]
+    extra = tuple(t["tshark_args"])
+    rows = tshark(t["capture"], [field], "tcp.flags.syn == 1 and tcp.flags.ack == 0",
+                  extra=extra)
+    assert rows[0][0] == value
+    inner = ws_stream(t["inner"])
+    assert_ws(t["capture"], inner["tcp_stream"], None, inner["websocket"], extra)
+    ref = ws_stream(t["reference"]["connections"])
+    assert_ws(t["reference"]["capture"], ref["tcp_stream"], None, ref["websocket"])
+    assert comparable(inner["websocket"]) == comparable(ref["websocket"])
+    assert inner["websocket"]["client"]["binary_payload_bytes"] == \
+        t["deepgram"]["client"]["audio_bytes_sent"]
+    assert inner["websocket"]["server"]["close"]["code"] == 1000
+    assert t["tunnel"]["real"] == name.startswith("vxlan")
+
+
+def test_vxlan_8472_needs_a_decode_as():
+    t = truth("vxlan_8472")
+    assert tshark(t["capture"], ["frame.number"], "vxlan") == []
+    assert len(tshark(t["capture"], ["frame.number"], "vxlan",
+                      extra=tuple(t["tshark_args"]))) == t["packets"] - 2  # all but 2 ARP
+
+
+def test_vxlan_fragmented_outer_fragments():
+    t = truth("vxlan_fragmented")
+    frags = tshark(t["capture"], ["frame.number"], "ip.flags.mf == 1 or ip.frag_offset > 0")
+    assert len(frags) == t["outer_ip_fragment_frames"] > 100
+    assert tshark("vxlan.pcap", ["frame.number"], "ip.flags.mf == 1 or ip.frag_offset > 0") == []
+
+
+def test_rewrapped_timestamps_are_the_reference_timestamps():
+    ref = [r[0] for r in tshark("vxlan_inner.pcap", ["frame.time_epoch"], "ip")]
+    for name in ("geneve", "gtpu_vlan", "pppoe"):
+        assert [r[0] for r in tshark(f"{name}.pcap", ["frame.time_epoch"], "tcp")] == ref
+
+
+def test_span_skew_moves_server_packets_by_100_ms():
+    t = truth("span_skew")
+    server = t["reference"]["connections"][0]["server"].rsplit(":", 1)[0]
+    key = ["ip.src", "tcp.seq_raw", "tcp.ack_raw", "tcp.len", "frame.time_epoch"]
+    src = tshark(t["reference"]["capture"], key)
+    skewed = tshark(t["capture"], key)
+    assert sorted(r[:4] for r in src) == sorted(r[:4] for r in skewed)
+    when = {tuple(r[:4]): float(r[4]) for r in src}
+    for r in skewed:
+        shift = float(r[4]) - when[tuple(r[:4])]
+        assert abs(shift - (0.1 if r[0] == server else 0.0)) < 1e-6
+    times = [float(r[4]) for r in skewed]
+    assert times == sorted(times)
+    assert t["skew"]["server_data_segments_acked_before_they_appear"] == \
+        t["skew"]["server_data_segments"] > 10

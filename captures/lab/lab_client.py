@@ -12,7 +12,9 @@ PLAN (JSON) says what to do, all concurrently, with start offsets in seconds:
            {"kind": "connect"|"absolute", "url": "http://host:port"} routes it via a proxy
   chat:    a `websockets` client to the chat echo service (text messages, close 1000)
   fetches: curl (HTTP/2 or HTTP/1.1 over TLS), one connection per fetch
-  idle:    HTTPS keep-alive connections (Python ssl): one GET, then quiet for `idle` seconds
+  idle:    HTTPS keep-alive connections (Python ssl): one GET, then quiet for `idle` seconds,
+           then closed (or, with "reset", aborted with an RST without reading the server's
+           earlier FIN)
 Every TLS client writes its secrets to PLAN["keylog"] (ssl keylog_filename, curl
 SSLKEYLOGFILE).  Writes PLAN["log"]: what each connection did, with wall-clock times
 (time.time()) and local ports, so record_lab.py can map each one to its tcp.stream.
@@ -229,11 +231,41 @@ class Run:
         rec.update(local_ip=lip, local_port=int(lport), peer=f"{rip}:443",
                    http_version=ver, status=int(code), body_bytes=int(float(size)))
 
+    def idle_then_reset(self, p: dict, rec: dict) -> None:
+        """Blocking: one GET, then never read again (the server's FIN and close_notify sit
+        unread in the socket), then abort with RST (SO_LINGER 0) after `idle` seconds."""
+        host = urlsplit(p["url"]).hostname
+        raw = socket.create_connection((host, 443), timeout=10)
+        s = self.ssl_ctx(["http/1.1"]).wrap_socket(raw, server_hostname=host)
+        rec["local_port"] = s.getsockname()[1]
+        rec["peer"] = "%s:%d" % s.getpeername()[:2]
+        s.sendall(f"GET {urlsplit(p['url']).path or '/'} HTTP/1.1\r\nHost: {host}\r\n"
+                  "User-Agent: lab-keepalive/1\r\nConnection: keep-alive\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        head, body = buf.split(b"\r\n\r\n", 1)
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n")
+                          if ln.lower().startswith(b"content-length:")))
+        while len(body) < length:
+            body += s.recv(4096)
+        rec["status"] = int(head.split()[1])
+        rec["last_data_time"] = time.time()
+        time.sleep(p["idle"])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rec["reset_time"] = time.time()
+        s.close()
+
     async def idle(self, p: dict) -> None:
         await self.at(p["offset"])
         host = urlsplit(p["url"]).hostname
         rec: dict[str, Any] = {"class": "idle-keepalive", "url": p["url"], "start": time.time()}
         self.log["connections"].append(rec)
+        if p.get("reset"):
+            await asyncio.wait_for(asyncio.to_thread(self.idle_then_reset, p, rec),
+                                   p["idle"] + 20)
+            rec["end"] = time.time()
+            return
         r, w = await asyncio.wait_for(asyncio.open_connection(
             host, 443, ssl=self.ssl_ctx(["http/1.1"]), family=socket.AF_INET), 10)
         rec["local_port"] = w.get_extra_info("sockname")[1]

@@ -115,7 +115,10 @@ class Lab:
             with open(os.path.join(www, name), "wb") as f:
                 f.write(data)
         crt, key = self.pki["web"]
-        listens = "\n".join(f"    listen {a}:443 ssl http2;" for a in nl.WEB.values())
+        # img.example.test closes idle keep-alives after 6 s (its idle client then resets).
+        img_ip = nl.WEB["img.example.test"]
+        listens = "\n".join(f"    listen {a}:443 ssl http2;" for h, a in nl.WEB.items()
+                             if h != "img.example.test")
         conf = f"""
 user root;
 worker_processes 1;
@@ -133,6 +136,14 @@ http {{
   server {{
 {listens}
     server_name _;
+    ssl_certificate {crt};
+    ssl_certificate_key {key};
+    root {www};
+  }}
+  server {{
+    listen {img_ip}:443 ssl http2;
+    server_name _;
+    keepalive_timeout 6s;
     ssl_certificate {crt};
     ssl_certificate_key {key};
     root {www};
@@ -179,8 +190,8 @@ http {{
         nl.down()
 
 
-def run_client(plan: dict, workdir: str, on_line: Optional[Callable[[str], None]] = None
-               ) -> dict:
+def run_client(plan: dict, workdir: str, on_line: Optional[Callable[[str], None]] = None,
+               ns: str = nl.CLIENT) -> dict:
     plan = dict(plan, keylog=os.path.join(workdir, "keys.log"),
                 log=os.path.join(workdir, "client.json"),
                 cafile=os.path.join(workdir, "ca.crt"), audio=os.path.join(workdir, "speech.raw"))
@@ -188,7 +199,7 @@ def run_client(plan: dict, workdir: str, on_line: Optional[Callable[[str], None]
     with open(pf, "w") as f:
         json.dump(plan, f)
     lines: list[str] = []
-    p = lt.Proc(nl.CLIENT, [PY, os.path.join(HERE, "lab_client.py"), pf], "client",
+    p = lt.Proc(ns, [PY, os.path.join(HERE, "lab_client.py"), pf], "client",
                 stdout_lines=lines)
     seen = 0
     deadline = time.time() + plan.get("max_seconds", 90) + 20
@@ -224,8 +235,10 @@ def egress_plan(stop_after: Optional[float] = None, speech_seconds: float = 20.0
                    "stop_after": stop_after, "wait_close": 30},
         "chat": {"offset": 1.5, "url": "wss://chat.example.test/rooms/lab", "messages": 8,
                  "interval": 2.0},
-        "idle": [{"offset": 1.0 + k, "url": f"https://{WEB_HOSTS[k]}/", "idle": 13.0}
-                 for k in range(4)],
+        # The last keep-alive's server (img) times out after 6 s: server FIN, then 7 s
+        # later the client resets the connection (RST).
+        "idle": [{"offset": 1.0 + k, "url": f"https://{WEB_HOSTS[k]}/", "idle": 13.0,
+                  "reset": k == 3} for k in range(4)],
         "fetches": fetches,
         "max_seconds": 70,
     }
@@ -715,6 +728,246 @@ def s_proxy_ws_absolute(workdir: str) -> None:
         servers, description=desc, notes=notes + " Same run; tcpdump -i any in the proxy "
         "namespace (both legs, Linux cooked capture).", proxy_log=plog,
         capture_point="proxy namespace, tcpdump -i any (pi0 and po0)"))
+
+
+# ====================================================================== group C: tunnels
+def tunnel_truth(name: str, path: str, reference: str, client_log: dict, servers: dict, *,
+                 description: str, notes: str, capture_point: str, tunnel: dict,
+                 tshark_args: tuple = ()) -> dict:
+    def inner(p: str) -> dict:
+        ex = tshark_args if p == path else ()
+        conns = lt.tcp_connections(p, extra=ex)
+        ws = lt.websocket_frames(p, extra=ex)
+        out = []
+        for st, c in sorted(conns.items()):
+            c["http"] = lt.http_exchange(p, st, extra=ex)
+            if ws.get(st):
+                c["websocket"] = lt.ws_summary(ws[st], c["client"])
+            out.append(c)
+        return {"packets": lt.packet_count(p), "connections": out}
+    frag = lt.fields(path, ["frame.number"], dfilter="ip.flags.mf == 1 or ip.frag_offset > 0")
+    last_frag = lt.fields(path, ["frame.number"],
+                          dfilter="ip.flags.mf == 0 and ip.frag_offset > 0")
+    truth = {"capture": os.path.basename(path), "format": "pcap",
+             "packets": lt.packet_count(path), "description": description, "notes": notes,
+             "capture_point": capture_point, "snaplen": 262144, "keylog": None,
+             "tunnel": tunnel,
+             "outer_ip_fragment_frames": len(frag),
+             "outer_fragmented_datagrams": len(last_frag),
+             "tshark_args": list(tshark_args),
+             "inner": inner(path)["connections"],
+             "reference": {"capture": os.path.basename(reference), **inner(reference)}}
+    sp = client_log.get("speech")
+    if sp:
+        sv = servers["deepgram"][0]
+        truth["deepgram"] = {
+            "request_id": sp.get("request_id"), "url": sp["url"],
+            "client": {"audio_bytes_sent": sp["sent"]["audio_bytes"],
+                       "binary_frames_sent": sp["sent"]["binary"],
+                       "text_frames_sent": sp["sent"]["text"],
+                       "first_audio_send_time": sp["first_audio_time"],
+                       "last_audio_send_time": sp["last_audio_time"],
+                       "received_types": sp["received"]["types"],
+                       "close_sent": sp.get("close_sent"), "close_rcvd": sp.get("close_rcvd")},
+            "server": {"request_id": sv["request_id"], "audio_bytes_received": sv["audio_bytes"],
+                       "audio_sha256": sv["sha256"], "close_sent": sv["close_sent"]}}
+    truth["oracle"] = oracle_version()
+    lt.assert_no_secret(truth, name)
+    return truth
+
+
+def vxlan_record(workdir: str, outer: str, inner: str, inner_mtu: Optional[int],
+                 seconds: float = 5.0, dstport: int = 4789) -> tuple[dict, dict]:
+    """A plain ws:// speech stream between dglab-vxa and dglab-vxb across a real kernel vxlan;
+    tcpdump on the underlay (u0) and on the vxlan device itself, in dglab-vxa."""
+    lt.make_speech(workdir, seconds + 0.5)
+    slog = os.path.join(workdir, "servers.json")
+    nl.vxlan_up(inner_mtu, dstport)
+    server = None
+    try:
+        os.makedirs(f"/etc/netns/{nl.VXA}", exist_ok=True)
+        with open(f"/etc/netns/{nl.VXA}/hosts", "w") as f:
+            f.write(f"127.0.0.1 localhost\n{nl.VX_INNER_B} api.deepgram.com\n")
+        server = lt.Proc(nl.VXB, [PY, os.path.join(HERE, "lab_servers.py"), "--dg-ip",
+                                  nl.VX_INNER_B, "--log", slog, "--max-seconds", "120"],
+                         "servers", ready="servers ready")
+        caps = [lt.Capture(nl.VXA, outer, "u0"), lt.Capture(nl.VXA, inner, "vxlan0")]
+        try:
+            log = run_client(speech_only(LISTEN_PLAIN, None, seconds), workdir, ns=nl.VXA)
+            time.sleep(1.0)
+        finally:
+            for c in caps:
+                c.stop()
+        server.stop()
+        with open(slog) as f:
+            servers = json.load(f)
+    finally:
+        if server:
+            server.stop()
+        nl.vxlan_down()
+        shutil.rmtree(f"/etc/netns/{nl.VXA}", ignore_errors=True)
+    if log["speech"].get("close_rcvd") != [1000, ""]:
+        raise RuntimeError(f"vxlan stream did not end normally: {log['speech']}")
+    return log, servers
+
+
+VXLAN_INFO = {"udp_port": 4789, "vni": nl.VNI, "underlay": [nl.VX_UNDER_A, nl.VX_UNDER_B],
+              "inner": [nl.VX_INNER_A, nl.VX_INNER_B]}
+
+
+@scenario("vxlan",
+          "A plain ws:// speech stream (5 s, CloseStream, close 1000) across a real Linux "
+          "vxlan (VNI 4242, UDP 4789, inner MTU 1450) between two namespaces: vxlan.pcap is "
+          "the underlay (outer Ethernet/IPv4/UDP/VXLAN), vxlan_inner.pcap the same run "
+          "captured on the vxlan device (the decapsulated reference). vxlan_inner.pcap's "
+          "frames are also the source of the rewrapped tunnels.",
+          ["vxlan", "vxlan_inner"])
+def s_vxlan(workdir: str) -> None:
+    outer, inner = (os.path.join(workdir, n) for n in ("vxlan.pcap", "vxlan_inner.pcap"))
+    log, servers = vxlan_record(workdir, outer, inner, None)
+    o, i = ship(outer, "vxlan.pcap"), ship(inner, "vxlan_inner.pcap")
+    real = ("Real: a kernel vxlan device (ip link add type vxlan id 4242 dstport 4789) between "
+            "two network namespaces joined by a veth underlay; real websockets client and the "
+            "Deepgram-like server on port 80 inside; nothing rewritten.")
+    desc = SCENARIOS["vxlan"][1]
+    write_json("vxlan", tunnel_truth("vxlan", o, i, log, servers, description=desc, notes=real,
+                                     capture_point="dglab-vxa, u0 (underlay)",
+                                     tunnel=dict(VXLAN_INFO, type="vxlan", real=True)))
+    write_json("vxlan_inner", tunnel_truth(
+        "vxlan_inner", i, i, log, servers, description=desc,
+        notes=real + " Captured on the vxlan device in the same run: the reference.",
+        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+
+
+@scenario("vxlan_fragmented",
+          "vxlan's stream with the vxlan device's MTU at 1500 over the 1500-byte underlay (DF "
+          "not set on the outer header): every full-size inner segment leaves as two outer "
+          "IPv4 fragments. Writes vxlan_fragmented (underlay) and vxlan_fragmented_inner "
+          "(the vxlan device, reference).", ["vxlan_fragmented", "vxlan_fragmented_inner"])
+def s_vxlan_fragmented(workdir: str) -> None:
+    outer, inner = (os.path.join(workdir, n) for n in ("vxlan_fragmented.pcap",
+                                                       "vxlan_fragmented_inner.pcap"))
+    log, servers = vxlan_record(workdir, outer, inner, 1500)
+    o = ship(outer, "vxlan_fragmented.pcap")
+    i = ship(inner, "vxlan_fragmented_inner.pcap")
+    real = ("Real: kernel vxlan (VNI 4242, UDP 4789) with MTU 1500 over a 1500-byte veth "
+            "underlay, df unset: the kernel fragments the outer IPv4 packets; nothing "
+            "rewritten.")
+    desc = SCENARIOS["vxlan_fragmented"][1]
+    t = tunnel_truth("vxlan_fragmented", o, i, log, servers, description=desc, notes=real,
+                     capture_point="dglab-vxa, u0 (underlay)",
+                     tunnel=dict(VXLAN_INFO, type="vxlan", real=True, inner_mtu=1500))
+    if t["outer_ip_fragment_frames"] == 0:
+        raise RuntimeError("no outer fragments: the vxlan device did not fragment")
+    write_json("vxlan_fragmented", t)
+    write_json("vxlan_fragmented_inner", tunnel_truth(
+        "vxlan_fragmented_inner", i, i, log, servers, description=desc,
+        notes=real + " Captured on the vxlan device in the same run: the reference.",
+        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+
+
+@scenario("vxlan_8472",
+          "vxlan's stream over a real Linux vxlan on UDP 8472 (the Linux kernel's historical "
+          "default port, used by flannel and others) instead of 4789; writes vxlan_8472 "
+          "(underlay) and vxlan_8472_inner (the vxlan device, reference).",
+          ["vxlan_8472", "vxlan_8472_inner"])
+def s_vxlan_8472(workdir: str) -> None:
+    outer, inner = (os.path.join(workdir, n) for n in ("vxlan_8472.pcap",
+                                                       "vxlan_8472_inner.pcap"))
+    log, servers = vxlan_record(workdir, outer, inner, None, dstport=8472)
+    o = ship(outer, "vxlan_8472.pcap")
+    i = ship(inner, "vxlan_8472_inner.pcap")
+    real = ("Real: kernel vxlan (ip link add type vxlan id 4242 dstport 8472) between two "
+            "namespaces; nothing rewritten. Note: tshark does not decode UDP 8472 as VXLAN "
+            "by default (decode with -d udp.port==8472,vxlan).")
+    desc = SCENARIOS["vxlan_8472"][1]
+    write_json("vxlan_8472", tunnel_truth(
+        "vxlan_8472", o, i, log, servers, description=desc, notes=real,
+        capture_point="dglab-vxa, u0 (underlay)",
+        tunnel=dict(VXLAN_INFO, type="vxlan", real=True, udp_port=8472),
+        tshark_args=["-d", "udp.port==8472,vxlan"]))
+    write_json("vxlan_8472_inner", tunnel_truth(
+        "vxlan_8472_inner", i, i, log, servers, description=desc,
+        notes=real + " Captured on the vxlan device in the same run: the reference.",
+        capture_point="dglab-vxa, vxlan0 (decapsulated)", tunnel={"type": None}))
+
+
+@scenario("tunnels_rewrapped",
+          "vxlan_inner.pcap's real frames (same timestamps) rewrapped with scapy, because the "
+          "lab kernel has no geneve, gretap, erspan, GTP, MPLS-routing, ipip or PPPoE devices: "
+          "geneve (UDP 6081), gretap (GRE 0x6558), erspan_i / erspan_ii (GRE 0x88be) / "
+          "erspan_iii (GRE 0x22eb), gtpu_vlan (802.1Q VLAN 100 / UDP 2152 / GTP-U), mpls "
+          "(two labels), ipip (IPv4 in IPv4), pppoe (PPPoE session / PPP). Needs "
+          "vxlan_inner.pcap (run the vxlan scenario first).",
+          list(__import__("rewrap").TUNNELS))
+def s_tunnels(workdir: str) -> None:
+    import rewrap
+    ref = os.path.join(OUT, "vxlan_inner.pcap")
+    ref_truth = json.load(open(os.path.join(OUT, "vxlan_inner.truth.json")))
+    log = {"speech": None}
+    for kind, spec in rewrap.TUNNELS.items():
+        dst = os.path.join(OUT, f"{kind}.pcap")
+        counts = rewrap.rewrap(ref, dst, kind, nl.VX_INNER_A)
+        os.chmod(dst, 0o644)
+        notes = (f"REWRAPPED, not a kernel tunnel: every frame of vxlan_inner.pcap (real traffic "
+                 f"captured on a real vxlan device) wrapped in {kind} by captures/lab/rewrap.py "
+                 "(scapy), timestamps kept; outer addresses 10.99.60.1 (client side) / "
+                 "10.99.60.2 are made up. ")
+        if spec["layer"] == "L3":
+            notes += ("This encapsulation carries IP, not Ethernet: the inner Ethernet header is "
+                      "dropped and the reference's ARP frames are not carried, so frame numbers "
+                      "differ from vxlan_inner.pcap; the WebSocket frames are the same.")
+        else:
+            notes += "Frame N here is frame N of vxlan_inner.pcap."
+        t = tunnel_truth(kind, dst, ref, log, {}, description=SCENARIOS["tunnels_rewrapped"][1],
+                         notes=notes, capture_point="rewrapped from vxlan_inner.pcap",
+                         tunnel=dict(spec["info"], type=kind, real=False, **counts))
+        t.pop("deepgram", None)
+        t["deepgram"] = ref_truth.get("deepgram")
+        write_json(kind, t)
+
+
+@scenario("span_skew",
+          "A real plain ws:// speech stream (10 s) through the lab (client -> fw -> "
+          "api.deepgram.com:80), captured on fw's outside interface (span_skew_source.pcap); "
+          "span_skew.pcap is the same file with every server-to-client packet 100 ms later "
+          "and the packets reordered by the new timestamps, as from a span port whose two "
+          "directions are timestamped apart: each server message appears after the client "
+          "already ACKed it.", ["span_skew", "span_skew_source"])
+def s_span_skew(workdir: str) -> None:
+    import rewrap
+    lt.make_speech(workdir, 10.5)
+    src = os.path.join(workdir, "span_skew_source.pcap")
+    with Lab(workdir) as lab:
+        cap = lt.Capture(nl.FW, src, "fo0", filt="tcp port 80")
+        try:
+            log = run_client(dict(speech_only(LISTEN_PLAIN, None, 10.0),
+                                  dns=["api.deepgram.com"]), workdir)
+            time.sleep(1.0)
+        finally:
+            cap.stop()
+        servers = lab.stop_servers()
+    if log["speech"].get("close_rcvd") != [1000, ""]:
+        raise RuntimeError(f"stream did not end normally: {log['speech']}")
+    s = ship(src, "span_skew_source.pcap")
+    dst = os.path.join(OUT, "span_skew.pcap")
+    counts = rewrap.skew(s, dst, nl.DG_IP, 0.1)
+    os.chmod(dst, 0o644)
+    real = ("Real traffic (websockets client, fake_deepgram.py on port 80, NAT by fw), "
+            "captured with tcpdump on fw fo0, filter 'tcp port 80'; nothing rewritten.")
+    desc = SCENARIOS["span_skew"][1]
+    write_json("span_skew_source", tunnel_truth(
+        "span_skew_source", s, s, log, servers, description=desc, notes=real,
+        capture_point="fw namespace, fo0, tcp port 80", tunnel={"type": None}))
+    t = tunnel_truth("span_skew", dst, s, log, servers, description=desc,
+                     notes="BUILT from span_skew_source.pcap (real) by captures/lab/rewrap.py: "
+                           "server-to-client packets (src 172.31.10.20) shifted +0.100 s, file "
+                           "reordered by timestamp (stable); packet bytes unchanged. Every byte "
+                           "of both directions is in the file.",
+                     capture_point="derived from span_skew_source.pcap",
+                     tunnel={"type": None})
+    t["skew"] = dict(counts, shifted="server-to-client", shift_seconds=0.1)
+    write_json("span_skew", t)
 
 
 # ====================================================================== main
