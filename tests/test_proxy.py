@@ -161,3 +161,17 @@ def test_proxy_sessions_validate_against_the_schema(name):
         doc = s.to_json()
         assert "proxy" in doc and "server_name" in doc
         assert [e.message for e in validator.iter_errors(doc)] == []
+
+
+def test_verify_does_not_count_a_folded_server_leg_as_missing():
+    import copy
+
+    from analyzer.engines.compare import compare_reports
+    native = report("proxy_ws_absolute_both_legs")
+    other = copy.deepcopy(native)  # an engine that reports the server leg on its own
+    server_leg = copy.deepcopy(native.sessions[0])
+    server_leg.tcp_stream, server_leg.proxy = 1, None
+    other.sessions.append(server_leg)
+    assert compare_reports(native, other) == []
+    other.sessions[-1].tcp_stream = 2  # a stream native does not know at all
+    assert [(d.tcp_stream, d.name) for d in compare_reports(native, other)] == [(2, "session")]
