@@ -62,6 +62,19 @@ class Anomaly:
 
 
 @dataclass
+class AnomalyTally:
+    """Anomalies of one kind past the per-session record cap: still counted, first and last kept."""
+    kind: str
+    count: int
+    first_frame: Optional[int]
+    first_time: Optional[float]
+    last_frame: Optional[int]
+    last_time: Optional[float]
+    directions: int = 0  # bit 1 << CLIENT, 1 << SERVER
+    bytes: int = 0  # sum of the records' "bytes" detail (tcp-hole sizes)
+
+
+@dataclass
 class Handshake:
     method: Optional[str] = None
     path: Optional[str] = None  # request target without the query string
@@ -703,9 +716,10 @@ class Session:
     close: Close = field(default_factory=Close)
     empty_binary: list[EmptyBinary] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # Kind -> count past the anomaly record cap (limits.SESSION_ANOMALY_RECORDS).
+    anomaly_overflow: dict[str, AnomalyTally] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     messages_dropped: int = 0  # text messages not kept because of the per-session cap
-    anomalies_dropped: int = 0  # anomalies not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
     tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
     # An HTTP proxy on the way (CONNECT tunnel or forward proxy); None when there is none.
@@ -727,6 +741,11 @@ class Session:
     diagnosis: Optional[str] = None  # one sentence chosen from the findings (deepgram/diagnosis.py)
     # Activity per time interval (session.ActivityTimeline) for charts; not in the JSON contract.
     timeline: Any = None
+
+    @property
+    def anomalies_dropped(self) -> int:
+        """Anomalies past the per-session record cap (counted per kind in anomaly_overflow)."""
+        return sum(t.count for t in self.anomaly_overflow.values())
 
     def to_json(self) -> dict:
         out = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields, is_dataclass, replace
+import dataclasses
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote_plus
 
@@ -204,7 +204,7 @@ def redact_json(obj: Any, literals: Iterable[str] = ()) -> Any:
         return [redact_json(v, literals) for v in obj]
     if isinstance(obj, str):
         return redact_text(obj, literals)
-    if is_dataclass(obj) and not isinstance(obj, type):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return _redact_model(obj, literals)
     return obj
 
@@ -403,9 +403,10 @@ def _redact_model(obj: Any, literals: tuple[str, ...]) -> Any:
     Mutable objects are cleaned in place; frozen ones (parameter problems, close-code
     entries) are copied with the cleaned values.
     """
-    cleaned = {f.name: redact_json(getattr(obj, f.name), literals) for f in fields(obj) if f.init}
+    cleaned = {f.name: redact_json(getattr(obj, f.name), literals)
+               for f in dataclasses.fields(obj) if f.init}
     if obj.__dataclass_params__.frozen:
-        return replace(obj, **cleaned)
+        return dataclasses.replace(obj, **cleaned)
     for name, value in cleaned.items():
         setattr(obj, name, value)
     return obj

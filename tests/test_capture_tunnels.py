@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import PacketDecoder, synth
+from analyzer.capture import PacketDecoder
+from tests.support import capture_synth as synth
 from analyzer.capture.decode import MAX_TUNNEL_DEPTH
 from analyzer.pipeline import analyze_capture
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from analyzer.capture import synth
-from analyzer.capture.synth import ACK, PSH
+from tests.support import capture_synth as synth
+from tests.support.capture_synth import ACK, PSH
 from analyzer.pipeline import analyze_capture
 from analyzer.websocket import frame_run_evidence, midstream_evidence_enough
 

@@ -102,7 +102,7 @@ def rewrap_capture(source: str, kind: str, dest) -> int:
     VXLAN with the outer packets fragmented at 1500 bytes) to `dest`; the frame count."""
     from scapy.all import RawPcapReader
 
-    from analyzer.capture import synth
+    from tests.support import capture_synth as synth
 
     records = []
     for data, meta in RawPcapReader(str(source)):
@@ -122,7 +122,7 @@ def skew_capture(source: str, dest, server_port: int, delay: float, drop_frames=
 
     from scapy.all import RawPcapReader
 
-    from analyzer.capture import synth
+    from tests.support import capture_synth as synth
 
     packets = []
     for frame_no, (data, meta) in enumerate(RawPcapReader(str(source)), 1):

@@ -13,7 +13,8 @@ from ..model import CLIENT, AudioPace, AudioSummary, CloseFrame, DeepgramSummary
 from . import endpoints as ep
 from .audio import CONTAINER_NAMES
 from .closecodes import STT, CloseCodeEntry, match_close, reason_link
-from .fmt import clock, plural
+from ..timefmt import clock
+from .fmt import plural
 from .params import query_value
 
 WAITED_FOR_SERVER = "waited-for-server"
