@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import CLIENT, SERVER, CaptureReport, Report, Session
+from .content import path_rows
 from .text import (clock, close_summary, duration, finding_counts, frames_summary,
                    handshake_summary, sorted_findings)
 
@@ -96,6 +97,9 @@ def _handshake(s: Session) -> Table:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column(overflow="fold")
+    for row in path_rows(s):
+        note = f"  ({row.note})" if row.note else ""
+        t.add_row(row.label, Text(row.value + note, style="red" if row.style == "error" else ""))
     if hs.request_frame is not None:
         t.add_row("Request", Text(f"{hs.method} {hs.target}  (No. {hs.request_frame}, {clock(hs.request_time)})"))
     elif s.midstream:
