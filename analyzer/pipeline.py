@@ -127,13 +127,7 @@ class ConnectionAnalyzer:
             if self._tls is not None:
                 self._tls_events(self._tls.feed(direction, data, frame, ts))
             elif self.state == self.WEBSOCKET:  # the hot path
-                builder = self.builder
-                assembler = self._assemblers[direction]
-                for f in self._frame_parsers[direction].feed(data, frame, ts):
-                    builder.ws_frame(direction, f)
-                    messages = assembler.frame(f)[0]
-                    if messages:
-                        builder.ws_messages(direction, messages)
+                self._ws_data(direction, data, frame, ts)
             else:
                 self._app_data(direction, data, frame, ts)
         except Exception as e:
