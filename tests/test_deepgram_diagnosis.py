@@ -1,7 +1,8 @@
 """diagnose(): one sentence per session, chosen by priority."""
 from analyzer.deepgram import diagnose
 from analyzer.deepgram.messages import EMPTY_SHA256
-from tests.support.deepgram_session import ScriptedSession, metadata, run_deepgram_rules
+from analyzer.findings.registry import RuleContext, run_rules
+from tests.support.deepgram_session import ScriptedSession, metadata
 from analyzer.model import Finding
 
 LIVE = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}
@@ -13,8 +14,9 @@ WEBM = bytes.fromhex("1a45dfa39f4286810142f7810142f2810442f381084282847765626d")
 
 
 def diagnosed(b):
+    """The diagnosis chooses among the findings, so every rule (generic and Deepgram) runs."""
     s = b.finish()
-    run_deepgram_rules(s)
+    s.findings = run_rules(s, RuleContext())
     return diagnose(s)
 
 

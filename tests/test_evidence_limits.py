@@ -5,7 +5,7 @@ import json
 import struct
 from pathlib import Path
 
-from analyzer.capture.synth import ACK, CLIENT_IP, PSH, SERVER_IP, SYN, ethernet, ipv4, tcp
+from tests.support.capture_synth import ACK, CLIENT_IP, PSH, SERVER_IP, SYN, ethernet, ipv4, tcp
 from analyzer.cli import main
 from analyzer.limits import SESSION_ANOMALY_RECORDS
 from analyzer.pipeline import CaptureAnalyzer, Options, analyze_capture

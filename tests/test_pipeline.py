@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.capture import open_capture
-from analyzer.capture.synth import pcap
+from tests.support.capture_synth import pcap
 from analyzer.model import CLIENT, SERVER
 from analyzer.pipeline import Options, analyze_capture
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 from analyzer.report.progress import ProgressDisplay, printable, stream_line
 from test_report_helpers import (CAPTURES, REPO, TEST_KEY, expected, hostile_capture, run_cli)
 

@@ -40,7 +40,7 @@ class DeepgramAnalyzer:
         # Only a session whose path is unknown (handshake not captured) is inferred
         # from the server's message types; a known non-Deepgram path stays "other".
         self._may_infer = handshake.path is None
-        query = handshake.query or {}
+        query = handshake.query
         self.encoding = query_value(query, "encoding")
         self.sample_rate = to_int(query_value(query, "sample_rate"))
         self.channels = to_int(query_value(query, "channels")) or 1
@@ -78,14 +78,6 @@ class DeepgramAnalyzer:
         self.settings_applied: Optional[FrameRef] = None
         self.server_audio = Occurrences()
         self.closestream_to_metadata: Optional[float] = None
-        # Server text messages by type -> handler (built once; grep finds the callers here).
-        self._server_handlers: dict[str, Callable[[dict, int, float], None]] = {
-            "Results": self._on_results, "Metadata": self._on_metadata,
-            "Connected": self._on_connected, "Welcome": self._on_connected,
-            "TurnInfo": self._on_turn_info, "ConversationText": self._on_conversation_text,
-            "SettingsApplied": self._on_settings_applied, "Error": self._on_error,
-            "Warning": self._on_warning,
-        }
 
     # --- input ----------------------------------------------------------------
 
@@ -223,11 +215,11 @@ class DeepgramAnalyzer:
                 entry = self.unknown[t] = UnknownType(0, frame, text[:200])
             entry.count += 1
             return
-        handler = self._server_handlers.get(t)
+        handler = self.SERVER_HANDLERS.get(t)
         if handler is not None:
-            handler(obj, frame, time)
+            handler(self, obj, frame, time)
 
-    # --- server message handlers (see _server_handlers) -----------------------
+    # --- server message handlers (SERVER_HANDLERS maps the types to them) ------
 
     def _on_results(self, obj: dict, frame: int, time: float) -> None:
         r = parse_results(obj)
@@ -296,6 +288,14 @@ class DeepgramAnalyzer:
 
     def _on_warning(self, obj: dict, frame: int, time: float) -> None:
         self.warnings.add(frame, time, **error_fields(obj))
+
+    # Server text message type -> handler, one table for the class (grep finds the callers here).
+    SERVER_HANDLERS: dict[str, Callable[[DeepgramAnalyzer, dict, int, float], None]] = {
+        "Results": _on_results, "Metadata": _on_metadata,
+        "Connected": _on_connected, "Welcome": _on_connected,
+        "TurnInfo": _on_turn_info, "ConversationText": _on_conversation_text,
+        "SettingsApplied": _on_settings_applied, "Error": _on_error, "Warning": _on_warning,
+    }
 
     # --- output ----------------------------------------------------------------
 

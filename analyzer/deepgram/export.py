@@ -106,7 +106,7 @@ def _server_plan(session: Session) -> ExportPlan:
     plan = ExportPlan(SERVER, None)
     where = "the request"
     if endpoint == ep.SPEAK:
-        query = session.handshake.query or {}
+        query = session.handshake.query
         plan.encoding = query_value(query, "encoding")
         plan.sample_rate = to_int(query_value(query, "sample_rate"))
         if not session.midstream:

@@ -16,7 +16,7 @@ from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
 from ..deepgram.fmt import plural, shorten
 from ..timefmt import clock
 from ..deepgram.messages import EMPTY_SHA256
-from ..deepgram.params import check_params, handshake_cause, query_value
+from ..deepgram.params import query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
 
@@ -29,12 +29,11 @@ def _opened(session: Session) -> bool:
 
 @rule
 def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    # The Deepgram layer worked the cause out once (DeepgramSummary.handshake_cause).
+    cause = session.deepgram.handshake_cause if session.deepgram is not None else None
+    if cause is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    cause = handshake_cause(hs, session_endpoint(session))
-    if cause is None:
-        return []
     status = f"HTTP {hs.status}" + (f" {hs.reason}" if hs.reason else "")
     said = f' (dg-error: "{shorten(hs.dg_error, 160)}")' if hs.dg_error else ""
     support = (f" Give Deepgram support the request id {hs.dg_request_id}."
@@ -47,19 +46,17 @@ def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Fin
 
 @rule
 def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    dg = session.deepgram
+    if dg is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    endpoint = session_endpoint(session)
-    blamed = None
-    cause = handshake_cause(hs, endpoint)
-    if cause is not None:
-        blamed = cause.param  # already reported by handshake-cause
+    # already reported by handshake-cause
+    blamed = dg.handshake_cause.param if dg.handshake_cause is not None else None
     # A container was sent: the fix is to drop encoding (container-with-encoding),
     # not to add the sample_rate a raw encoding would need.
     container = bool(session.audio is not None and session.audio.container)
     out = []
-    for p in check_params(endpoint, hs.query or {}):
+    for p in dg.param_problems:  # checked once by the Deepgram layer
         if p.id == "param-invalid" and p.param == blamed:
             continue
         if container and p.param == "sample_rate" and p.value is None:
@@ -330,7 +327,7 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
         return []
     x = session.deepgram.close_explanation
     if x is None:
-        return _uncatalogued_server_close(session)
+        return _uncatalogued_server_close(session, session.deepgram)
     if x.entry.name == "normal":
         return []
     evidence = f"; {x.evidence}" if x.evidence else ""
@@ -343,7 +340,7 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
                    frames=[x.frame], time=x.time, details=details)]
     hs = session.handshake
     if x.pattern == WAITED_FOR_SERVER:
-        since = x.details.get("seconds_after_open")
+        since = x.details["seconds_after_open"]
         after = f" {since:.1f} s after the 101" if since is not None else ""
         opened = f" (frame {hs.response_frame})" if hs.response_frame is not None else ""
         out.append(Finding(
@@ -354,26 +351,26 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
             frames=[f for f in (hs.response_frame, x.frame) if f is not None], time=x.time,
             details={"seconds_after_open": since}))
     elif x.pattern == KEEPALIVE_WITHOUT_AUDIO:
-        n = x.details.get("keepalives", 0)
+        n, first = x.details["keepalives"], x.details["first_keepalive_frame"]
         out.append(Finding(
             "keepalive-without-audio", ERROR,
-            f"The client sent only KeepAlive ({n}, first No. {x.details.get('first_keepalive_frame')})"
+            f"The client sent only KeepAlive ({n}, first No. {first})"
             f" and never audio before Deepgram closed with {x.label} at frame {x.frame}; KeepAlive "
             "holds a stream open only after audio has been sent: send audio (or silence) within "
             "10 s of opening.",
-            frames=[f for f in (x.details.get("first_keepalive_frame"), x.frame) if f is not None],
+            frames=[f for f in (first, x.frame) if f is not None],
             time=x.time, details={"keepalives": n}))
     return out
 
 
-def _uncatalogued_server_close(session: Session) -> list[Finding]:
+def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Finding]:
     # The generic close-code rule leaves Deepgram endpoints to this module, so a
     # server close outside the catalogue must still be reported here.
     close = session.close.server
     if close is None or close.code in (None, 1000, 1001):
         return []
     reason = f' "{shorten(close.reason, 120)}"' if close.reason else ""
-    rid = session.deepgram.request_id or session.handshake.dg_request_id
+    rid = dg.request_id  # Metadata's, the server's first message's, or the header
     support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
     return [Finding("deepgram-close", WARNING,
                     f"Deepgram closed the stream with {close.code}{reason} at frame {close.frame} "
