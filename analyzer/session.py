@@ -422,7 +422,8 @@ class SessionBuilder:
         """Raw evidence from any layer, as it happens.  Past SESSION_ANOMALY_RECORDS records
         each kind is still counted, with its first and last frame."""
         s = self.session
-        if len(s.anomalies) < SESSION_ANOMALY_RECORDS:
+        if len(s.anomalies) < SESSION_ANOMALY_RECORDS or kind == "internal-error":
+            # (an internal error is at most one per connection and its details are the point)
             s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
             return
         tally = s.anomaly_overflow.get(kind)
