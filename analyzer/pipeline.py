@@ -301,7 +301,9 @@ class ConnectionAnalyzer:
                 continue
             elif kind == "record":
                 if ev[2] == CT_APPLICATION_DATA:
-                    self.builder.tls_record(TlsRecord(*ev[1:]))
+                    # The layer's ("record", direction, type, length, frame, ts) as the typed
+                    # event, built in C (one per record: TLS without keys is all records).
+                    self.builder.tls_record(_as_tls_record(TlsRecord, ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":
                     self.builder.session.transport = "tls-decrypted"
@@ -588,6 +590,9 @@ class CaptureAnalyzer:
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+_as_tls_record = tuple.__new__
 
 
 def _head(chunks, size: int = 16) -> bytes:
