@@ -139,6 +139,12 @@ def test_fragmented_binary_messages_count_as_audio():
     assert sum(v[4] for v in bins.values()) == 300  # client audio bytes: frames 3, 4 and 5
 
 
+def test_a_one_byte_audio_fragment_is_audio():
+    b = builder()
+    frame(b, CLIENT, 3, T + 10.5, OP_BINARY, 1, fin=False)
+    assert gaps(b) == [("any", 10.5, 2, 3, "frame"), ("audio", 10.5, 2, 3, "frame")]
+
+
 def test_empty_binary_frames_are_counted_for_their_own_direction_and_are_not_audio():
     b = builder()
     frame(b, SERVER, 3, T + 1.0, OP_BINARY, 0)
@@ -271,17 +277,19 @@ def test_every_opcode_is_counted_for_its_direction_with_the_timeline_and_hook_se
         (CLIENT, 11, T + 1.5, 0x9, 2, True), (SERVER, 12, T + 1.6, 0xA, 3, True),
         (CLIENT, 13, T + 1.7, 0xA, 5, True), (CLIENT, 14, T + 2.1, 3, 6, True),
         (SERVER, 15, T + 2.2, 11, 8, True), (SERVER, 16, T + 2.3, OP_BINARY, 0, True),
-        (SERVER, 17, T + 2.4, OP_CLOSE, 2, True),
+        (SERVER, 17, T + 2.4, OP_CLOSE, 2, True), (CLIENT, 18, T + 2.5, 0xA, 1, True),
+        (CLIENT, 19, T + 2.6, 3, 1, True), (CLIENT, 20, T + 2.7, OP_BINARY, 2, True),
+        (SERVER, 21, T + 2.8, OP_CLOSE, 2, True),
     ]
     for direction, no, at, opcode, length, fin in script:
         frame(b, direction, no, at, opcode, length, fin)
     client, server = (b.session.frames[d].to_json() for d in (CLIENT, SERVER))
-    assert client == {"text": 1, "binary": 2, "empty_binary": 0, "continuation": 1, "ping": 2, "pong": 1,
-                      "close": 0, "other": 1, "payload_bytes": 135, "first_frame": 3, "last_frame": 14}
+    assert client == {"text": 1, "binary": 3, "empty_binary": 0, "continuation": 1, "ping": 2, "pong": 2,
+                      "close": 0, "other": 2, "payload_bytes": 139, "first_frame": 3, "last_frame": 20}
     assert server == {"text": 2, "binary": 2, "empty_binary": 0, "continuation": 0, "ping": 0, "pong": 1,
-                      "close": 1, "other": 1, "payload_bytes": 104, "first_frame": 4, "last_frame": 17}
-    assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.4)
+                      "close": 2, "other": 1, "payload_bytes": 106, "first_frame": 4, "last_frame": 21}
+    assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.8)
     # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]
     assert b.timeline.to_json()["bins"] == [[0, 4, 1, 112, 50, 108], [1, 3, 3, 17, 44, 0],
-                                            [2, 1, 3, 6, 10, 0]]
+                                            [2, 4, 4, 10, 12, 2]]
     assert seen == [(b.session, d, no) for d, no, *_ in script]
