@@ -138,13 +138,7 @@ class ConnectionAnalyzer:
             if self._tls is not None:
                 self._tls_events(self._tls.feed(direction, data, frame, ts))
             elif self.state == self.WEBSOCKET:  # the hot path
-                builder = self.builder
-                assembler = self._assemblers[direction]
-                for f in self._frame_parsers[direction].feed(data, frame, ts):
-                    builder.ws_frame(direction, f)
-                    messages = assembler.frame(f)[0]
-                    if messages:
-                        builder.ws_messages(direction, messages)
+                self._ws_data(direction, data, frame, ts)
             else:
                 self._app_data(direction, data, frame, ts)
         except Exception as e:
@@ -331,7 +325,9 @@ class ConnectionAnalyzer:
                 continue
             elif kind == "record":
                 if ev[2] == CT_APPLICATION_DATA:
-                    self.builder.tls_record(TlsRecord(*ev[1:]))
+                    # The layer's ("record", direction, type, length, frame, ts) as the typed
+                    # event, built in C (one per record: TLS without keys is all records).
+                    self.builder.tls_record(_as_tls_record(TlsRecord, ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":
                     self.builder.session.transport = "tls-decrypted"
@@ -671,6 +667,9 @@ class CaptureAnalyzer:
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+_as_tls_record = tuple.__new__
 
 
 def _head(chunks, size: int = 16) -> bytes:
