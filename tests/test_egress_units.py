@@ -149,3 +149,46 @@ def test_connection_class():
     assert connection_class(False, True, False, True) == ENCRYPTED_STREAM
     assert connection_class(False, True, False, False) == OTHER
     assert connection_class(False, False, True, True) == OTHER
+
+
+def test_copies_matched_by_payload_or_sequence_numbers_and_time():
+    from analyzer.copies import ConnectionPrint, find_copies, head_checksum
+    hello = head_checksum(b"\x16\x03\x01" + bytes(range(61)))
+    other = head_checksum(b"GET / HTTP/1.1\r\n")
+    a = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 10.0)
+    a_nat = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 10.0004)
+    late = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 13.0)
+    b = ConnectionPrint(1000, 2000, other, None, 10.0)
+    quiet = ConnectionPrint(5, 6, None, None, 20.0)
+    quiet_copy = ConnectionPrint(5, 6, None, None, 20.5)
+    unknown = ConnectionPrint(None, None, None, None, 20.0)
+    pairs = find_copies([(a, "a"), (b, "b"), (a_nat, "a'"), (late, "late"), (quiet, "q"),
+                         (quiet_copy, "q'"), (unknown, "u"), (unknown, "u2")])
+    assert pairs == [("a", "a'"), ("q", "q'")]
+    assert head_checksum(b"") is None and head_checksum(None) is None
+
+
+def test_decoder_hands_dns_answers_to_the_sink_and_nothing_else():
+    from analyzer.capture import PacketDecoder
+    answer = _response("api.deepgram.com", [(PTR_QUESTION, 1, bytes([172, 31, 10, 20]))])
+
+    def ipv4_udp(sport, dport, payload, options=b""):
+        udp = pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        ihl = 5 + len(options) // 4
+        ip = pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(udp), 0, 0, 64, 17, 0,
+                  bytes([10, 0, 0, 53]), bytes([10, 0, 0, 2])) + options
+        return b"\0" * 12 + b"\x08\x00" + ip + udp
+
+    ipv6 = (b"\0" * 12 + b"\x86\xdd" + pack("!IHBB", 0x60000000, 8 + len(answer), 17, 64)
+            + bytes(16) + bytes(16) + pack("!HHHH", 53, 40000, 8 + len(answer), 0) + answer)
+    got = []
+    decoder = PacketDecoder()
+    decoder.dns_sink = lambda frame, payload: got.append((frame, bytes(payload)))
+    assert decoder.decode(1, 1, ipv4_udp(53, 40000, answer)) is None
+    assert decoder.decode(2, 1, ipv4_udp(40000, 53, b"query")) is None  # a query: not an answer
+    assert decoder.decode(3, 1, ipv4_udp(53, 40000, answer, options=b"\x01\x01\x01\x00")) is None
+    assert decoder.decode(4, 1, ipv6) is None
+    assert decoder.decode(5, 1, ipv4_udp(53, 40000, answer)[:60]) is None  # snap length cut
+    assert [f for f, _ in got] == [1, 3, 4, 5]
+    assert got[0][1] == answer and got[2][1] == answer and got[3][1] == answer[:60 - 42]
+    assert decoder.non_tcp == 5
