@@ -25,9 +25,12 @@ class ServerName:
     frame: Optional[int]
     # The DNS answer that gave the server's address, when another source named it first.
     dns_frame: Optional[int] = None
+    # A Deepgram host (or a --server-name pattern): the stream is kept and read as Deepgram.
+    deepgram: bool = False
 
     def to_json(self) -> dict:
-        out = {"name": self.name, "source": self.source, "frame": self.frame}
+        out = {"name": self.name, "source": self.source, "frame": self.frame,
+               "deepgram": self.deepgram}
         if self.dns_frame is not None:
             out["dns_frame"] = self.dns_frame
         return out

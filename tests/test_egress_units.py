@@ -76,10 +76,11 @@ def test_dns_over_tcp_length_prefixed_messages_split_anywhere():
 def test_server_name_sources_and_deepgram_hosts():
     sn = choose_server_name([("dns", None, None), ("host", "API.Deepgram.com:443", 12),
                              ("sni", "api.deepgram.com", 10)], dns=("api.deepgram.com", 4))
-    assert sn.to_json() == {"name": "api.deepgram.com", "source": "sni", "frame": 10, "dns_frame": 4}
+    assert sn.to_json() == {"name": "api.deepgram.com", "source": "sni", "frame": 10, "dns_frame": 4,
+                            "deepgram": False}
     assert sn.evidence() == "SNI in No. 10, DNS answer No. 4"
     assert choose_server_name([], dns=("x.example", 3)).to_json() == \
-        {"name": "x.example", "source": "dns", "frame": 3}
+        {"name": "x.example", "source": "dns", "frame": 3, "deepgram": False}
     assert choose_server_name([("sni", None, 4)]) is None
     assert host_without_port("[::1]:8080") == "::1"
     for host in ("api.deepgram.com", "api.eu.deepgram.com", "agent.deepgram.com", "API.DEEPGRAM.COM."):

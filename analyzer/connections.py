@@ -1,0 +1,230 @@
+"""Every TCP connection of a capture: a session (websocket, encrypted-stream) or one line of
+the `other` summary.
+
+The pipeline hands each finished connection's facts to `ConnectionCensus.settle()`, which
+names the server, measures the egress, decides the class and, for `other` connections,
+adds them to the summary instead of the session list.  At the end of the capture,
+`summary()` folds copies of one connection (NAT seen from both sides) into one and gives
+the capture's `connections` block.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .copies import ConnectionPrint, find_copies
+from .dns import DnsNames
+from .egress import (DEFAULT_TLS_RECORD_OVERHEAD, ENCRYPTED_STREAM, OTHER, TLS_RECORD_OVERHEAD,
+                     WEBSOCKET, Egress, busy_seconds, connection_class, egress_summary,
+                     looks_like_streaming_upload, ws_frame_overhead)
+from .servername import HostMatcher, ServerName, choose_server_name
+
+MAX_LISTED = 10_000  # other connections kept for --all (the summary counts them all)
+UNNAMED = "(no name)"
+
+
+@dataclass
+class OtherConnection:
+    """A connection that is not a session: one row of `--all`."""
+    tcp_stream: int
+    client: str
+    server: str
+    server_name: Optional[str]
+    protocol: str  # tls | tls h2 | http | dns | unknown
+    client_bytes: int
+    server_bytes: int
+    first_frame: Optional[int]
+    last_frame: Optional[int]
+    start_time: Optional[float]
+    end_time: Optional[float]
+
+    def to_json(self) -> dict:
+        return {"tcp_stream": self.tcp_stream, "client": self.client, "server": self.server,
+                "server_name": self.server_name, "protocol": self.protocol,
+                "client_bytes": self.client_bytes, "server_bytes": self.server_bytes,
+                "first_frame": self.first_frame, "last_frame": self.last_frame,
+                "start_time": self.start_time, "end_time": self.end_time}
+
+
+@dataclass
+class ConnectionCopy:
+    """The other capture of a session's connection (addresses after NAT, another interface)."""
+    client: str
+    server: str
+    tcp_stream: int
+    first_frame: Optional[int]
+    last_frame: Optional[int]
+
+    def to_json(self) -> dict:
+        return {"client": self.client, "server": self.server, "tcp_stream": self.tcp_stream,
+                "first_frame": self.first_frame, "last_frame": self.last_frame}
+
+
+@dataclass
+class OtherSummary:
+    count: int = 0
+    by_server_name: dict[str, dict] = field(default_factory=dict)  # name -> {count, bytes}
+    bytes: int = 0
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "bytes": self.bytes,
+                "by_server_name": {k: dict(v) for k, v in sorted(self.by_server_name.items())}}
+
+
+@dataclass
+class Connections:
+    total: int
+    sessions: int
+    other: OtherSummary
+    # Connections that are another capture of one already counted (total = sessions +
+    # other.count + copies).
+    copies: int = 0
+    listed: Optional[list[OtherConnection]] = None  # with --all
+
+    def to_json(self) -> dict:
+        out = {"total": self.total, "sessions": self.sessions, "other": self.other.to_json(),
+               "copies": self.copies}
+        if self.listed is not None:
+            out["other_connections"] = [o.to_json() for o in self.listed]
+        return out
+
+
+@dataclass
+class ConnectionFacts:
+    """What the pipeline knows about a finished connection, for settle()."""
+    tcp_stream: int
+    client: str
+    server: str
+    server_address: bytes
+    print: Optional[ConnectionPrint]
+    encrypted: bool  # TLS that was not decrypted (or a headers-only capture of TLS)
+    alpn: Optional[str] = None
+    tls_version: Optional[str] = None
+    sni: Optional[str] = None
+    sni_frame: Optional[int] = None
+    host: Optional[str] = None  # HTTP Host of the upgrade request
+    host_frame: Optional[int] = None
+    connect: Optional[str] = None  # authority of an HTTP CONNECT (tunnels)
+    connect_frame: Optional[int] = None
+    # Client application data: TLS records, or TCP segments in a headers-only capture.
+    units: int = 0
+    unit: str = "records"
+    client_bytes: int = 0
+    server_bytes: int = 0
+    first: Optional[tuple] = None  # (frame, time)
+    last: Optional[tuple] = None
+    timeline: object = None  # ActivityTimeline of the records
+    protocol: str = "tls"
+
+
+class ConnectionCensus:
+    def __init__(self, dns: DnsNames, hosts: HostMatcher, list_all: bool = False):
+        self.dns = dns
+        self.hosts = hosts
+        self.other = OtherSummary()
+        self.listed: Optional[list[OtherConnection]] = [] if list_all else None
+        # (print, session or OtherConnection) in the order connections ended.
+        self._prints: list[tuple[ConnectionPrint, object]] = []
+        self._other_names: dict[int, str] = {}  # id(OtherConnection) -> summary key
+
+    def server_name(self, facts: ConnectionFacts) -> Optional[ServerName]:
+        sn = choose_server_name(
+            [("sni", facts.sni, facts.sni_frame), ("host", facts.host, facts.host_frame),
+             ("connect", facts.connect, facts.connect_frame)],
+            self.dns.lookup(facts.server_address))
+        if sn is not None:
+            sn.deepgram = self.hosts.matches(sn.name)
+        return sn
+
+    def settle(self, session, facts: ConnectionFacts) -> str:
+        """Name, measure and classify a finished connection.  `session` (None for a
+        connection that never became one) gets class, server_name and egress; returns
+        the class.  An `other` connection is added to the summary: the caller drops its
+        session."""
+        sn = self.server_name(facts)
+        if session is not None and session.websocket or session is not None and \
+                session.handshake.request_frame is not None:
+            session.connection_class = WEBSOCKET
+            session.server_name = sn
+            session.egress = websocket_egress(session)
+            self._remember(facts, session)
+            return WEBSOCKET
+        egress = None
+        streaming = False
+        if session is not None and facts.encrypted:
+            overhead = TLS_RECORD_OVERHEAD.get(facts.tls_version, DEFAULT_TLS_RECORD_OVERHEAD)
+            if facts.units:
+                overhead += ws_frame_overhead(facts.client_bytes / facts.units - overhead)
+            egress = egress_summary(facts.client_bytes, facts.units, facts.unit, facts.first,
+                                    facts.last, session.gaps,
+                                    unit_overhead=overhead if facts.unit == "records" else 0.0)
+            busy = (busy_seconds(facts.timeline, 0, facts.first[1], facts.last[1])
+                    if facts.first is not None else 0.0)
+            streaming = looks_like_streaming_upload(facts.alpn, egress, facts.server_bytes, busy)
+        klass = connection_class(False, facts.encrypted and session is not None,
+                                 sn is not None and sn.deepgram, streaming)
+        if klass == ENCRYPTED_STREAM:
+            session.connection_class = ENCRYPTED_STREAM
+            session.server_name = sn
+            session.egress = egress
+            self._remember(facts, session)
+            return klass
+        self.add_other(facts, sn)
+        return OTHER
+
+    def add_other(self, facts: ConnectionFacts, sn: Optional[ServerName] = None) -> None:
+        if sn is None:
+            sn = self.server_name(facts)
+        protocol = facts.protocol + (" h2" if facts.alpn == "h2" else "")
+        o = OtherConnection(facts.tcp_stream, facts.client, facts.server, sn.name if sn else None,
+                            protocol, facts.client_bytes, facts.server_bytes,
+                            facts.first[0] if facts.first else None, facts.last[0] if facts.last else None,
+                            facts.first[1] if facts.first else None, facts.last[1] if facts.last else None)
+        key = sn.name if sn is not None else facts.server.rsplit(":", 1)[0]
+        self._count(key, o, +1)
+        if self.listed is not None and len(self.listed) < MAX_LISTED:
+            self.listed.append(o)
+        self._remember(facts, o)
+
+    def _count(self, key: str, o: OtherConnection, sign: int) -> None:
+        entry = self.other.by_server_name.setdefault(key, {"count": 0, "bytes": 0})
+        n = o.client_bytes + o.server_bytes
+        entry["count"] += sign
+        entry["bytes"] += sign * n
+        self.other.count += sign
+        self.other.bytes += sign * n
+        if not entry["count"]:
+            del self.other.by_server_name[key]
+        self._other_names[id(o)] = key
+
+    def _remember(self, facts: ConnectionFacts, item) -> None:
+        if facts.print is not None:
+            self._prints.append((facts.print, item))
+
+    def summary(self, total: int, sessions: list) -> tuple[Connections, list]:
+        """The capture's `connections` block, and the sessions with copies folded: a copy's
+        session is dropped and its addresses noted on the original's (`copy`)."""
+        copies = 0
+        dropped = set()
+        for original, copy in find_copies(self._prints):
+            copies += 1
+            if isinstance(copy, OtherConnection):
+                self._count(self._other_names.get(id(copy), UNNAMED), copy, -1)
+                if self.listed is not None and copy in self.listed:
+                    self.listed.remove(copy)
+                continue
+            dropped.add(id(copy))
+            if not isinstance(original, OtherConnection) and original.copy is None:
+                original.copy = ConnectionCopy(copy.client, copy.server, copy.tcp_stream,
+                                               copy.start_frame, copy.end_frame)
+        kept = [s for s in sessions if id(s) not in dropped]
+        return Connections(total, len(kept), self.other, copies, self.listed), kept
+
+
+def websocket_egress(session) -> Egress:
+    """A WebSocket session's egress: client frame payload bytes between its first and last
+    client frame, minus the silences over the threshold."""
+    c = session.frames[0]
+    first = (c.first_frame, c.first_time) if c.first_frame is not None else None
+    last = (c.last_frame, c.last_time) if c.last_frame is not None else None
+    return egress_summary(c.payload_bytes, c.total, "frames", first, last, session.gaps)
