@@ -61,6 +61,9 @@ class Egress:
     payload_bytes_per_second: Optional[float]  # after the framing overhead estimate
     consistent_with: Optional[str]
     silences: list[dict] = field(default_factory=list)  # over the threshold, excluded
+    # Encrypted streams: the server's last few application records ({length, frame, time}),
+    # what the timing rules (findings/encrypted_rules.py) read.
+    server_last_records: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"client_bytes": self.client_bytes, "active_seconds": round(self.active_seconds, 3),
@@ -70,7 +73,7 @@ class Egress:
                 "payload_bytes_per_second": (round(self.payload_bytes_per_second, 1)
                                              if self.payload_bytes_per_second is not None else None),
                 "first_frame": self.first_frame, "last_frame": self.last_frame,
-                "silences": self.silences}
+                "silences": self.silences, "server_last_records": self.server_last_records}
 
 
 def ws_frame_overhead(mean_payload: float) -> int:
@@ -121,7 +124,10 @@ def egress_summary(client_bytes: int, units: int, unit: str, first: Optional[tup
     rate = client_bytes / active if active > 0 else None
     payload_rate = None
     if rate is not None:
-        payload_rate = max(0.0, client_bytes - units * unit_overhead) / active
+        # n units span n - 1 intervals: take one unit's share off before matching a rate,
+        # or a short stream reads as faster than it was.
+        payload = max(0.0, client_bytes - units * unit_overhead)
+        payload_rate = payload * (units - 1) / units / active if units > 1 else payload / active
     return Egress(client_bytes, units, unit, first[0] if first else None, first[1] if first else None,
                   last[0] if last else None, last[1] if last else None, max(active, 0.0), rate,
                   payload_rate, consistent_with(payload_rate), silences)

@@ -6,10 +6,16 @@ parsing.  `analyze_capture()` is the whole job for one file.
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, format_address, open_capture
+from .connections import ConnectionCensus, ConnectionFacts
+from .copies import ConnectionPrint, head_checksum
+from .dns import DnsNames, DnsTcpStream
+from .egress import OTHER
+from .servername import HostMatcher
 from .deepgram import DeepgramAnalyzer
 from .deepgram.diagnosis import diagnose
 from .findings.registry import RuleContext, run_rules
@@ -55,6 +61,10 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
+    # Shell patterns of self-hosted Deepgram servers (--server-name), besides *.deepgram.com.
+    server_names: tuple = ()
+    # Keep every non-session connection for the report (--all); else only their summary.
+    list_all: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -72,6 +82,8 @@ class _Analysis:
         self._secrets_seen = 0
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
+        self.dns = DnsNames()
+        self.census = ConnectionCensus(self.dns, HostMatcher(options.server_names), options.list_all)
 
     def sync_embedded_secrets(self) -> None:
         """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
@@ -86,7 +98,7 @@ class _Analysis:
 class ConnectionAnalyzer:
     """TCP handler for one connection: decides what the bytes are, then feeds the layers."""
 
-    SNIFF, HTTP, WEBSOCKET, DONE = range(4)
+    SNIFF, HTTP, WEBSOCKET, DONE, DNS = range(5)
 
     def __init__(self, conn, analysis: _Analysis):
         self.conn = conn
@@ -109,6 +121,9 @@ class ConnectionAnalyzer:
         self._message_hook = analysis.options.message_hook
         self._record_hook = analysis.options.record_hook
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
+        self._client_head = None  # crc32 of the client's first bytes (copies.py)
+        self._dns = None  # DnsTcpStream of a DNS-over-TCP connection
+        self._settled = False
 
     # -- TCP handler interface -------------------------------------------------
     def data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -129,6 +144,8 @@ class ConnectionAnalyzer:
             self._http_data(direction, data, frame, ts)
         elif st == self.SNIFF:
             self._sniff_data(direction, data, frame, ts)
+        elif st == self.DNS and direction == SERVER:
+            self._dns.feed(data, frame)
 
     def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
         if self.recorder is not None:
@@ -141,6 +158,8 @@ class ConnectionAnalyzer:
         elif self.state == self.HTTP:
             # A handshake with bytes missing cannot be parsed reliably.
             self.state = self.DONE
+        elif self.state == self.DNS and direction == SERVER:
+            self._dns.hole()
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         if self.recorder is not None:
@@ -176,10 +195,60 @@ class ConnectionAnalyzer:
             self.recorder.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
             if self._tls is not None:
                 self._finish_tls()
+            if self._settle() == OTHER:
+                self.analysis.sessions.remove(self.session)
+                self.state = self.DONE
+                return
             if self.dg is not None:
                 self.dg.finish(self.session)
             self.analysis.conclude(self.session)
+        elif not self._settled:
+            self._settle()
         self.state = self.DONE
+
+    # -- what the connection was: session class, server name, egress --------------
+    def _facts(self) -> ConnectionFacts:
+        c = self.conn
+        client_isn, server_isn = c.isns
+        r = c.reassemblers
+        fact = ConnectionFacts(
+            c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
+            ConnectionPrint(client_isn, server_isn, self._client_head, None, c.first_time)
+            if c.first_time is not None else None,
+            encrypted=self.session is not None and self.session.transport == "tls",
+            client_bytes=r[CLIENT].next_offset if r else 0,
+            server_bytes=r[SERVER].next_offset if r else 0,
+            first=(c.first_frame, c.first_time), last=(c.last_frame, c.last_time),
+            protocol="dns" if self.state == self.DNS else "http" if self._request is not None or
+            self.state == self.HTTP else "unknown")
+        hs = self.session.handshake if self.session is not None else None
+        if hs is not None and hs.request_frame is not None:
+            fact.host, fact.host_frame = hs.request_header("host"), hs.request_frame
+        tls = self._tls
+        if tls is not None:
+            info = tls.info
+            fact.protocol = "tls"
+            fact.alpn, fact.tls_version, fact.sni = info.get("alpn"), info.get("version"), info.get("sni")
+            fact.sni_frame = tls.client_hello_frame
+            activity = self._tls_activity
+            if activity is not None and fact.encrypted:
+                fact.units, fact.client_bytes = activity.records[CLIENT], activity.bytes[CLIENT]
+                fact.server_bytes = activity.bytes[SERVER]
+                fact.first, fact.last = activity.first[CLIENT], activity.last[CLIENT]
+                fact.timeline = self._record_timeline
+        return fact
+
+    def _settle(self) -> str:
+        """Class, server name and egress of this connection (connections.py); an `other`
+        connection only adds to the capture's summary."""
+        self._settled = True
+        facts = self._facts()
+        klass = self.analysis.census.settle(self.session, facts)
+        egress = self.session.egress if self.session is not None else None
+        if egress is not None and self._tls_activity is not None and facts.encrypted:
+            egress.server_last_records = [{"length": n, "frame": f, "time": t}
+                                          for n, f, t in self._tls_activity.tail[SERVER]]
+        return klass
 
     def _tcp_evidence(self) -> None:
         reassemblers = self.conn.reassemblers
@@ -198,6 +267,18 @@ class ConnectionAnalyzer:
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
         data = bytes(data)
+        if direction == CLIENT and self._client_head is None:
+            self._client_head = head_checksum(data)
+        if self.conn.server[1] == 53 and self._tls is None:
+            # DNS over TCP: its answers name the servers of other connections.
+            self.state = self.DNS
+            self._dns = DnsTcpStream(self.analysis.dns)
+            for chunk, f, _t in self._sniff[SERVER]:
+                self._dns.feed(chunk, f)
+            self._sniff = ([], [])
+            if direction == SERVER:
+                self._dns.feed(data, frame)
+            return
         self._sniff[direction].append((data, frame, ts))
         self._sniff_len[direction] += len(data)
         client_bytes = _head(self._sniff[CLIENT])
@@ -226,9 +307,10 @@ class ConnectionAnalyzer:
             self._try_midstream(final=False)
 
     def _give_up(self) -> None:
-        self.state = self.DONE
         self._sniff = ([], [])
         if self._tls is None:
+            self._settle()  # counted with the bytes seen so far: nobody follows it further
+            self.state = self.DONE
             self.conn.ignore()
         elif self.session is not None and self.session.transport == "tls-decrypted" and \
                 self._request is None:
@@ -236,8 +318,12 @@ class ConnectionAnalyzer:
             self.analysis.sessions.remove(self.session)
             self.session = None
             self.recorder = None
+            self._settle()
             self._tls = None
+            self.state = self.DONE
             self.conn.ignore()
+        else:
+            self.state = self.DONE
 
     # -- TLS -------------------------------------------------------------------
     def _start_tls(self) -> None:
@@ -529,9 +615,11 @@ class ConnectionAnalyzer:
 class TlsActivity:
     """What the wire proves without keys: application-data records per direction."""
 
-    __slots__ = ("records", "bytes", "first", "last", "alerts")
+    __slots__ = ("records", "bytes", "first", "last", "alerts", "tail")
+    TAIL = 4  # last records kept per direction (the encrypted close rules read the server's)
 
     def __init__(self):
+        self.tail = (deque(maxlen=self.TAIL), deque(maxlen=self.TAIL))  # (length, frame, time)
         self.records = [0, 0]
         self.bytes = [0, 0]
         self.first = [None, None]  # (frame, time)
@@ -544,6 +632,7 @@ class TlsActivity:
         if self.first[direction] is None:
             self.first[direction] = (frame, ts)
         self.last[direction] = (frame, ts)
+        self.tail[direction].append((length, frame, ts))
 
     def to_json(self) -> dict:
         out = {}
@@ -578,6 +667,7 @@ class CaptureAnalyzer:
         self._tcp_packet = self.tracker.packet
         self._tcp_segment = self.tracker.segment
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
+        self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
@@ -644,7 +734,10 @@ class CaptureAnalyzer:
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
-        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        connections, sessions = self.analysis.census.summary(self.tracker.stats["connections"],
+                                                             self.analysis.sessions)
+        self.report.connections = connections
+        sessions = sorted(sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i
         self.report.sessions = sessions

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .model import (CLIENT, SERVER, Anomaly, CloseFrame, EmptyBinary, Gap, Message,
-                    Session)
+                    Session, TcpEndEvent)
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
@@ -243,11 +243,11 @@ class SessionRecorder:
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         close = self.session.close
-        if close.tcp_end != "rst" and (close.tcp_end == "open" or kind == "rst"):
-            if close.tcp_end == "open":
-                close.tcp_end_by = "client" if direction == CLIENT else "server"
-                close.tcp_end_frame, close.tcp_end_time = frame, ts
-            close.tcp_end = kind
+        by = "client" if direction == CLIENT else "server"
+        close.tcp_ends.append(TcpEndEvent(kind, by, frame, ts))
+        if close.tcp_end == "open":
+            # The first end is what ended the connection; a later RST is listed in tcp_ends.
+            close.tcp_end, close.tcp_end_by, close.tcp_end_frame, close.tcp_end_time = kind, by, frame, ts
         if self._measuring:
             self._end_silence(self._any, frame, ts, "tcp-end")
             self._end_silence(self._audio, frame, ts, "tcp-end")

@@ -109,7 +109,7 @@ def test_egress_excludes_silences_inside_the_active_period():
     e = egress_summary(32_000 * 18, 180, "records", (10, 100.0), (90, 130.0), gaps, unit_overhead=25)
     assert e.active_seconds == 18.0
     assert e.active_bytes_per_second == 32_000.0
-    assert round(e.payload_bytes_per_second, 1) == round((32_000 * 18 - 180 * 25) / 18, 1)
+    assert round(e.payload_bytes_per_second, 1) == round((32_000 * 18 - 180 * 25) * 179 / 180 / 18, 1)
     assert e.consistent_with == "16 kHz 16-bit mono (linear16) in real time"
     assert e.silences == [{"seconds": 12.0, "after_frame": 50, "before_frame": 51,
                            "start": 105.0, "end": 117.0}]

@@ -26,15 +26,37 @@ KEYS_ADD = ("With the TLS keys (run the client with SSLKEYLOGFILE=keys.log and p
             "keys.log) dgcap would read {what}.")
 
 
+# The connection ends (either side's FIN or RST) this soon after the server's close record.
+END_AFTER_CLOSE_SECONDS = 5.0
+
+
 def _keyless_deepgram(s: Session) -> bool:
     return (s.connection_class == "encrypted-stream" and s.transport == "tls"
             and s.server_name is not None and s.server_name.deepgram and s.egress is not None
             and s.egress.last_frame is not None)
 
 
-def _server_records_after(s: Session, ts: float) -> list[dict]:
-    tail = (s.tls.activity.get("server") or {}).get("last_records") or [] if s.tls else []
-    return [r for r in tail if r["time"] > ts]
+def _first_end(s: Session, by: str = None, kind: str = None):
+    """The first TCP end event (FIN or RST) matching `by`/`kind`: (kind, by, frame, time)."""
+    for end in s.close.tcp_ends:
+        if (by is None or end.by == by) and (kind is None or end.kind == kind):
+            return end
+    return None
+
+
+def _net0001(s: Session):
+    """(silence, server close record, server FIN) when the timing reads as NET-0001: a client
+    silence of 10 s, a short server record at its end, and the server's FIN soon after."""
+    for g in s.gaps:
+        if g.kind != "any" or g.seconds < NET0001_SECONDS - NET0001_TOLERANCE:
+            continue
+        for r in s.egress.server_last_records:
+            if (g.start + NET0001_SECONDS - NET0001_TOLERANCE <= r["time"] <= g.end
+                    and r["length"] <= SHORT_RECORD_BYTES):
+                fin = _first_end(s, "server", "fin")
+                if fin is not None and r["time"] <= fin.time <= r["time"] + END_AFTER_CLOSE_SECONDS:
+                    return g, r, fin
+    return None
 
 
 @rule
@@ -42,72 +64,63 @@ def encrypted_net0001(s: Session, ctx: RuleContext):
     """Client silent >= 10 s, then a short server record, then the server's FIN."""
     if not _keyless_deepgram(s):
         return
-    end = s.close
-    if end.tcp_end_by != "server" or end.tcp_end != "fin":
+    found = _net0001(s)
+    if found is None:
         return
-    e = s.egress
-    after = _server_records_after(s, e.last_time)
-    if not after:
-        return
-    close_record = after[-1]
-    silence = close_record["time"] - e.last_time
-    if silence < NET0001_SECONDS - NET0001_TOLERANCE or close_record["length"] > SHORT_RECORD_BYTES:
-        return
-    if end.tcp_end_time is None or end.tcp_end_time < close_record["time"]:
-        return
-    frames = [e.last_frame, close_record["frame"], end.tcp_end_frame]
+    g, record, fin = found
+    silence = record["time"] - g.start
     yield Finding(
         "encrypted-net0001", ERROR,
         f"Consistent with Deepgram's NET-0001 timeout (no audio or text message for 10 s): the "
-        f"client's last record was No. {e.last_frame} at {clock(e.last_time)}; {silence:.1f} s later "
-        f"the server sent a short record ({close_record['length']} bytes, No. {close_record['frame']}: "
-        f"the size of a close frame) and ended the connection (FIN No. {end.tcp_end_frame}). Keep "
-        f"sending audio, or send KeepAlive every few seconds during pauses. "
+        f"client's last record before the silence was No. {g.after_frame} at {clock(g.start)}; "
+        f"{silence:.1f} s later the server sent a short record ({record['length']} bytes, No. "
+        f"{record['frame']}: the size of a close frame) and ended the connection (FIN No. {fin.frame}). "
+        f"Keep sending audio, or send KeepAlive every few seconds during pauses. "
         + KEYS_ADD.format(what="the close code and reason, and whether the client's last records "
                           "were audio or KeepAlive"),
-        frames, e.last_time,
-        {"client_last_frame": e.last_frame, "server_record_frame": close_record["frame"],
-         "server_record_bytes": close_record["length"], "silence_seconds": round(silence, 3),
-         "server_fin_frame": end.tcp_end_frame})
+        [g.after_frame, record["frame"], fin.frame], g.start,
+        {"client_last_frame": g.after_frame, "server_record_frame": record["frame"],
+         "server_record_bytes": record["length"], "silence_seconds": round(silence, 3),
+         "server_fin_frame": fin.frame})
 
 
 @rule
 def encrypted_client_closed(s: Session, ctx: RuleContext):
     """The client stopped sending and ended the connection first."""
-    if not _keyless_deepgram(s) or s.close.tcp_end_by != "client":
+    if not _keyless_deepgram(s) or not s.close.tcp_ends or s.close.tcp_ends[0].by != "client" \
+            or _net0001(s) is not None:
         return
-    e, end = s.egress, s.close
-    kind = "FIN" if end.tcp_end == "fin" else "RST"
-    after = _server_records_after(s, e.last_time)
+    e, end = s.egress, s.close.tcp_ends[0]
+    after = [r for r in s.egress.server_last_records if r["time"] > e.last_time]
     answered = (f"; the server sent {len(after)} record(s) after the client's last one"
                 if after else "; the server sent nothing after the client's last record")
     yield Finding(
         "encrypted-client-closed", INFO,
         f"The client stopped sending at No. {e.last_frame} ({clock(e.last_time)}) and ended the "
-        f"connection first ({kind} No. {end.tcp_end_frame} at {clock(end.tcp_end_time)}){answered}: "
+        f"connection first ({end.kind.upper()} No. {end.frame} at {clock(end.time)}){answered}: "
         f"consistent with the client finishing its stream. "
         + KEYS_ADD.format(what="whether it sent CloseStream and received the final results and "
                           "Metadata before closing"),
-        [e.last_frame, end.tcp_end_frame], end.tcp_end_time,
-        {"client_last_frame": e.last_frame, "tcp_end": end.tcp_end, "tcp_end_frame": end.tcp_end_frame,
+        [e.last_frame, end.frame], end.time,
+        {"client_last_frame": e.last_frame, "tcp_end": end.kind, "tcp_end_frame": end.frame,
          "server_records_after": len(after)})
 
 
 @rule
 def encrypted_server_closed(s: Session, ctx: RuleContext):
     """The server ended the connection while the client was still sending."""
-    if not _keyless_deepgram(s) or s.close.tcp_end_by != "server":
+    if not _keyless_deepgram(s) or not s.close.tcp_ends or s.close.tcp_ends[0].by != "server" \
+            or _net0001(s) is not None:
         return
-    e, end = s.egress, s.close
-    if end.tcp_end_time is None or e.last_time < end.tcp_end_time - STILL_SENDING_SECONDS:
+    e, end = s.egress, s.close.tcp_ends[0]
+    if e.last_time < end.time - STILL_SENDING_SECONDS:
         return
-    kind = "FIN" if end.tcp_end == "fin" else "RST"
     yield Finding(
         "encrypted-server-closed", ERROR,
-        f"The server ended the connection ({kind} No. {end.tcp_end_frame} at {clock(end.tcp_end_time)}) "
+        f"The server ended the connection ({end.kind.upper()} No. {end.frame} at {clock(end.time)}) "
         f"while the client was still sending (its last record No. {e.last_frame} at "
         f"{clock(e.last_time)}): consistent with a server-side close such as DATA-0000 (audio it "
         f"could not decode) or NET-0000 (an internal error); only the keys can tell them apart. "
         + KEYS_ADD.format(what="the close code and reason"),
-        [end.tcp_end_frame, e.last_frame], end.tcp_end_time,
-        {"client_last_frame": e.last_frame, "tcp_end": end.tcp_end, "tcp_end_frame": end.tcp_end_frame})
+        [end.frame, e.last_frame], end.time,
+        {"client_last_frame": e.last_frame, "tcp_end": end.kind, "tcp_end_frame": end.frame})
