@@ -96,6 +96,8 @@ class ConnectionFacts:
     client: str
     server: str
     server_address: bytes
+    # The DNS answer (name, frame) for the server's address when the connection started.
+    dns_answer: Optional[tuple]
     print: Optional[ConnectionPrint]
     encrypted: bool  # TLS that was not decrypted (or a headers-only capture of TLS)
     alpn: Optional[str] = None
@@ -131,7 +133,7 @@ class ConnectionCensus:
         sn = choose_server_name(
             [("sni", facts.sni, facts.sni_frame), ("host", facts.host, facts.host_frame),
              ("connect", facts.connect, facts.connect_frame)],
-            self.dns.lookup(facts.server_address))
+            facts.dns_answer)
         if sn is not None:
             sn.deepgram = self.hosts.matches(sn.name)
         return sn

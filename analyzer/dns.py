@@ -95,8 +95,8 @@ class DnsNames:
 
     The name kept is the question's: a client that asked for api.deepgram.com and was
     answered with a CNAME chain to a load balancer's address connected to
-    api.deepgram.com.  The first answer for an address wins (later lookups of other names
-    pointing at a shared address do not rename it)."""
+    api.deepgram.com.  The latest answer for an address wins: look an address up when a
+    connection to it starts, and the answer is the one the client had just got."""
 
     __slots__ = ("by_address", "responses", "unreadable")
 
@@ -123,7 +123,7 @@ class DnsNames:
                 alias_of.setdefault(data.decode("ascii", "replace"), owner)
         table = self.by_address
         for owner, rtype, data in answers:
-            if rtype == TYPE_CNAME or data in table or len(table) >= MAX_ADDRESSES:
+            if rtype == TYPE_CNAME or (len(table) >= MAX_ADDRESSES and data not in table):
                 continue
             name = owner
             for _ in range(MAX_NAME_POINTERS):

@@ -122,6 +122,10 @@ class ConnectionAnalyzer:
         self._record_hook = analysis.options.record_hook
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._client_head = None  # crc32 of the client's first bytes (copies.py)
+        # The DNS answers the client had for either address when the connection started
+        # (which one is the server's may be decided later, from content).
+        dns = analysis.dns
+        self._dns_answers = {bytes(a): dns.lookup(a) for a in (conn.client[0], conn.server[0])}
         self._dns = None  # DnsTcpStream of a DNS-over-TCP connection
         self._settled = False
 
@@ -213,6 +217,7 @@ class ConnectionAnalyzer:
         r = c.reassemblers
         fact = ConnectionFacts(
             c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
+            self._dns_answers.get(bytes(c.server[0])),
             ConnectionPrint(client_isn, server_isn, self._client_head, None, c.first_time)
             if c.first_time is not None else None,
             encrypted=self.session is not None and self.session.transport == "tls",

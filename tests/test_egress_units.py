@@ -39,12 +39,12 @@ def test_cname_chain_maps_address_to_the_name_asked_for():
     assert names.responses == 1
 
 
-def test_first_answer_for_an_address_wins_and_queries_are_not_answers():
+def test_latest_answer_for_an_address_wins_and_queries_are_not_answers():
     names = DnsNames()
     names.udp(_response("a.example", [(PTR_QUESTION, 1, b"\x0a\0\0\x01")]), 5)
     names.udp(_response("b.example", [(PTR_QUESTION, 1, b"\x0a\0\0\x01")]), 9)
     names.udp(_response("c.example", [(PTR_QUESTION, 1, b"\x0a\0\0\x02")], flags=0x0100), 11)
-    assert names.lookup(b"\x0a\0\0\x01") == ("a.example", 5)
+    assert names.lookup(b"\x0a\0\0\x01") == ("b.example", 9)
     assert names.lookup(b"\x0a\0\0\x02") is None
     assert (names.responses, names.unreadable) == (2, 1)
 
@@ -184,7 +184,7 @@ def test_decoder_hands_dns_answers_to_the_sink_and_nothing_else():
             + bytes(16) + bytes(16) + pack("!HHHH", 53, 40000, 8 + len(answer), 0) + answer)
     got = []
     decoder = PacketDecoder()
-    decoder.dns_sink = lambda frame, payload: got.append((frame, bytes(payload)))
+    decoder.dns_sink = lambda payload, frame: got.append((frame, bytes(payload)))
     assert decoder.decode(1, 1, ipv4_udp(53, 40000, answer)) is None
     assert decoder.decode(2, 1, ipv4_udp(40000, 53, b"query")) is None  # a query: not an answer
     assert decoder.decode(3, 1, ipv4_udp(53, 40000, answer, options=b"\x01\x01\x01\x00")) is None

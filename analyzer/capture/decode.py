@@ -69,7 +69,7 @@ class PacketDecoder:
         # both directions.
         self.muted: set = set()
         self._muted_ports: set = set()  # sport << 16 | dport of the muted keys: a cheap first test
-        # dns_sink(frame_no, payload) gets the payload of every UDP datagram from port 53
+        # dns_sink(payload, frame_no) gets the payload of every UDP datagram from port 53
         # (DNS answers name the servers); None leaves UDP undecoded.
         self.dns_sink = None
 
@@ -288,7 +288,7 @@ class PacketDecoder:
             return
         end = min(ip_end, len(data))  # a snap length may have cut it; the parser copes
         if end > start + 8:
-            self.dns_sink(frame_no, memoryview(data)[start + 8:end])
+            self.dns_sink(memoryview(data)[start + 8:end], frame_no)
 
     def _short_ip_header(self, data, offset: int, size: int, version: int, length_at: int,
                          length_base: int):
