@@ -108,6 +108,8 @@ class ConnectionFacts:
     host_frame: Optional[int] = None
     connect: Optional[str] = None  # authority of an HTTP CONNECT (tunnels)
     connect_frame: Optional[int] = None
+    # TCP payload bytes (client, server), from sequence numbers: the `other` summary's bytes.
+    tcp_bytes: tuple = (0, 0)
     # Client application data: TLS records, or TCP segments in a headers-only capture.
     units: int = 0
     unit: str = "records"
@@ -179,7 +181,7 @@ class ConnectionCensus:
             sn = self.server_name(facts)
         protocol = facts.protocol + (" h2" if facts.alpn == "h2" else "")
         o = OtherConnection(facts.tcp_stream, facts.client, facts.server, sn.name if sn else None,
-                            protocol, facts.client_bytes, facts.server_bytes,
+                            protocol, facts.tcp_bytes[0], facts.tcp_bytes[1],
                             facts.first[0] if facts.first else None, facts.last[0] if facts.last else None,
                             facts.first[1] if facts.first else None, facts.last[1] if facts.last else None)
         key = sn.name if sn is not None else facts.server.rsplit(":", 1)[0]

@@ -83,7 +83,12 @@ class _Analysis:
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
         self.dns = DnsNames()
+        self.decoder: Optional[PacketDecoder] = None
         self.census = ConnectionCensus(self.dns, HostMatcher(options.server_names), options.list_all)
+
+    def snaplen_cut(self) -> bool:
+        """Has the capture cut packets short (a headers-only capture, tcpdump -s 128)?"""
+        return self.decoder is not None and self.decoder.snaplen_truncated > 0
 
     def sync_embedded_secrets(self) -> None:
         """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
@@ -98,7 +103,9 @@ class _Analysis:
 class ConnectionAnalyzer:
     """TCP handler for one connection: decides what the bytes are, then feeds the layers."""
 
-    SNIFF, HTTP, WEBSOCKET, DONE, DNS = range(5)
+    # CUT: TLS in a headers-only capture (packets cut by the snap length): the records cannot
+    # be followed, so TCP segments stand for them (bytes from sequence numbers).
+    SNIFF, HTTP, WEBSOCKET, DONE, DNS, CUT = range(6)
 
     def __init__(self, conn, analysis: _Analysis):
         self.conn = conn
@@ -132,6 +139,9 @@ class ConnectionAnalyzer:
     # -- TCP handler interface -------------------------------------------------
     def data(self, direction: int, data, frame: int, ts: float) -> None:
         if self._tls is not None:
+            if self.state == self.CUT:
+                self._cut_segment(direction, len(data), frame, ts)
+                return
             self._tls_events(self._tls.feed(direction, data, frame, ts))
             return
         if self.state == self.WEBSOCKET:  # the hot path: _app_data -> _ws_data, inlined
@@ -152,6 +162,13 @@ class ConnectionAnalyzer:
             self._dns.feed(data, frame)
 
     def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
+        if self.state == self.CUT or (self._tls is not None and self.analysis.snaplen_cut()):
+            # A headers-only capture: missing bytes are the rule, not a finding (the capture
+            # has one note about its snap length).
+            if self.state != self.CUT:
+                self._start_cut(frame)
+            self._cut_segment(direction, size, frame, ts)
+            return
         if self.recorder is not None:
             self.recorder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
         if self._tls is not None:
@@ -168,11 +185,11 @@ class ConnectionAnalyzer:
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         if self.recorder is not None:
             self.recorder.tcp_end(kind, direction, frame, ts)
-        if self._tls is not None and self._tls_activity is not None:
+        if self._tls_activity is not None:
             self._record_silence.tcp_end(kind, direction, frame, ts)
 
     def finish(self) -> None:
-        if self._tls is not None:
+        if self._tls is not None and self.state != self.CUT:
             self._tls_events(self._tls.finish())
         if self.state == self.SNIFF and not (self.conn.syn_frame is not None):
             self._try_midstream(final=True)
@@ -197,7 +214,7 @@ class ConnectionAnalyzer:
             self.session.end_frame = self.conn.last_frame
             self.session.end_time = self.conn.last_time
             self.recorder.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
-            if self._tls is not None:
+            if self._tls_activity is not None:
                 self._finish_tls()
             if self._settle() == OTHER:
                 self.analysis.sessions.remove(self.session)
@@ -221,8 +238,7 @@ class ConnectionAnalyzer:
             ConnectionPrint(client_isn, server_isn, self._client_head, None, c.first_time)
             if c.first_time is not None else None,
             encrypted=self.session is not None and self.session.transport == "tls",
-            client_bytes=r[CLIENT].next_offset if r else 0,
-            server_bytes=r[SERVER].next_offset if r else 0,
+            tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),
             first=(c.first_frame, c.first_time), last=(c.last_frame, c.last_time),
             protocol="dns" if self.state == self.DNS else "http" if self._request is not None or
             self.state == self.HTTP else "unknown")
@@ -237,10 +253,16 @@ class ConnectionAnalyzer:
             fact.sni_frame = tls.client_hello_frame
             activity = self._tls_activity
             if activity is not None and fact.encrypted:
-                fact.units, fact.client_bytes = activity.records[CLIENT], activity.bytes[CLIENT]
-                fact.server_bytes = activity.bytes[SERVER]
+                fact.units = activity.records[CLIENT]
                 fact.first, fact.last = activity.first[CLIENT], activity.last[CLIENT]
                 fact.timeline = self._record_timeline
+                if self.state == self.CUT:
+                    # Every client byte, from sequence numbers (handshake included: its share
+                    # of a stream is a fraction of a percent).
+                    fact.unit = "segments"
+                    fact.client_bytes, fact.server_bytes = fact.tcp_bytes
+                else:
+                    fact.client_bytes, fact.server_bytes = activity.bytes[CLIENT], activity.bytes[SERVER]
         return fact
 
     def _settle(self) -> str:
@@ -348,6 +370,31 @@ class ConnectionAnalyzer:
             for data, frame, ts in buffered[direction]:
                 self._tls_events(self._tls.feed(direction, data, frame, ts))
 
+    def _start_cut(self, frame: int) -> None:
+        """Stop reading TLS records (they are cut): count TCP segments instead."""
+        self.state = self.CUT
+        self._cut_last = [None, None]  # frame of the last segment counted per direction
+        hello = self._tls.client_hello_frame
+        self._cut_note = (
+            f"Headers-only capture: the packets were cut by the capture's snap length, so the TLS "
+            f"records cannot be read{'' if hello else ' (the ClientHello is cut short, not missing)'}. "
+            f"Client bytes, rates and silences are measured from TCP lengths and sequence numbers; "
+            f"each TCP segment with data counts as one unit.")
+        if hello is None and self.recorder is not None:
+            self.recorder.anomaly("tls-handshake-cut", frame, None, CLIENT, {})
+
+    def _cut_segment(self, direction: int, size: int, frame: int, ts: float) -> None:
+        # A cut packet arrives as its captured bytes then a hole, both at its frame: one unit.
+        activity = self._tls_activity
+        if self._cut_last[direction] == frame:
+            activity.bytes[direction] += size
+            return
+        self._cut_last[direction] = frame
+        activity.record(direction, size, frame, ts)
+        self._record_timeline.add(direction, ts, size, False)
+        if direction == CLIENT:
+            self._record_silence.client_activity(frame, ts, True)
+
     def _tls_events(self, events) -> None:
         for ev in events:
             kind = ev[0]
@@ -390,11 +437,15 @@ class ConnectionAnalyzer:
             self.session.gaps = [g for g in silence.session.gaps if g.kind == "any"]
             self.session.timeline = self._record_timeline
             info["gaps_measured_on"] = "tls-records"
-            info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
-                            "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
-                            "measured on the client's application-data records. To see everything, run the "
-                            "client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed the "
-                            "secrets in the pcapng (editcap --inject-secrets tls,keys.log).")
+            if self.state == self.CUT:
+                info["gaps_measured_on"] = "tcp-segments"
+                info["note"] = self._cut_note
+            else:
+                info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
+                                "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
+                                "measured on the client's application-data records. To see everything, run "
+                                "the client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed "
+                                "the secrets in the pcapng (editcap --inject-secrets tls,keys.log).")
         self.session.extra["tls"] = info
 
     def _start_http(self) -> None:
@@ -673,6 +724,7 @@ class CaptureAnalyzer:
         self._tcp_segment = self.tracker.segment
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
         self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
+        self.analysis.decoder = self.decoder
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
