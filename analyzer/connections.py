@@ -110,6 +110,8 @@ class ConnectionFacts:
     connect_frame: Optional[int] = None
     # TCP payload bytes (client, server), from sequence numbers: the `other` summary's bytes.
     tcp_bytes: tuple = (0, 0)
+    # The connection's first and last packet: ((frame, time), (frame, time)).
+    span: tuple = ((None, None), (None, None))
     # Client application data: TLS records, or TCP segments in a headers-only capture.
     units: int = 0
     unit: str = "records"
@@ -180,10 +182,10 @@ class ConnectionCensus:
         if sn is None:
             sn = self.server_name(facts)
         protocol = facts.protocol + (" h2" if facts.alpn == "h2" else "")
+        (first_frame, first_time), (last_frame, last_time) = facts.span
         o = OtherConnection(facts.tcp_stream, facts.client, facts.server, sn.name if sn else None,
-                            protocol, facts.tcp_bytes[0], facts.tcp_bytes[1],
-                            facts.first[0] if facts.first else None, facts.last[0] if facts.last else None,
-                            facts.first[1] if facts.first else None, facts.last[1] if facts.last else None)
+                            protocol, facts.tcp_bytes[0], facts.tcp_bytes[1], first_frame, last_frame,
+                            first_time, last_time)
         key = sn.name if sn is not None else facts.server.rsplit(":", 1)[0]
         self._count(key, o, +1)
         if self.listed is not None and len(self.listed) < MAX_LISTED:

@@ -239,7 +239,7 @@ class ConnectionAnalyzer:
             if c.first_time is not None else None,
             encrypted=self.session is not None and self.session.transport == "tls",
             tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),
-            first=(c.first_frame, c.first_time), last=(c.last_frame, c.last_time),
+            span=((c.first_frame, c.first_time), (c.last_frame, c.last_time)),
             protocol="dns" if self.state == self.DNS else "http" if self._request is not None or
             self.state == self.HTTP else "unknown")
         hs = self.session.handshake if self.session is not None else None
