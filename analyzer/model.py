@@ -59,6 +59,19 @@ class Anomaly:
 
 
 @dataclass
+class AnomalyTally:
+    """Anomalies of one kind past the per-session record cap: still counted, first and last kept."""
+    kind: str
+    count: int
+    first_frame: Optional[int]
+    first_time: Optional[float]
+    last_frame: Optional[int]
+    last_time: Optional[float]
+    directions: int = 0  # bit 1 << CLIENT, 1 << SERVER
+    bytes: int = 0  # sum of the records' "bytes" detail (tcp-hole sizes)
+
+
+@dataclass
 class Handshake:
     method: Optional[str] = None
     path: Optional[str] = None  # request target without the query string
@@ -251,6 +264,8 @@ class Session:
     close: Close = field(default_factory=Close)
     empty_binary: list[EmptyBinary] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # Kind -> count past the anomaly record cap (limits.SESSION_ANOMALY_RECORDS).
+    anomaly_overflow: dict[str, AnomalyTally] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     messages_dropped: int = 0  # text messages not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
@@ -283,6 +298,8 @@ class Session:
         }
         if self.copy is not None:
             out["copy"] = self.copy.to_json()
+        if self.anomaly_overflow:
+            out["anomalies_dropped"] = sum(t.count for t in self.anomaly_overflow.values())
         out.update(self.extra)
         return out
 

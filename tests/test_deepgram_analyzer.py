@@ -7,7 +7,7 @@ from analyzer.deepgram import DeepgramAnalyzer
 from analyzer.deepgram.audio import wav_header
 from analyzer.deepgram.latency import LatencySamples, percentile
 from analyzer.deepgram.messages import EMPTY_SHA256, control_in_binary
-from analyzer.deepgram.synth import T0, SessionBuilder, handshake, metadata, results
+from tests.support.deepgram_session import T0, ScriptedSession, handshake, metadata, results
 from analyzer.deepgram.transcript import TranscriptBuilder
 from analyzer.model import CLIENT, SERVER, Handshake, Session
 
@@ -28,7 +28,7 @@ PLAN = {
 
 
 def live_stream(plan=PLAN, chunks=30, query=LIVE):
-    b = SessionBuilder(query=query)
+    b = ScriptedSession(query=query)
     for k in range(1, chunks + 1):
         b.client_binary(3200, 0.1 * k)
         if k in plan:
@@ -102,7 +102,7 @@ def test_percentile_and_bounded_samples():
 
 
 def test_wav_stream_takes_the_format_from_its_header():
-    b = SessionBuilder(query={"model": "nova-3"})
+    b = ScriptedSession(query={"model": "nova-3"})
     header = wav_header(16000, 1, 2, 0)
     b.client_binary(44 + 3200, 0.1, head=header)
     for k in range(2, 11):
@@ -116,7 +116,7 @@ def test_wav_stream_takes_the_format_from_its_header():
 
 
 def test_message_counts_and_unknown_types():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "KeepAlive"}, 0.1)
     b.client_binary(21, 0.2, head=b'{"type": "KeepAlive"}')
     b.client_text("ping", 0.3)
@@ -153,7 +153,7 @@ def test_control_in_binary(data, kind):
 
 
 def test_empty_binary_frame_ends_the_stream():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_binary(0, 0.2)
     b.client_binary(3200, 0.3)
@@ -177,7 +177,7 @@ def test_transcript_bound_and_channels():
 
 
 def test_multichannel_results():
-    b = SessionBuilder(query={**LIVE, "channels": "2", "multichannel": "true"})
+    b = ScriptedSession(query={**LIVE, "channels": "2", "multichannel": "true"})
     b.client_binary(6400, 0.1)
     b.server_json(results(0.0, 0.5, "agent says hi", True, channel=0), 0.6)
     b.server_json(results(0.0, 0.5, "caller says hello", True, channel=1), 0.61)
@@ -187,7 +187,7 @@ def test_multichannel_results():
 
 
 def test_flux_session():
-    b = SessionBuilder(path="/v2/listen", query={"model": "flux-general-en",
+    b = ScriptedSession(path="/v2/listen", query={"model": "flux-general-en",
                                                  "encoding": "linear16", "sample_rate": "16000"})
     b.server_json({"type": "Connected", "request_id": "flux-req-1", "sequence_id": 0}, 0.06)
     for k in range(1, 11):
@@ -209,7 +209,7 @@ def test_flux_session():
 
 
 def test_tts_session():
-    b = SessionBuilder(path="/v1/speak", query={"model": "aura-2-thalia-en"})
+    b = ScriptedSession(path="/v1/speak", query={"model": "aura-2-thalia-en"})
     b.client_json({"type": "Speak", "text": "Hello there."}, 0.1)
     b.client_json({"type": "Speak", "text": "How are you today?"}, 0.11)
     b.client_json({"type": "Flush"}, 0.12)
@@ -236,7 +236,7 @@ def test_tts_session():
 
 
 def test_agent_session_uses_settings_audio_format():
-    b = SessionBuilder(path="/v1/agent/converse", query={})
+    b = ScriptedSession(path="/v1/agent/converse", query={})
     b.server_json({"type": "Welcome", "request_id": "agent-1"}, 0.06)
     b.client_json({"type": "Settings", "audio": {"input": {"encoding": "linear16",
                                                            "sample_rate": 24000}},
@@ -269,7 +269,7 @@ def test_midstream_session_infers_the_endpoint():
 
 
 def test_known_non_deepgram_path_stays_other():
-    b = SessionBuilder(path="/socket", headers=[["Host", "example.com"]], dg_request_id=None)
+    b = ScriptedSession(path="/socket", headers=[["Host", "example.com"]], dg_request_id=None)
     b.server_json(results(0, 1, "x", True), 0.1)
     s = b.finish()
     assert s.extra["endpoint"] == "other"
@@ -277,7 +277,7 @@ def test_known_non_deepgram_path_stays_other():
 
 
 def test_failed_handshake_still_finishes():
-    b = SessionBuilder(query={"model": "nova-3", "language": "english"}, status=400,
+    b = ScriptedSession(query={"model": "nova-3", "language": "english"}, status=400,
                        dg_error="Failed to deserialize query parameters")
     s = b.finish()
     cause = s.extra["deepgram"]["handshake_cause"]
@@ -295,7 +295,7 @@ def test_only_the_first_bytes_of_binary_are_needed():
 
 
 def test_empty_sha_is_recorded():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "CloseStream"}, 0.2)
     b.server_json(metadata(0.0, EMPTY_SHA256, channels=0), 0.3)
     s = b.finish()
@@ -303,7 +303,7 @@ def test_empty_sha_is_recorded():
 
 
 def test_unknown_types_are_bounded():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(60):
         b.server_json({"type": f"T{i}"}, 0.01 * i)
     unknown = b.finish().extra["deepgram"]["unknown_types"]

@@ -4,7 +4,7 @@ import pytest
 from analyzer.deepgram.endpoints import (endpoint_for_path, endpoint_for_server_type,
                                          is_deepgram_host)
 from analyzer.deepgram.params import check_params, find_credentials, handshake_cause
-from analyzer.deepgram.synth import TEST_KEY, handshake
+from tests.support.deepgram_session import TEST_KEY, handshake
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwiZXhwIjoxNzAwMDAwMDAwfQ"
        ".dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THab12")

@@ -4,7 +4,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.deepgram.synth import TEST_KEY, SessionBuilder, run_deepgram_rules
+from tests.support.deepgram_session import TEST_KEY, ScriptedSession, run_deepgram_rules
 from analyzer.model import Anomaly, Finding
 from analyzer.redact import (mask_credential, mask_secret, redact_json_text, redact_session,
                              redact_text)
@@ -71,7 +71,7 @@ def test_settings_message_keeps_its_formatting_when_possible():
 
 
 def build_session_full_of_secrets():
-    b = SessionBuilder(
+    b = ScriptedSession(
         query={"model": "nova-3", "token": TEST_KEY, "Access_Token": JWT,
                "Authorization": f"Token {TEST_KEY}", "KEY": HEX_KEY},
         headers=[["Host", "api.deepgram.com"], ["authorization", f"token {TEST_KEY}"],

@@ -186,8 +186,8 @@ def test_stream_lines_are_redacted_single_lines(tmp_path):
 
 
 def test_stream_line_redacts_literal_secrets():
-    from analyzer.deepgram.synth import SessionBuilder
-    b = SessionBuilder(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
+    from tests.support.deepgram_session import ScriptedSession
+    b = ScriptedSession(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
     s = b.finish()
     s.extra["diagnosis"] = f"the key {TEST_KEY} was used"
     line = stream_line("x.pcap", s)

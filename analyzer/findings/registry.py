@@ -35,6 +35,17 @@ def run_rules(session: Session, ctx: RuleContext) -> list[Finding]:
     return found
 
 
+def display_filter(tcp_stream: int, frames: list[int]) -> str:
+    """A Wireshark display filter that isolates a finding's evidence."""
+    base = f"tcp.stream eq {tcp_stream}"
+    if not frames:
+        return base
+    lo, hi = min(frames), max(frames)
+    if lo == hi:
+        return f"{base} && frame.number == {lo}"
+    return f"{base} && frame.number >= {lo} && frame.number <= {hi}"
+
+
 _loaded = False
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timezone
 
-from ..model import CLIENT, ERROR, INFO, WARNING, Finding, Session
+from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
 from .registry import RuleContext, rule
 
 MAX_FRAMES_LISTED = 20
@@ -173,6 +173,7 @@ ANOMALY_FINDINGS = {
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
     "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
                                 "the server name and TLS version cannot be read"),
+    "internal-error": (ERROR, "dgcap hit an internal error on this connection"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
@@ -182,21 +183,45 @@ def anomalies(s: Session, ctx: RuleContext):
     grouped = defaultdict(list)
     for a in s.anomalies:
         grouped[a.kind].append(a)
+    # Kinds whose records hit the per-session cap are still counted, first and last frame kept.
+    for kind in s.anomaly_overflow:
+        grouped.setdefault(kind, [])
     for kind, items in grouped.items():
+        tally = s.anomaly_overflow.get(kind)
         severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
-        frames = sorted({a.frame for a in items if a.frame is not None})
-        dirs = sorted({("client" if a.direction == CLIENT else "server") for a in items if a.direction is not None})
+        frames = {a.frame for a in items if a.frame is not None}
+        directions = {a.direction for a in items if a.direction is not None}
+        count = len(items)
+        hole_bytes = sum(a.detail.get("bytes", 0) for a in items) if kind == "tcp-hole" else 0
+        times = [a.time for a in items if a.time is not None]
+        if tally is not None:
+            count += tally.count
+            frames.update(f for f in (tally.first_frame, tally.last_frame) if f is not None)
+            directions.update(d for d in (CLIENT, SERVER) if tally.directions >> d & 1)
+            hole_bytes += tally.bytes
+            times.extend(t for t in (tally.first_time,) if t is not None)
+        frames = sorted(frames)
+        dirs = sorted(DIRECTION_NAMES[d] for d in directions)
         msg = text[0].upper() + text[1:]
         if dirs:
             msg += f" ({', '.join(dirs)})"
-        msg += f": {len(items)} time{'s' if len(items) != 1 else ''}"
+        msg += f": {count} time{'s' if count != 1 else ''}"
         if frames:
             shown = ", ".join(str(f) for f in frames[:MAX_FRAMES_LISTED])
             more = f" and {len(frames) - MAX_FRAMES_LISTED} more" if len(frames) > MAX_FRAMES_LISTED else ""
             msg += f", frames {shown}{more}"
-        details = {"count": len(items)}
+        if tally is not None:
+            msg += f" (the last {tally.count} past the record limit: only counted, last at frame {tally.last_frame})"
+        details = {"count": count}
         if kind == "tcp-hole":
-            details["bytes"] = sum(a.detail.get("bytes", 0) for a in items)
+            details["bytes"] = hole_bytes
             msg += f"; {details['bytes']} bytes missing"
-        first = min((a.time for a in items if a.time is not None), default=None)
-        yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first, details)
+        if kind == "internal-error":
+            first = items[0] if items else None
+            if first is not None:
+                details.update(first.detail)
+                msg += (f": {first.detail.get('exception')} in the {first.detail.get('layer')} layer at "
+                        f"{frame_ref(first.frame)}: {first.detail.get('message')}; the rest of this "
+                        "connection was not analysed (please report this bug with the capture)")
+        first_time = min(times, default=None)
+        yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)
