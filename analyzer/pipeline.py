@@ -295,7 +295,7 @@ class ConnectionAnalyzer:
             self.builder.tls_activity.bytes[direction] += size
             return
         self._cut_last[direction] = frame
-        self.builder.tls_record(TlsRecord(direction, size, frame, ts))
+        self.builder.tls_record(TlsRecord(direction, 23, size, frame, ts))
 
     def _finish_layers(self) -> None:
         if self._failed:
