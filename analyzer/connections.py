@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .copies import ConnectionPrint, find_copies
+from .copies import ConnectionPrint, CopyMatcher
 from .dns import DnsNames
 from .egress import (DEFAULT_TLS_RECORD_OVERHEAD, ENCRYPTED_STREAM, OTHER, TLS_RECORD_OVERHEAD,
                      WEBSOCKET, Egress, busy_seconds, connection_class, egress_summary,
@@ -20,7 +20,9 @@ from .egress import (DEFAULT_TLS_RECORD_OVERHEAD, ENCRYPTED_STREAM, OTHER, TLS_R
 from .servername import HostMatcher, ServerName, choose_server_name
 
 MAX_LISTED = 10_000  # other connections kept for --all (the summary counts them all)
-UNNAMED = "(no name)"
+# Distinct server names counted one by one in the summary; past it, under MORE_NAMES.
+MAX_NAMES = 1000
+MORE_NAMES = "(other names)"
 
 
 @dataclass
@@ -123,15 +125,24 @@ class ConnectionFacts:
     protocol: str = "tls"
 
 
+@dataclass(frozen=True)
+class _Counted:
+    """What the summary counted for an `other` connection (to take a copy back out)."""
+    key: str
+    bytes: int
+    row: Optional[OtherConnection]
+
+
 class ConnectionCensus:
+    """Memory stays flat: sessions are the caller's, `other` connections are only counted
+    (kept one by one only for --all), copies are matched among recent connections."""
+
     def __init__(self, dns: DnsNames, hosts: HostMatcher, list_all: bool = False):
         self.dns = dns
         self.hosts = hosts
         self.other = OtherSummary()
         self.listed: Optional[list[OtherConnection]] = [] if list_all else None
-        # (print, session or OtherConnection) in the order connections ended.
-        self._prints: list[tuple[ConnectionPrint, object]] = []
-        self._other_names: dict[int, str] = {}  # id(OtherConnection) -> summary key
+        self.copies = CopyMatcher()
 
     def server_name(self, facts: ConnectionFacts) -> Optional[ServerName]:
         sn = choose_server_name(
@@ -187,44 +198,44 @@ class ConnectionCensus:
                             protocol, facts.tcp_bytes[0], facts.tcp_bytes[1], first_frame, last_frame,
                             first_time, last_time)
         key = sn.name if sn is not None else facts.server.rsplit(":", 1)[0]
-        self._count(key, o, +1)
-        if self.listed is not None and len(self.listed) < MAX_LISTED:
-            self.listed.append(o)
-        self._remember(facts, o)
+        names = self.other.by_server_name
+        if key not in names and len(names) >= MAX_NAMES:
+            key = MORE_NAMES
+        row = o if self.listed is not None and len(self.listed) < MAX_LISTED else None
+        counted = _Counted(key, o.client_bytes + o.server_bytes, row)
+        self._count(counted, +1)
+        if row is not None:
+            self.listed.append(row)
+        self._remember(facts, counted)
 
-    def _count(self, key: str, o: OtherConnection, sign: int) -> None:
-        entry = self.other.by_server_name.setdefault(key, {"count": 0, "bytes": 0})
-        n = o.client_bytes + o.server_bytes
+    def _count(self, counted: _Counted, sign: int) -> None:
+        entry = self.other.by_server_name.setdefault(counted.key, {"count": 0, "bytes": 0})
         entry["count"] += sign
-        entry["bytes"] += sign * n
+        entry["bytes"] += sign * counted.bytes
         self.other.count += sign
-        self.other.bytes += sign * n
+        self.other.bytes += sign * counted.bytes
         if not entry["count"]:
-            del self.other.by_server_name[key]
-        self._other_names[id(o)] = key
+            del self.other.by_server_name[counted.key]
 
     def _remember(self, facts: ConnectionFacts, item) -> None:
-        if facts.print is not None:
-            self._prints.append((facts.print, item))
+        self.copies.add(facts.print, item)
 
     def summary(self, total: int, sessions: list) -> tuple[Connections, list]:
         """The capture's `connections` block, and the sessions with copies folded: a copy's
         session is dropped and its addresses noted on the original's (`copy`)."""
-        copies = 0
         dropped = set()
-        for original, copy in find_copies(self._prints):
-            copies += 1
-            if isinstance(copy, OtherConnection):
-                self._count(self._other_names.get(id(copy), UNNAMED), copy, -1)
-                if self.listed is not None and copy in self.listed:
-                    self.listed.remove(copy)
+        for original, copy in self.copies.pairs:
+            if isinstance(copy, _Counted):
+                self._count(copy, -1)
+                if copy.row is not None:
+                    self.listed.remove(copy.row)
                 continue
             dropped.add(id(copy))
-            if not isinstance(original, OtherConnection) and original.copy is None:
+            if not isinstance(original, _Counted) and original.copy is None:
                 original.copy = ConnectionCopy(copy.client, copy.server, copy.tcp_stream,
                                                copy.start_frame, copy.end_frame)
         kept = [s for s in sessions if id(s) not in dropped]
-        return Connections(total, len(kept), self.other, copies, self.listed), kept
+        return Connections(total, len(kept), self.other, len(self.copies.pairs), self.listed), kept
 
 
 def websocket_egress(session) -> Egress:

@@ -4,18 +4,23 @@ two span ports feeding one capture.
 The copies differ in addresses and ports (NAT rewrites them) and in timestamps by the
 forwarding delay, but carry the same sequence numbers (Linux NAT keeps them) and the same
 bytes.  A connection's print is its initial sequence numbers and a checksum of the first
-bytes each side sent (a TLS ClientHello holds 32 random bytes: no two connections share
-one); two connections are copies when their prints match and they started within
-COPY_MAX_SKEW seconds of each other.
+bytes the client sent (a TLS ClientHello holds 32 random bytes, and two plain upgrade
+requests that happen to be identical still differ in their random ISNs); two connections
+are copies when their prints match and they started within COPY_MAX_SKEW seconds.
 """
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
 COPY_MAX_SKEW = 2.0  # seconds between the starts of two copies of one connection
-HEAD_BYTES = 64  # first bytes of each direction checksummed
+HEAD_BYTES = 64  # first client bytes checksummed
+# Prints remembered while waiting for a copy: copies of one connection end within
+# milliseconds of each other, so the most recent few thousand are plenty, and memory stays
+# flat whatever the number of connections.
+RECENT_PRINTS = 4096
 
 
 @dataclass(frozen=True)
@@ -23,37 +28,43 @@ class ConnectionPrint:
     client_isn: Optional[int]
     server_isn: Optional[int]
     client_head: Optional[int]  # crc32 of the client's first HEAD_BYTES (None: sent nothing)
-    server_head: Optional[int]
     start_time: float
+
+    @property
+    def key(self):
+        """None for a connection that carried no client data: nothing to match it by."""
+        if self.client_head is None or self.client_isn is None or self.server_isn is None:
+            return None
+        return (self.client_isn, self.server_isn, self.client_head)
 
 
 def head_checksum(data) -> Optional[int]:
     return zlib.crc32(bytes(data[:HEAD_BYTES])) if data is not None and len(data) else None
 
 
-def _key(p: ConnectionPrint):
-    if p.client_head is not None:
-        # Payload decides (an ISN-rewriting firewall changes the sequence numbers).
-        return ("head", p.client_head, p.server_head)
-    if p.client_isn is not None and p.server_isn is not None:
-        return ("isn", p.client_isn, p.server_isn)
-    return None
+class CopyMatcher:
+    """Fed each finished connection's print (in the order connections end), pairs copies."""
 
+    __slots__ = ("pairs", "_recent")
 
-def find_copies(prints: list[tuple[ConnectionPrint, object]]) -> list[tuple[object, object]]:
-    """(original, copy) pairs among `prints` ((print, item) in capture order): the first
-    connection seen is the original; a later one with the same print is its copy."""
-    seen: dict = {}
-    pairs = []
-    for p, item in prints:
-        key = _key(p)
+    def __init__(self) -> None:
+        self.pairs: list[tuple[object, object]] = []  # (original, copy): original started first
+        self._recent: OrderedDict = OrderedDict()
+
+    def add(self, p: Optional[ConnectionPrint], item) -> Optional[object]:
+        """Remember `item` by its print; when it is a copy of one seen before, return the
+        pair's copy (the one that started later) and forget both."""
+        key = p.key if p is not None else None
         if key is None:
-            continue
-        earlier = seen.get(key)
-        if earlier is not None:
-            q, original = earlier
-            if abs(p.start_time - q.start_time) <= COPY_MAX_SKEW:
-                pairs.append((original, item))
-                continue
-        seen[key] = (p, item)
-    return pairs
+            return None
+        earlier = self._recent.get(key)
+        if earlier is not None and abs(earlier[0].start_time - p.start_time) <= COPY_MAX_SKEW:
+            del self._recent[key]
+            q, other = earlier
+            pair = (other, item) if q.start_time <= p.start_time else (item, other)
+            self.pairs.append(pair)
+            return pair[1]
+        self._recent[key] = (p, item)
+        if len(self._recent) > RECENT_PRINTS:
+            self._recent.popitem(last=False)
+        return None

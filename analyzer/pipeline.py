@@ -141,7 +141,8 @@ class ConnectionAnalyzer:
         # The DNS answers the client had for either address when the connection started
         # (which one is the server's may be decided later, from content).
         dns = analysis.dns
-        self._dns_answers = {bytes(a): dns.lookup(a) for a in (conn.client[0], conn.server[0])}
+        self._dns_answers = ((bytes(conn.client[0]), dns.lookup(conn.client[0])),
+                             (bytes(conn.server[0]), dns.lookup(conn.server[0])))
 
     @property
     def session(self) -> Optional[Session]:
@@ -231,8 +232,8 @@ class ConnectionAnalyzer:
         session = self.session
         fact = ConnectionFacts(
             c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
-            self._dns_answers.get(bytes(c.server[0])),
-            ConnectionPrint(client_isn, server_isn, self._client_head, None, c.first_time)
+            next((answer for address, answer in self._dns_answers if address == bytes(c.server[0])), None),
+            ConnectionPrint(client_isn, server_isn, self._client_head, c.first_time)
             if c.first_time is not None else None,
             encrypted=session is not None and session.transport == "tls",
             tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),

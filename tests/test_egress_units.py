@@ -152,21 +152,27 @@ def test_connection_class():
     assert connection_class(False, False, True, True) == OTHER
 
 
-def test_copies_matched_by_payload_or_sequence_numbers_and_time():
-    from analyzer.copies import ConnectionPrint, find_copies, head_checksum
+def test_copies_matched_by_sequence_numbers_payload_and_time():
+    from analyzer.copies import RECENT_PRINTS, ConnectionPrint, CopyMatcher, head_checksum
     hello = head_checksum(b"\x16\x03\x01" + bytes(range(61)))
-    other = head_checksum(b"GET / HTTP/1.1\r\n")
-    a = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 10.0)
-    a_nat = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 10.0004)
-    late = ConnectionPrint(1000, 2000, hello, head_checksum(b"\x16\x03\x03srv"), 13.0)
-    b = ConnectionPrint(1000, 2000, other, None, 10.0)
-    quiet = ConnectionPrint(5, 6, None, None, 20.0)
-    quiet_copy = ConnectionPrint(5, 6, None, None, 20.5)
-    unknown = ConnectionPrint(None, None, None, None, 20.0)
-    pairs = find_copies([(a, "a"), (b, "b"), (a_nat, "a'"), (late, "late"), (quiet, "q"),
-                         (quiet_copy, "q'"), (unknown, "u"), (unknown, "u2")])
-    assert pairs == [("a", "a'"), ("q", "q'")]
+    request = head_checksum(b"GET /v1/listen HTTP/1.1\r\nHost: api.deepgram.com\r\n")
+    m = CopyMatcher()
+    assert m.add(ConnectionPrint(1000, 2000, hello, 10.0), "a") is None
+    assert m.add(ConnectionPrint(7, 8, request, 10.0), "plain") is None
+    # The same request bytes with other sequence numbers: another connection, not a copy.
+    assert m.add(ConnectionPrint(9, 10, request, 10.1), "plain2") is None
+    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0), "late") is None  # too far apart
+    assert m.add(ConnectionPrint(5, 6, None, 20.0), "empty") is None  # no data: never matched
+    assert m.add(ConnectionPrint(5, 6, None, 20.0), "empty2") is None
+    assert m.add(None, "unknown") is None
+    # The copy that ends first but started later is still the copy.
+    assert m.add(ConnectionPrint(7, 8, request, 9.9995), "plain-nat") == "plain"
+    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0004), "late-nat") == "late-nat"
+    assert m.pairs == [("plain-nat", "plain"), ("late", "late-nat")]
     assert head_checksum(b"") is None and head_checksum(None) is None
+    for i in range(RECENT_PRINTS + 10):  # memory stays bounded
+        m.add(ConnectionPrint(i, i, hello, 100.0), i)
+    assert len(m._recent) == RECENT_PRINTS
 
 
 def test_decoder_hands_dns_answers_to_the_sink_and_nothing_else():
