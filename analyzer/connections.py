@@ -104,6 +104,7 @@ class ConnectionFacts:
     encrypted: bool  # TLS that was not decrypted (or a headers-only capture of TLS)
     alpn: Optional[str] = None
     tls_version: Optional[str] = None
+    keys_failed: bool = False  # the key log had keys for it, and they did not decrypt it
     sni: Optional[str] = None
     sni_frame: Optional[int] = None
     host: Optional[str] = None  # HTTP Host of the upgrade request
@@ -179,7 +180,7 @@ class ConnectionCensus:
                     if facts.first is not None else 0.0)
             streaming = looks_like_streaming_upload(facts.alpn, egress, facts.server_bytes, busy)
         klass = connection_class(False, facts.encrypted and session is not None,
-                                 sn is not None and sn.deepgram, streaming)
+                                 sn is not None and sn.deepgram, streaming, facts.keys_failed)
         if klass == ENCRYPTED_STREAM:
             session.connection_class = ENCRYPTED_STREAM
             session.server_name = sn

@@ -6,7 +6,9 @@ forwarding delay, but carry the same sequence numbers (Linux NAT keeps them) and
 bytes.  A connection's print is its initial sequence numbers and a checksum of the first
 bytes the client sent (a TLS ClientHello holds 32 random bytes, and two plain upgrade
 requests that happen to be identical still differ in their random ISNs); two connections
-are copies when their prints match and they started within COPY_MAX_SKEW seconds.
+are copies when their prints match, they started within COPY_MAX_SKEW seconds, and an IP
+address differs between them: NAT rewrites an address, while two connections of one host
+to one server differ only in the client port (test generators reuse ISNs and bytes).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
-COPY_MAX_SKEW = 2.0  # seconds between the starts of two copies of one connection
+COPY_MAX_SKEW = 1.0  # seconds between the starts of two copies of one connection
 HEAD_BYTES = 64  # first client bytes checksummed
 # Prints remembered while waiting for a copy: copies of one connection end within
 # milliseconds of each other, so the most recent few thousand are plenty, and memory stays
@@ -29,6 +31,7 @@ class ConnectionPrint:
     server_isn: Optional[int]
     client_head: Optional[int]  # crc32 of the client's first HEAD_BYTES (None: sent nothing)
     start_time: float
+    addresses: tuple = ()  # (client IP, server IP) as raw bytes
 
     @property
     def key(self):
@@ -58,7 +61,8 @@ class CopyMatcher:
         if key is None:
             return None
         earlier = self._recent.get(key)
-        if earlier is not None and abs(earlier[0].start_time - p.start_time) <= COPY_MAX_SKEW:
+        if earlier is not None and abs(earlier[0].start_time - p.start_time) <= COPY_MAX_SKEW \
+                and earlier[0].addresses != p.addresses:
             del self._recent[key]
             q, other = earlier
             pair = (other, item) if q.start_time <= p.start_time else (item, other)

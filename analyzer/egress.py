@@ -165,13 +165,14 @@ def looks_like_streaming_upload(alpn: Optional[str], egress: Egress, server_byte
 
 
 def connection_class(websocket_seen: bool, encrypted: bool, named_stream_host: bool,
-                     streaming_shape: bool) -> str:
+                     streaming_shape: bool, keys_failed: bool = False) -> str:
     """websocket: an upgrade or a frame stream was seen (plain or decrypted);
     encrypted-stream: TLS without keys kept for its server name (a Deepgram or
-    --server-name host) or its streaming-upload shape; other: everything else."""
+    --server-name host), its streaming-upload shape, or because keys were given for it and
+    failed (the user meant to read it: the failure is a finding); other: everything else."""
     if websocket_seen:
         return WEBSOCKET
-    if encrypted and (named_stream_host or streaming_shape):
+    if encrypted and (named_stream_host or streaming_shape or keys_failed):
         return ENCRYPTED_STREAM
     return OTHER
 

@@ -233,7 +233,8 @@ class ConnectionAnalyzer:
         fact = ConnectionFacts(
             c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
             next((answer for address, answer in self._dns_answers if address == bytes(c.server[0])), None),
-            ConnectionPrint(client_isn, server_isn, self._client_head, c.first_time)
+            ConnectionPrint(client_isn, server_isn, self._client_head, c.first_time,
+                            (bytes(c.client[0]), bytes(c.server[0])))
             if c.first_time is not None else None,
             encrypted=session is not None and session.transport == "tls",
             tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),
@@ -249,6 +250,7 @@ class ConnectionAnalyzer:
             fact.protocol = "tls"
             fact.alpn, fact.tls_version, fact.sni = info.get("alpn"), info.get("version"), info.get("sni")
             fact.sni_frame = tls.client_hello_frame
+            fact.keys_failed = info.get("decryption") == "failed"
         activity = self.builder.tls_activity if self.builder is not None else None
         if activity is not None and fact.encrypted:
             fact.units = activity.records[CLIENT]

@@ -150,28 +150,32 @@ def test_connection_class():
     assert connection_class(False, True, False, True) == ENCRYPTED_STREAM
     assert connection_class(False, True, False, False) == OTHER
     assert connection_class(False, False, True, True) == OTHER
+    assert connection_class(False, True, False, False, keys_failed=True) == ENCRYPTED_STREAM
 
 
 def test_copies_matched_by_sequence_numbers_payload_and_time():
     from analyzer.copies import RECENT_PRINTS, ConnectionPrint, CopyMatcher, head_checksum
     hello = head_checksum(b"\x16\x03\x01" + bytes(range(61)))
     request = head_checksum(b"GET /v1/listen HTTP/1.1\r\nHost: api.deepgram.com\r\n")
+    inside, outside, server = (b"\x0a\x63\x01\x0a", b"\xac\x1f\x00\x01", b"\xac\x1f\x0a\x14")
     m = CopyMatcher()
-    assert m.add(ConnectionPrint(1000, 2000, hello, 10.0), "a") is None
-    assert m.add(ConnectionPrint(7, 8, request, 10.0), "plain") is None
+    assert m.add(ConnectionPrint(1000, 2000, hello, 10.0, (inside, server)), "a") is None
+    assert m.add(ConnectionPrint(7, 8, request, 10.0, (inside, server)), "plain") is None
     # The same request bytes with other sequence numbers: another connection, not a copy.
-    assert m.add(ConnectionPrint(9, 10, request, 10.1), "plain2") is None
-    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0), "late") is None  # too far apart
-    assert m.add(ConnectionPrint(5, 6, None, 20.0), "empty") is None  # no data: never matched
-    assert m.add(ConnectionPrint(5, 6, None, 20.0), "empty2") is None
+    assert m.add(ConnectionPrint(9, 10, request, 10.1, (outside, server)), "plain2") is None
+    # Same ISNs and bytes from the same host (a test generator): another connection.
+    assert m.add(ConnectionPrint(7, 8, request, 10.0, (inside, server)), "plain3") is None
+    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0, (inside, server)), "late") is None  # too far apart
+    assert m.add(ConnectionPrint(5, 6, None, 20.0, (inside, server)), "empty") is None  # no data
+    assert m.add(ConnectionPrint(5, 6, None, 20.0, (outside, server)), "empty2") is None
     assert m.add(None, "unknown") is None
     # The copy that ends first but started later is still the copy.
-    assert m.add(ConnectionPrint(7, 8, request, 9.9995), "plain-nat") == "plain"
-    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0004), "late-nat") == "late-nat"
-    assert m.pairs == [("plain-nat", "plain"), ("late", "late-nat")]
+    assert m.add(ConnectionPrint(7, 8, request, 9.9995, (outside, server)), "plain-nat") == "plain3"
+    assert m.add(ConnectionPrint(1000, 2000, hello, 13.0004, (outside, server)), "late-nat") == "late-nat"
+    assert m.pairs == [("plain-nat", "plain3"), ("late", "late-nat")]
     assert head_checksum(b"") is None and head_checksum(None) is None
     for i in range(RECENT_PRINTS + 10):  # memory stays bounded
-        m.add(ConnectionPrint(i, i, hello, 100.0), i)
+        m.add(ConnectionPrint(i, i, hello, 100.0, (inside, server)), i)
     assert len(m._recent) == RECENT_PRINTS
 
 

@@ -172,7 +172,7 @@ def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
     out = [f'<article class="session sev-{sev}" id="{h(key)}"><h3>{h(C.session_title(s))}</h3>']
     for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
         if line:
-            out.append(f'<p class="egress"><b>{h(line)}</b></p>')
+            out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
     diagnosis = s.extra.get("diagnosis")
     if diagnosis:
         out.append(f'<p class="diagnosis sev-{sev}">{h(diagnosis)}</p>')
@@ -220,7 +220,7 @@ def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list) -> str
         return "".join(out)
     out.append(f"<p>{h(C.capture_line(cap))}</p>")
     for line in egress_text.deepgram_headline(cap):
-        out.append(f'<p class="egress"><b>{h(line)}</b></p>')
+        out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
     connections = egress_text.connections_line(cap)
     if connections:
         out.append(f"<p>{h(connections)}</p>")
