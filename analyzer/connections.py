@@ -134,6 +134,29 @@ class _Counted:
     row: Optional[OtherConnection]
 
 
+def add_tls_facts(fact: ConnectionFacts, tls_info: Optional[dict], client_hello_frame: Optional[int],
+                  activity, timeline, segments: bool = False) -> None:
+    """The TLS part of a connection's facts (both engines): handshake names, and the client's
+    application records (TCP segments in a headers-only capture) when nothing was decrypted."""
+    if tls_info is not None:
+        fact.protocol = "tls"
+        fact.alpn, fact.tls_version = tls_info.get("alpn"), tls_info.get("version")
+        fact.sni, fact.sni_frame = tls_info.get("sni"), client_hello_frame
+        fact.keys_failed = tls_info.get("decryption") == "failed"
+    if activity is None or not fact.encrypted:
+        return
+    fact.units = activity.records[0]
+    fact.first, fact.last = activity.first[0], activity.last[0]
+    fact.timeline = timeline
+    if segments:
+        # Every client byte, from sequence numbers (handshake included: its share of a
+        # stream is a fraction of a percent).
+        fact.unit = "segments"
+        fact.client_bytes, fact.server_bytes = fact.tcp_bytes
+    else:
+        fact.client_bytes, fact.server_bytes = activity.bytes[0], activity.bytes[1]
+
+
 class ConnectionCensus:
     """Memory stays flat: sessions are the caller's, `other` connections are only counted
     (kept one by one only for --all), copies are matched among recent connections."""
@@ -154,11 +177,22 @@ class ConnectionCensus:
             sn.deepgram = self.hosts.matches(sn.name)
         return sn
 
-    def settle(self, session, facts: ConnectionFacts) -> str:
+    def settle(self, session, facts: ConnectionFacts, builder=None) -> str:
         """Name, measure and classify a finished connection.  `session` (None for a
         connection that never became one) gets class, server_name and egress; returns
         the class.  An `other` connection is added to the summary: the caller drops its
-        session."""
+        session.  `builder` (its SessionBuilder) gives the server's last TLS records."""
+        klass = self._classify(session, facts)
+        activity = builder.tls_activity if builder is not None else None
+        if klass == ENCRYPTED_STREAM and activity is not None:
+            session.egress.server_last_records = [{"length": n, "frame": f, "time": t}
+                                                  for n, f, t in activity.tail[1]]
+        return klass
+
+    def _classify(self, session, facts: ConnectionFacts) -> str:
+        hs = session.handshake if session is not None else None
+        if facts.host is None and hs is not None and hs.request_frame is not None:
+            facts.host, facts.host_frame = hs.request_header("host"), hs.request_frame
         sn = self.server_name(facts)
         if session is not None and session.websocket or session is not None and \
                 session.handshake.request_frame is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
-from .connections import ConnectionCensus, ConnectionFacts
+from .connections import ConnectionCensus, ConnectionFacts, add_tls_facts
 from .copies import ConnectionPrint, head_checksum
 from .dns import DnsNames, DnsTcpStream
 from .egress import OTHER
@@ -241,42 +241,19 @@ class ConnectionAnalyzer:
             span=((c.first_frame, c.first_time), (c.last_frame, c.last_time)),
             protocol="dns" if self.state == self.DNS else "http" if self._req_parser is not None
             else "unknown")
-        hs = session.handshake if session is not None else None
-        if hs is not None and hs.request_frame is not None:
-            fact.host, fact.host_frame = hs.request_header("host"), hs.request_frame
+        builder = self.builder
         tls = self._tls
-        if tls is not None:
-            info = tls.info
-            fact.protocol = "tls"
-            fact.alpn, fact.tls_version, fact.sni = info.get("alpn"), info.get("version"), info.get("sni")
-            fact.sni_frame = tls.client_hello_frame
-            fact.keys_failed = info.get("decryption") == "failed"
-        activity = self.builder.tls_activity if self.builder is not None else None
-        if activity is not None and fact.encrypted:
-            fact.units = activity.records[CLIENT]
-            fact.first, fact.last = activity.first[CLIENT], activity.last[CLIENT]
-            fact.timeline = self.builder.record_timeline
-            if self.state == self.CUT:
-                # Every client byte, from sequence numbers (handshake included: its share
-                # of a stream is a fraction of a percent).
-                fact.unit = "segments"
-                fact.client_bytes, fact.server_bytes = fact.tcp_bytes
-            else:
-                fact.client_bytes, fact.server_bytes = activity.bytes[CLIENT], activity.bytes[SERVER]
+        add_tls_facts(fact, tls.info if tls is not None else None,
+                      tls.client_hello_frame if tls is not None else None,
+                      builder.tls_activity if builder is not None else None,
+                      builder.record_timeline if builder is not None else None, self.state == self.CUT)
         return fact
 
     def _settle(self) -> str:
         """Class, server name and egress of this connection (connections.py); an `other`
         connection only adds to the capture's summary."""
         self._settled = True
-        facts = self._facts()
-        klass = self.analysis.census.settle(self.session, facts)
-        egress = self.session.egress if self.session is not None else None
-        activity = self.builder.tls_activity if self.builder is not None else None
-        if egress is not None and activity is not None and facts.encrypted:
-            egress.server_last_records = [{"length": n, "frame": f, "time": t}
-                                          for n, f, t in activity.tail[SERVER]]
-        return klass
+        return self.analysis.census.settle(self.session, self._facts(), self.builder)
 
     # -- headers-only TLS ------------------------------------------------------------
     def _start_cut(self, frame: int) -> None:
@@ -731,6 +708,17 @@ class CaptureAnalyzer:
             self.report.stats["messages_not_kept"] = {"server_text_limit": budget.limit,
                                                       "messages": budget.dropped}
         return sessions
+
+    def settle(self, session: Session, builder: SessionBuilder, tls_info: Optional[dict],
+               client_hello_frame: Optional[int], server_address: bytes,
+               dns_answer: Optional[tuple] = None) -> str:
+        """Class, server name and egress of a session built by another engine (which knows
+        no TCP byte counts): returns its class; an `other` one is the caller's to drop."""
+        s = session
+        facts = ConnectionFacts(s.tcp_stream, s.client, s.server, server_address, dns_answer, None,
+                                encrypted=s.transport == "tls")
+        add_tls_facts(facts, tls_info, client_hello_frame, builder.tls_activity, builder.record_timeline)
+        return self.analysis.census.settle(session, facts, builder)
 
     def conclude(self, session: Session) -> None:
         # Runs as soon as a connection ends, so streaming and live views get final sessions.
