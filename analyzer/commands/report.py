@@ -42,6 +42,12 @@ def add_parser(sub) -> None:
                         "json/markdown/html)")
 
 
+def add_server_name_option(p) -> None:
+    p.add_argument("--server-name", action="append", default=[], metavar="PATTERN", dest="server_names",
+                   help="also treat servers named PATTERN (shell wildcards, e.g. '*.asr.corp.example') as "
+                        "Deepgram: self-hosted deployments (repeatable; *.deepgram.com always is)")
+
+
 def add_analysis_options(p) -> None:
     p.add_argument("--gap-threshold", type=float, default=10.0, metavar="SECONDS",
                    help="report client silences longer than this (default 10, Deepgram's NET-0001 timeout)")
@@ -49,9 +55,7 @@ def add_analysis_options(p) -> None:
                    help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact API keys, tokens and JWTs (the report then contains secrets)")
-    p.add_argument("--server-name", action="append", default=[], metavar="PATTERN", dest="server_names",
-                   help="also treat servers named PATTERN (shell wildcards, e.g. '*.asr.corp.example') as "
-                        "Deepgram: self-hosted deployments (repeatable; *.deepgram.com always is)")
+    add_server_name_option(p)
     p.add_argument("--all", action="store_true", dest="list_all",
                    help="list every other TCP connection (ordinary HTTPS, h2, DNS...) in full, not only "
                         "their summary")
