@@ -250,7 +250,7 @@ def test_watch_final_report_equals_report_of_written_capture(tmp_path):
     # Without a terminal, one line per session event.
     assert stderr.count("ended: S:1000 C:1000 FIN; findings: none") == 2
     assert stderr.count("ended: S:1011 C:1011 FIN; findings: audio-gap, client-gap, deepgram-close") == 1
-    assert stderr.count("ended: FIN; findings: tls-no-keys") == 1
+    assert stderr.count("ended: FIN; findings: encrypted-client-closed, tls-no-keys") == 1
     assert "0 dropped by the kernel" in stderr
     assert f"capture written to {cap} (dgcap report {cap} reproduces this report)" in stderr
 
