@@ -203,3 +203,27 @@ def test_decoder_hands_dns_answers_to_the_sink_and_nothing_else():
     assert [f for f, _ in got] == [1, 3, 4, 5]
     assert got[0][1] == answer and got[2][1] == answer and got[3][1] == answer[:60 - 42]
     assert decoder.non_tcp == 5
+
+
+def test_tcp_end_is_the_first_end_and_a_later_rst_is_listed():
+    """The FIN that ended the connection stays its end; a RST 25 s later from the other side
+    is listed as such (it used to relabel the FIN's frame as "RST from the server")."""
+    from analyzer.events import TcpEnd
+    from analyzer.model import CLIENT, SERVER, Session
+    from analyzer.session import SessionBuilder
+    from analyzer.report.content import close_rows
+    s = Session(index=1, client="10.0.0.1:5000", server="10.0.0.2:443", tcp_stream=0)
+    b = SessionBuilder(s, 10.0)
+    b.tcp_end(TcpEnd("fin", SERVER, 120, 1000.0))
+    b.tcp_end(TcpEnd("fin", CLIENT, 121, 1000.1))
+    b.tcp_end(TcpEnd("rst", CLIENT, 300, 1025.0))
+    c = s.close
+    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("fin", "server", 120, 1000.0)
+    assert [(e.kind, e.by, e.frame) for e in c.tcp_ends] == [("fin", "server", 120), ("fin", "client", 121),
+                                                            ("rst", "client", 300)]
+    assert c.to_json()["later_rst"] == {"kind": "rst", "by": "client", "frame": 300, "time": 1025.0}
+    rows = [(r.label, r.value) for r in close_rows(s)]
+    assert rows == [("TCP end", "FIN from the server"), ("Later RST", "from the client, 25.0 s after the FIN")]
+    reset = Session(index=2, client="10.0.0.1:5001", server="10.0.0.2:443", tcp_stream=1)
+    SessionBuilder(reset, 10.0).tcp_end(TcpEnd("rst", CLIENT, 7, 5.0))
+    assert (reset.close.tcp_end, reset.close.tcp_end_by, reset.close.later_rst) == ("rst", "client", None)

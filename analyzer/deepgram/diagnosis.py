@@ -193,6 +193,19 @@ def _metadata(session: Session, dg: bool) -> Optional[str]:
     return None
 
 
+# Findings that read an encrypted stream's record timing (findings/encrypted_rules.py), most
+# telling first; the diagnosis is their message without the "what keys would add" part.
+ENCRYPTED_TIMING = ("encrypted-net0001", "encrypted-server-closed", "encrypted-client-closed")
+
+
+def _encrypted_timing(session: Session, dg: bool) -> Optional[str]:
+    found = {f.id: f for f in session.findings if f.id in ENCRYPTED_TIMING}
+    for fid in ENCRYPTED_TIMING:
+        if fid in found:
+            return _sentence(found[fid].message.split(" With the TLS keys")[0].rstrip(". "))
+    return None
+
+
 def _gaps(session: Session, dg: bool) -> Optional[str]:
     gaps = [g for g in session.gaps if g.direction == "client"]
     if not gaps:
@@ -266,7 +279,7 @@ def _ok(session: Session, dg: bool) -> str:
 
 
 CHECKS: tuple[Callable[[Session, bool], Optional[str]], ...] = (
-    _handshake, _server_error, _close, _abnormal, _client_close, _metadata, _gaps,
+    _handshake, _server_error, _close, _abnormal, _client_close, _metadata, _encrypted_timing, _gaps,
     _empty_binary, _other_findings,
 )
 
