@@ -134,15 +134,15 @@ class _Counted:
     row: Optional[OtherConnection]
 
 
-def add_tls_facts(fact: ConnectionFacts, tls_info: Optional[dict], client_hello_frame: Optional[int],
+def add_tls_facts(fact: ConnectionFacts, tls_info, client_hello_frame: Optional[int],
                   activity, timeline, segments: bool = False) -> None:
     """The TLS part of a connection's facts (both engines): handshake names, and the client's
     application records (TCP segments in a headers-only capture) when nothing was decrypted."""
-    if tls_info is not None:
+    if tls_info is not None:  # model.TlsInfo
         fact.protocol = "tls"
-        fact.alpn, fact.tls_version = tls_info.get("alpn"), tls_info.get("version")
-        fact.sni, fact.sni_frame = tls_info.get("sni"), client_hello_frame
-        fact.keys_failed = tls_info.get("decryption") == "failed"
+        fact.alpn, fact.tls_version = tls_info.alpn, tls_info.version
+        fact.sni, fact.sni_frame = tls_info.sni, client_hello_frame
+        fact.keys_failed = tls_info.decryption == "failed"
     if activity is None or not fact.encrypted:
         return
     fact.units = activity.records[0]

@@ -6,7 +6,7 @@ parsing and builds no session (session.SessionBuilder does, from the layers' eve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
@@ -21,10 +21,11 @@ from .findings.capture_findings import capture_findings
 from .findings.registry import RuleContext, display_filter, run_rules
 from .http import RequestParser, ResponseParser, is_websocket_upgrade, looks_like_request
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
-from .model import CLIENT, SERVER, CaptureReport, Session
+from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
+from .tls.connection import CT_APPLICATION_DATA
 from .websocket import FrameParser, MessageAssembler, find_stream_start
 
 
@@ -59,7 +60,6 @@ class Options:
     server_names: tuple = ()
     # Keep every non-session connection for the report (--all); else only their summary.
     list_all: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class _Analysis:
@@ -157,13 +157,7 @@ class ConnectionAnalyzer:
                 else:
                     self._tls_events(self._tls.feed(direction, data, frame, ts))
             elif self.state == self.WEBSOCKET:  # the hot path
-                builder = self.builder
-                assembler = self._assemblers[direction]
-                for f in self._frame_parsers[direction].feed(data, frame, ts):
-                    builder.ws_frame(direction, f)
-                    messages = assembler.frame(f)[0]
-                    if messages:
-                        builder.ws_messages(direction, messages)
+                self._ws_data(direction, data, frame, ts)
             else:
                 self._app_data(direction, data, frame, ts)
         except Exception as e:
@@ -209,7 +203,7 @@ class ConnectionAnalyzer:
             try:
                 self._tcp_evidence()
                 builder.finish(self.analysis.last_time, self.conn.last_frame, self.conn.last_time,
-                               tls_info=self._tls.info if self._tls is not None else None,
+                               tls_info=TlsInfo(**self._tls.info) if self._tls is not None else None,
                                no_keys_note=self._cut_note if self.state == self.CUT else NO_KEYS_NOTE,
                                gaps_measured_on="tcp-segments" if self.state == self.CUT else None)
                 klass = self._settle()
@@ -243,7 +237,7 @@ class ConnectionAnalyzer:
             else "unknown")
         builder = self.builder
         tls = self._tls
-        add_tls_facts(fact, tls.info if tls is not None else None,
+        add_tls_facts(fact, TlsInfo(**tls.info) if tls is not None else None,
                       tls.client_hello_frame if tls is not None else None,
                       builder.tls_activity if builder is not None else None,
                       builder.record_timeline if builder is not None else None, self.state == self.CUT)
@@ -341,7 +335,7 @@ class ConnectionAnalyzer:
                 self.builder.anomaly("tcp-overlap-conflict", frame, None, None,
                                      {"stream_offset": offset, "bytes": length})
         if retrans:
-            self.builder.session.extra["tcp_retransmissions"] = retrans
+            self.builder.session.tcp_retransmissions = retrans
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -425,7 +419,7 @@ class ConnectionAnalyzer:
             elif self.builder is None:
                 continue
             elif kind == "record":
-                if ev[2] == 23:
+                if ev[2] == CT_APPLICATION_DATA:
                     self.builder.tls_record(TlsRecord(*ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":
@@ -625,7 +619,7 @@ class CaptureAnalyzer:
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
-        self._ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold)
         self.analysis.conclude = self.conclude
 
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
@@ -725,7 +719,7 @@ class CaptureAnalyzer:
         session.findings = run_rules(session, self._ctx)
         for f in session.findings:
             f.display_filter = display_filter(session.tcp_stream, f.frames)
-        session.extra["diagnosis"] = diagnose(session)
+        session.diagnosis = diagnose(session)
         hook = self.options.session_hook
         if hook is not None:
             hook(session)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields, is_dataclass, replace
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote_plus
 
@@ -203,6 +204,8 @@ def redact_json(obj: Any, literals: Iterable[str] = ()) -> Any:
         return [redact_json(v, literals) for v in obj]
     if isinstance(obj, str):
         return redact_text(obj, literals)
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _redact_model(obj, literals)
     return obj
 
 
@@ -384,5 +387,25 @@ def redact_session(session: Any) -> Any:
         f.details = redact_json(f.details, literals)
     for a in session.anomalies:
         a.detail = redact_json(a.detail, literals)
-    session.extra = redact_json(session.extra, literals)
+    literals = tuple(literals)
+    for summary in (session.tls, session.audio, session.latency, session.message_counts,
+                    session.deepgram):
+        if summary is not None:
+            _redact_model(summary, literals)
+    session.transcript = redact_text(session.transcript, literals)
+    session.diagnosis = redact_text(session.diagnosis, literals)
     return session
+
+
+def _redact_model(obj: Any, literals: tuple[str, ...]) -> Any:
+    """A typed model object with every string cleaned (nested objects too).
+
+    Mutable objects are cleaned in place; frozen ones (parameter problems, close-code
+    entries) are copied with the cleaned values.
+    """
+    cleaned = {f.name: redact_json(getattr(obj, f.name), literals) for f in fields(obj) if f.init}
+    if obj.__dataclass_params__.frozen:
+        return replace(obj, **cleaned)
+    for name, value in cleaned.items():
+        setattr(obj, name, value)
+    return obj

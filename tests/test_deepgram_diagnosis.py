@@ -1,7 +1,8 @@
 """diagnose(): one sentence per session, chosen by priority."""
 from analyzer.deepgram import diagnose
 from analyzer.deepgram.messages import EMPTY_SHA256
-from tests.support.deepgram_session import ScriptedSession, metadata, run_deepgram_rules
+from analyzer.findings.registry import RuleContext, run_rules
+from tests.support.deepgram_session import ScriptedSession, metadata
 from analyzer.model import Finding
 
 LIVE = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}
@@ -13,8 +14,9 @@ WEBM = bytes.fromhex("1a45dfa39f4286810142f7810142f2810442f381084282847765626d")
 
 
 def diagnosed(b):
+    """The diagnosis chooses among the findings, so every rule (generic and Deepgram) runs."""
     s = b.finish()
-    run_deepgram_rules(s)
+    s.findings = run_rules(s, RuleContext())
     return diagnose(s)
 
 
@@ -200,7 +202,7 @@ def test_generic_websocket_wording():
     b = ScriptedSession(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None)
     b.close("server", 1011, "NET-0001", 10.2)
     sentence = diagnosed(b)
-    assert sentence == ('The server closed the connection with 1011 (internal error) "NET-0001" at '
+    assert sentence == ('The server closed the connection with 1011 (Internal Error) "NET-0001" at '
                         "frame 7 (12:00:10.200): check the server's logs for that close reason.")
     assert "Deepgram" not in sentence
 

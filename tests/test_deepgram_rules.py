@@ -59,7 +59,7 @@ def test_net0001_after_a_client_gap_names_the_last_frame():
     assert (f.details["last_client_frame"], f.details["silence_before_close"]) == (412, 10.005)
     assert f.details["gap_seconds"] == 10.005 and f.details["gap_kind"] == "any"
     assert f.details["steps"][0] == "Ensure audio is sent within 10 seconds of opening the connection."
-    assert s.extra["deepgram"]["close_explanation"]["pattern"] == "client-gap"
+    assert s.to_json()["deepgram"]["close_explanation"]["pattern"] == "client-gap"
 
 
 def test_waited_for_server():
@@ -397,13 +397,18 @@ def test_midstream_capture_does_not_claim_the_client_waited():
         found[0].message
 
 
-def test_rules_tolerate_a_session_the_analyzer_never_saw():
+def test_rules_on_a_session_whose_analyzer_saw_no_message():
+    from analyzer.deepgram.analyzer import DeepgramAnalyzer
     from analyzer.model import CloseFrame, Handshake, Session
     s = Session(index=0, client="a:1", server="b:2", tcp_stream=0, websocket=True,
                 handshake=Handshake(path="/v1/listen", status=101, response_frame=3,
                                     response_time=100.0))
     s.close.server = CloseFrame(1011, "NET-0001", 10, 110.1)
     s.close.initiator = "server"
+    # The close is explained once, when the Deepgram layer finishes; rules read that.
+    assert run_deepgram_rules(s) == []
+    DeepgramAnalyzer(s.handshake).finish(s)
+    assert s.deepgram.close_explanation.pattern == "waited-for-server"
     assert ids(run_deepgram_rules(s)) == [("deepgram-close", "error"), ("waited-for-server", "error")]
     assert run_deepgram_rules(Session(index=1, client="a:1", server="b:2", tcp_stream=1)) == []
 
@@ -421,7 +426,7 @@ def test_data0000_after_json_sent_as_binary():
     b.close("server", 1008, "DATA-0000: The payload cannot be decoded as audio.", 0.2)
     s, found = findings(b)
     assert ids(found) == [("json-in-binary", "warning"), ("deepgram-close", "error")]
-    assert s.extra["messages"]["client"] == {"JSON (binary)": 1}
+    assert s.to_json()["messages"]["client"] == {"JSON (binary)": 1}
     c = one(found, "deepgram-close")
     assert c.details["pattern"] == "json-in-binary"
     assert "the client's binary frames were JSON text, not audio (first No. 7)" in c.message

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 from analyzer.report.progress import ProgressDisplay, printable, stream_line
 from test_report_helpers import (CAPTURES, REPO, TEST_KEY, expected, hostile_capture, run_cli)
 
@@ -189,7 +189,7 @@ def test_stream_line_redacts_literal_secrets():
     from tests.support.deepgram_session import ScriptedSession
     b = ScriptedSession(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
     s = b.finish()
-    s.extra["diagnosis"] = f"the key {TEST_KEY} was used"
+    s.diagnosis = f"the key {TEST_KEY} was used"
     line = stream_line("x.pcap", s)
     assert TEST_KEY not in line and "****cdef" in line
     assert TEST_KEY in stream_line("x.pcap", s, show_secrets=True)

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"

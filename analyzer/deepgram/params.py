@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import ERROR, INFO, WARNING, Handshake
+from ..model import ERROR, INFO, WARNING, CredentialUse, Handshake
 from ..redact import credential_secret, looks_like_jwt, mask_credential, mask_secret
 from . import endpoints as ep
 from .audio import RAW_ENCODINGS
@@ -331,11 +331,11 @@ def handshake_cause(hs: Handshake, endpoint: str) -> Optional[HandshakeCause]:
     return HandshakeCause(status, what, param, message, hs.dg_error, hs.dg_request_id)
 
 
-def credential_summary(hs: Handshake) -> Optional[dict]:
+def credential_summary(hs: Handshake) -> Optional[CredentialUse]:
     """Where and how credentials were sent, masked, for the report."""
     c = find_credentials(hs)
     if c.where is None:
         return None
-    return {"where": c.where, "scheme": c.scheme, "jwt": c.is_jwt,
-            "credential": mask_credential(f"{c.scheme} {c.secret}") if c.scheme and c.where != "query"
-            else c.shown}
+    return CredentialUse(c.where, c.scheme, c.is_jwt,
+                       mask_credential(f"{c.scheme} {c.secret}") if c.scheme and c.where != "query"
+                       else c.shown)

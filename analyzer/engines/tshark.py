@@ -46,12 +46,13 @@ from ..egress import OTHER
 from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
 from ..pipeline import CaptureAnalyzer, Options, analyze_capture
 from ..session import SessionBuilder
+from ..tls.connection import CT_APPLICATION_DATA
 from ..tls.suites import suite_name, version_name
 from ..websocket import Frame, MessageAssembler
-from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT
+from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .tshark_dissect import (DISPLAY_FILTER, Packet, StreamInfo, TsharkFailed, WsFrame, _truncated,
                              dissect, stream_table)
 
@@ -295,7 +296,7 @@ class _TsharkConnection:
         if self.builder is not None:
             self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
 
-    def finish(self, capture_end: Optional[float], tls_info: Optional[dict]) -> Optional[Session]:
+    def finish(self, capture_end: Optional[float], tls_info: Optional[TlsInfo]) -> Optional[Session]:
         if self.builder is None:
             return None
         if self._assemblers is not None:
@@ -460,7 +461,7 @@ def _frame(wf: WsFrame, keep_binary: int, keep_text: int = KEEP_TEXT) -> Frame:
     f = _TFrame(wf.fin, wf.rsv, wf.opcode, wf.masked, wf.mask, wf.length, header_len,
                 wf.frame, wf.time, wf.frame, wf.time)
     payload = wf.payload or b""
-    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, 9, 10) or (wf.opcode == OP_CONTINUATION) else keep_binary
+    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, OP_PING, OP_PONG, OP_CONTINUATION) else keep_binary
     f.payload = payload if len(payload) <= keep else payload[:keep]
     f.inflate_failed = wf.inflate_failed
     f.full_size = len(payload)
@@ -552,13 +553,13 @@ class _TlsState:
         for content_type, length in t.records:
             self.records[direction] += 1
             self.record_bytes[direction] += length
-            if content_type == 23 and builder is not None:
+            if content_type == CT_APPLICATION_DATA and builder is not None:
                 builder.tls_record(TlsRecord(direction, content_type, length, p.frame, p.time))
         if builder is not None:
             for level, description in t.alerts:
                 builder.tls_alert(TlsAlert(direction, level, description, p.frame, p.time))
 
-    def info(self, builder: SessionBuilder, keylog: Optional[str]) -> dict:
+    def info(self, builder: SessionBuilder, keylog: Optional[str]) -> TlsInfo:
         session = builder.session
         ch, sh = self.client_hello or {}, self.server_hello or {}
         suite = sh.get("cipher_suite")
@@ -573,23 +574,23 @@ class _TlsState:
             where = self.server_hello_frame or self.first
             if where is not None:
                 builder.anomaly("tls-no-keys", where[0], where[1], None, {"reason": "not decrypted by tshark"})
-        return {
-            "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
-            "sni": ch.get("sni"),
-            "alpn_offered": ch.get("alpn_offered", []),
-            "alpn": sh.get("alpn"),
-            "cipher_suite": suite_name(suite) if suite is not None else None,
-            "cipher_suite_id": suite,
-            "resumed": resumed,
-            "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
-            "decryption": "ok" if ok else "no-keys",
-            "decryption_error": None if ok else (
+        return TlsInfo(
+            version=version_name(sh.get("version")) if sh.get("version") is not None else None,
+            sni=ch.get("sni"),
+            alpn_offered=ch.get("alpn_offered", []),
+            alpn=sh.get("alpn"),
+            cipher_suite=suite_name(suite) if suite is not None else None,
+            cipher_suite_id=suite,
+            resumed=resumed,
+            versions_offered=[version_name(v) for v in ch.get("versions_offered", []) if v is not None],
+            decryption="ok" if ok else "no-keys",
+            decryption_error=None if ok else (
                 "tshark did not decrypt it: no key log given and no secrets embedded in the capture"
                 if keylog is None else "tshark did not decrypt it with the key log given"),
-            "decrypted_by": "tshark",
-            "records": {"client": self.records[CLIENT], "server": self.records[SERVER]},
-            "record_bytes": {"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
-        }
+            decrypted_by="tshark",
+            records={"client": self.records[CLIENT], "server": self.records[SERVER]},
+            record_bytes={"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
+        )
 
 
 __all__ = ["analyze_capture_tshark", "find_tshark", "tshark_version", "decode_as_rules",

@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
 
 from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
-from .registry import RuleContext, rule
+from ..timefmt import clock
+from .registry import RuleContext, internal_error_finding, rule
 
 MAX_FRAMES_LISTED = 20
 
 
-def clock(ts: float | None) -> str:
-    """A capture timestamp as UTC wall-clock time, the way people read it next to Wireshark."""
-    if ts is None:
-        return "?"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def frame_ref(frame: int | None) -> str:
@@ -126,7 +121,7 @@ def closure(s: Session, ctx: RuleContext):
 @rule
 def close_codes(s: Session, ctx: RuleContext):
     # A Deepgram server's close gets a richer explanation from deepgram_rules (deepgram-close).
-    deepgram = s.extra.get("endpoint") not in (None, "other")
+    deepgram = s.endpoint not in (None, "other")
     for side, cf in (("client", s.close.client), ("server", s.close.server)):
         if cf is None or cf.code in (None, 1000, 1001) or (deepgram and side == "server"):
             continue
@@ -136,6 +131,14 @@ def close_codes(s: Session, ctx: RuleContext):
                       f"The {side} closed with {cf.code}"
                       + (f" {cf.reason!r}" if cf.reason else "") + f" ({frame_ref(cf.frame)}).",
                       [cf.frame], cf.time, {"side": side, "code": cf.code, "reason": cf.reason})
+
+
+@rule
+def internal_errors(s: Session, ctx: RuleContext):
+    for a in s.anomalies:
+        if a.kind == "internal-error":
+            d = a.detail
+            yield internal_error_finding(d["exception"], d["layer"], d["message"], a.frame, a.time)
 
 
 # Protocol anomalies recorded by the layers -> findings, grouped per kind.
@@ -173,7 +176,6 @@ ANOMALY_FINDINGS = {
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
     "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
                                 "the server name and TLS version cannot be read"),
-    "internal-error": (ERROR, "dgcap hit an internal error on this connection"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
@@ -187,6 +189,8 @@ def anomalies(s: Session, ctx: RuleContext):
     for kind in s.anomaly_overflow:
         grouped.setdefault(kind, [])
     for kind, items in grouped.items():
+        if kind == "internal-error":
+            continue  # internal_errors: one finding each
         tally = s.anomaly_overflow.get(kind)
         severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
         frames = {a.frame for a in items if a.frame is not None}
@@ -216,12 +220,5 @@ def anomalies(s: Session, ctx: RuleContext):
         if kind == "tcp-hole":
             details["bytes"] = hole_bytes
             msg += f"; {details['bytes']} bytes missing"
-        if kind == "internal-error":
-            first = items[0] if items else None
-            if first is not None:
-                details.update(first.detail)
-                msg += (f": {first.detail.get('exception')} in the {first.detail.get('layer')} layer at "
-                        f"{frame_ref(first.frame)}: {first.detail.get('message')}; the rest of this "
-                        "connection was not analysed (please report this bug with the capture)")
         first_time = min(times, default=None)
         yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)

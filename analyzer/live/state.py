@@ -192,7 +192,7 @@ class LiveState:
         if hs.path is not None:
             endpoint = endpoint_for_path(hs.path)
         elif s.midstream:
-            endpoint = s.extra.get("endpoint") or "?"
+            endpoint = s.endpoint or "?"
         else:
             endpoint = "?" if no_keys else "-"
         if hs.status is not None:
@@ -211,7 +211,7 @@ class LiveState:
         if open_ws:
             rate = _rate(st, t_rate)
             if not no_keys:
-                q = hs.query or {}
+                q = hs.query
                 bps = bytes_per_second(query_value(q, "encoding"), to_int(query_value(q, "sample_rate")),
                                        to_int(query_value(q, "channels")) or 1)
                 if bps and rate is not None:

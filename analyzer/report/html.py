@@ -173,7 +173,7 @@ def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
     for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
         if line:
             out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
-    diagnosis = s.extra.get("diagnosis")
+    diagnosis = s.diagnosis
     if diagnosis:
         out.append(f'<p class="diagnosis sev-{sev}">{h(diagnosis)}</p>')
     drawn = timeline_svg(s, items, key) if chart else None

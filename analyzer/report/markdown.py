@@ -121,7 +121,7 @@ def _session(s: Session, transcript: bool) -> list[str]:
     for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
         if line:
             out += [f"**{esc(line)}**", ""]
-    diagnosis = s.extra.get("diagnosis")
+    diagnosis = s.diagnosis
     if diagnosis:
         out += [f"> **{esc(sev or 'ok')}:** {esc(diagnosis)}", ""]
     out += ["#### Handshake", ""] + _kv([r for r in C.handshake_rows(s) if r.label != "Body"])
