@@ -123,7 +123,8 @@ class PacketDecoder:
                                 else _NO_PAYLOAD, 0)
                 elif total_len >= 20:
                     self.non_tcp += 1
-                    if protocol == 17 and self.dns_sink is not None:
+                    # A UDP answer from port 53 (RTP and the rest stop at the port test).
+                    if protocol == 17 and not data[34] and data[35] == 53 and self.dns_sink is not None:
                         self._udp(frame_no, data, 34, 14 + total_len)
                     return None
 
