@@ -545,6 +545,46 @@ class CredentialUse:
 
 
 @dataclass
+class ProtocolEvents:
+    """Per-endpoint protocol evidence the endpoint-aware rules read (who spoke first,
+    Configure and its replies, Settings, Flush pacing, the Flux turn left open)."""
+    first_server_text: Optional[TypedFrameRef] = None  # the greeting, when there is one
+    first_client_message: Optional[TypedFrameRef] = None  # its JSON type, or "audio"
+    configure: Occurrences = field(default_factory=Occurrences)  # client Configure messages
+    # ConfigureSuccess / ConfigureFailure / Configure-related Error; items: {"type", "code"}
+    configure_replies: Occurrences = field(default_factory=Occurrences)
+    settings: Occurrences = field(default_factory=Occurrences)  # every Settings message
+    audio_before_settings_applied: Occurrences = field(default_factory=Occurrences)
+    flush: Occurrences = field(default_factory=Occurrences)
+    flush_peak_per_minute: int = 0  # most Flush messages within any 60 s
+    flush_over_limit: Optional[FrameRef] = None  # the first Flush past the endpoint's limit
+    end_summary: Optional[TypedFrameRef] = None  # SessionMetadata (/v2/speak)
+    open_turn_transcript: Optional[str] = None  # Flux: the last turn's text without EndOfTurn
+    # The Voice Agent's first Settings: audio.output and whether agent.speak was given.
+    settings_output_encoding: Optional[str] = None
+    settings_output_container: Optional[str] = None
+    settings_speak_given: Optional[bool] = None
+    # Flux: server messages whose sequence_id skipped numbers; items: {"expected", "got"}
+    sequence_gaps: Occurrences = field(default_factory=Occurrences)
+
+    def to_json(self) -> dict:
+        return {"first_server_text": _opt(self.first_server_text),
+                "first_client_message": _opt(self.first_client_message),
+                "configure": self.configure.to_json(),
+                "configure_replies": self.configure_replies.to_json(),
+                "settings": self.settings.to_json(),
+                "audio_before_settings_applied": self.audio_before_settings_applied.to_json(),
+                "flush": self.flush.to_json(), "flush_peak_per_minute": self.flush_peak_per_minute,
+                "flush_over_limit": _opt(self.flush_over_limit),
+                "end_summary": _opt(self.end_summary),
+                "open_turn_transcript": self.open_turn_transcript,
+                "sequence_gaps": self.sequence_gaps.to_json(),
+                "settings_output_encoding": self.settings_output_encoding,
+                "settings_output_container": self.settings_output_container,
+                "settings_speak_given": self.settings_speak_given}
+
+
+@dataclass
 class DeepgramSummary:
     """The Deepgram layer's conclusions about one session (deepgram/analyzer.py)."""
     detected: bool = False  # Deepgram path, host or response header
@@ -574,6 +614,7 @@ class DeepgramSummary:
     settings_applied: Optional[FrameRef] = None
     speak: SpeakCounts = field(default_factory=SpeakCounts)
     transcript_truncated: bool = False
+    protocol: ProtocolEvents = field(default_factory=ProtocolEvents)
 
     def to_json(self) -> dict:
         return {
@@ -596,6 +637,7 @@ class DeepgramSummary:
             "unknown_types": {k: v.to_json() for k, v in self.unknown_types.items()},
             "settings": _opt(self.settings), "settings_applied": _opt(self.settings_applied),
             "speak": self.speak.to_json(), "transcript_truncated": self.transcript_truncated,
+            "protocol": self.protocol.to_json(),
         }
 
 
@@ -681,7 +723,7 @@ class Session:
     tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
     tls: Optional[TlsInfo] = None  # TLS sessions only
     # The Deepgram layer's results (DeepgramAnalyzer.finish); None when it did not run.
-    endpoint: Optional[str] = None  # listen | listen-v2 | speak | agent | other
+    endpoint: Optional[str] = None  # listen | listen-v2 | speak | speak-v2 | agent | other
     audio: Optional[AudioSummary] = None
     latency: Optional[Latency] = None
     message_counts: Optional[MessageCounts] = None  # "messages" in the JSON

@@ -1,4 +1,6 @@
 """diagnose(): one sentence per session, chosen by priority."""
+import pytest
+
 from analyzer.deepgram import diagnose
 from analyzer.deepgram.messages import EMPTY_SHA256
 from analyzer.findings.registry import RuleContext, run_rules
@@ -109,7 +111,7 @@ def test_tts_close_code():
     b.client_json({"type": "Speak", "text": "x" * 5000}, 0.1)
     b.close("server", 1009, "BIG-0001", 0.2)
     assert diagnosed(b) == (
-        "Deepgram closed the stream with 1009 BIG-0001 (too many characters); the client sent "
+        "Deepgram closed the stream with 1009 BIG-0001 (text has too many characters); the client sent "
         "5000 characters in 1 Speak message (largest 5000): split long text across several Speak "
         "messages and Flush between them.")
 
@@ -166,8 +168,32 @@ def test_gap_without_close_problem():
     b.server_json(metadata(0.2, "ab" * 32), 12.3)
     b.close("server", 1000, "", 12.31)
     assert diagnosed(b) == ("The client sent nothing for 12.0 s after frame 7 (12:00:00.100); "
-                            "Deepgram closes a stream after 10 s without audio or KeepAlive, so "
-                            "send KeepAlive (or silence) during pauses.")
+                            "Deepgram closes a /v1/listen stream after 10 s without audio or a "
+                            "text message (NET-0001), so send KeepAlive as a text frame every 3-5 s "
+                            "(or silence) during pauses.")
+
+
+@pytest.mark.parametrize("path,query,advice", [
+    # Flux has no KeepAlive message; its timeout is a staff quote (py#618).
+    ("/v2/listen", {"model": "flux-general-en", "encoding": "linear16", "sample_rate": "16000"},
+     "Flux has no KeepAlive message (a JSON KeepAlive killed the socket, py#649): keep the "
+     "connection alive with WebSocket pings or by sending silence (Deepgram staff quote a 60 s "
+     "timeout; users saw closes after 20-30 s)."),
+    ("/v1/agent/converse", {}, "send KeepAlive every 8 s while not sending audio to the Voice "
+     "Agent (dg:/docs/agent-keep-alive; the idle limit itself is unconfirmed)."),
+    ("/v1/speak", {}, "KeepAlive does not apply to /v1/speak (py#326) and its idle timeout is "
+     "unconfirmed: send text when there is some, and open a new connection after a long pause."),
+])
+def test_gap_advice_is_the_endpoints(path, query, advice):
+    b = ScriptedSession(path=path, query=query)
+    b.client_binary(3200, 0.1)
+    b.client_binary(3200, 12.1)
+    b.close("client", 1000, "", 12.31)
+    b.close("server", 1000, "", 12.32)
+    diag = diagnosed(b)
+    assert diag.startswith("The client sent nothing for 12.0 s after frame 7 (12:00:00.100); "), diag
+    assert diag.endswith(advice), diag
+    assert "10 s" not in diag
 
 
 def test_empty_binary_frame():

@@ -1,4 +1,6 @@
 """Deepgram finding rules over finished sessions: ids, severities, evidence."""
+import pytest
+
 from analyzer.deepgram.audio import wav_header
 from analyzer.deepgram.messages import EMPTY_SHA256
 from tests.support.deepgram_session import (TEST_KEY, ScriptedSession, metadata, results,
@@ -226,7 +228,7 @@ def test_audio_after_closestream_and_closed_before_metadata():
     a = one(found, "audio-after-closestream")
     assert a.frames == [8, 9, 10] and a.details == {"count": 2, "bytes": 6400, "end_frame": 8}
     c = one(found, "closed-before-metadata")
-    assert c.details == {"seconds": 0.25}
+    assert c.details == {"seconds": 0.25, "summary": "Metadata"}
 
 
 def test_audio_after_empty_binary_frame():
@@ -381,9 +383,34 @@ def test_server_error_and_warning_messages():
     b.server_json({"type": "Error", "description": "Settings missing", "code": "INVALID"}, 0.1)
     b.server_json({"type": "Warning", "description": "slow llm", "code": "W_SLOW"}, 0.2)
     _, found = findings(b)
-    assert ids(found) == [("server-error", "error"), ("server-warning", "warning")]
+    # (no Welcome in this synthetic session: no-greeting says so)
+    assert ids(found) == [("no-greeting", "info"), ("server-error", "error"),
+                          ("server-warning", "warning")]
+    found = found[1:]
+    # Codes outside the endpoint's documented list are said to be so.
     assert found[0].message == ('Deepgram sent an Error message at frame 7 (12:00:00.100): '
-                                '"Settings missing" (code INVALID).')
+                                '"Settings missing" (code INVALID), a code Deepgram does not '
+                                'document for /v1/agent/converse.')
+    assert found[0].details["documented"] is False
+
+
+@pytest.mark.parametrize("kind,code,meaning", [
+    ("Error", "SETTINGS_ALREADY_APPLIED", "a second Settings message was sent"),
+    ("Error", "CLIENT_MESSAGE_TIMEOUT", "the client sent nothing for too long (the idle limit is "
+                                        "unconfirmed)"),
+    ("Warning", "FORCE_END_TURN_UNSUPPORTED", "ForceEndTurn works only with a Flux listen provider "
+                                              "(dg:/docs/voice-agent-force-end-turn)"),
+])
+def test_agent_codes_are_explained(kind, code, meaning):
+    from analyzer.deepgram.endpoints import agent
+    b = ScriptedSession(path="/v1/agent/converse")
+    b.server_json({"type": kind, "description": "d", "code": code}, 0.1)
+    _, found = findings(b)
+    (f,) = [f for f in found if f.id in ("server-error", "server-warning")]
+    entry = (agent.ERRORS if kind == "Error" else agent.WARNINGS)[code]
+    assert entry.meaning == meaning
+    assert f.message.endswith(f'"d" (code {code}): {entry.meaning}; {entry.step}.')
+    assert f.details["session_ends"] is (kind == "Error") and f.details["documented"] is True
 
 
 def test_midstream_capture_does_not_claim_the_client_waited():

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.deepgram.audio import bytes_per_second
+from analyzer.timefmt import clock
 from analyzer.findings.registry import RULES, RuleContext
 from analyzer.model import CLIENT, SERVER
 from analyzer.pipeline import Options, analyze_capture
@@ -121,8 +122,9 @@ def run(capture: str) -> Run:
 
 
 def _dg_rules():
-    from analyzer.findings import deepgram_rules  # importing registers its rules
-    rules = [fn for _, fn in RULES if fn.__module__ == deepgram_rules.__name__]
+    from analyzer.findings import deepgram_endpoint_rules, deepgram_rules  # registers the rules
+    modules = {deepgram_rules.__name__, deepgram_endpoint_rules.__name__}
+    rules = [fn for _, fn in RULES if fn.__module__ in modules]
     assert rules
     return rules
 
@@ -387,18 +389,133 @@ def _normal_close_only(c: Ctx):
     assert c.session.diagnosis == "Stream completed normally: close 1000."
 
 
+def _flux_turns(c: Ctx) -> list:
+    return [obj for obj, _, _ in c.obs.texts(SERVER) if obj.get("type") == "TurnInfo"]
+
+
 def _flux(c: Ctx):
     seconds = c.scenario["audio_bytes_received"] / c.bps
-    turns = [obj for obj, _, _ in c.obs.texts(SERVER) if obj.get("type") == "TurnInfo"]
-    # fake_deepgram.py: StartOfTurn then Update per 0.24 s of audio, EndOfTurn on CloseStream.
+    turns = _flux_turns(c)
+    # fake_deepgram.py: StartOfTurn then Update per 0.24 s of audio; on CloseStream a last
+    # Update (no EndOfTurn: dg:/docs/flux/close-stream), then a close without status.
     steps = math.floor(seconds / FLUX_STEP + 1e-9)
-    assert [t["event"] for t in turns] == ["StartOfTurn"] + ["Update"] * (steps - 1) + ["EndOfTurn"]
+    assert [t["event"] for t in turns] == ["StartOfTurn"] + ["Update"] * steps
+    assert [t["sequence_id"] for t in turns] == list(range(1, steps + 2))  # Connected is 0
     messages = c.session.to_json()["messages"]["server"]
     assert messages == {"Connected": 1, "TurnInfo": steps + 1}
     assert sum(messages.values()) == c.exp["frames"]["server"]["text"]
-    assert c.session.to_json()["latency"]["samples"] == steps - 1  # one per Update
+    assert c.session.to_json()["latency"]["samples"] == steps  # one per Update
+    # The last Update is the turn's final text; Flux sends no Metadata.
     assert c.session.transcript == turns[-1]["transcript"].strip()
-    assert c.session.diagnosis == "Stream completed normally: CloseStream, close 1000."
+    assert c.session.deepgram.protocol.open_turn_transcript == turns[-1]["transcript"]
+    assert c.session.deepgram.metadata is None
+    assert c.session.close.server.code is None and c.exp["close"]["server"]["code"] is None
+    greeting = c.session.deepgram.protocol.first_server_text
+    assert (greeting.type, greeting.frame) == ("Connected", c.exp["frames"]["server"]["first_frame"])
+    assert c.session.diagnosis == ("Stream completed normally: CloseStream, last Update as the "
+                                   "final transcript, close without a code.")
+
+
+def _flux_keepalive(c: Ctx):
+    keepalives = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "KeepAlive"]
+    assert len(keepalives) == c.scenario["client_sent"]["text"] == 1
+    f = c.finding("keepalive-on-flux")
+    close = c.exp["close"]["server"]
+    assert close["code"] is None and c.scenario["server_close"] == [None, ""]
+    assert f.frames == [keepalives[0][1], close["frame"]]
+    assert f.details == {"count": 1, "closed_without_status": True}
+    assert "py#649" in f.message and "WebSocket pings" in f.message
+    assert c.session.diagnosis == f.message
+    # no CloseStream, no EndOfTurn: the open turn is not claimed as a final transcript
+    assert c.session.transcript == ""
+    assert c.session.deepgram.protocol.open_turn_transcript == _flux_turns(c)[-1]["transcript"]
+
+
+def _tts_mp3(c: Ctx):
+    f = c.finding("handshake-cause")
+    assert (f.details["status"], f.details["param"]) == (400, "encoding") == (c.scenario["status"], "encoding")
+    # the {category, message, details, request_id} body shape
+    assert (f.details["error_code"], f.details["body_shape"]) == ("INVALID_QUERY_PARAMETER", "category")
+    assert f.details["request_id"] == c.scenario["request_id"]
+    assert c.session.diagnosis.startswith("Handshake rejected with HTTP 400 Bad Request")
+    assert c.session.diagnosis.endswith("encoding=mp3 is REST-only: the text-to-speech WebSocket "
+                                        "takes linear16, mulaw or alaw.")
+
+
+def _tts_flush(c: Ctx):
+    flushes = [(obj, frame, time) for obj, frame, time in c.obs.texts(CLIENT) if obj["type"] == "Flush"]
+    warnings = [(obj, frame) for obj, frame, _ in c.obs.texts(SERVER) if obj["type"] == "Warning"]
+    assert len(flushes) == 22 and flushes[-1][2] - flushes[0][2] < 60
+    assert [w["warn_code"] for w, _ in warnings] == ["EXCESSIVE_FLUSH"] * 2  # as on the wire
+    f = c.finding("flush-limit")
+    assert f.frames == [flushes[20][1], warnings[0][1]]
+    assert f.details == {"peak_per_minute": 22, "limit": 20, "warnings": 2, "flushes": 22}
+    sw = [x for x in c.session.findings if x.id == "server-warning"]
+    assert [x.frames for x in sw] == [[frame] for _, frame in warnings]
+    assert all(x.details["code"] == "EXCESSIVE_FLUSH" and x.details["documented"] for x in sw)
+    assert c.session.diagnosis == f.message
+
+
+def _speak_v2(c: Ctx):
+    server = c.session.to_json()["messages"]["server"]
+    types = c.obs.types(SERVER)
+    assert types == {"Connected": 1, "SpeechStarted": 2, "SpeechMetadata": 2, "Flushed": 2,
+                     "SessionMetadata": 1}
+    assert server["audio"] == c.exp["frames"]["server"]["binary"] > 0
+    p = c.session.deepgram.protocol
+    assert p.first_server_text.type == "Connected"
+    last_text = max(frame for _, frame, _ in c.obs.texts(SERVER))
+    assert (p.end_summary.type, p.end_summary.frame) == ("SessionMetadata", last_text)
+    assert c.session.deepgram.stream_end.type == "Close"
+    assert c.session.diagnosis == "Stream completed normally: Close, SessionMetadata, close 1000."
+
+
+def _agent_normal(c: Ctx):
+    p = c.session.deepgram.protocol
+    texts = c.obs.texts(SERVER)
+    welcome = texts[0]
+    assert welcome[0]["type"] == "Welcome"
+    assert (p.first_server_text.type, p.first_server_text.frame) == ("Welcome", welcome[1])
+    settings = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "Settings"]
+    assert len(settings) == 1 and settings[0][1] > welcome[1]
+    assert (p.first_client_message.type, p.first_client_message.frame) == ("Settings", settings[0][1])
+    assert p.settings.count == 1 and p.audio_before_settings_applied.count == 0
+    applied = [frame for obj, frame, _ in texts if obj["type"] == "SettingsApplied"]
+    assert c.session.deepgram.settings_applied.frame == applied[0]
+    assert c.obs.types(SERVER)["LatencyReport"] == 1
+    conversation = [f"{o['role']}: {o['content']}" for o, _, _ in texts if o["type"] == "ConversationText"]
+    assert c.session.transcript == "\n".join(conversation)
+    assert c.session.diagnosis == "Session completed normally: Settings applied, close 1000."
+
+
+def _agent_early_audio(c: Ctx):
+    audio = c.obs.binary(CLIENT)
+    errors = [(obj, frame, time) for obj, frame, time in c.obs.texts(SERVER) if obj["type"] == "Error"]
+    assert len(audio) == 1 and len(errors) == 1
+    f = c.finding("audio-before-settings")
+    assert f.severity == "error"
+    assert f.frames == [audio[0][2], errors[0][1]]
+    assert f.details == {"count": 1, "bytes": audio[0][1], "before": "Settings"}
+    e = c.finding("server-error")
+    assert e.details["code"] == "NON_SETTINGS_MESSAGE_BEFORE_SETTINGS" and e.details["session_ends"]
+    assert c.session.deepgram.protocol.first_client_message.type == "audio"
+    assert c.session.diagnosis == (
+        f"Deepgram reported an error at frame {errors[0][1]} ({clock(errors[0][2])}): \"The first "
+        "message must be a Settings message.\" (NON_SETTINGS_MESSAGE_BEFORE_SETTINGS): the first "
+        "client message was not Settings; send Settings first, right after Welcome, and nothing "
+        "else before SettingsApplied.")
+
+
+def _configure(c: Ctx):
+    configure = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "Configure"]
+    replies = [(obj, frame) for obj, frame, _ in c.obs.texts(SERVER) if obj["type"] == "ConfigureSuccess"]
+    assert len(configure) == len(replies) == 1 and replies[0][0]["keyterms"] == configure[0][0]["keyterms"]
+    p = c.session.deepgram.protocol
+    assert (p.configure.count, p.configure.first_frame) == (1, configure[0][1])
+    assert p.configure_replies.items[0]["frame"] == replies[0][1]
+    assert p.configure_replies.items[0]["type"] == "ConfigureSuccess"
+    assert c.session.deepgram.stream_end.type == "CloseStream"
+    assert c.session.diagnosis == "Stream completed normally: CloseStream, Metadata, close 1000."
 
 
 def _tts(c: Ctx):
@@ -467,6 +584,34 @@ SCENARIOS = {
                                    server_counts_binary_json=True)],
     "tts_speak.pcap": [S(endpoint="speak", ids=set(), check=_tts)],
     "flux_listen.pcap": [S(endpoint="listen-v2", ids=set(), check=_flux, latency=True, transcript=True)],
+    "flux_keepalive_json.pcap": [S(endpoint="listen-v2", ids={"keepalive-on-flux"}, check=_flux_keepalive,
+                                   latency=True)],
+    "tts_mp3_400.pcap": [S(endpoint="speak", ids={"handshake-cause"}, check=_tts_mp3)],
+    "tts_flush_limit.pcap": [S(endpoint="speak", ids={"flush-limit", "server-warning"}, check=_tts_flush)],
+    "speak_v2.pcap": [S(endpoint="speak-v2", ids=set(), check=_speak_v2)],
+    "agent_normal.pcap": [S(endpoint="agent", ids=set(), check=_agent_normal, transcript=True)],
+    "agent_audio_before_settings.pcap": [S(endpoint="agent", ids={"audio-before-settings", "server-error"},
+                                           check=_agent_early_audio)],
+    "dg_configure.pcap": [S(endpoint="listen", ids=set(), check=_configure, metadata=True, latency=True,
+                            transcript=True)],
+    "dg_callback_credentials.pcap": [S(endpoint="listen", ids=set(), check=_success, metadata=True,
+                                       latency=True, transcript=True)],
+}
+
+# Findings that belong to another endpoint's rules.
+_AGENT_IDS = {"audio-before-settings", "first-message-not-settings", "second-settings", "settings-invalid",
+              "agent-audio-format",
+              "no-settings-applied", "sent-before-welcome"}
+OTHER_ENDPOINTS = {
+    "listen": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "statusless-close", "no-greeting",
+               "sequence-gap"},
+    "listen-v2": _AGENT_IDS | {"flush-limit", "closed-before-metadata", "keepalive-without-audio",
+                               "waited-for-server"},
+    "speak": _AGENT_IDS | {"keepalive-on-flux", "waited-for-server", "closed-before-metadata"},
+    "speak-v2": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "waited-for-server"},
+    "agent": {"keepalive-on-flux", "flush-limit", "waited-for-server", "closed-before-metadata",
+              "no-closestream"},
+    "other": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "sequence-gap"},
 }
 
 # Findings that would be a wrong diagnosis for these scenarios (beyond the exact sets).
@@ -504,7 +649,9 @@ def test_scenario_diagnosis(capture):
         dg_ids = deepgram_ids(s)
         assert dg_ids <= ids, where
         assert dg_ids == spec["ids"], where
-        assert not (ids & KEY_ABSENT), (where, ids & KEY_ABSENT)
+        assert not ((ids - spec["ids"]) & KEY_ABSENT), (where, ids & KEY_ABSENT)
+        # No endpoint's session may get a finding of another endpoint's rules.
+        assert not (ids & OTHER_ENDPOINTS[spec["endpoint"]]), (where, ids)
         # The generic layer's verdicts the oracle requires / forbids.
         assert set(c.exp["findings"]) <= ids, where
         assert not (set(c.exp.get("absent_findings", ())) & ids), where
@@ -631,3 +778,20 @@ def test_server_message_types_match_tshark(capture):
     if binary:
         expected["audio"] = binary
     assert c.session.to_json()["messages"]["server"] == expected
+
+
+NORMAL_SESSIONS = {"dg_success.pcap": "listen", "dg_configure.pcap": "listen",
+                   "flux_listen.pcap": "listen-v2", "tts_speak.pcap": "speak",
+                   "speak_v2.pcap": "speak-v2", "agent_normal.pcap": "agent"}
+
+
+@pytest.mark.parametrize("capture", sorted(NORMAL_SESSIONS))
+def test_each_endpoints_normal_session_has_no_finding_at_all(capture):
+    (c,) = contexts(capture)
+    assert c.session.endpoint == NORMAL_SESSIONS[capture]
+    assert [(f.severity, f.id) for f in c.session.findings] == []
+    assert "completed normally" in c.session.diagnosis
+
+
+def test_every_endpoint_has_a_normal_session():
+    assert set(NORMAL_SESSIONS.values()) == {"listen", "listen-v2", "speak", "speak-v2", "agent"}

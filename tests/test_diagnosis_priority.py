@@ -12,8 +12,8 @@ T0 = 1699963200.0  # 2023-11-14 12:00:00 UTC
 GAP = Finding("client-gap", WARNING, "gap", frames=[7, 9], time=T0 + 0.1,
               details={"seconds": 12.0, "after_frame": 7, "before_frame": 9, "ended_by": "frame"})
 GAP_SENTENCE = ("The client sent nothing for 12.0 s after frame 7 (12:00:00.100); Deepgram closes a "
-                "stream after 10 s without audio or KeepAlive, so send KeepAlive (or silence) during "
-                "pauses.")
+                "/v1/listen stream after 10 s without audio or a text message (NET-0001), so send "
+                "KeepAlive as a text frame every 3-5 s (or silence) during pauses.")
 
 
 def listen_session(findings=()) -> Session:

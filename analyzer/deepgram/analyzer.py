@@ -7,18 +7,21 @@ lists keep their first few entries, text is capped.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Callable, Optional
 
 from ..model import (CLIENT, AgentSettings, AudioSummary, DeepgramSummary, FirstPayload, FrameRef,
-                     Handshake, Latency, MessageCounts, Occurrences, ResultCounts, ServerAudio,
+                     Handshake, Latency, MessageCounts, Occurrences, ProtocolEvents,
+                     ResultCounts, ServerAudio,
                      Session, SpeakCounts, SttMetadata, TtsMetadata, TypedFrameRef, UnknownType)
 from . import endpoints as ep
+from .endpoints import listen_v1, speak_v1
 from .audio import AudioMeter, Sniff, bytes_per_second, sniff, SAMPLE_WIDTH
 from .closeexplain import explain_server_close
 from .latency import LatencySamples
 from .messages import (NOT_JSON, SERVER_TYPES, control_in_binary, error_fields,
-                       metadata_fields, parse_results, parse_text, settings_audio)
+                       metadata_fields, parse_results, parse_text, settings_audio,
+                       settings_output)
 from .params import check_params, credential_summary, handshake_cause, query_value, to_int
 from .transcript import TranscriptBuilder
 
@@ -78,6 +81,15 @@ class DeepgramAnalyzer:
         self.settings_applied: Optional[FrameRef] = None
         self.server_audio = Occurrences()
         self.closestream_to_metadata: Optional[float] = None
+        # Per-endpoint protocol evidence (who spoke first, Configure, Settings, Flush).
+        self.protocol = ProtocolEvents()
+        self._flush_limit = speak_v1.FLUSH_LIMIT if self.endpoint == ep.SPEAK else None
+        self._flush_window: deque = deque()  # Flush times within the last 60 s
+        # The Voice Agent takes audio only after SettingsApplied (voice-agent-message-flow).
+        self._agent_awaits_settings = self.endpoint == ep.AGENT
+        self._turn_text: Optional[str] = None  # Flux: the open turn's latest transcript
+        # Flux numbers every server message from 0 (spec): the next sequence_id expected.
+        self._next_sequence: Optional[int] = 0 if self.endpoint == ep.LISTEN_V2 else None
 
     # --- input ----------------------------------------------------------------
 
@@ -105,6 +117,8 @@ class DeepgramAnalyzer:
             self.client_counts["audio"] += 1  # what _bump() does for "audio", always kept
             if self.stream_end is not None:
                 self.audio_after_end.add(frame, time, size)
+            if self._agent_awaits_settings:
+                self.protocol.audio_before_settings_applied.add(frame, time, size)
             meter = self.meter
             if meter is not None:
                 meter.add(time, size, frame)  # what _audio() does after the first chunk
@@ -129,11 +143,13 @@ class DeepgramAnalyzer:
         _bump(self.client_counts, "audio")
         if self.stream_end is not None:
             self.audio_after_end.add(frame, time, size)
+        if self._agent_awaits_settings:
+            self.protocol.audio_before_settings_applied.add(frame, time, size)
         self._audio(data, size, frame, time)
 
     def _client_control_binary(self, ctrl: str, frame: int, time: float) -> None:
         _bump(self.client_counts, f"{ctrl} (binary)")
-        if ctrl in ("KeepAlive", "AgentKeepAlive"):
+        if ctrl == "KeepAlive":
             self.keepalive_binary.add(frame, time)
         else:
             self.json_in_binary.add(frame, time, type=ctrl)
@@ -142,12 +158,19 @@ class DeepgramAnalyzer:
         parsed = parse_text(text)
         t = parsed.type
         _bump(self.client_counts, t)
+        if self.client_data.count == 1:
+            self.protocol.first_client_message = TypedFrameRef(t, frame, time)
         if t == NOT_JSON:
             self.text_not_json.add(frame, time, preview=text[:80])
-        elif t in ("KeepAlive", "AgentKeepAlive"):
+        elif t == "KeepAlive":
             self.keepalive.add(frame, time)
-        elif t == "CloseStream" or (t == "Close" and self.endpoint in (ep.SPEAK, ep.OTHER)):
+        elif t == "CloseStream" or (t == "Close" and self.endpoint in (ep.SPEAK, ep.SPEAK_V2,
+                                                                       ep.OTHER)):
             self._end_stream(t, frame, time)
+        elif t == "Configure":
+            self.protocol.configure.add(frame, time)
+        elif t == "Flush":
+            self._flush(frame, time)
         elif t == "Finalize":
             self.finalize.add(frame, time)
         elif t == "Speak":
@@ -159,13 +182,32 @@ class DeepgramAnalyzer:
             speak.max_characters = max(speak.max_characters, chars)
             if speak.first_time is None:
                 speak.first_time = time
-        elif t == "Settings" and self.settings is None:
+        if t == "Settings":
+            self.protocol.settings.add(frame, time)
+        if t == "Settings" and self.settings is None:
+            output = settings_output(parsed.obj)
+            self.protocol.settings_output_encoding = output["encoding"]
+            self.protocol.settings_output_container = output["container"]
+            self.protocol.settings_speak_given = output["speak_given"]
             audio = settings_audio(parsed.obj)
             self.settings = AgentSettings(frame, time, audio["encoding"], audio["sample_rate"],
                                           audio_before=self.client_counts["audio"])
             if self.encoding is None and audio["encoding"]:
                 self.encoding, self.sample_rate = audio["encoding"], audio["sample_rate"]
                 self.encoding_source = "settings"
+
+    def _flush(self, frame: int, time: float) -> None:
+        """Count Flush messages and their peak rate per 60 s (TTS: at most 20)."""
+        p = self.protocol
+        p.flush.add(frame, time)
+        window = self._flush_window
+        window.append(time)
+        while window and time - window[0] >= speak_v1.FLUSH_WINDOW:
+            window.popleft()
+        p.flush_peak_per_minute = max(p.flush_peak_per_minute, len(window))
+        if (self._flush_limit is not None and p.flush_over_limit is None
+                and len(window) > self._flush_limit):
+            p.flush_over_limit = FrameRef(frame, time)
 
     def _end_stream(self, kind: str, frame: int, time: float) -> None:
         if self.stream_end is None:
@@ -174,6 +216,8 @@ class DeepgramAnalyzer:
     def _audio(self, data: bytes, size: int, frame: int, time: float) -> None:
         header = 0
         if self.meter is None:
+            if self.client_data.count == 1:
+                self.protocol.first_client_message = TypedFrameRef("audio", frame, time)
             self.sniffed = sniff(data)
             self.first_audio = FirstPayload(frame, time, size, data[:16].hex())
             wav = self.sniffed.wav
@@ -203,6 +247,8 @@ class DeepgramAnalyzer:
             t = "(other unknown types)"  # a server inventing types must not grow memory
         _bump(self.server_counts, t)
         self.last_server_text = TypedFrameRef(t, frame, time)
+        if self.protocol.first_server_text is None:
+            self.protocol.first_server_text = self.last_server_text
         if self._may_infer and self.endpoint == ep.OTHER:
             inferred = ep.endpoint_for_server_type(t)
             if inferred:
@@ -215,9 +261,18 @@ class DeepgramAnalyzer:
                 entry = self.unknown[t] = UnknownType(0, frame, text[:200])
             entry.count += 1
             return
+        if self._next_sequence is not None and obj is not None:
+            self._sequence(obj.get("sequence_id"), frame, time)
         handler = self.SERVER_HANDLERS.get(t)
         if handler is not None:
             handler(self, obj, frame, time)
+
+    def _sequence(self, seq: object, frame: int, time: float) -> None:
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return
+        if seq != self._next_sequence:
+            self.protocol.sequence_gaps.add(frame, time, expected=self._next_sequence, got=seq)
+        self._next_sequence = seq + 1
 
     # --- server message handlers (SERVER_HANDLERS maps the types to them) ------
 
@@ -269,6 +324,10 @@ class DeepgramAnalyzer:
         # Flux: Update events play the role of interim results for latency;
         # EndOfTurn carries the turn's final transcript.
         event = obj.get("event")
+        if event == "EndOfTurn":
+            self._turn_text = None
+        elif isinstance(obj.get("transcript"), str):
+            self._turn_text = obj["transcript"]
         if event == "EndOfTurn" and isinstance(obj.get("transcript"), str):
             self.transcript.add(obj["transcript"])
         elif event == "Update":
@@ -282,9 +341,24 @@ class DeepgramAnalyzer:
 
     def _on_settings_applied(self, obj: dict, frame: int, time: float) -> None:
         self.settings_applied = self.settings_applied or FrameRef(frame, time)
+        self._agent_awaits_settings = False
+
+    def _on_configure_reply(self, obj: dict, frame: int, time: float) -> None:
+        self.protocol.configure_replies.add(frame, time, type=obj.get("type"),
+                                            code=error_fields(obj)["code"])
+
+    def _on_end_summary(self, obj: dict, frame: int, time: float) -> None:
+        self.protocol.end_summary = self.protocol.end_summary or TypedFrameRef(
+            obj.get("type"), frame, time)
 
     def _on_error(self, obj: dict, frame: int, time: float) -> None:
-        self.errors.add(frame, time, **error_fields(obj))
+        fields = error_fields(obj)
+        self.errors.add(frame, time, **fields)
+        if self.endpoint == ep.LISTEN and self.protocol.configure.count and (
+                fields.get("variant") or fields["code"] in listen_v1.ERRORS):
+            # Before 2026-10-19 /v1/listen answered a refused Configure with an Error
+            # (dg:/docs/configure): it is the reply to that Configure.
+            self.protocol.configure_replies.add(frame, time, type="Error", code=fields["code"])
 
     def _on_warning(self, obj: dict, frame: int, time: float) -> None:
         self.warnings.add(frame, time, **error_fields(obj))
@@ -295,6 +369,8 @@ class DeepgramAnalyzer:
         "Connected": _on_connected, "Welcome": _on_connected,
         "TurnInfo": _on_turn_info, "ConversationText": _on_conversation_text,
         "SettingsApplied": _on_settings_applied, "Error": _on_error, "Warning": _on_warning,
+        "ConfigureSuccess": _on_configure_reply, "ConfigureFailure": _on_configure_reply,
+        "SessionMetadata": _on_end_summary,
     }
 
     # --- output ----------------------------------------------------------------
@@ -337,10 +413,16 @@ class DeepgramAnalyzer:
         session.audio = self._audio_summary()
         session.latency = self._latency()
         session.message_counts = MessageCounts(dict(self.client_counts), dict(self.server_counts))
+        if self.endpoint == ep.LISTEN_V2 and self._turn_text:
+            # Flux ends CloseStream with Updates and no EndOfTurn: the last Update is the
+            # turn's final text (dg:/docs/flux/close-stream).
+            self.protocol.open_turn_transcript = self._turn_text
+            if self.stream_end is not None and self.stream_end.type == "CloseStream":
+                self.transcript.add(self._turn_text)
         session.transcript = self.transcript.text()
         session.deepgram = DeepgramSummary(
             detected=detected,
-            param_problems=check_params(self.endpoint, hs.query),
+            param_problems=check_params(self.endpoint, hs.query, hs.request_time),
             handshake_cause=cause,
             credentials=credential_summary(hs),
             request_id=((meta.request_id if meta else None) or self.server_request_id
@@ -366,6 +448,7 @@ class DeepgramAnalyzer:
             settings_applied=self.settings_applied,
             speak=self.speak,
             transcript_truncated=self.transcript.truncated,
+            protocol=self.protocol,
         )
         # The one computation of the close explanation; rules, diagnosis and reports read it.
         session.deepgram.close_explanation = explain_server_close(session)

@@ -150,7 +150,9 @@ def bytes_per_second(encoding: Optional[str], sample_rate: Optional[int],
 def wav_params_for(encoding: Optional[str]) -> Optional[tuple[int, int]]:
     """(WAV format tag, sample width) to wrap raw Deepgram audio; None if not wrappable.
 
-    linear32 is 32-bit signed integer PCM (tag 1), not IEEE float.
+    linear32 is wrapped as 32-bit signed integer PCM (tag 1); Deepgram's docs call it
+    float in one place and signed integer in another (unconfirmed which), so the export
+    says so in a note (export.LINEAR32_NOTE).
     """
     return {"linear16": (WAVE_PCM, 2), "linear32": (WAVE_PCM, 4),
             "mulaw": (WAVE_MULAW, 1), "alaw": (WAVE_ALAW, 1)}.get(encoding or "")

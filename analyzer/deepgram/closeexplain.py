@@ -175,8 +175,17 @@ def _net0000(session: Session, dg: DeepgramSummary,
     seconds = pace.seconds
     sent = (f"{seconds:.2f} s of audio" if seconds is not None
             else plural(pace.chunks, "audio chunk"))
-    return (None, f"the client had sent {sent} and Deepgram had returned "
-            f"{plural(n_results, 'result')}", {"audio_seconds": seconds, "results": n_results})
+    evidence = f"the client had sent {sent} and Deepgram had returned {plural(n_results, 'result')}"
+    details = {"audio_seconds": seconds, "results": n_results}
+    configure = dg.protocol.configure
+    if configure.count and configure.last_time is not None and configure.last_time <= close.time:
+        # A Configure over the 500-token keyterm limit gets no Error: results stop and
+        # about 30 s later the stream closes with NET-0000 (correction cl:2026/10/8).
+        evidence += (f"; it had sent Configure (last at frame {configure.last_frame}, "
+                     f"{close.time - configure.last_time:.0f} s before the close): keyterms over "
+                     "the 500-token limit make results stop and NET-0000 follow about 30 s later")
+        details["configure_frame"] = configure.last_frame
+    return (None, evidence, details)
 
 
 def _tts(session: Session, dg: DeepgramSummary,

@@ -74,8 +74,11 @@ def _server_error(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     code = first.details["code"]
     code_text = f" ({code})" if code is not None else ""
     text = shorten(first.details["description"], 120)
+    # The endpoint module's meaning and next step for a documented code.
+    meaning, step = first.details.get("meaning"), first.details.get("step")
+    then = f": {meaning}; {step}" if meaning and step else "; fix what it names and reconnect"
     return _sentence(f'Deepgram reported an error at frame {first.frames[0]} ({clock(first.time)}):'
-                     f' "{text}"{code_text}; fix what it names and reconnect')
+                     f' "{text}"{code_text}{then}')
 
 
 def _deepgram_close(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
@@ -176,12 +179,18 @@ def _client_gap(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     seconds, after_frame = f.details["seconds"], f.details["after_frame"]
     after = f" after frame {after_frame}" if after_frame is not None else ""
     at = f" ({clock(f.time)})"
+    known = ep.knowledge(session_endpoint(s)) if dg else None
     if f.id == "client-gap":
-        step = ("Deepgram closes a stream after 10 s without audio or KeepAlive, so send "
-                "KeepAlive (or silence) during pauses" if dg else "check what blocked the sender")
+        # The endpoint's own keep-alive rule (10 s and KeepAlive are /v1/listen's).
+        step = known.silence_advice if known is not None else "check what blocked the sender"
         return _sentence(f"The client sent nothing for {seconds:.1f} s{after}{at}; {step}")
-    step = ("check what stalled the audio source (KeepAlive keeps the stream open during intended "
-            "pauses)" if dg else "check what stalled the sender")
+    if known is not None and known.keepalive_message:
+        step = (f"check what stalled the audio source ({known.keepalive_message} keeps the "
+                "session open during intended pauses)")
+    elif known is not None:
+        step = f"check what stalled the audio source ({known.keepalive_rule})"
+    else:
+        step = "check what stalled the sender"
     return _sentence(f"The client sent no audio for {seconds:.1f} s{after}{at}: {step}")
 
 
@@ -226,10 +235,14 @@ DIAGNOSIS_PRIORITY: tuple[tuple[str, Sentence], ...] = (
 # After those: any other error, then any other warning, their own message; among
 # the same severity, in this order (unlisted ids last, in rule order).
 OTHER_FINDINGS_PRIORITY = (
-    "bad-accept", "container-with-encoding", "raw-without-encoding", "json-in-binary",
+    "bad-accept", "keepalive-on-flux", "audio-before-settings", "first-message-not-settings",
+    "second-settings", "sent-before-welcome", "no-settings-applied", "settings-invalid",
+    "agent-audio-format", "statusless-close",
+    "container-with-encoding", "raw-without-encoding", "json-in-binary",
     "keepalive-binary", "no-closestream", "closed-before-metadata", "audio-after-closestream",
     "param-invalid", "faster-than-realtime", "slower-than-realtime", "text-not-json",
-    "server-warning", "chunk-size",
+    "flush-limit", "configure-failed", "configure-unanswered", "configure-regional",
+    "sequence-gap", "server-warning", "chunk-size",
 )
 
 
@@ -264,16 +277,22 @@ def _ok(session: Session, dg: bool) -> str:
     if not dg:
         return f"WebSocket session completed normally: {code}{who}."
     endpoint = session_endpoint(session)
+    known = ep.knowledge(endpoint)
     d = session.deepgram
     end_type = d.stream_end.type if d is not None and d.stream_end is not None else None
     parts = []
-    if endpoint in ep.STT:
-        if end_type == "CloseStream":
-            parts.append("CloseStream")
-        if d is not None and d.metadata is not None:
+    if known is not None and d is not None:
+        # The endpoint's documented end of stream, as far as the capture shows it.
+        if known.end_message is not None and end_type == known.end_message:
+            parts.append(end_type)
+        if known.end_summary == "Metadata" and d.metadata is not None:
             parts.append("Metadata")
-    elif endpoint == ep.SPEAK and end_type == "Close":
-        parts.append("Close")
+        elif known.end_summary is not None and d.protocol.end_summary is not None:
+            parts.append(d.protocol.end_summary.type)
+        if endpoint == ep.LISTEN_V2 and d.protocol.open_turn_transcript and end_type:
+            parts.append("last Update as the final transcript")
+        if endpoint == ep.AGENT and d.settings_applied is not None:
+            parts.append("Settings applied")
     parts.append(code)
     noun = "Session" if endpoint == ep.AGENT else "Stream"
     return f"{noun} completed normally: {', '.join(parts)}."

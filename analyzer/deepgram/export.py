@@ -51,7 +51,7 @@ _U32 = 0xFFFFFFFF
 
 def default_direction(endpoint: Optional[str]) -> int:
     """Whose audio is interesting: the server's for text-to-speech, else the client's."""
-    return SERVER if endpoint == ep.SPEAK else CLIENT
+    return SERVER if endpoint in ep.TTS else CLIENT
 
 
 @dataclass
@@ -111,6 +111,17 @@ def _server_plan(session: Session) -> ExportPlan:
         plan.sample_rate = to_int(query_value(query, "sample_rate"))
         if not session.midstream:
             _server_defaults(plan, "the request")
+    elif endpoint == ep.SPEAK_V2:
+        # /v2/speak: linear16 by default, sample_rate by default the model's native rate,
+        # which nothing in the capture states (dg:/docs/flux-tts).
+        query = session.handshake.query or {}
+        plan.encoding = query_value(query, "encoding") or SERVER_DEFAULT_ENCODING
+        plan.sample_rate = to_int(query_value(query, "sample_rate"))
+        if plan.sample_rate is None:
+            plan.problem = ("/v2/speak sends the model's native sample rate when the request sets "
+                            "none, and the capture does not say which it is; pass sample_rate to "
+                            "export this audio")
+            return plan
     elif endpoint == ep.AGENT:
         where = "the Settings message"
         output = _agent_output(session)
@@ -167,6 +178,14 @@ def _wrap_problem(session: Session, plan: ExportPlan, where: str) -> Optional[st
     if plan.channels <= 0:
         return f"channels={plan.channels} is not a channel count"
     return None
+
+
+# Deepgram documents linear32 both as 32-bit little-endian floating point (dg:/docs/encoding)
+# and as 32-bit signed little-endian PCM (cl:2025/10/16, Flux): the WAV says which one
+# was assumed, and the note says it may be the other.
+LINEAR32_NOTE = ("linear32 written as 32-bit signed integer PCM; Deepgram's documentation "
+                 "also calls it 32-bit float (unconfirmed which), so if it plays as loud noise "
+                 "the client sent float samples")
 
 
 @dataclass
@@ -397,6 +416,8 @@ class AudioWriter:
     def _close_wav(self, notes: list[str]) -> ExportResult:
         plan = self.plan
         tag, width = wav_params_for(plan.encoding)
+        if plan.encoding == "linear32":
+            notes.append(LINEAR32_NOTE)
         data_len = self._written
         if data_len & 1:
             self.out.write(b"\x00")  # RIFF chunks are word-aligned

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from ..deepgram import audio as au
 from ..deepgram import endpoints as ep
+from ..deepgram.codes import code_clause, explain_code
 from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, format_name,
                                      is_deepgram, session_endpoint)
 from ..deepgram.fmt import plural, shorten
@@ -19,6 +20,7 @@ from ..deepgram.messages import EMPTY_SHA256
 from ..deepgram.params import query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
+
 
 
 def _opened(session: Session) -> bool:
@@ -78,14 +80,21 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
     if dg is None or not is_deepgram(session):
         return []
     out = []
+    endpoint = session_endpoint(session)
+    known = ep.knowledge(endpoint)
+    # What a binary frame is to this endpoint: audio, or (text-to-speech) not accepted.
+    binary_is = ("the text-to-speech socket accepts only text frames (a binary frame gets "
+                 "close 1003 MESSAGE-0000)" if endpoint == ep.SPEAK else
+                 "Deepgram reads binary frames as audio")
     kb = dg.keepalive_binary
     if kb.count:
         out.append(Finding(
             "keepalive-binary", WARNING,
             f"{plural(kb.count, 'KeepAlive message')} sent as binary frames (first No. "
-            f"{kb.first_frame} at {clock(kb.first_time)}); Deepgram reads binary frames as "
-            "audio, so these keep nothing alive and put noise into the audio; send "
-            '{"type":"KeepAlive"} as a text frame.',
+            f"{kb.first_frame} at {clock(kb.first_time)}); {binary_is}, so these keep nothing "
+            "alive" + (" and put noise into the audio" if endpoint != ep.SPEAK else "") + "; "
+            + ('send {"type":"KeepAlive"} as a text frame.' if known is None or known.keepalive_message
+               else f"{known.path} has no KeepAlive message ({known.keepalive_rule})"),
             frames=list(kb.frames), time=kb.first_time, details={"count": kb.count}))
     jb = dg.json_in_binary
     if jb.count:
@@ -94,8 +103,10 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
         out.append(Finding(
             "json-in-binary", ERROR if closes else WARNING,
             f"{plural(jb.count, 'JSON message')} ({', '.join(kinds)}) sent as binary frames "
-            f"(first No. {jb.first_frame} at {clock(jb.first_time)}); Deepgram reads them "
-            "as audio and does not act on them"
+            f"(first No. {jb.first_frame} at {clock(jb.first_time)}); "
+            + ("the text-to-speech socket accepts only text frames (a binary frame gets close "
+               "1003 MESSAGE-0000)" if endpoint == ep.SPEAK
+               else "Deepgram reads them as audio and does not act on them")
             + (", so the stream is never closed" if closes else "")
             + "; send control messages as text frames.",
             frames=list(jb.frames), time=jb.first_time,
@@ -106,9 +117,17 @@ def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
             "text-not-json", WARNING,
             f"{plural(tj.count, 'client text message')} not JSON (first No. {tj.first_frame}"
             f" at {clock(tj.first_time)}: {tj.items[0]['preview']!r}); Deepgram expects "
-            "JSON control messages such as {\"type\":\"KeepAlive\"} on text frames.",
+            f"JSON control messages such as {{\"type\":\"{_example_message(known)}\"}} on text "
+            "frames.",
             frames=list(tj.frames), time=tj.first_time, details={"count": tj.count}))
     return out
+
+
+def _example_message(known) -> str:
+    """A control message the endpoint really has, for examples in texts."""
+    if known is None:
+        return "KeepAlive"
+    return known.keepalive_message or known.end_message or "Settings"
 
 
 def _finalize_flushed(dg: DeepgramSummary) -> bool:
@@ -119,7 +138,8 @@ def _finalize_flushed(dg: DeepgramSummary) -> bool:
 def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     dg, audio = session.deepgram, session.audio
     endpoint = session_endpoint(session)
-    if (dg is None or audio is None or endpoint not in (ep.LISTEN, ep.LISTEN_V2, ep.SPEAK)
+    known = ep.knowledge(endpoint)
+    if (dg is None or audio is None or known is None or known.end_message is None
             or not _opened(session)):
         return []
     out = []
@@ -136,27 +156,33 @@ def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]
             frame, time = close.tcp_end_frame, close.tcp_end_time
             how = (f"The connection ended (TCP {close.tcp_end.upper()} at frame {frame}, "
                    f"{clock(time)})")
-        if endpoint == ep.SPEAK:
+        frames = [f for f in (frame,) if f is not None]
+        send = f'send {{"type":"{known.end_message}"}}'
+        if endpoint in ep.TTS:
+            drain = ("Deepgram then speaks what is pending, sends SessionMetadata and closes"
+                     if known.end_summary else "Deepgram then closes")
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without a Close message; audio for text not yet flushed is lost "
-                'unless Flush was sent; send {"type":"Close"} to end a text-to-speech stream.',
-                frames=[f for f in (frame,) if f is not None], time=time))
-        elif _finalize_flushed(dg):
+                f"unless Flush was sent; {send} to end a text-to-speech stream ({drain}).",
+                frames=frames, time=time))
+        elif endpoint == ep.LISTEN and _finalize_flushed(dg):
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without CloseStream; Finalize had flushed the final results, but "
-                'Deepgram\'s Metadata summary never came; send {"type":"CloseStream"} and wait '
-                "for Metadata before closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
+                f"Deepgram's Metadata summary never came; {send} and wait for Metadata before "
+                "closing.",
+                frames=frames, time=time))
         else:
+            wait = ("wait for Metadata (or the server's close)" if known.end_summary == "Metadata"
+                    else "wait for the server's close (Flux sends no Metadata: its last Update "
+                         "before the close is final)")
             out.append(Finding(
                 "no-closestream", WARNING,
                 f"{how} without CloseStream while the stream was open; audio Deepgram had not "
-                "transcribed yet is dropped, so the last final transcripts are lost; send "
-                '{"type":"CloseStream"} and wait for Metadata (or the server\'s close) before '
-                "closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
+                f"transcribed yet is dropped, so the last final transcripts are lost; {send} "
+                f"and {wait} before closing.",
+                frames=frames, time=time))
     after = dg.audio_after_end
     if end is not None and after.count and endpoint in ep.STT:
         what = ("the empty binary frame" if end.type == "empty binary frame" else end.type)
@@ -170,16 +196,20 @@ def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]
             "the stream; send CloseStream only after the last audio.",
             frames=[end.frame] + list(after.frames), time=after.first_time,
             details={"count": after.count, "bytes": after.bytes, "end_frame": end.frame}))
-    if (end is not None and end.type == "CloseStream" and dg.metadata is None
-            and client_closed and endpoint in ep.STT and close.client.time >= end.time):
+    # Only endpoints with a closing summary (/v1/listen Metadata, /v2/speak
+    # SessionMetadata) can be closed "before" it; Flux and /v1/speak send none.
+    summary_seen = (dg.metadata if known.end_summary == "Metadata" else dg.protocol.end_summary)
+    if (known.end_summary is not None and end is not None and end.type == known.end_message
+            and summary_seen is None and client_closed and close.client.time >= end.time):
         wait = close.client.time - end.time
+        results = "final results and " if endpoint == ep.LISTEN else ""
         out.append(Finding(
             "closed-before-metadata", WARNING,
-            f"The client sent CloseStream (frame {end.frame}) but closed the socket {wait:.2f} s "
-            f"later (frame {close.client.frame}) before Deepgram's final results and Metadata "
-            "arrived; wait for Metadata or the server's close after CloseStream.",
+            f"The client sent {end.type} (frame {end.frame}) but closed the socket {wait:.2f} s "
+            f"later (frame {close.client.frame}) before Deepgram's {results}{known.end_summary} "
+            f"arrived; wait for {known.end_summary} or the server's close after {end.type}.",
             frames=[end.frame, close.client.frame], time=close.client.time,
-            details={"seconds": round(wait, 3)}))
+            details={"seconds": round(wait, 3), "summary": known.end_summary}))
     return out
 
 
@@ -198,7 +228,7 @@ def _first_payload_clause(session: Session, audio: AudioSummary) -> str:
 def deepgram_metadata(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     dg, audio = session.deepgram, session.audio
     meta = dg.metadata if dg is not None else None
-    if (meta is None or audio is None or session_endpoint(session) == ep.SPEAK
+    if (meta is None or audio is None or session_endpoint(session) in ep.TTS
             or not is_deepgram(session)):
         return []
     chunks, nbytes = audio.pace.chunks, audio.pace.bytes
@@ -313,7 +343,10 @@ def deepgram_pace(session: Session, ctx: RuleContext) -> Iterable[Finding]:
             "chunk-size", INFO if verdict == "small" else WARNING,
             f"Audio chunks are typically {chunk.median:.0f} ms (min {chunk.min:.0f}, max "
             f"{chunk.max:.0f} ms over {plural(pace.chunks, 'chunk')}); Deepgram recommends "
-            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms (100 ms is a good default): {effect}.",
+            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms ("
+            + ("80 ms chunks are strongly recommended for Flux, dg:/docs/flux/quickstart"
+               if session_endpoint(session) == ep.LISTEN_V2 else "100 ms is a good default")
+            + f"): {effect}.",
             frames=frames[:1], time=pace.first_time,
             details={"chunk_ms": chunk.to_json(), "chunks": pace.chunks}))
     return out
@@ -363,6 +396,10 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     return out
 
 
+# Endpoints that report errors in-band (Error messages), not as close payloads.
+IN_BAND_ERRORS = frozenset({ep.LISTEN_V2, ep.SPEAK_V2, ep.AGENT})
+
+
 def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Finding]:
     # The generic close-code rule leaves Deepgram endpoints to this module, so a
     # server close outside the catalogue must still be reported here.
@@ -370,6 +407,16 @@ def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Fi
     if close is None or close.code in (None, 1000, 1001):
         return []
     reason = f' "{shorten(close.reason, 120)}"' if close.reason else ""
+    errors = dg.server_errors
+    if session_endpoint(session) in IN_BAND_ERRORS and errors.count and errors.first_time <= close.time:
+        # Flux, Flux TTS and the Agent report errors as Error messages; which close code
+        # follows one is unconfirmed, so the code itself says nothing more.
+        return [Finding("deepgram-close", INFO,
+                        f"Deepgram closed the stream with {close.code}{reason} at frame "
+                        f"{close.frame} after its Error message (frame {errors.first_frame}); the "
+                        "close code that follows an Error is unconfirmed, the Error says why.",
+                        frames=[errors.first_frame, close.frame], time=close.time,
+                        details={"code": close.code, "name": None, "reason": close.reason})]
     rid = dg.request_id  # Metadata's, the server's first message's, or the header
     support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
     return [Finding("deepgram-close", WARNING,
@@ -392,11 +439,18 @@ def deepgram_server_messages(session: Session, ctx: RuleContext) -> Iterable[Fin
         for item in events.items[:5]:
             code = f" (code {item['code']})" if item["code"] is not None else ""
             text = item["description"] or "no description"
+            known = explain_code(session, "error" if fid == "server-error" else "warning",
+                                 item["code"])
             out.append(Finding(fid, severity,
                                f"Deepgram sent {what} message at frame {item['frame']} "
-                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}.",
+                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}"
+                               f"{code_clause(session, known, item['code'])}.",
                                frames=[item["frame"]], time=item["time"],
                                details={"code": item["code"], "description": text,
-                                        "count": events.count}))
+                                        "count": events.count,
+                                        "meaning": known.meaning if known else None,
+                                        "step": known.step if known else None,
+                                        "documented": known is not None,
+                                        "session_ends": known.fatal if known else None}))
     return out
 

@@ -147,12 +147,12 @@ class ScriptedSession:
 
 def run_deepgram_rules(session: Session, gap_threshold: float = 10.0) -> list:
     """Run only the Deepgram rules (the generic ones live elsewhere) and keep the findings."""
-    from analyzer.findings import deepgram_rules  # noqa: F401  (registers the rules)
+    from analyzer.findings import deepgram_endpoint_rules, deepgram_rules  # noqa: F401  (registers)
     from analyzer.findings.registry import RULES, RuleContext
     ctx = RuleContext(gap_threshold=gap_threshold)
     found = []
     for _name, fn in RULES:
-        if fn.__module__.endswith("deepgram_rules"):
+        if fn.__module__.startswith("analyzer.findings.deepgram_"):
             found.extend(fn(session, ctx) or ())
     session.findings.extend(found)
     return found
