@@ -173,8 +173,7 @@ def test_cli_folder_output_file_and_threshold(tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     doc = json.loads(out.read_text())
     names = sorted(Path(c["path"]).name for c in doc["captures"])
-    # The folder is walked recursively (captures/lab/ holds the network-lab recordings).
-    assert names == sorted(p.name for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng"))
+    assert names == sorted(p.name for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng"))
     assert doc["options"]["gap_threshold"] == 6.0
     silence = next(c for c in doc["captures"] if c["path"].endswith("dg_silence_7s.pcap"))
     (s,) = silence["sessions"]
