@@ -35,6 +35,12 @@ class ServerName:
             out["dns_frame"] = self.dns_frame
         return out
 
+    def dns_answer(self) -> Optional[tuple[str, int]]:
+        """(name, frame) of the DNS answer behind this name, if one was seen."""
+        if self.source == "dns":
+            return (self.name, self.frame)
+        return (self.name, self.dns_frame) if self.dns_frame is not None else None
+
     def evidence(self) -> str:
         """'SNI in No. 229, DNS answer No. 171', for the session's first line."""
         label = {"sni": "SNI in", "host": "Host header in", "connect": "CONNECT in",

@@ -8,13 +8,14 @@ the number of frames.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable, Optional
 
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
 from .limits import SESSION_ANOMALY_RECORDS, SESSION_KEPT_MESSAGES, SESSION_KEPT_TEXT_CHARS
 from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, CloseFrame,
-                    EmptyBinary, Gap, Message, Session, TlsInfo)
+                    EmptyBinary, Gap, Message, Session, TcpEndEvent, TlsInfo)
 from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
                                OP_PONG, OP_TEXT)
 
@@ -174,9 +175,11 @@ class ClientSilence:
 class TlsActivity:
     """What the wire proves without keys: application-data records per direction."""
 
-    __slots__ = ("records", "bytes", "first", "last", "alerts")
+    __slots__ = ("records", "bytes", "first", "last", "alerts", "tail")
+    TAIL = 4  # last records kept per direction (the encrypted close rules read the server's)
 
     def __init__(self):
+        self.tail = (deque(maxlen=self.TAIL), deque(maxlen=self.TAIL))  # (length, frame, time)
         self.records = [0, 0]
         self.bytes = [0, 0]
         self.first = [None, None]  # (frame, time)
@@ -189,6 +192,7 @@ class TlsActivity:
         if self.first[direction] is None:
             self.first[direction] = (frame, ts)
         self.last[direction] = (frame, ts)
+        self.tail[direction].append((length, frame, ts))
 
     def to_json(self) -> dict:
         out = {}
@@ -454,18 +458,19 @@ class SessionBuilder:
     def tcp_end(self, ev: TcpEnd) -> None:
         close = self.session.close
         kind = ev.kind
-        if close.tcp_end == "open" or kind == "rst":  # a RST after a FIN is what the reader must see
-            if close.tcp_end == "open":
-                close.tcp_end_by = DIRECTION_NAMES[ev.direction]
-                close.tcp_end_frame, close.tcp_end_time = ev.frame, ev.time
-            close.tcp_end = kind
+        by = DIRECTION_NAMES[ev.direction]
+        close.tcp_ends.append(TcpEndEvent(kind, by, ev.frame, ev.time))
+        if close.tcp_end == "open":
+            # The first end (FIN or RST) is what ended the connection; a RST after a FIN is
+            # listed in tcp_ends (Close.later_rst), it does not relabel the FIN.
+            close.tcp_end, close.tcp_end_by, close.tcp_end_frame, close.tcp_end_time = kind, by, ev.frame, ev.time
         self.silence.end(ev.frame, ev.time, "tcp-end")
         if self.record_silence is not None:
             self.record_silence.end(ev.frame, ev.time, "tcp-end")
 
     def finish(self, capture_end: Optional[float], end_frame: Optional[int] = None,
                end_time: Optional[float] = None, tls_info: Optional[TlsInfo] = None,
-               no_keys_note: Optional[str] = None) -> Session:
+               no_keys_note: Optional[str] = None, gaps_measured_on: Optional[str] = None) -> Session:
         """The connection is over.  `capture_end`: the capture's last packet time (a silence
         still running is measured up to it).  `tls_info`: the TLS layer's facts, for a TLS
         connection; when nothing was decrypted, silences and the timeline come from the
@@ -479,12 +484,13 @@ class SessionBuilder:
         self.silence.stop()
         s.gaps = sorted(self.silence.gaps, key=lambda g: (g.start, g.kind))
         if tls_info is not None:
-            self._finish_tls(tls_info, capture_end, no_keys_note)
+            self._finish_tls(tls_info, capture_end, no_keys_note, gaps_measured_on or "tls-records")
         if self.deepgram is not None:
             self.deepgram.finish(s)
         return s
 
-    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str]) -> None:
+    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str],
+                    gaps_measured_on: str = "tls-records") -> None:
         s = self.session
         decrypted = s.transport == "tls-decrypted" and s.frames[CLIENT].total + s.frames[SERVER].total > 0
         if not decrypted:
@@ -498,7 +504,7 @@ class SessionBuilder:
             else:
                 s.gaps = []
             s.timeline = self.record_timeline if self.record_timeline is not None else ActivityTimeline()
-            info.gaps_measured_on = "tls-records"
+            info.gaps_measured_on = gaps_measured_on
             if note:
                 info.note = note
         activity = (self.tls_activity or TlsActivity()).to_json()

@@ -46,8 +46,9 @@ def test_the_first_finding_id_in_the_table_speaks():
     ids = [finding_id for finding_id, _ in DIAGNOSIS_PRIORITY]
     assert ids == ["proxy-refused", "handshake-cause", "handshake-failed", "handshake-unanswered",
                    "server-error", "deepgram-close", "close-code", "data-missing",
-                   "abnormal-closure", "no-audio-received", "audio-undecodable", "client-gap",
-                   "audio-gap", "empty-binary-frame"]
+                   "abnormal-closure", "no-audio-received", "audio-undecodable",
+                   "encrypted-net0001", "encrypted-server-closed", "encrypted-client-closed",
+                   "client-gap", "audio-gap", "empty-binary-frame"]
     empty = Finding("empty-binary-frame", WARNING, "empty", frames=[8], time=T0 + 0.2,
                     details={"frame": 8})
     no_audio = Finding("no-audio-received", ERROR, "no audio", frames=[18], time=T0 + 12.2,

@@ -168,11 +168,15 @@ def test_control_frames_from_the_client_are_activity_but_not_audio():
 # -- the TCP end ------------------------------------------------------------------------
 
 def test_a_rst_after_a_fin_is_recorded_and_the_first_end_keeps_its_sender_and_frame():
+    # The FIN ended the connection; the later RST is listed as such (issue 13: it used to
+    # relabel the end "rst" while keeping the FIN's sender and frame).
     b = builder()
     b.tcp_end(TcpEnd("fin", CLIENT, 7, T + 3.0))
     b.tcp_end(TcpEnd("rst", SERVER, 9, T + 4.0))
     c = b.session.close
-    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("rst", "client", 7, T + 3.0)
+    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("fin", "client", 7, T + 3.0)
+    assert (c.later_rst.by, c.later_rst.frame, c.later_rst.time) == ("server", 9, T + 4.0)
+    assert [(e.kind, e.by, e.frame) for e in c.tcp_ends] == [("fin", "client", 7), ("rst", "server", 9)]
 
 
 def test_a_connection_that_never_opened_measures_nothing():

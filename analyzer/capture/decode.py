@@ -328,7 +328,7 @@ class PacketDecoder:
     __slots__ = ("packets", "tcp", "non_ip", "non_tcp", "ipv4_fragments", "ipv6_fragments",
                  "snaplen_truncated", "malformed", "unsupported_linktypes",
                  "muted", "_muted_ports", "undecoded", "tunnelled", "tunnel", "tunnel_frame",
-                 "_fragments")
+                 "_fragments", "dns_sink")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -349,6 +349,9 @@ class PacketDecoder:
         # both directions.
         self.muted: set = set()
         self._muted_ports: set = set()  # sport << 16 | dport of the muted keys: a cheap first test
+        # dns_sink(payload, frame_no) gets the payload of every UDP datagram from port 53
+        # (DNS answers name the servers); None leaves UDP undecoded.
+        self.dns_sink = None
 
     def mute(self, key) -> None:
         """Drop the packets of this (src, dst, sport, dport) flow, both ways, SYNs excepted."""
@@ -421,7 +424,7 @@ class PacketDecoder:
                                 memoryview(data)[payload_start:ip_end] if payload_start != ip_end
                                 else _NO_PAYLOAD, 0)
                 elif total_len >= 20 and protocol not in _SLOW_IP_PROTOCOLS:
-                    self.non_tcp += 1
+                    self.non_tcp += 1  # UDP takes the general path (tunnels, DNS answers)
                     return None
 
         # Link layer -> an Ethertype and the offset of what it announces, or an IP version.
@@ -645,6 +648,8 @@ class PacketDecoder:
                 tunnel = _UDP_TUNNEL_PORTS.get(data[l4 + 2] << 8 | data[l4 + 3])
                 if tunnel is None:
                     self.non_tcp += 1
+                    if self.dns_sink is not None:  # a DNS answer names the servers
+                        self._udp(frame_no, data, l4, ip_end)
                     return None
                 found = tunnel(self, data, l4 + 8, size)
                 if type(found) is str:
@@ -725,6 +730,14 @@ class PacketDecoder:
     def _too_deep(self, frame_no: int) -> None:
         self._undecoded(f"tunnels nested deeper than {MAX_TUNNEL_DEPTH}", frame_no)
         return None
+
+    def _udp(self, frame_no: int, data, start: int, ip_end: int) -> None:
+        """A UDP datagram: hand a DNS answer's payload (source port 53) to dns_sink."""
+        if start + 8 > len(data) or data[start] != 0 or data[start + 1] != 53:
+            return
+        end = min(ip_end, len(data))  # a snap length may have cut it; the parser copes
+        if end > start + 8:
+            self.dns_sink(memoryview(data)[start + 8:end], frame_no)
 
     def _short_ip_header(self, data, offset: int, size: int, version: int, length_at: int,
                          length_base: int):

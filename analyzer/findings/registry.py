@@ -69,4 +69,4 @@ def _load_rule_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import deepgram_endpoint_rules, deepgram_rules, rules  # noqa: F401
+    from . import deepgram_endpoint_rules, deepgram_rules, encrypted_rules, rules  # noqa: F401

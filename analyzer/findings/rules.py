@@ -174,6 +174,8 @@ ANOMALY_FINDINGS = {
     "tls-unsupported-cipher": (WARNING, "the TLS cipher suite cannot be decrypted by dgcap (only AEAD suites)"),
     "tls-desync": (WARNING, "TLS record framing was lost after missing data; decryption stopped"),
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
+    "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
+                                "the server name and TLS version cannot be read"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
