@@ -57,8 +57,8 @@ def schemas() -> dict:
             ("close_initiator", s), ("client_close_code", i32), ("client_close_reason", s), ("client_close_frame", i64),
             ("server_close_code", i32), ("server_close_reason", s), ("server_close_frame", i64),
             ("deepgram_close", s), ("tcp_end", s), ("tcp_end_by", s), ("tcp_end_frame", i64),
-            ("gap_count", i32), ("longest_gap_seconds", f64), ("longest_gap_after_frame", i64),
-            ("longest_gap_start", ts),
+            ("gap_count", i32), ("client_silence_seconds", f64), ("client_silence_after_frame", i64),
+            ("client_silence_start", ts), ("audio_silence_seconds", f64),
             ("audio_encoding", s), ("audio_sample_rate", i64), ("audio_seconds", f64), ("realtime_factor", f64),
             ("tls_version", s), ("tls_sni", s), ("tls_decryption", s),
             ("finding_count", i32), ("error_count", i32), ("warning_count", i32), ("finding_ids", pa.list_(s)),
@@ -84,6 +84,15 @@ def _get(obj: Optional[dict], *keys: str) -> Any:
             return None
         obj = obj.get(k)
     return obj
+
+
+def _longest(gaps: list[dict], kind: str) -> dict:
+    """The longest client gap of that kind (the first of equals), or {}."""
+    best: dict = {}
+    for g in gaps:
+        if g.get("kind") == kind and g["seconds"] > best.get("seconds", -1.0):
+            best = g
+    return best
 
 
 def capture_row(record: dict) -> dict:
@@ -129,9 +138,11 @@ def session_row(record: dict) -> dict:
         row[f"{side}_close_reason"] = frame.get("reason")
         row[f"{side}_close_frame"] = frame.get("frame")
     gaps = s.get("gaps") or []
-    longest = max(gaps, key=lambda g: g["seconds"]) if gaps else {}
-    row.update(gap_count=len(gaps), longest_gap_seconds=longest.get("seconds"),
-               longest_gap_after_frame=longest.get("after_frame"), longest_gap_start=_us(longest.get("start")))
+    silence = _longest(gaps, "any")  # no frame of any kind: what NET-0001 measures
+    row.update(gap_count=len(gaps), client_silence_seconds=silence.get("seconds"),
+               client_silence_after_frame=silence.get("after_frame"),
+               client_silence_start=_us(silence.get("start")),
+               audio_silence_seconds=_longest(gaps, "audio").get("seconds"))
     audio = s.get("audio") or {}
     row.update(audio_encoding=audio.get("encoding"), audio_sample_rate=audio.get("sample_rate"),
                audio_seconds=audio.get("seconds"), realtime_factor=audio.get("realtime_factor"))

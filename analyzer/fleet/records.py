@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Optional
@@ -37,7 +39,16 @@ class CaptureRef:
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> Optional[str]:
-    """Hex SHA-256 of the file's bytes (as stored: a .gz is hashed compressed), or None."""
+    """Hex SHA-256 of the file's bytes (as stored: a .gz is hashed compressed), or None.
+
+    Read before the analysis (session keys need it as the first session ends): at about
+    1.6 GB/s against the analysis' ~150 MB/s, a tenth more time, mostly from page cache.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a pipe or device: reading it here would take the bytes from the analysis
+    except OSError:
+        return None
     h = hashlib.sha256()
     buf = bytearray(chunk)
     view = memoryview(buf)
