@@ -19,7 +19,6 @@ import uuid
 from typing import Callable, Optional
 
 MISSING_DASK = "--scheduler needs dask.distributed: pip install 'dgcap[fleet]'"
-CONNECT_TIMEOUT = "10s"
 DASHBOARD = ":8787"  # Dask's usual port; Dask picks another one when it is taken
 _ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^\s/:]+(?::\d+)?/?$")
 
@@ -63,7 +62,9 @@ def analyze_on_dask(files: list[str], scheduler: str, jobs: int, display, task: 
                                    processes=True, dashboard_address=dashboard, silence_logs=logging.ERROR)
             client = Client(cluster)
         else:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            # How long to try: Dask's own setting, distributed.comm.timeouts.connect (30 s by default;
+            # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s in the environment).
+            client = Client(scheduler)
     except (OSError, TimeoutError, ValueError) as e:
         if cluster is not None:
             cluster.close()

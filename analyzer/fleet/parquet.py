@@ -14,7 +14,8 @@ import json
 import os
 from typing import Any, Optional
 
-from .records import RecordSink, client_network, split_endpoint
+# Timestamps the same microsecond as the JSONL's ISO strings (rounded by datetime).
+from .records import RecordSink, client_network, split_endpoint, utc_datetime
 
 TABLES = ("captures", "sessions", "findings")
 ROW_GROUP = 10_000
@@ -70,10 +71,6 @@ def schemas() -> dict:
     }
 
 
-def _us(epoch: Optional[float]) -> Optional[int]:
-    return None if epoch is None else round(epoch * 1_000_000)
-
-
 def _json_text(value: Any) -> Optional[str]:
     return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -99,7 +96,7 @@ def capture_row(record: dict) -> dict:
     c = record["capture"]
     return {"capture_path": c["path"], "capture_sha256": c["sha256"], "format": c.get("format"),
             "packets": c.get("packets"), "bytes": c.get("bytes"), "compressed": c.get("compressed"),
-            "first_time": _us(c.get("first_time")), "last_time": _us(c.get("last_time")),
+            "first_time": utc_datetime(c.get("first_time")), "last_time": utc_datetime(c.get("last_time")),
             "error": c.get("error"), "session_count": record["session_count"],
             "finding_count": record["finding_count"], "engine": _get(c, "stats", "engine", "name"),
             "stats_json": _json_text(c.get("stats"))}
@@ -114,7 +111,7 @@ def session_row(record: dict) -> dict:
     start, end = s.get("start_time"), s.get("end_time")
     row = {"capture_path": record["capture"]["path"], "capture_sha256": record["capture"]["sha256"],
            "session_key": record["session_key"], "tcp_stream": s["tcp_stream"],
-           "start_time": _us(start), "end_time": _us(end),
+           "start_time": utc_datetime(start), "end_time": utc_datetime(end),
            "duration_seconds": None if start is None or end is None else round(end - start, 6),
            "start_frame": s.get("start_frame"), "end_frame": s.get("end_frame"),
            "client": s["client"], "client_ip": client_ip, "client_port": client_port,
@@ -141,7 +138,7 @@ def session_row(record: dict) -> dict:
     silence = _longest(gaps, "any")  # no frame of any kind: what NET-0001 measures
     row.update(gap_count=len(gaps), client_silence_seconds=silence.get("seconds"),
                client_silence_after_frame=silence.get("after_frame"),
-               client_silence_start=_us(silence.get("start")),
+               client_silence_start=utc_datetime(silence.get("start")),
                audio_silence_seconds=_longest(gaps, "audio").get("seconds"))
     audio = s.get("audio") or {}
     row.update(audio_encoding=audio.get("encoding"), audio_sample_rate=audio.get("sample_rate"),
@@ -162,7 +159,7 @@ def finding_row(record: dict) -> dict:
     return {"capture_path": record["capture"]["path"], "capture_sha256": record["capture"]["sha256"],
             "session_key": record.get("session_key"), "tcp_stream": where.get("tcp_stream"),
             "client": where.get("client"), "server": where.get("server"), "endpoint": where.get("endpoint"),
-            "dg_request_id": record.get("dg_request_id"), "time": _us(record.get("epoch")),
+            "dg_request_id": record.get("dg_request_id"), "time": utc_datetime(record.get("epoch")),
             "id": f["id"], "severity": f["severity"], "message": f["message"], "frames": frames,
             "first_frame": min(frames) if frames else None, "display_filter": f.get("display_filter"),
             "details_json": _json_text(f.get("details"))}

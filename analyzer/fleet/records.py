@@ -64,11 +64,16 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> Optional[str]:
     return h.hexdigest()
 
 
+def utc_datetime(epoch: Optional[float]) -> Optional[datetime]:
+    """The instant as an aware datetime (microseconds rounded as Python rounds them), or None."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
 def iso_time(epoch: Optional[float]) -> Optional[str]:
     """ISO 8601 in UTC with microseconds: `2026-11-21T05:07:34.493786Z`."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_datetime(epoch).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def session_key(ref: CaptureRef, tcp_stream: int) -> str:
