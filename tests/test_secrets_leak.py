@@ -115,8 +115,15 @@ def run_report(args, tmp: Path) -> bytes:
                           capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
-    data = out.read_bytes()
-    out.unlink()
+    if out.is_dir():  # --format parquet: a folder of compressed tables, searched as their values
+        import shutil
+        import pyarrow.parquet as pq
+        data = b"".join(json.dumps(pq.read_table(t).to_pylist(), default=str, ensure_ascii=False).encode()
+                        for t in sorted(out.iterdir()))
+        shutil.rmtree(out)
+    else:
+        data = out.read_bytes()
+        out.unlink()
     return data + proc.stdout + proc.stderr
 
 
