@@ -138,6 +138,7 @@ def find_captures(paths) -> Optional[list[str]]:
 
 def analyze_files(files, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
                   progress: bool = False, stream=None, records=None, scheduler: Optional[str] = None):
+    """analyze_paths for a list of capture files (found already)."""
     from ..report.progress import ProgressDisplay
     display = ProgressDisplay(files, enabled=progress and sys.stderr.isatty())
     sink = records.write if records is not None else None
@@ -353,6 +354,10 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
                     handle(q.get(timeout=0.1))
                 except queue_mod.Empty:
                     pass
+            if not returned <= ended:
+                missing = ", ".join(files[i] for i in sorted(returned - ended))
+                sys.stderr.write(f"dgcap: warning: the last lines or records of {missing} did not arrive from "
+                                 "their worker in 60 s; they may be incomplete\n")
         results = []
         for path, f in zip(files, futures):
             try:
@@ -459,7 +464,7 @@ def _run_records(args, options, jobs: int, stream) -> int:
 
 
 def _stream_writer(args) -> Callable[[str], None]:
-    """--stream lines go to stdout, unless the report itself is json/markdown/html on stdout."""
+    """--stream lines go to stdout, unless the report itself is json/markdown/html/jsonl on stdout."""
     to_stderr = args.format in MACHINE_FORMATS and not args.output
 
     def write(line: str) -> None:
