@@ -248,7 +248,9 @@ def test_records_schema_covers_every_contract_key():
     # A key the JSON report's schema adds to a session or capture must be listed for the records too.
     report, recs = load_schema(), load_records_schema()
     session = recs["$defs"]["sessionRecord"]["properties"]["session"]
-    assert set(session["properties"]) == set(report["$defs"]["session"]["properties"]) - {"index", "findings"}
+    assert set(session["properties"]) == set(report["$defs"]["session"]["properties"]) - {"index", "findings"}, \
+        ("a session key of the report schema is missing from (or extra in) dgcap.records.schema.json: add it to "
+         "$defs.sessionRecord.properties.session.properties as a $ref to the report schema's definition")
     capture = recs["$defs"]["captureRecord"]["properties"]["capture"]
     assert set(capture["properties"]) == set(report["$defs"]["capture"]["properties"]) - {"sessions", "findings"} \
         | {"sha256"}
