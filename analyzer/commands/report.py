@@ -193,7 +193,8 @@ def _capture_task(path: str, options, show_secrets: bool, engine: str, *, line=N
         from ..fleet.records import CaptureRecorder, CaptureRef, file_sha256
         recorder = CaptureRecorder(CaptureRef(path, file_sha256(path)), records, show_secrets)
     opts = _with_hooks(options, path, show_secrets, line, progress, recorder)
-    cap, problem = _analyze_one(path, opts, show_secrets, engine)
+    # The recorder redacts each session as it ends (before its record is made): not twice.
+    cap, problem = _analyze_one(path, opts, not show_secrets and recorder is None, engine)
     if recorder is not None:
         recorder.capture_ended(cap)
         cap = copy.copy(cap)
@@ -221,8 +222,12 @@ def _with_hooks(options, path: str, show_secrets: bool, stream, progress, record
     return dataclasses.replace(options, **changes) if changes else options
 
 
-def _analyze_one(path: str, options, show_secrets: bool, engine: str):
-    """(CaptureReport, problem) for one file; problem is None, or the error line to print."""
+def _analyze_one(path: str, options, redact: bool, engine: str):
+    """(CaptureReport, problem) for one file; problem is None, or the error line to print.
+
+    redact: mask the secrets of every session of the report (False with --show-secrets,
+    and when a CaptureRecorder has redacted them as they ended).
+    """
     from ..capture import CaptureError
     from ..pipeline import analyze_capture
     if engine == "tshark":
@@ -243,7 +248,7 @@ def _analyze_one(path: str, options, show_secrets: bool, engine: str):
         return (CaptureReport(path=path, format=None, error=f"internal error: {e}"),
                 f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
                 "please report it)")
-    if not show_secrets:
+    if redact:
         for s in cap.sessions:
             redact_session(s)
     return cap, None

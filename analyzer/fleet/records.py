@@ -178,21 +178,19 @@ class CaptureRecorder:
 
     def session_ended(self, session) -> None:
         if not self.show_secrets:
-            # In place and idempotent: the report redacts the same object again at the end.
+            # In place: the session is final, and the CaptureReport that holds it is not
+            # rendered again (the records are the output).
             from ..redact import redact_session
             redact_session(session)
-        self._session(session.to_json())
-
-    def _session(self, session: dict) -> None:
-        self._streams.add(session["tcp_stream"])
-        records = session_records(self.ref, session)
+        self._streams.add(session.tcp_stream)
+        records = session_records(self.ref, session.to_json())
         self._findings += len(records) - 1
         self.emit(records)
 
     def capture_ended(self, cap) -> None:
         for s in cap.sessions:
             if s.tcp_stream not in self._streams:
-                self._session(s.to_json())
+                self.session_ended(s)
         shallow = copy.copy(cap)  # the capture object without its sessions, which are out already
         shallow.sessions = []
         self.emit(capture_records(self.ref, shallow.to_json(), len(self._streams), self._findings))
