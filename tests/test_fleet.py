@@ -211,8 +211,9 @@ def test_jsonl_streams_sessions_as_they_end(jsonl_run):
 
 
 def test_records_are_written_while_the_capture_is_read(tmp_path):
-    # In-process: every session batch reaches the sink from the pipeline's session hook,
-    # before the capture's end (the capture record) and each in its own write.
+    # In-process: every session batch reaches the sink while analyze_capture is still
+    # reading the file (from the pipeline's session hook), each in its own write; the
+    # capture record comes after.
     from analyzer.commands.report import analyze_files
     from analyzer.pipeline import Options
     writes = []
@@ -221,7 +222,7 @@ def test_records_are_written_while_the_capture_is_read(tmp_path):
         def _write(self, batch):
             import traceback
             writes.append(([r["record"] for r in batch],
-                           any(f.name == "_conclude" for f in traceback.extract_stack())))
+                           any(f.name == "analyze_capture" for f in traceback.extract_stack())))
     sink = Sink()
     captures, input_error = analyze_files([str(CAPTURES / "dg_multi.pcapng")], Options(), False, records=sink)
     assert not input_error and captures[0].sessions == []  # the records carry the sessions
@@ -452,10 +453,9 @@ def test_dask_task_failure_is_that_captures_error_row(dask_scheduler, monkeypatc
     class Sink(RecordSink):
         def _write(self, batch):
             collected.extend(batch)
-    files = [str(CAPTURES / n) for n in ("dg_401.pcap", "dg_net0001.pcap", "dg_400.pcap")]
-    options = Options(extra={"fail_on": files[1]})
+    files = [str(CAPTURES / n) for n in ("dg_401.pcap", FAIL_ON, "dg_400.pcap")]
     monkeypatch.setattr("analyzer.commands.report._dask_task", _failing_task)
-    captures, input_error = analyze_files(files, options, False, records=Sink(), scheduler=dask_scheduler)
+    captures, input_error = analyze_files(files, Options(), False, records=Sink(), scheduler=dask_scheduler)
     assert input_error
     assert [c.error for c in captures] == [None, "worker failed: RuntimeError: boom on the worker", None]
     caps = [r for r in collected if r["record"] == "capture"]
@@ -464,8 +464,11 @@ def test_dask_task_failure_is_that_captures_error_row(dask_scheduler, monkeypatc
     assert sum(1 for r in collected if r["record"] == "session") == 2
 
 
+FAIL_ON = "dg_net0001.pcap"
+
+
 def _failing_task(path, options, *args):
-    if path == options.extra.get("fail_on"):
+    if path.endswith(FAIL_ON):
         raise RuntimeError("boom on the worker")
     return _real_dask_task(path, options, *args)
 
