@@ -8,7 +8,12 @@ see docs/json-contract.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
+
+if TYPE_CHECKING:  # Deepgram-layer value objects held by DeepgramSummary / AudioSummary
+    from .deepgram.audio import WavInfo
+    from .deepgram.closeexplain import CloseExplanation
+    from .deepgram.params import HandshakeCause, ParamProblem
 
 SCHEMA = "dgcap.report/1"
 
@@ -55,12 +60,24 @@ class Anomaly:
 
 
 @dataclass
+class AnomalyTally:
+    """Anomalies of one kind past the per-session record cap: still counted, first and last kept."""
+    kind: str
+    count: int
+    first_frame: Optional[int]
+    first_time: Optional[float]
+    last_frame: Optional[int]
+    last_time: Optional[float]
+    directions: int = 0  # bit 1 << CLIENT, 1 << SERVER
+    bytes: int = 0  # sum of the records' "bytes" detail (tcp-hole sizes)
+
+
+@dataclass
 class Handshake:
     method: Optional[str] = None
     path: Optional[str] = None  # request target without the query string
     target: Optional[str] = None  # the full request target as sent
     query: dict[str, Any] = field(default_factory=dict)  # name -> str, or list when repeated
-    http_version: Optional[str] = None
     request_frame: Optional[int] = None
     request_time: Optional[float] = None
     request_headers: list[list[str]] = field(default_factory=list)
@@ -82,9 +99,6 @@ class Handshake:
 
     def request_header(self, name: str) -> Optional[str]:
         return _header(self.request_headers, name)
-
-    def response_header(self, name: str) -> Optional[str]:
-        return _header(self.response_headers, name)
 
     def to_json(self) -> dict:
         return {
@@ -202,6 +216,457 @@ class Message:
     compressed: bool = False
 
 
+# --- what later layers add to a session (TLS, Deepgram) ---------------------------
+
+def _opt(value: Any) -> Any:
+    """A nested model object as JSON, or None."""
+    return None if value is None else value.to_json()
+
+
+@dataclass
+class FrameRef:
+    """Where something was seen: a frame number and its capture time."""
+    frame: int
+    time: float
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time}
+
+
+@dataclass
+class TypedFrameRef:
+    """A message of a given type at a frame (e.g. the stream's end, the last server text)."""
+    type: str
+    frame: int
+    time: float
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "frame": self.frame, "time": self.time}
+
+
+@dataclass
+class Occurrences:
+    """How often something happened, first and last, the first few frames (and details)."""
+    KEEP: ClassVar[int] = 20
+
+    count: int = 0
+    first_frame: Optional[int] = None
+    first_time: Optional[float] = None
+    last_frame: Optional[int] = None
+    last_time: Optional[float] = None
+    frames: list[int] = field(default_factory=list)
+    # Per-event details of the first KEEP events: {"frame", "time", **what the layer gave}.
+    items: list[dict[str, Any]] = field(default_factory=list)
+    bytes: int = 0
+
+    def add(self, frame: int, time: float, size: int = 0, **item: Any) -> None:
+        self.count += 1
+        self.bytes += size
+        if self.first_frame is None:
+            self.first_frame, self.first_time = frame, time
+        self.last_frame, self.last_time = frame, time
+        if len(self.frames) < self.KEEP:
+            self.frames.append(frame)
+            if item:
+                self.items.append({"frame": frame, "time": time, **item})
+
+    def to_json(self) -> dict:
+        out = {"count": self.count, "first_frame": self.first_frame, "first_time": self.first_time,
+               "last_frame": self.last_frame, "last_time": self.last_time, "frames": self.frames}
+        if self.bytes:
+            out["bytes"] = self.bytes
+        if self.items:
+            out["items"] = self.items
+        return out
+
+
+@dataclass
+class SizeStats:
+    min: float
+    median: float
+    max: float
+
+    def to_json(self) -> dict:
+        return {"min": self.min, "median": self.median, "max": self.max}
+
+
+@dataclass
+class AudioWindow:
+    """One pacing window of the client's audio (10 s, the last one partial)."""
+    start: float  # seconds after the first chunk
+    seconds: float  # the window's wall-clock span
+    audio_seconds: float
+    chunks: int
+    realtime_factor: Optional[float]
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "seconds": self.seconds, "audio_seconds": self.audio_seconds,
+                "chunks": self.chunks, "realtime_factor": self.realtime_factor}
+
+
+@dataclass
+class AudioPace:
+    """Totals and pace of the client's audio chunks (deepgram/audio.py AudioMeter)."""
+    bytes: int = 0
+    chunks: int = 0
+    seconds: Optional[float] = None  # None when the format gives no byte rate
+    realtime_factor: Optional[float] = None
+    chunk_ms: Optional[SizeStats] = None
+    chunk_bytes: Optional[SizeStats] = None
+    first_frame: Optional[int] = None
+    first_time: Optional[float] = None
+    last_frame: Optional[int] = None
+    last_time: Optional[float] = None
+    windows: list[AudioWindow] = field(default_factory=list)
+    windows_dropped: int = 0
+    full_windows: int = 0
+    full_windows_below_realtime: int = 0
+    max_window_rtf: Optional[float] = None
+    min_window_rtf: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {
+            "bytes": self.bytes, "chunks": self.chunks, "seconds": self.seconds,
+            "realtime_factor": self.realtime_factor, "chunk_ms": _opt(self.chunk_ms),
+            "chunk_bytes": _opt(self.chunk_bytes),
+            "first_frame": self.first_frame, "first_time": self.first_time,
+            "last_frame": self.last_frame, "last_time": self.last_time,
+            "windows": [w.to_json() for w in self.windows], "windows_dropped": self.windows_dropped,
+            "full_windows": self.full_windows,
+            "full_windows_below_realtime": self.full_windows_below_realtime,
+            "max_window_rtf": self.max_window_rtf, "min_window_rtf": self.min_window_rtf,
+        }
+
+
+@dataclass
+class FirstPayload:
+    """The client's first audio message: where, how big, its first 16 bytes in hex."""
+    frame: int
+    time: float
+    size: int
+    head: str
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time, "size": self.size, "head": self.head}
+
+
+@dataclass
+class ServerAudio:
+    """Binary (audio) messages from the server (text-to-speech, agent)."""
+    frames: int = 0
+    bytes: int = 0
+    first_frame: Optional[int] = None
+    first_time: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"frames": self.frames, "bytes": self.bytes, "first_frame": self.first_frame,
+                "first_time": self.first_time}
+
+
+@dataclass
+class AudioSummary:
+    """The client's audio as Deepgram gets it: declared/sniffed format, pace; server audio."""
+    format: Optional[str] = None  # sniffed container/codec family, None for headerless audio
+    codec: Optional[str] = None
+    container: Optional[bool] = None
+    encoding: Optional[str] = None  # from the query, the agent's Settings or a WAV header
+    encoding_source: Optional[str] = None  # query | settings | wav-header
+    sample_rate: Optional[int] = None
+    channels: Optional[int] = None
+    sample_width: Optional[int] = None
+    wav: Optional[WavInfo] = None
+    first_payload: Optional[FirstPayload] = None
+    pace: AudioPace = field(default_factory=AudioPace)
+    server: ServerAudio = field(default_factory=ServerAudio)
+
+    def to_json(self) -> dict:
+        out = {"format": self.format, "codec": self.codec, "container": self.container,
+               "encoding": self.encoding, "encoding_source": self.encoding_source,
+               "sample_rate": self.sample_rate, "channels": self.channels,
+               "sample_width": self.sample_width, "wav": _opt(self.wav),
+               "first_payload": _opt(self.first_payload)}
+        out.update(self.pace.to_json())
+        out["server"] = self.server.to_json()
+        return out
+
+
+@dataclass
+class Latency:
+    """Streaming latency (deepgram/latency.py) and the stream's other delays, in seconds."""
+    p50: Optional[float] = None
+    p95: Optional[float] = None
+    max: Optional[float] = None
+    samples: int = 0
+    closestream_to_metadata: Optional[float] = None
+    speak_to_first_audio: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"p50": self.p50, "p95": self.p95, "max": self.max, "samples": self.samples,
+                "closestream_to_metadata": self.closestream_to_metadata,
+                "speak_to_first_audio": self.speak_to_first_audio}
+
+
+@dataclass
+class MessageCounts:
+    """Messages by type per direction ("audio" = binary audio chunks, "empty" = b"")."""
+    client: dict[str, int] = field(default_factory=dict)
+    server: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"client": dict(self.client), "server": dict(self.server)}
+
+
+@dataclass
+class ResultCounts:
+    """/v1/listen Results messages."""
+    final: int = 0
+    interim: int = 0
+    speech_final: int = 0
+    from_finalize: int = 0
+    first_frame: Optional[int] = None
+    first_time: Optional[float] = None
+    mean_confidence: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"final": self.final, "interim": self.interim, "speech_final": self.speech_final,
+                "from_finalize": self.from_finalize, "first_frame": self.first_frame,
+                "first_time": self.first_time, "mean_confidence": self.mean_confidence}
+
+
+@dataclass
+class SttMetadata:
+    """The Metadata message speech-to-text sends at the end of a stream."""
+    frame: int
+    time: float
+    request_id: Optional[str] = None
+    sha256: Optional[str] = None  # of the audio Deepgram received
+    duration: Optional[float] = None
+    channels: Any = None  # as sent
+    created: Any = None  # as sent
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time, "request_id": self.request_id,
+                "sha256": self.sha256, "duration": self.duration, "channels": self.channels,
+                "created": self.created}
+
+
+@dataclass
+class TtsMetadata:
+    """The Metadata message text-to-speech sends first."""
+    frame: int
+    time: float
+    request_id: Optional[str] = None
+    model_name: Optional[str] = None
+    model_version: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time, "request_id": self.request_id,
+                "model_name": self.model_name, "model_version": self.model_version}
+
+
+@dataclass
+class AgentSettings:
+    """The Voice Agent's first Settings message: its input audio format."""
+    frame: int
+    time: float
+    encoding: Optional[str]
+    sample_rate: Optional[int]
+    audio_before: int  # audio chunks the client sent before it
+
+    def to_json(self) -> dict:
+        return {"frame": self.frame, "time": self.time, "encoding": self.encoding,
+                "sample_rate": self.sample_rate, "audio_before": self.audio_before}
+
+
+@dataclass
+class SpeakCounts:
+    """Text-to-speech Speak messages from the client."""
+    messages: int = 0
+    characters: int = 0
+    max_characters: int = 0
+    first_time: Optional[float] = None
+
+    def to_json(self) -> dict:
+        return {"messages": self.messages, "characters": self.characters,
+                "max_characters": self.max_characters, "first_time": self.first_time}
+
+
+@dataclass
+class UnknownType:
+    """A server message type outside the documented ones."""
+    count: int
+    first_frame: int
+    sample: str  # its first 200 characters
+
+    def to_json(self) -> dict:
+        return {"count": self.count, "first_frame": self.first_frame, "sample": self.sample}
+
+
+@dataclass
+class CredentialUse:
+    """Where and how the client sent its credentials (masked)."""
+    where: str  # header | subprotocol | query ...
+    scheme: Optional[str]
+    jwt: bool
+    credential: Optional[str]  # masked
+
+    def to_json(self) -> dict:
+        return {"where": self.where, "scheme": self.scheme, "jwt": self.jwt,
+                "credential": self.credential}
+
+
+@dataclass
+class ProtocolEvents:
+    """Per-endpoint protocol evidence the endpoint-aware rules read (who spoke first,
+    Configure and its replies, Settings, Flush pacing, the Flux turn left open)."""
+    first_server_text: Optional[TypedFrameRef] = None  # the greeting, when there is one
+    first_client_message: Optional[TypedFrameRef] = None  # its JSON type, or "audio"
+    configure: Occurrences = field(default_factory=Occurrences)  # client Configure messages
+    # ConfigureSuccess / ConfigureFailure / Configure-related Error; items: {"type", "code"}
+    configure_replies: Occurrences = field(default_factory=Occurrences)
+    settings: Occurrences = field(default_factory=Occurrences)  # every Settings message
+    audio_before_settings_applied: Occurrences = field(default_factory=Occurrences)
+    flush: Occurrences = field(default_factory=Occurrences)
+    flush_peak_per_minute: int = 0  # most Flush messages within any 60 s
+    flush_over_limit: Optional[FrameRef] = None  # the first Flush past the endpoint's limit
+    end_summary: Optional[TypedFrameRef] = None  # SessionMetadata (/v2/speak)
+    open_turn_transcript: Optional[str] = None  # Flux: the last turn's text without EndOfTurn
+    # The Voice Agent's first Settings: audio.output and whether agent.speak was given.
+    settings_output_encoding: Optional[str] = None
+    settings_output_container: Optional[str] = None
+    settings_speak_given: Optional[bool] = None
+    # Flux: server messages whose sequence_id skipped numbers; items: {"expected", "got"}
+    sequence_gaps: Occurrences = field(default_factory=Occurrences)
+
+    def to_json(self) -> dict:
+        return {"first_server_text": _opt(self.first_server_text),
+                "first_client_message": _opt(self.first_client_message),
+                "configure": self.configure.to_json(),
+                "configure_replies": self.configure_replies.to_json(),
+                "settings": self.settings.to_json(),
+                "audio_before_settings_applied": self.audio_before_settings_applied.to_json(),
+                "flush": self.flush.to_json(), "flush_peak_per_minute": self.flush_peak_per_minute,
+                "flush_over_limit": _opt(self.flush_over_limit),
+                "end_summary": _opt(self.end_summary),
+                "open_turn_transcript": self.open_turn_transcript,
+                "sequence_gaps": self.sequence_gaps.to_json(),
+                "settings_output_encoding": self.settings_output_encoding,
+                "settings_output_container": self.settings_output_container,
+                "settings_speak_given": self.settings_speak_given}
+
+
+@dataclass
+class DeepgramSummary:
+    """The Deepgram layer's conclusions about one session (deepgram/analyzer.py)."""
+    detected: bool = False  # Deepgram path, host or response header
+    # Computed once, after the session finished (deepgram/closeexplain.py); readers use this.
+    close_explanation: Optional[CloseExplanation] = None
+    param_problems: list[ParamProblem] = field(default_factory=list)
+    handshake_cause: Optional[HandshakeCause] = None
+    credentials: Optional[CredentialUse] = None
+    request_id: Optional[str] = None  # Metadata's, else Connected/Welcome's, else the header
+    sha256: Optional[str] = None
+    metadata: Optional[SttMetadata] = None
+    tts_metadata: Optional[TtsMetadata] = None
+    results: ResultCounts = field(default_factory=ResultCounts)
+    stream_end: Optional[TypedFrameRef] = None  # CloseStream / Close / empty binary frame
+    client_data: Occurrences = field(default_factory=Occurrences)  # client text+binary messages
+    keepalive: Occurrences = field(default_factory=Occurrences)
+    keepalive_binary: Occurrences = field(default_factory=Occurrences)
+    json_in_binary: Occurrences = field(default_factory=Occurrences)  # items: {"type"}
+    text_not_json: Occurrences = field(default_factory=Occurrences)  # items: {"preview"}
+    finalize: Occurrences = field(default_factory=Occurrences)
+    audio_after_end: Occurrences = field(default_factory=Occurrences)
+    last_server_text: Optional[TypedFrameRef] = None
+    server_errors: Occurrences = field(default_factory=Occurrences)  # items: {"description", "code"}
+    server_warnings: Occurrences = field(default_factory=Occurrences)
+    unknown_types: dict[str, UnknownType] = field(default_factory=dict)
+    settings: Optional[AgentSettings] = None
+    settings_applied: Optional[FrameRef] = None
+    speak: SpeakCounts = field(default_factory=SpeakCounts)
+    transcript_truncated: bool = False
+    protocol: ProtocolEvents = field(default_factory=ProtocolEvents)
+
+    def to_json(self) -> dict:
+        return {
+            "detected": self.detected,
+            "close_explanation": _opt(self.close_explanation),
+            "param_problems": [p.to_json() for p in self.param_problems],
+            "handshake_cause": _opt(self.handshake_cause),
+            "credentials": _opt(self.credentials),
+            "request_id": self.request_id, "sha256": self.sha256,
+            "metadata": _opt(self.metadata), "tts_metadata": _opt(self.tts_metadata),
+            "results": self.results.to_json(), "stream_end": _opt(self.stream_end),
+            "client_data": self.client_data.to_json(), "keepalive": self.keepalive.to_json(),
+            "keepalive_binary": self.keepalive_binary.to_json(),
+            "json_in_binary": self.json_in_binary.to_json(),
+            "text_not_json": self.text_not_json.to_json(), "finalize": self.finalize.to_json(),
+            "audio_after_end": self.audio_after_end.to_json(),
+            "last_server_text": _opt(self.last_server_text),
+            "server_errors": self.server_errors.to_json(),
+            "server_warnings": self.server_warnings.to_json(),
+            "unknown_types": {k: v.to_json() for k, v in self.unknown_types.items()},
+            "settings": _opt(self.settings), "settings_applied": _opt(self.settings_applied),
+            "speak": self.speak.to_json(), "transcript_truncated": self.transcript_truncated,
+            "protocol": self.protocol.to_json(),
+        }
+
+
+@dataclass
+class TlsInfo:
+    """A TLS session's handshake facts, decryption state and record activity."""
+    version: Optional[str] = None
+    sni: Optional[str] = None
+    alpn_offered: list[str] = field(default_factory=list)
+    alpn: Optional[str] = None
+    cipher_suite: Optional[str] = None
+    cipher_suite_id: Optional[int] = None
+    resumed: bool = False
+    client_random: Optional[str] = None
+    server_random: Optional[str] = None
+    versions_offered: list[str] = field(default_factory=list)
+    hello_retry: bool = False
+    psk_offered: bool = False
+    early_data_offered: bool = False
+    early_data_accepted: bool = False
+    decryption: Optional[str] = None  # ok | no-keys | unsupported | failed
+    decryption_error: Optional[str] = None
+    decryption_by_direction: dict[str, Optional[str]] = field(
+        default_factory=lambda: {"client": None, "server": None})
+    decrypted_by: Optional[str] = None  # "tshark" when the tshark engine decrypted
+    records: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    record_bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    app_bytes: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    key_updates: dict[str, int] = field(default_factory=lambda: {"client": 0, "server": 0})
+    # Application-data records per direction: {"client"|"server": {"app_records",
+    # "app_record_bytes", "first_frame", "last_frame", "bytes_per_second"}}.
+    activity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # {direction, level, description, frame, time}
+    gaps_measured_on: Optional[str] = None  # "tls-records" when the records could not be read
+    note: Optional[str] = None
+
+    def to_json(self) -> dict:
+        out = {
+            "version": self.version, "sni": self.sni, "alpn_offered": list(self.alpn_offered),
+            "alpn": self.alpn, "cipher_suite": self.cipher_suite,
+            "cipher_suite_id": self.cipher_suite_id, "resumed": self.resumed,
+            "client_random": self.client_random, "server_random": self.server_random,
+            "versions_offered": list(self.versions_offered), "hello_retry": self.hello_retry,
+            "psk_offered": self.psk_offered, "early_data_offered": self.early_data_offered,
+            "early_data_accepted": self.early_data_accepted,
+            "decryption": self.decryption, "decryption_error": self.decryption_error,
+            "decryption_by_direction": dict(self.decryption_by_direction),
+            "records": dict(self.records), "record_bytes": dict(self.record_bytes),
+            "app_bytes": dict(self.app_bytes), "key_updates": dict(self.key_updates),
+            "activity": self.activity, "alerts": self.alerts,
+        }
+        for key in ("decrypted_by", "gaps_measured_on", "note"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
 @dataclass
 class Session:
     index: int
@@ -213,7 +678,6 @@ class Session:
     start_time: Optional[float] = None
     end_frame: Optional[int] = None
     end_time: Optional[float] = None
-    syn_seen: bool = True
     websocket: bool = False  # a 101 was seen, or a frame stream was found mid-connection
     midstream: bool = False  # the connection's start (and handshake) is not in the capture
     handshake: Handshake = field(default_factory=Handshake)
@@ -222,13 +686,28 @@ class Session:
     close: Close = field(default_factory=Close)
     empty_binary: list[EmptyBinary] = field(default_factory=list)
     anomalies: list[Anomaly] = field(default_factory=list)
+    # Kind -> count past the anomaly record cap (limits.SESSION_ANOMALY_RECORDS).
+    anomaly_overflow: dict[str, AnomalyTally] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     messages_dropped: int = 0  # text messages not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
-    # Filled by later layers (Deepgram, TLS); rendered when present.
-    extra: dict[str, Any] = field(default_factory=dict)
+    tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
+    tls: Optional[TlsInfo] = None  # TLS sessions only
+    # The Deepgram layer's results (DeepgramAnalyzer.finish); None when it did not run.
+    endpoint: Optional[str] = None  # listen | listen-v2 | speak | speak-v2 | agent | other
+    audio: Optional[AudioSummary] = None
+    latency: Optional[Latency] = None
+    message_counts: Optional[MessageCounts] = None  # "messages" in the JSON
+    transcript: Optional[str] = None
+    deepgram: Optional[DeepgramSummary] = None
+    diagnosis: Optional[str] = None  # one sentence chosen from the findings (deepgram/diagnosis.py)
     # Activity per time interval (session.ActivityTimeline) for charts; not in the JSON contract.
     timeline: Any = None
+
+    @property
+    def anomalies_dropped(self) -> int:
+        """Anomalies past the per-session record cap (counted per kind in anomaly_overflow)."""
+        return sum(t.count for t in self.anomaly_overflow.values())
 
     def to_json(self) -> dict:
         out = {
@@ -243,8 +722,27 @@ class Session:
             "gaps": [g.to_json() for g in self.gaps],
             "close": self.close.to_json(),
             "findings": [f.to_json() for f in self.findings],
+            "messages_dropped": self.messages_dropped,
+            "anomalies_dropped": self.anomalies_dropped,
         }
-        out.update(self.extra)
+        if self.tcp_retransmissions is not None:
+            out["tcp_retransmissions"] = self.tcp_retransmissions
+        if self.tls is not None:
+            out["tls"] = self.tls.to_json()
+        if self.endpoint is not None:
+            out["endpoint"] = self.endpoint
+        if self.audio is not None:
+            out["audio"] = self.audio.to_json()
+        if self.latency is not None:
+            out["latency"] = self.latency.to_json()
+        if self.message_counts is not None:
+            out["messages"] = self.message_counts.to_json()
+        if self.transcript is not None:
+            out["transcript"] = self.transcript
+        if self.deepgram is not None:
+            out["deepgram"] = self.deepgram.to_json()
+        if self.diagnosis is not None:
+            out["diagnosis"] = self.diagnosis
         return out
 
 

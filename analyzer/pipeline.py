@@ -1,33 +1,27 @@
 """The one-way pipeline: capture -> tcp -> (tls) -> http -> websocket -> deepgram -> findings.
 
 Each layer is a sans-I/O state machine; this module only wires them: it owns no
-parsing.  `analyze_capture()` is the whole job for one file.
+parsing and builds no session (session.SessionBuilder does, from the layers' events).
+`analyze_capture()` is the whole job for one file.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .capture import CaptureError, PacketDecoder, format_address, open_capture
-from .deepgram import DeepgramAnalyzer
+from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
 from .deepgram.diagnosis import diagnose
-from .findings.registry import RuleContext, run_rules
+from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .findings.capture_findings import capture_findings
-from .http import (RequestParser, ResponseParser, deflate_agreement, looks_like_request,
-                   parse_error_body, websocket_accept, body_text)
-from .model import CLIENT, SERVER, CaptureReport, Session
-from .session import OP_CLOSE, ActivityTimeline, SessionRecorder, TextBudget
+from .findings.registry import RuleContext, display_filter, run_rules
+from .http import RequestParser, ResponseParser, is_websocket_upgrade, looks_like_request
+from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
+from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
+from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
-from .tls import KeyLog, TlsConnection, looks_like_tls
-from .websocket import FrameParser, MessageAssembler, find_frame_sync
-
-TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK"
-
-# How much of a connection we look at before deciding it is not ours.
-SNIFF_BYTES = 64 * 1024
-# Bytes a client may send after its upgrade request before the response arrives.
-EARLY_CLIENT_BYTES = 4 << 20
+from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
+from .tls.connection import CT_APPLICATION_DATA
+from .websocket import FrameParser, MessageAssembler, find_stream_start
 
 
 @dataclass
@@ -46,6 +40,8 @@ class Options:
     session_hook: Optional[Callable] = None  # (session) once its connection has ended and rules ran
     # Every TLS application-data record (live views of sessions whose TLS keys are unknown).
     record_hook: Optional[Callable] = None  # (session, direction, length, frame, ts)
+    # Each session's SessionBuilder as it starts (live views read its running client silence).
+    builder_hook: Optional[Callable] = None  # (SessionBuilder)
     # Resource limits against hostile or broken captures; each hit is a finding.
     max_connections: int = 10_000  # TCP connections analysed at once (idle ones evicted first)
     max_message: int = 1 << 20  # text/control bytes kept per message (message-too-big)
@@ -55,7 +51,6 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
-    extra: dict = field(default_factory=dict)
 
 
 class _Analysis:
@@ -73,6 +68,18 @@ class _Analysis:
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
 
+    def new_session(self, client: str, server: str, tcp_stream: int, first_frame: Optional[int],
+                    first_time: Optional[float]) -> SessionBuilder:
+        """A session for one connection, with the builder every engine feeds."""
+        s = Session(index=0, client=client, server=server, tcp_stream=tcp_stream)
+        s.start_frame, s.start_time = first_frame, first_time
+        options = self.options
+        builder = SessionBuilder(s, options.gap_threshold, self.text_budget, hooks=options)
+        self.sessions.append(s)
+        if options.builder_hook is not None:
+            options.builder_hook(builder)
+        return builder
+
     def sync_embedded_secrets(self) -> None:
         """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
         secrets = self.capture.secrets if self.capture is not None else ()
@@ -84,7 +91,13 @@ class _Analysis:
 
 
 class ConnectionAnalyzer:
-    """TCP handler for one connection: decides what the bytes are, then feeds the layers."""
+    """TCP handler for one connection: decides what the bytes carry and routes them.
+
+    Bytes go to the layer that parses them (TLS, HTTP, WebSocket); what the layers find
+    goes, as typed events (analyzer/events.py), to the connection's SessionBuilder, which
+    builds the session.  An unexpected exception in any layer costs this connection only:
+    it becomes the session's internal-error evidence and the connection is not read further.
+    """
 
     SNIFF, HTTP, WEBSOCKET, DONE = range(4)
 
@@ -92,34 +105,118 @@ class ConnectionAnalyzer:
         self.conn = conn
         self.analysis = analysis
         self.state = self.SNIFF
-        self.session: Optional[Session] = None
-        self.recorder: Optional[SessionRecorder] = None
-        self.dg: Optional[DeepgramAnalyzer] = None
+        self.builder: Optional[SessionBuilder] = None
         self._sniff = ([], [])  # buffered (bytes, frame, ts) per direction while deciding
         self._sniff_len = [0, 0]
-        self._request = None
-        self._response = None
+        self._req_parser = self._resp_parser = None
         self._early_client = []  # client bytes after the request, before the response
         self._early_len = 0
         self._frame_parsers = None
         self._assemblers = None
         self._tls: Optional[TlsConnection] = None
-        self._tls_activity = None
-        self._frame_hook = analysis.options.frame_hook
-        self._message_hook = analysis.options.message_hook
-        self._record_hook = analysis.options.record_hook
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
+        self._failed = False
+
+    @property
+    def session(self) -> Optional[Session]:
+        return self.builder.session if self.builder is not None else None
 
     # -- TCP handler interface -------------------------------------------------
     def data(self, direction: int, data, frame: int, ts: float) -> None:
+        try:
+            if self._tls is not None:
+                self._tls_events(self._tls.feed(direction, data, frame, ts))
+            elif self.state == self.WEBSOCKET:  # the hot path
+                builder = self.builder
+                assembler = self._assemblers[direction]
+                for f in self._frame_parsers[direction].feed(data, frame, ts):
+                    builder.ws_frame(direction, f)
+                    messages = assembler.frame(f)[0]
+                    if messages:
+                        builder.ws_messages(direction, messages)
+            else:
+                self._app_data(direction, data, frame, ts)
+        except Exception as e:
+            self._internal_error(e, frame, ts)
+
+    def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
+        try:
+            if self.builder is not None:
+                self.builder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
+            if self._tls is not None:
+                self._tls_events(self._tls.hole(direction, size, frame, ts))
+            elif self.state == self.WEBSOCKET:
+                self._frame_parsers[direction].hole(size, frame, ts)
+            elif self.state == self.HTTP:
+                # A handshake with bytes missing cannot be parsed reliably.
+                self.state = self.DONE
+        except Exception as e:
+            self._internal_error(e, frame, ts)
+
+    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if self.builder is not None:
+            try:
+                self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
+            except Exception as e:
+                self._internal_error(e, frame, ts)
+
+    def finish(self) -> None:
+        try:
+            self._finish_layers()
+        except Exception as e:
+            self._internal_error(e, self.conn.last_frame, self.conn.last_time)
+        builder = self.builder
+        if builder is not None:
+            try:
+                self._tcp_evidence()
+                builder.finish(self.analysis.last_time, self.conn.last_frame, self.conn.last_time,
+                               tls_info=TlsInfo(**self._tls.info) if self._tls is not None else None,
+                               no_keys_note=NO_KEYS_NOTE)
+            except Exception as e:
+                self._internal_error(e, self.conn.last_frame, self.conn.last_time, "session")
+            self.analysis.conclude(builder.session)
+        self.state = self.DONE
+
+    def _finish_layers(self) -> None:
+        if self._failed:
+            return
         if self._tls is not None:
-            self._tls_events(self._tls.feed(direction, data, frame, ts))
-            return
-        if self.state == self.WEBSOCKET:  # the hot path: _app_data -> _ws_data, inlined
-            for f in self._frame_parsers[direction].feed(data, frame, ts):
-                self._on_frame(direction, f)
-            return
-        self._app_data(direction, data, frame, ts)
+            self._tls_events(self._tls.finish())
+        if self.state == self.SNIFF and self.conn.syn_frame is None:
+            self._try_midstream(final=True)
+        if self.state == self.HTTP and self._req_parser is not None and self.builder is not None \
+                and self.builder.requested and not self.builder.answered:
+            resp = self._resp_parser.finish()
+            if resp is not None:
+                self._on_response(resp, None, None)
+        if self._frame_parsers is not None:
+            builder = self.builder
+            for direction, fp in enumerate(self._frame_parsers):
+                f = fp.finish(self.conn.last_frame, self.analysis.last_time)
+                if f is not None:
+                    builder.ws_frame(direction, f)
+                    builder.ws_messages(direction, self._assemblers[direction].frame(f)[0])
+                builder.ws_messages(direction, self._assemblers[direction].finish()[0])
+
+    def _layer(self) -> str:
+        """The layer that was parsing when something went wrong (internal-error evidence)."""
+        if self._tls is not None and self.state == self.SNIFF:
+            return "tls"
+        return {self.SNIFF: "sniff", self.HTTP: "http", self.WEBSOCKET: "websocket",
+                self.DONE: "session"}[self.state]
+
+    def _internal_error(self, e: Exception, frame: Optional[int], ts: Optional[float],
+                        layer: Optional[str] = None) -> None:
+        """A bug met on this connection's bytes: say so on its session and stop reading it."""
+        layer = layer or self._layer()
+        if self.builder is None:
+            self._new_session(self.conn.first_frame, self.conn.first_time)
+        self.builder.anomaly("internal-error", frame, ts, None,
+                             {"exception": type(e).__name__, "layer": layer, "message": str(e) or repr(e)})
+        self._failed = True
+        self.state = self.DONE
+        self._tls = None
+        self._frame_parsers = None
 
     def _app_data(self, direction: int, data, frame: int, ts: float) -> None:
         st = self.state
@@ -130,57 +227,6 @@ class ConnectionAnalyzer:
         elif st == self.SNIFF:
             self._sniff_data(direction, data, frame, ts)
 
-    def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
-        if self.recorder is not None:
-            self.recorder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
-        if self._tls is not None:
-            self._tls_events(self._tls.hole(direction, size, frame, ts))
-            return
-        if self.state == self.WEBSOCKET:
-            self._frame_parsers[direction].hole(size, frame, ts)
-        elif self.state == self.HTTP:
-            # A handshake with bytes missing cannot be parsed reliably.
-            self.state = self.DONE
-
-    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
-        if self.recorder is not None:
-            self.recorder.tcp_end(kind, direction, frame, ts)
-        if self._tls is not None and self._tls_activity is not None:
-            self._record_silence.tcp_end(kind, direction, frame, ts)
-
-    def finish(self) -> None:
-        if self._tls is not None:
-            self._tls_events(self._tls.finish())
-        if self.state == self.SNIFF and not (self.conn.syn_frame is not None):
-            self._try_midstream(final=True)
-        if self.state == self.HTTP and self._request is not None and self._response is None:
-            resp = self._resp_parser.finish()
-            if resp is not None:
-                self._on_response(resp, None, None)
-        if self._frame_parsers is not None:
-            end = self.analysis.last_time
-            for direction, fp in enumerate(self._frame_parsers):
-                f = fp.finish(self.conn.last_frame, end)
-                if f is not None:
-                    self._on_frame(direction, f)
-                messages, anomalies = self._assemblers[direction].finish()
-                for kind, frame, ts, detail in anomalies:
-                    self.recorder.anomaly(kind, frame, ts, direction, detail)
-                self._on_messages(direction, messages)
-                for kind, frame, ts, detail in fp.anomalies:
-                    self.recorder.anomaly(kind, frame, ts, direction, detail)
-        if self.session is not None:
-            self._tcp_evidence()
-            self.session.end_frame = self.conn.last_frame
-            self.session.end_time = self.conn.last_time
-            self.recorder.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
-            if self._tls is not None:
-                self._finish_tls()
-            if self.dg is not None:
-                self.dg.finish(self.session)
-            self.analysis.conclude(self.session)
-        self.state = self.DONE
-
     def _tcp_evidence(self) -> None:
         reassemblers = self.conn.reassemblers
         if not reassemblers:
@@ -190,10 +236,10 @@ class ConnectionAnalyzer:
             retrans += r.retransmissions
             for frame, offset, length in r.conflicts:
                 # Which direction does not matter to the reader: both copies are in the capture.
-                self.recorder.anomaly("tcp-overlap-conflict", frame, None, None,
-                                      {"stream_offset": offset, "bytes": length})
+                self.builder.anomaly("tcp-overlap-conflict", frame, None, None,
+                                     {"stream_offset": offset, "bytes": length})
         if retrans:
-            self.session.extra["tcp_retransmissions"] = retrans
+            self.builder.session.tcp_retransmissions = retrans
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -214,14 +260,14 @@ class ConnectionAnalyzer:
             self._sniff_len = [self._sniff_len[SERVER], self._sniff_len[CLIENT]]
             self._start_http()
             return
-        if (self.conn.syn_frame is not None):
-            if (client_bytes and len(client_bytes) >= 8) or max(self._sniff_len) >= SNIFF_BYTES:
+        if self.conn.syn_frame is not None:
+            if (client_bytes and len(client_bytes) >= 8) or max(self._sniff_len) >= PROTOCOL_DECISION_BYTES:
                 self._give_up()
             return
         # Searching the whole buffer on every packet would be quadratic: search again only
         # once it has doubled (or is full).
         buffered = self._sniff_len[CLIENT] + self._sniff_len[SERVER]
-        if buffered >= self._next_sync_try or max(self._sniff_len) >= SNIFF_BYTES:
+        if buffered >= self._next_sync_try or max(self._sniff_len) >= PROTOCOL_DECISION_BYTES:
             self._next_sync_try = 2 * buffered
             self._try_midstream(final=False)
 
@@ -231,11 +277,10 @@ class ConnectionAnalyzer:
         if self._tls is None:
             self.conn.ignore()
         elif self.session is not None and self.session.transport == "tls-decrypted" and \
-                self._request is None:
+                not self.builder.requested:
             # Decrypted, and not a WebSocket inside: ordinary HTTPS, not ours to report.
             self.analysis.sessions.remove(self.session)
-            self.session = None
-            self.recorder = None
+            self.builder = None
             self._tls = None
             self.conn.ignore()
 
@@ -247,11 +292,6 @@ class ConnectionAnalyzer:
         first = min((chunks[0][1], chunks[0][2]) for chunks in self._sniff if chunks)
         self._new_session(*first)
         self.session.transport = "tls"
-        self._tls_activity = TlsActivity()
-        # Silences and activity measured on encrypted records, kept aside until we know
-        # whether decryption worked.
-        self._record_silence = SessionRecorder(Session(0, "", "", -1), self.analysis.options.gap_threshold)
-        self._record_timeline = ActivityTimeline()
         buffered, self._sniff, self._sniff_len = self._sniff, ([], []), [0, 0]
         for direction in (CLIENT, SERVER):
             for data, frame, ts in buffered[direction]:
@@ -263,48 +303,19 @@ class ConnectionAnalyzer:
             if kind == "plaintext":
                 if self.state != self.DONE:
                     self._app_data(ev[1], ev[2], ev[3], ev[4])
+            elif self.builder is None:
+                continue
             elif kind == "record":
-                _, direction, content_type, length, frame, ts = ev
-                if content_type == 23 and self.session is not None:
-                    self._tls_activity.record(direction, length, frame, ts)
-                    if self._record_hook is not None:
-                        self._record_hook(self.session, direction, length, frame, ts)
-                    self._record_timeline.add(direction, ts, length, False)
-                    if direction == CLIENT:
-                        # Every client record counts as activity (it may be a KeepAlive); used
-                        # when the records cannot be decrypted.
-                        self._record_silence.client_activity(frame, ts, True)
+                if ev[2] == CT_APPLICATION_DATA:
+                    self.builder.tls_record(TlsRecord(*ev[1:]))
             elif kind == "handshake":
-                if self.session is not None and ev[1].get("decryption") == "ok":
-                    self.session.transport = "tls-decrypted"
+                if ev[1].get("decryption") == "ok":
+                    self.builder.session.transport = "tls-decrypted"
             elif kind == "alert":
-                _, direction, level, description, frame, ts = ev
-                self._tls_activity.alerts.append(
-                    {"direction": "client" if direction == CLIENT else "server", "level": level,
-                     "description": description, "frame": frame, "time": ts})
-            elif kind == "anomaly" and self.recorder is not None:
+                self.builder.tls_alert(TlsAlert(*ev[1:]))
+            elif kind == "anomaly":
                 _, akind, direction, frame, ts, detail = ev
-                self.recorder.anomaly(akind, frame, ts, direction, detail)
-
-    def _finish_tls(self) -> None:
-        info = dict(self._tls.info)
-        info.update(self._tls_activity.to_json())
-        decrypted = self.session.transport == "tls-decrypted" and self.session.frames[CLIENT].total + \
-            self.session.frames[SERVER].total > 0
-        if not decrypted:
-            self.session.transport = "tls"
-            silence = self._record_silence
-            silence.finish(self.analysis.last_time if self.session.close.tcp_end == "open" else None)
-            # Records cannot be told apart, so there is no audio-only measurement to offer.
-            self.session.gaps = [g for g in silence.session.gaps if g.kind == "any"]
-            self.session.timeline = self._record_timeline
-            info["gaps_measured_on"] = "tls-records"
-            info["note"] = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
-                            "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
-                            "measured on the client's application-data records. To see everything, run the "
-                            "client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed the "
-                            "secrets in the pcapng (editcap --inject-secrets tls,keys.log).")
-        self.session.extra["tls"] = info
+                self.builder.anomaly(akind, frame, ts, direction, detail)
 
     def _start_http(self) -> None:
         self.state = self.HTTP
@@ -324,19 +335,11 @@ class ConnectionAnalyzer:
         """A connection whose start is not in the capture: look for a WebSocket frame stream."""
         found = {}
         for direction in (CLIENT, SERVER):
-            chunks = self._sniff[direction]
-            buf = b"".join(d for d, _, _ in chunks)
-            if not buf:
-                continue
-            starts, pos = [], 0
-            for d, _, _ in chunks:
-                starts.append(pos)
-                pos += len(d)
-            off = find_frame_sync(buf, None, prefer=starts)
-            if off is not None:
-                found[direction] = (off, bool(buf[off + 1] & 0x80) if off + 1 < len(buf) else False)
+            start = find_stream_start([d for d, _, _ in self._sniff[direction]])
+            if start is not None:
+                found[direction] = start
         if not found:
-            if final or max(self._sniff_len) >= SNIFF_BYTES:
+            if final or max(self._sniff_len) >= PROTOCOL_DECISION_BYTES:
                 self._give_up()
             return
         # Masked frames come from the client: trust that over the port guess.
@@ -349,19 +352,13 @@ class ConnectionAnalyzer:
         buffered, self._sniff = self._sniff, ([], [])
         first = min((chunks[0][1], chunks[0][2]) for chunks in buffered if chunks)
         self._new_session(first[0], first[1])
-        self.session.midstream = True
-        self.session.websocket = True
-        # No request path: the Deepgram layer infers the endpoint from the server's messages.
-        self.dg = DeepgramAnalyzer(self.session.handshake)
-        self.recorder.anomaly("midstream", first[0], first[1], None, {})
+        self.builder.midstream(MidstreamStart(first[0], first[1]))
         self._open_websocket(deflate=None, extensions=False)
         for direction in (CLIENT, SERVER):
             chunks = buffered[direction]
-            if not chunks:
-                continue
-            skip = found[direction][0] if direction in found else None
-            if skip is None:
+            if not chunks or direction not in found:
                 continue  # no sync in this direction yet: drop what we cannot frame
+            skip = found[direction][0]
             for data, frame, ts in chunks:
                 if skip >= len(data):
                     skip -= len(data)
@@ -372,7 +369,7 @@ class ConnectionAnalyzer:
     # -- HTTP upgrade ----------------------------------------------------------
     def _http_data(self, direction: int, data, frame: int, ts: float) -> None:
         if direction == CLIENT:
-            if self._request is None:
+            if self.builder is None or not self.builder.requested:
                 req = self._req_parser.feed(data)
                 if req is None:
                     if self._req_parser.error:
@@ -386,7 +383,7 @@ class ConnectionAnalyzer:
             else:
                 self._early(bytes(data), frame, ts)
         else:
-            if self._response is not None:
+            if self.builder is not None and self.builder.answered:
                 return
             resp = self._resp_parser.feed(data)
             if resp is None:
@@ -401,8 +398,8 @@ class ConnectionAnalyzer:
         if "header section longer than" not in error:
             return False
         limit = self.analysis.options.max_http_header
-        if self.recorder is not None:
-            self.recorder.anomaly("http-header-overflow", frame, ts, direction, {"limit": limit})
+        if self.builder is not None:
+            self.builder.anomaly("http-header-overflow", frame, ts, direction, {"limit": limit})
             return True
         found = self.analysis.report.stats.setdefault(
             "http_header_overflow", {"count": 0, "limit": limit, "tcp_streams": [], "frames": []})
@@ -419,45 +416,20 @@ class ConnectionAnalyzer:
         self._early_len += len(data)
 
     def _on_request(self, req, frame: int, ts: float) -> None:
-        upgrade = (req.header("upgrade") or "").lower()
-        if "websocket" not in upgrade and req.header("sec-websocket-key") is None:
+        if not is_websocket_upgrade(req):
             # Plain HTTP: not a WebSocket attempt, nothing for us here.
             self._give_up()
             return
-        self._request = req
         self._new_session(frame, ts)
-        hs = self.session.handshake
-        hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
-        hs.http_version = req.version
-        hs.request_frame, hs.request_time = frame, ts
-        hs.request_headers = [[k, v] for k, v in req.headers]
-        hs.ws_key = req.header("sec-websocket-key")
-        self.dg = DeepgramAnalyzer(hs)
+        self.builder.request(HandshakeRequest(req, frame, ts))
 
     def _on_response(self, resp, frame: Optional[int], ts: Optional[float]) -> None:
-        self._response = resp
-        if self.session is None:
+        if self.builder is None:
+            self.state = self.DONE
             return
-        hs = self.session.handshake
-        hs.status, hs.reason = resp.status, resp.reason
-        hs.response_frame, hs.response_time = frame, ts
-        hs.response_headers = [[k, v] for k, v in resp.headers]
-        hs.dg_request_id = resp.header("dg-request-id")
-        hs.dg_error = resp.header("dg-error")
-        hs.ws_accept = resp.header("sec-websocket-accept")
-        hs.subprotocol = resp.header("sec-websocket-protocol")
-        hs.extensions = ", ".join(resp.header_all("sec-websocket-extensions")) or None
-        if resp.body:
-            hs.body = body_text(resp.body)
-            parsed = parse_error_body(resp.body, resp.header("content-type"))
-            hs.body_json = parsed if isinstance(parsed, dict) else None
-        if resp.status == 101:
-            if hs.ws_key is not None and hs.ws_accept is not None:
-                hs.accept_valid = websocket_accept(hs.ws_key) == hs.ws_accept.strip()
-            hs.deflate = deflate_agreement(hs.extensions)
-            self.session.websocket = True
+        if self.builder.response(HandshakeResponse(resp, frame, ts)):
+            hs = self.session.handshake
             self._open_websocket(hs.deflate, extensions=bool(hs.extensions))
-            self.recorder.open(frame, ts)
             early, self._early_client = self._early_client, []
             for data, f, t in early:
                 self._ws_data(CLIENT, data, f, t)
@@ -474,86 +446,37 @@ class ConnectionAnalyzer:
         options = self.analysis.options
         keep, text = options.keep_binary, options.max_message
         compressed = bool(deflate)
+        builder = self.builder
         self._frame_parsers = (FrameParser(True, keep_binary=keep, keep_text=text, deflate=compressed),
                                FrameParser(False, keep_binary=keep, keep_text=text, deflate=compressed))
-        hook = self.analysis.options.binary_hook
+        hook = options.binary_hook
         if hook is not None:
             session = self.session
             self._frame_parsers[CLIENT].binary_sink = lambda frame, chunk: hook(session, frame, chunk)
         limits = dict(keep_binary=keep, max_message=text, max_inflate=options.max_inflate)
         self._assemblers = (MessageAssembler(True, deflate, extensions, **limits),
                             MessageAssembler(False, deflate, extensions, **limits))
+        for direction in (CLIENT, SERVER):
+            sink = builder.anomaly_sink(direction)
+            self._frame_parsers[direction].on_anomaly = sink
+            self._assemblers[direction].on_anomaly = sink
 
     def _ws_data(self, direction: int, data, frame: int, ts: float) -> None:
+        builder = self.builder
+        assembler = self._assemblers[direction]
         for f in self._frame_parsers[direction].feed(data, frame, ts):
-            self._on_frame(direction, f)
-
-    def _on_frame(self, direction: int, f) -> None:
-        rec = self.recorder
-        rec.frame(direction, f)
-        if self._frame_hook is not None:
-            self._frame_hook(self.session, direction, f)
-        messages, anomalies = self._assemblers[direction].frame(f)
-        for kind, frame, ts, detail in anomalies:
-            rec.anomaly(kind, frame, ts, direction, detail)
-        if messages:
-            self._on_messages(direction, messages)
-
-    def _on_messages(self, direction: int, messages) -> None:
-        rec = self.recorder
-        for m in messages:
-            if self._message_hook is not None:
-                self._message_hook(self.session, direction, m)
-            op = m.opcode
-            if op == OP_CLOSE:
-                rec.close_message(direction, m.close_code, m.close_reason, m.frame, m.time)
-            elif op == 1:
-                rec.keep_message(direction, m)
-            if op in (1, 2) and self.dg is not None:
-                self.dg.message(direction, op, m.data, m.size, m.frame, m.time)
+            builder.ws_frame(direction, f)
+            messages = assembler.frame(f)[0]
+            if messages:
+                builder.ws_messages(direction, messages)
 
     # -- sessions --------------------------------------------------------------
     def _new_session(self, frame: int, ts: float) -> None:
-        if self.session is not None:
+        if self.builder is not None:
             return  # TLS created it already; the decrypted handshake fills it in
         c = self.conn
-        s = Session(index=0, client=format_address(*c.client), server=format_address(*c.server),
-                    tcp_stream=c.stream, syn_seen=c.syn_frame is not None)
-        s.start_frame, s.start_time = c.first_frame, c.first_time
-        self.session = s
-        self.recorder = SessionRecorder(s, self.analysis.options.gap_threshold,
-                                        self.analysis.text_budget)
-        self.analysis.sessions.append(s)
-
-
-class TlsActivity:
-    """What the wire proves without keys: application-data records per direction."""
-
-    __slots__ = ("records", "bytes", "first", "last", "alerts")
-
-    def __init__(self):
-        self.records = [0, 0]
-        self.bytes = [0, 0]
-        self.first = [None, None]  # (frame, time)
-        self.last = [None, None]
-        self.alerts: list[dict] = []
-
-    def record(self, direction: int, length: int, frame: int, ts: float) -> None:
-        self.records[direction] += 1
-        self.bytes[direction] += length
-        if self.first[direction] is None:
-            self.first[direction] = (frame, ts)
-        self.last[direction] = (frame, ts)
-
-    def to_json(self) -> dict:
-        out = {}
-        for d, name in ((CLIENT, "client"), (SERVER, "server")):
-            first, last = self.first[d], self.last[d]
-            span = (last[1] - first[1]) if first and last else 0.0
-            out[name] = {"app_records": self.records[d], "app_record_bytes": self.bytes[d],
-                         "first_frame": first[0] if first else None, "last_frame": last[0] if last else None,
-                         "bytes_per_second": round(self.bytes[d] / span, 1) if span > 0 else None}
-        return {"activity": out, "alerts": self.alerts}
+        self.builder = self.analysis.new_session(format_address(*c.client), format_address(*c.server),
+                                                 c.stream, c.first_frame, c.first_time)
 
 
 class CaptureAnalyzer:
@@ -581,8 +504,8 @@ class CaptureAnalyzer:
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
-        self._ctx = RuleContext(gap_threshold=options.gap_threshold, options=options.extra)
-        self.analysis.conclude = self._conclude
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold)
+        self.analysis.conclude = self.conclude
 
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
         self.packets = frame_no
@@ -641,6 +564,11 @@ class CaptureAnalyzer:
         """Sessions so far, in order of discovery (live views read this)."""
         return self.analysis.sessions
 
+    def new_session(self, client: str, server: str, tcp_stream: int, first_frame: Optional[int],
+                    first_time: Optional[float]) -> SessionBuilder:
+        """A session of this capture and its SessionBuilder (engines that do not read bytes)."""
+        return self.analysis.new_session(client, server, tcp_stream, first_frame, first_time)
+
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
@@ -657,12 +585,12 @@ class CaptureAnalyzer:
                                                       "messages": budget.dropped}
         return sessions
 
-    def _conclude(self, session: Session) -> None:
+    def conclude(self, session: Session) -> None:
         # Runs as soon as a connection ends, so streaming and live views get final sessions.
         session.findings = run_rules(session, self._ctx)
         for f in session.findings:
             f.display_filter = display_filter(session.tcp_stream, f.frames)
-        session.extra["diagnosis"] = diagnose(session)
+        session.diagnosis = diagnose(session)
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
@@ -676,17 +604,6 @@ def _head(chunks, size: int = 16) -> bytes:
         if len(out) >= size:
             return out[:size]
     return out
-
-
-def display_filter(tcp_stream: int, frames: list[int]) -> str:
-    """A Wireshark display filter that isolates a finding's evidence."""
-    base = f"tcp.stream eq {tcp_stream}"
-    if not frames:
-        return base
-    lo, hi = min(frames), max(frames)
-    if lo == hi:
-        return f"{base} && frame.number == {lo}"
-    return f"{base} && frame.number >= {lo} && frame.number <= {hi}"
 
 
 def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureReport:
@@ -708,44 +625,6 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
     report.packets = cap.packet_count
     report.findings.extend(capture_findings(cap, analyzer.decoder, report))
     return report
-
-
-def capture_files(paths: list[str]) -> list[str]:
-    """Expand folders (recursively) into the capture files inside, sniffed by magic number."""
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for name in sorted(files):
-                    full = os.path.join(root, name)
-                    if _looks_like_capture(full):
-                        out.append(full)
-        else:
-            out.append(p)
-    return out
-
-
-_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-           b"\x0a\x0d\x0d\x0a")
-
-
-def _looks_like_capture(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError:
-        return False
-    if head in _MAGICS:
-        return True
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-        try:
-            with gzip.open(path, "rb") as g:
-                return g.read(4) in _MAGICS
-        except (OSError, EOFError):
-            return False
-    return False
 
 
 __all__ = ["Options", "CaptureAnalyzer", "analyze_capture", "capture_files", "CaptureError"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import dataclasses
 from typing import Any, Iterable, Optional
 from urllib.parse import unquote_plus
 
@@ -30,8 +31,16 @@ SECRET_JSON_KEYS = frozenset({
     "authorization", "proxy-authorization", "credentials", "access_token", "refresh_token",
     "id_token", "api_key", "apikey", "x-api-key", "token", "password", "client_secret",
     "secret", "secret_access_key", "session_token", "private_key",
+    # Provider keys the protocol reference lists for Voice Agent endpoint headers:
+    # ElevenLabs, Google; AWS credentials (aws_bedrock think, aws_polly speak).
+    "xi-api-key", "x-goog-api-key", "access_key_id",
 })
-SECRET_HEADERS = frozenset({"x-api-key", "api-key", "x-auth-token"})
+SECRET_HEADERS = frozenset({"x-api-key", "api-key", "x-auth-token", "xi-api-key",
+                            "x-goog-api-key"})
+# Voice Agent Settings/UpdateThink/UpdateSpeak: EVERY value under endpoint.headers (of
+# think, speak and think.functions[]) is a provider credential (reference, "Secrets to
+# redact"), whatever the header is called.
+HEADERS_KEY, ENDPOINT_KEY = "headers", "endpoint"
 
 _SCHEMES = ("token", "bearer", "basic")
 _CRED_CHARS = r"A-Za-z0-9._~+/=\-"
@@ -42,7 +51,13 @@ _AUTH_LINE_RE = re.compile(
     r"(?i)((?<![?&;])\b(?:proxy-)?authorization\s*[:=]\s*)(?!\s*\")([^\r\n,;&]+)")
 _SUBPROTOCOL_LINE_RE = re.compile(r"(?i)(\bsec-websocket-protocol\s*[:=]\s*)([^\r\n]+)")
 _QUERY_RE = re.compile(
-    r"(?i)([?&;](?:token|access_token|authorization|key|api_key|apikey)=)([^&\s#\"'<>]+)")
+    r"(?i)((?:[?&;]|%3f|%26)(?:token|access_token|authorization|key|api_key|apikey)(?:=|%3d))"
+    r"((?:(?!%26|%23)[^&\s#\"'<>])+)")
+# user:pass@ in a URL (the callback parameter, provider URLs), plain or percent-encoded
+# as inside a query value (reference, "Secrets to redact").
+_URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/?#@\"'<>]+)@")
+_URL_USERINFO_ENC_RE = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.\-]*%3a%2f%2f)((?:(?!%2f|%40|%3f|%23)[^\s&#\"'<>/?@])+)%40")
 _JSON_SECRET_RE = re.compile(
     r"(?i)(\"(?:" + "|".join(re.escape(k) for k in sorted(SECRET_JSON_KEYS))
     + r")\"\s*:\s*\")((?:[^\"\\]|\\.)*)(\")")
@@ -68,6 +83,26 @@ def mask_secret(secret: str) -> str:
     if looks_like_jwt(s):
         return f"{MASK}(JWT)…{s[-4:]}"
     return MASK + s[-4:] if len(s) >= 12 else MASK
+
+
+def mask_userinfo(userinfo: str, colon: str = ":") -> str:
+    """`user:****` for `user:password`; a lone userinfo (a token) is masked whole."""
+    if is_masked(userinfo):
+        return userinfo
+    user, sep, password = userinfo.partition(colon)
+    if not sep:
+        user, sep, password = userinfo.partition(colon.lower())
+    if sep:
+        return user + sep + mask_secret(password)
+    return mask_secret(userinfo)
+
+
+def url_userinfo_secrets(text: str) -> list[str]:
+    """The passwords (or lone tokens) of user:pass@ URLs in text."""
+    out = []
+    for m in _URL_USERINFO_RE.finditer(text):
+        out.append(m.group(2).partition(":")[2] or m.group(2))
+    return out
 
 
 def mask_credential(value: str) -> str:
@@ -168,6 +203,9 @@ _PATTERNS = (
     (("=",), _QUERY_RE, lambda m: m.group(1) + _mask_query_value(m.group(2))),
     (tuple(f'"{k}"' for k in sorted(SECRET_JSON_KEYS)), _JSON_SECRET_RE,
      lambda m: m.group(1) + mask_credential(m.group(2)) + m.group(3)),
+    (("://",), _URL_USERINFO_RE, lambda m: m.group(1) + mask_userinfo(m.group(2)) + "@"),
+    (("%3a%2f%2f",), _URL_USERINFO_ENC_RE,
+     lambda m: m.group(1) + mask_userinfo(m.group(2), "%3A") + "%40"),
     (("eyj",), JWT_RE, lambda m: mask_secret(m.group(0))),
     (("token", "bearer"), _SCHEME_CRED_RE, lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3))),
     ((), _HEX40_RE, lambda m: mask_secret(m.group(0))),
@@ -184,30 +222,50 @@ def _may_hold_secret_key(text: str, low: Optional[str] = None) -> bool:
     if "\\u" in text or not text.isascii():
         return True
     low = text.lower() if low is None else low
-    return any(f'"{key}"' in low for key in SECRET_JSON_KEYS)
+    return (any(f'"{key}"' in low for key in SECRET_JSON_KEYS)
+            or f'"{HEADERS_KEY}"' in low or "://" in low)
 
 
-def redact_json(obj: Any, literals: Iterable[str] = ()) -> Any:
+def _is_provider_headers(key: Any, parent: Optional[str]) -> bool:
+    return (isinstance(key, str) and key.lower() == HEADERS_KEY
+            and parent is not None and parent.lower() == ENDPOINT_KEY)
+
+
+def _mask_value(v: Any) -> Any:
+    if isinstance(v, str):
+        return mask_credential(v)
+    return v if v is None or isinstance(v, (bool, int, float)) else _REDACTED
+
+
+def redact_json(obj: Any, literals: Iterable[str] = (), _parent: Optional[str] = None) -> Any:
     """A copy of a JSON-like value with secret keys masked and all strings cleaned."""
     literals = tuple(literals)
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
             if isinstance(k, str) and k.lower() in SECRET_JSON_KEYS:
-                out[k] = mask_credential(v) if isinstance(v, str) else (
-                    v if v is None or isinstance(v, bool) else _REDACTED)
+                out[k] = _mask_value(v)
+            elif _is_provider_headers(k, _parent) and isinstance(v, dict):
+                out[k] = {name: _mask_value(value) for name, value in v.items()}
+            elif _is_provider_headers(k, _parent):
+                out[k] = _mask_value(v) if not isinstance(v, list) else [
+                    {n: _mask_value(x) for n, x in item.items()} if isinstance(item, dict)
+                    else _mask_value(item) for item in v]
             else:
-                out[k] = redact_json(v, literals)
+                out[k] = redact_json(v, literals, k if isinstance(k, str) else None)
         return out
     if isinstance(obj, (list, tuple)):
-        return [redact_json(v, literals) for v in obj]
+        return [redact_json(v, literals, _parent) for v in obj]
     if isinstance(obj, str):
         return redact_text(obj, literals)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _redact_model(obj, literals)
     return obj
 
 
 def json_secrets(obj: Any) -> list[str]:
-    """Raw secret strings under secret keys (all strings inside e.g. `credentials`)."""
+    """Raw secret strings under secret keys (all strings inside e.g. `credentials`,
+    every value of a Voice Agent endpoint.headers) and URL passwords."""
     found: list[str] = []
 
     def strings(v: Any) -> None:
@@ -220,18 +278,22 @@ def json_secrets(obj: Any) -> list[str]:
             for x in v:
                 strings(x)
 
-    def walk(v: Any) -> None:
+    def walk(v: Any, parent: Optional[str]) -> None:
         if isinstance(v, dict):
             for k, x in v.items():
                 if isinstance(k, str) and k.lower() in SECRET_JSON_KEYS:
                     strings(x)
+                elif _is_provider_headers(k, parent):
+                    strings(x)
                 else:
-                    walk(x)
+                    walk(x, k if isinstance(k, str) else None)
         elif isinstance(v, (list, tuple)):
             for x in v:
-                walk(x)
+                walk(x, parent)
+        elif isinstance(v, str) and "://" in v:
+            found.extend(url_userinfo_secrets(v))
 
-    walk(obj)
+    walk(obj, None)
     return [s for s in found if s and not is_masked(s)]
 
 
@@ -264,15 +326,26 @@ def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optio
     return out if clean else json.dumps(redact_json(obj, literals), ensure_ascii=False)
 
 
-def _has_secret_containers(obj: Any) -> bool:
-    """A dict/list left under a secret key (e.g. `credentials: {...}`) is not masked."""
+def _has_secret_containers(obj: Any, parent: Optional[str] = None) -> bool:
+    """A dict/list left under a secret key (e.g. `credentials: {...}`) is not masked,
+    nor is an endpoint.headers value that is not a string."""
     if isinstance(obj, dict):
         return any((isinstance(k, str) and k.lower() in SECRET_JSON_KEYS
                     and isinstance(v, (dict, list)))
-                   or _has_secret_containers(v) for k, v in obj.items())
+                   or (_is_provider_headers(k, parent) and _has_unmasked_values(v))
+                   or _has_secret_containers(v, k if isinstance(k, str) else None)
+                   for k, v in obj.items())
     if isinstance(obj, list):
-        return any(_has_secret_containers(v) for v in obj)
+        return any(_has_secret_containers(v, parent) for v in obj)
     return False
+
+
+def _has_unmasked_values(v: Any) -> bool:
+    if isinstance(v, dict):
+        return any(_has_unmasked_values(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_has_unmasked_values(x) for x in v)
+    return isinstance(v, str) and bool(v) and not is_masked(v) and len(v) >= 8
 
 
 def _header_secrets(headers: list[list[str]]) -> list[str]:
@@ -384,5 +457,26 @@ def redact_session(session: Any) -> Any:
         f.details = redact_json(f.details, literals)
     for a in session.anomalies:
         a.detail = redact_json(a.detail, literals)
-    session.extra = redact_json(session.extra, literals)
+    literals = tuple(literals)
+    for summary in (session.tls, session.audio, session.latency, session.message_counts,
+                    session.deepgram):
+        if summary is not None:
+            _redact_model(summary, literals)
+    session.transcript = redact_text(session.transcript, literals)
+    session.diagnosis = redact_text(session.diagnosis, literals)
     return session
+
+
+def _redact_model(obj: Any, literals: tuple[str, ...]) -> Any:
+    """A typed model object with every string cleaned (nested objects too).
+
+    Mutable objects are cleaned in place; frozen ones (parameter problems, close-code
+    entries) are copied with the cleaned values.
+    """
+    cleaned = {f.name: redact_json(getattr(obj, f.name), literals)
+               for f in dataclasses.fields(obj) if f.init}
+    if obj.__dataclass_params__.frozen:
+        return dataclasses.replace(obj, **cleaned)
+    for name, value in cleaned.items():
+        setattr(obj, name, value)
+    return obj

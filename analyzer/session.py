@@ -1,20 +1,22 @@
-"""Per-WebSocket-session accumulation: frames -> counts, gaps, close, empty binary frames.
+"""Session building: typed events in, the session model out.
 
-Fed one frame at a time (direction, frame) by the connection analyzer; keeps only
-aggregates, so memory does not grow with the number of frames.
+`SessionBuilder` is the one place a Session is assembled, whatever produced the events
+(analyzer/events.py): the native pipeline, the tshark engine, the live view and the test
+builders all feed it.  It owns every silence, close and timeline decision; parsing layers
+only raise events and anomalies.  It keeps aggregates only, so memory does not grow with
+the number of frames.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
-from .model import (CLIENT, SERVER, Anomaly, CloseFrame, EmptyBinary, Gap, Message,
-                    Session)
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-
-MAX_ANOMALIES = 2000
-MAX_KEPT_MESSAGES = 5000
-MAX_KEPT_TEXT_BYTES = 8 << 20
+from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
+from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
+from .limits import SESSION_ANOMALY_RECORDS, SESSION_KEPT_MESSAGES, SESSION_KEPT_TEXT_CHARS
+from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, CloseFrame,
+                    EmptyBinary, Gap, Message, Session, TlsInfo)
+from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
+                               OP_PONG, OP_TEXT)
 
 
 class TextBudget:
@@ -95,33 +97,206 @@ class ActivityTimeline:
                             "client_audio_bytes"]}
 
 
-class SessionRecorder:
-    """Turns parsed frames and messages into the session model's aggregates."""
+class ClientSilence:
+    """Client silences over the threshold, from one stream of client activity: THE gap measurement.
 
-    def __init__(self, session: Session, gap_threshold: float, text_budget: Optional[TextBudget] = None):
+    Two tracks run at once: "any" (every client frame, or every application-data record
+    when TLS cannot be decrypted) and "audio" (non-empty binary data only).  A silence
+    starts at the opening (the 101, or where a stream was picked up) or at a client frame,
+    and ends at the next qualifying client frame ("frame"), a close ("close"), the TCP end
+    ("tcp-end") or the end of the capture ("capture-end").  It is a gap when it lasted
+    strictly more than the threshold.  Once a close or the TCP end is seen, measuring stops.
+    """
+
+    __slots__ = ("threshold", "gaps", "any", "audio", "measuring", "opened")
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+        self.gaps: list[Gap] = []
+        self.any = _Silence("any")
+        self.audio = _Silence("audio")
+        self.measuring = False
+        self.opened = False
+
+    def open(self, frame: Optional[int], ts: float) -> None:
+        self.any.start(frame, ts)
+        self.audio.start(frame, ts)
+        self.measuring = self.opened = True
+
+    def activity(self, frame: int, ts: float, audio: bool) -> None:
+        """A client frame (or record) at `ts`; `audio`: it carries audio bytes."""
+        if not self.opened:
+            # Picked up mid-stream, or TLS without keys: silence is measured from here.
+            self.open(frame, ts)
+            return
+        if not self.measuring:
+            return
+        threshold = self.threshold
+        silence = self.any
+        if silence.active and ts - silence.since_time > threshold:
+            self._gap(silence, frame, ts, "frame")
+        silence.since_frame, silence.since_time, silence.active = frame, ts, True
+        if audio:
+            silence = self.audio
+            if silence.active and ts - silence.since_time > threshold:
+                self._gap(silence, frame, ts, "frame")
+            silence.since_frame, silence.since_time, silence.active = frame, ts, True
+
+    def client_close(self, frame: int, ts: float) -> None:
+        """The client's close frame: it ends the "any" silence as a frame does and the audio
+        silence as a close; nothing is measured after it."""
+        if self.measuring:
+            self._end(self.any, frame, ts, "frame")
+            self._end(self.audio, frame, ts, "close")
+        self.stop()
+
+    def end(self, frame: Optional[int], ts: float, ended_by: str) -> None:
+        """Both silences end here (server close, TCP end, capture end); measuring stops."""
+        if self.measuring:
+            self._end(self.any, frame, ts, ended_by)
+            self._end(self.audio, frame, ts, ended_by)
+        self.stop()
+
+    def since(self) -> Optional[float]:
+        """When the current client silence started (the last client activity), or None
+        before the stream opened; frozen once measuring stopped."""
+        return self.any.since_time
+
+    def stop(self) -> None:
+        self.measuring = False
+        self.opened = True
+        self.any.active = self.audio.active = False
+
+    def _end(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
+        if silence.active:
+            if ts - silence.since_time > self.threshold:
+                self._gap(silence, frame, ts, ended_by)
+            silence.active = False
+
+    def _gap(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
+        """The silence from silence.since_* to (frame, ts) was over the threshold."""
+        self.gaps.append(Gap("client", silence.kind, silence.since_time, ts, ts - silence.since_time,
+                             silence.since_frame, frame, ended_by))
+
+
+class TlsActivity:
+    """What the wire proves without keys: application-data records per direction."""
+
+    __slots__ = ("records", "bytes", "first", "last", "alerts")
+
+    def __init__(self):
+        self.records = [0, 0]
+        self.bytes = [0, 0]
+        self.first = [None, None]  # (frame, time)
+        self.last = [None, None]
+        self.alerts: list[dict] = []
+
+    def record(self, direction: int, length: int, frame: int, ts: float) -> None:
+        self.records[direction] += 1
+        self.bytes[direction] += length
+        if self.first[direction] is None:
+            self.first[direction] = (frame, ts)
+        self.last[direction] = (frame, ts)
+
+    def to_json(self) -> dict:
+        out = {}
+        for d, name in enumerate(DIRECTION_NAMES):
+            first, last = self.first[d], self.last[d]
+            span = (last[1] - first[1]) if first and last else 0.0
+            out[name] = {"app_records": self.records[d], "app_record_bytes": self.bytes[d],
+                         "first_frame": first[0] if first else None, "last_frame": last[0] if last else None,
+                         "bytes_per_second": round(self.bytes[d] / span, 1) if span > 0 else None}
+        return {"activity": out, "alerts": self.alerts}
+
+
+class SessionBuilder:
+    """Builds one Session from the typed events of its connection (analyzer/events.py).
+
+    Feed events in capture order, then finish().  `hooks` is anything with the optional
+    attributes frame_hook(session, direction, frame), message_hook(session, direction,
+    message) and record_hook(session, direction, length, frame, ts) (pipeline.Options):
+    observers called as the events arrive, whichever engine produced them.
+    """
+
+    def __init__(self, session: Session, gap_threshold: float, text_budget: Optional[TextBudget] = None,
+                 hooks=None):
         self.session = session
         self.gap_threshold = gap_threshold
         self._text_budget = text_budget
-        self._any = _Silence("any")
-        self._audio = _Silence("audio")
+        self.silence = ClientSilence(gap_threshold)
         # Opcode of the data message in progress per direction, so continuation
         # frames of a binary message count as audio.
         self._message_opcode = [None, None]
-        self._kept_text_bytes = 0
-        self._measuring = False
+        self._kept_text_chars = 0
         self.timeline = ActivityTimeline()
         session.timeline = self.timeline
-        self._opened = False
+        self.deepgram = None  # DeepgramAnalyzer, once the session is known to be a WebSocket attempt
+        # Measured on TLS application-data records, used when they cannot be decrypted.
+        self.tls_activity: Optional[TlsActivity] = None
+        self.record_silence: Optional[ClientSilence] = None
+        self.record_timeline: Optional[ActivityTimeline] = None
+        self._frame_hook = getattr(hooks, "frame_hook", None)
+        self._message_hook = getattr(hooks, "message_hook", None)
+        self._record_hook = getattr(hooks, "record_hook", None)
 
-    # -- the WebSocket stream starts (101 seen, or a frame stream found mid-connection)
-    def open(self, frame: int, ts: float) -> None:
-        self._any.start(frame, ts)
-        self._audio.start(frame, ts)
-        self._measuring = self._opened = True
+    # -- the handshake, or a stream picked up mid-connection --------------------
+    @property
+    def requested(self) -> bool:
+        return self.session.handshake.request_frame is not None
 
-    def frame(self, direction: int, f) -> None:
+    @property
+    def answered(self) -> bool:
+        return self.session.handshake.status is not None
+
+    def request(self, ev: HandshakeRequest) -> None:
+        from .deepgram import DeepgramAnalyzer  # the Deepgram layer reads the model: imported late
+        req = ev.request
+        hs = self.session.handshake
+        hs.method, hs.target, hs.path, hs.query = req.method, req.target, req.path, req.query
+        hs.request_frame, hs.request_time = ev.frame, ev.time
+        hs.request_headers = [[k, v] for k, v in req.headers]
+        hs.ws_key = req.header("sec-websocket-key")
+        self.deepgram = DeepgramAnalyzer(hs)
+
+    def response(self, ev: HandshakeResponse) -> bool:
+        """Fill the response in; True when it is a 101 (the WebSocket stream starts here)."""
+        resp = ev.response
+        hs = self.session.handshake
+        hs.status, hs.reason = resp.status, resp.reason
+        hs.response_frame, hs.response_time = ev.frame, ev.time
+        hs.response_headers = [[k, v] for k, v in resp.headers]
+        hs.dg_request_id = resp.header("dg-request-id")
+        hs.dg_error = resp.header("dg-error")
+        hs.ws_accept = resp.header("sec-websocket-accept")
+        hs.subprotocol = resp.header("sec-websocket-protocol")
+        hs.extensions = ", ".join(resp.header_all("sec-websocket-extensions")) or None
+        if resp.body:
+            hs.body = body_text(resp.body)
+            parsed = parse_error_body(resp.body, resp.header("content-type"))
+            hs.body_json = parsed if isinstance(parsed, dict) else None
+        if resp.status != 101:
+            return False
+        if hs.ws_key is not None and hs.ws_accept is not None:
+            hs.accept_valid = websocket_accept(hs.ws_key) == hs.ws_accept.strip()
+        hs.deflate = deflate_agreement(hs.extensions)
+        self.session.websocket = True
+        self.silence.open(ev.frame, ev.time)
+        return True
+
+    def midstream(self, ev: MidstreamStart) -> None:
+        from .deepgram import DeepgramAnalyzer
         s = self.session
-        counts = s.frames[direction]
+        s.midstream = s.websocket = True
+        # No request path: the Deepgram layer infers the endpoint from the server's messages.
+        self.deepgram = DeepgramAnalyzer(s.handshake)
+        self.anomaly("midstream", ev.frame, ev.time, None, {})
+
+    # -- WebSocket ----------------------------------------------------------------
+    def ws_frame(self, direction: int, f) -> None:
+        """One WebSocket frame (events.WsFrame) of `direction`, in capture order."""
+        if self._frame_hook is not None:
+            self._frame_hook(self.session, direction, f)
+        counts = self.session.frames[direction]
         op = f.opcode
         length = f.length
         frame_no = f.frame
@@ -136,15 +311,7 @@ class SessionRecorder:
             self._message_opcode[direction] = None
             if direction == CLIENT:
                 self.timeline.add(CLIENT, ts, length, True)
-                if self._measuring:
-                    # client_activity(frame_no, ts, True) while measuring, inlined
-                    threshold = self.gap_threshold
-                    for silence in (self._any, self._audio):
-                        if silence.active and ts - silence.since_time > threshold:
-                            self._end_silence(silence, frame_no, ts, "frame")
-                        silence.since_frame, silence.since_time, silence.active = frame_no, ts, True
-                else:
-                    self.client_activity(frame_no, ts, True)
+                self.silence.activity(frame_no, ts, True)
             else:
                 self.timeline.add(direction, ts, length, False)
             return
@@ -152,9 +319,9 @@ class SessionRecorder:
         if op == OP_BINARY:
             counts.binary += 1
             data_opcode = OP_BINARY
-            if f.length == 0 and direction == CLIENT:
+            if length == 0 and direction == CLIENT:
                 counts.empty_binary += 1
-                s.empty_binary.append(EmptyBinary(f.frame, f.time))
+                self.session.empty_binary.append(EmptyBinary(frame_no, ts))
         elif op == OP_TEXT:
             counts.text += 1
             data_opcode = OP_TEXT
@@ -169,41 +336,36 @@ class SessionRecorder:
             counts.close += 1
         else:
             counts.other += 1
-        if op in (OP_TEXT, OP_BINARY, OP_CONT):
+        if op == OP_TEXT or op == OP_BINARY or op == OP_CONT:
             self._message_opcode[direction] = None if f.fin else data_opcode
 
-        self.timeline.add(direction, f.time, f.length, data_opcode == OP_BINARY and direction == CLIENT)
+        audio = data_opcode == OP_BINARY and direction == CLIENT
+        self.timeline.add(direction, ts, length, audio)
         if direction == CLIENT:
-            self.client_activity(f.frame, f.time, data_opcode == OP_BINARY and f.length > 0)
             if op == OP_CLOSE:
-                self._end_silence(self._audio, f.frame, f.time, "close")
-                self._stop_measuring()
-        elif op == OP_CLOSE and self._measuring:
+                self.silence.client_close(frame_no, ts)
+            else:
+                self.silence.activity(frame_no, ts, audio and length > 0)
+        elif op == OP_CLOSE and self.silence.measuring:
             # Once the server has closed, later client silence says nothing about the stream.
-            self._end_silence(self._any, f.frame, f.time, "close")
-            self._end_silence(self._audio, f.frame, f.time, "close")
-            self._stop_measuring()
+            self.silence.end(frame_no, ts, "close")
 
-    def client_activity(self, frame: int, ts: float, audio: bool) -> None:
-        """A client frame (or, for TLS without keys, an application-data record)."""
-        if not self._opened:
-            # Picked up mid-stream, or TLS without keys: silence is measured from here.
-            self.open(frame, ts)
-            return
-        if not self._measuring:
-            return
-        # _end_silence(silence, frame, ts, "frame") then silence.start(frame, ts), inlined.
-        silence = self._any
-        if silence.active and ts - silence.since_time > self.gap_threshold:
-            self._end_silence(silence, frame, ts, "frame")
-        silence.since_frame, silence.since_time, silence.active = frame, ts, True
-        if audio:
-            silence = self._audio
-            if silence.active and ts - silence.since_time > self.gap_threshold:
-                self._end_silence(silence, frame, ts, "frame")
-            silence.since_frame, silence.since_time, silence.active = frame, ts, True
+    def ws_messages(self, direction: int, messages) -> None:
+        """Complete messages (events.WsMessage) of `direction`, in order."""
+        hook = self._message_hook
+        dg = self.deepgram
+        for m in messages:
+            if hook is not None:
+                hook(self.session, direction, m)
+            op = m.opcode
+            if op == OP_CLOSE:
+                self._close(direction, m.close_code, m.close_reason, m.frame, m.time)
+            elif op == OP_TEXT:
+                self._keep(direction, m)
+            if (op == OP_TEXT or op == OP_BINARY) and dg is not None:
+                dg.message(direction, op, m.data, m.size, m.frame, m.time)
 
-    def close_message(self, direction: int, code: Optional[int], reason: str, frame: int, ts: float) -> None:
+    def _close(self, direction: int, code: Optional[int], reason: str, frame: int, ts: float) -> None:
         close = self.session.close
         cf = CloseFrame(code, reason, frame, ts)
         if direction == CLIENT:
@@ -212,11 +374,11 @@ class SessionRecorder:
         elif close.server is None:
             close.server = cf
         if close.initiator is None:
-            close.initiator = "client" if direction == CLIENT else "server"
+            close.initiator = DIRECTION_NAMES[direction]
 
-    def keep_message(self, direction: int, m) -> None:
+    def _keep(self, direction: int, m) -> None:
         s = self.session
-        if len(s.messages) >= MAX_KEPT_MESSAGES or self._kept_text_bytes >= MAX_KEPT_TEXT_BYTES:
+        if len(s.messages) >= SESSION_KEPT_MESSAGES or self._kept_text_chars >= SESSION_KEPT_TEXT_CHARS:
             s.messages_dropped += 1
             return
         budget = self._text_budget
@@ -229,47 +391,121 @@ class SessionRecorder:
             budget.left -= len(text)
         else:
             text = bytes(m.data).decode("utf-8", "replace")
-        self._kept_text_bytes += len(text)
+        self._kept_text_chars += len(text)
         s.messages.append(Message(direction, m.opcode, text, m.frame, m.time, m.size, m.compressed))
 
+    # -- TLS ----------------------------------------------------------------------
+    def tls_record(self, ev: TlsRecord) -> None:
+        """An application-data record (content type 23) of the session's TLS connection."""
+        if self.tls_activity is None:
+            self.tls_activity = TlsActivity()
+            self.record_silence = ClientSilence(self.gap_threshold)
+            self.record_timeline = ActivityTimeline()
+        direction, length, frame, ts = ev.direction, ev.length, ev.frame, ev.time
+        self.tls_activity.record(direction, length, frame, ts)
+        if self._record_hook is not None:
+            self._record_hook(self.session, direction, length, frame, ts)
+        self.record_timeline.add(direction, ts, length, False)
+        if direction == CLIENT:
+            # Every client record counts as activity (it may be a KeepAlive); used when the
+            # records cannot be decrypted.
+            self.record_silence.activity(frame, ts, True)
+
+    def tls_alert(self, ev: TlsAlert) -> None:
+        if self.tls_activity is None:
+            self.tls_activity = TlsActivity()
+        self.tls_activity.alerts.append({"direction": DIRECTION_NAMES[ev.direction], "level": ev.level,
+                                         "description": ev.description, "frame": ev.frame, "time": ev.time})
+
+    def client_silence_since(self) -> Optional[float]:
+        """When the client's current silence started (live views): its last frame, or its
+        last application-data record while TLS is not decrypted; None before it started."""
+        if self.session.transport == "tls" and self.record_silence is not None:
+            return self.record_silence.since()
+        return self.silence.since()
+
+    # -- evidence -----------------------------------------------------------------
     def anomaly(self, kind: str, frame: Optional[int], ts: Optional[float],
                 direction: Optional[int] = None, detail: Optional[dict] = None) -> None:
+        """Raw evidence from any layer, as it happens.  Past SESSION_ANOMALY_RECORDS records
+        each kind is still counted, with its first and last frame."""
         s = self.session
-        if len(s.anomalies) >= MAX_ANOMALIES:
-            s.extra.setdefault("anomalies_dropped", 0)
-            s.extra["anomalies_dropped"] += 1
+        if len(s.anomalies) < SESSION_ANOMALY_RECORDS:
+            s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
             return
-        s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
+        tally = s.anomaly_overflow.get(kind)
+        if tally is None:
+            tally = s.anomaly_overflow[kind] = AnomalyTally(kind, 0, frame, ts, frame, ts)
+        tally.count += 1
+        if frame is not None:
+            if tally.first_frame is None:
+                tally.first_frame, tally.first_time = frame, ts
+            tally.last_frame, tally.last_time = frame, ts
+        if direction is not None:
+            tally.directions |= 1 << direction
+        if detail:
+            tally.bytes += detail.get("bytes", 0)
 
-    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+    def anomaly_sink(self, direction: Optional[int]) -> Callable:
+        """A layer's anomaly callback (kind, frame, ts, detail) bound to one direction."""
+        def sink(kind, frame, ts, detail, _direction=direction, _anomaly=self.anomaly):
+            _anomaly(kind, frame, ts, _direction, detail)
+        return sink
+
+    # -- the end --------------------------------------------------------------------
+    def tcp_end(self, ev: TcpEnd) -> None:
         close = self.session.close
+        kind = ev.kind
         if close.tcp_end != "rst" and (close.tcp_end == "open" or kind == "rst"):
             if close.tcp_end == "open":
-                close.tcp_end_by = "client" if direction == CLIENT else "server"
-                close.tcp_end_frame, close.tcp_end_time = frame, ts
+                close.tcp_end_by = DIRECTION_NAMES[ev.direction]
+                close.tcp_end_frame, close.tcp_end_time = ev.frame, ev.time
             close.tcp_end = kind
-        if self._measuring:
-            self._end_silence(self._any, frame, ts, "tcp-end")
-            self._end_silence(self._audio, frame, ts, "tcp-end")
-            self._stop_measuring()
+        self.silence.end(ev.frame, ev.time, "tcp-end")
+        if self.record_silence is not None:
+            self.record_silence.end(ev.frame, ev.time, "tcp-end")
 
-    def finish(self, capture_end_time: Optional[float]) -> None:
-        if self._measuring and capture_end_time is not None:
-            self._end_silence(self._any, None, capture_end_time, "capture-end")
-            self._end_silence(self._audio, None, capture_end_time, "capture-end")
-        self._stop_measuring()
-        self.session.gaps.sort(key=lambda g: (g.start, g.kind))
+    def finish(self, capture_end: Optional[float], end_frame: Optional[int] = None,
+               end_time: Optional[float] = None, tls_info: Optional[TlsInfo] = None,
+               no_keys_note: Optional[str] = None) -> Session:
+        """The connection is over.  `capture_end`: the capture's last packet time (a silence
+        still running is measured up to it).  `tls_info`: the TLS layer's facts, for a TLS
+        connection; when nothing was decrypted, silences and the timeline come from the
+        records, and `no_keys_note` tells the reader why."""
+        s = self.session
+        if end_frame is not None:
+            s.end_frame, s.end_time = end_frame, end_time
+        still_open = s.close.tcp_end == "open"
+        if still_open and capture_end is not None:
+            self.silence.end(None, capture_end, "capture-end")
+        else:
+            self.silence.stop()
+        s.gaps = sorted(self.silence.gaps, key=lambda g: (g.start, g.kind))
+        if tls_info is not None:
+            self._finish_tls(tls_info, capture_end if still_open else None, no_keys_note)
+        if self.deepgram is not None:
+            self.deepgram.finish(s)
+        return s
 
-    def _stop_measuring(self) -> None:
-        self._measuring = False
-        self._opened = True
-        self._any.active = self._audio.active = False
-
-    def _end_silence(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
-        if not silence.active:
-            return
-        seconds = ts - silence.since_time
-        if seconds > self.gap_threshold:
-            self.session.gaps.append(Gap("client", silence.kind, silence.since_time, ts, seconds,
-                                         silence.since_frame, frame, ended_by))
-        silence.active = False
+    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str]) -> None:
+        s = self.session
+        decrypted = s.transport == "tls-decrypted" and s.frames[CLIENT].total + s.frames[SERVER].total > 0
+        if not decrypted:
+            s.transport = "tls"
+            records = self.record_silence
+            if records is not None:
+                if capture_end is not None:
+                    records.end(None, capture_end, "capture-end")
+                else:
+                    records.stop()
+                # Records cannot be told apart, so there is no audio-only measurement to offer.
+                s.gaps = sorted((g for g in records.gaps if g.kind == "any"), key=lambda g: g.start)
+            else:
+                s.gaps = []
+            s.timeline = self.record_timeline if self.record_timeline is not None else ActivityTimeline()
+            info.gaps_measured_on = "tls-records"
+            if note:
+                info.note = note
+        activity = (self.tls_activity or TlsActivity()).to_json()
+        info.activity, info.alerts = activity["activity"], activity["alerts"]
+        s.tls = info

@@ -717,9 +717,9 @@ class Generator:
     def _tls_contexts(self):
         import ssl
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
-        from analyzer.tls.bench import _certificate
+        from tests.support.tls_fixtures import self_signed
         directory = tempfile.mkdtemp(prefix="dgbench-cert-")
-        cert, key = _certificate(directory)
+        cert, key = self_signed(directory, "bench.test")
         server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server.load_cert_chain(cert, key)
         server.minimum_version = ssl.TLSVersion.TLSv1_3

@@ -13,10 +13,29 @@ Built on the ``websockets`` asyncio server.  Endpoints:
   NET-0001 close 1011 after 10 s without a client frame (and 10 s after the open when no
   audio ever arrived, KeepAlive or not), DATA-0000 close 1008 when the first binary
   payload is text.
-* ``/v2/listen`` (Flux): ``Connected`` on open, ``TurnInfo`` as audio arrives,
-  ``CloseStream`` -> ``EndOfTurn`` then close 1000.
-* ``/v1/speak`` (TTS): ``Speak`` / ``Flush`` / ``Clear`` / ``Close``; binary audio,
-  ``Metadata``, ``Flushed {sequence_id}``, ``Cleared``; close 1000 on ``Close``.
+  ``Configure`` -> ``ConfigureSuccess {request_id, keyterms}`` (the reply every Configure
+  gets since 2026-10-19); the ``callback`` parameter is accepted (and not called).
+* ``/v2/listen`` (Flux): ``model`` must be flux-general-en / flux-general-multi (else
+  400); ``Connected`` at once, ``TurnInfo`` StartOfTurn/Update as audio arrives, every
+  message with a 0-based ``sequence_id``; ``ForceEndTurn`` -> ``EndOfTurn`` (trigger
+  manual); ``CloseStream`` -> a last ``Update`` (no EndOfTurn, no Metadata) then a close
+  frame WITHOUT a status code (dg:/docs/flux/close-stream); a JSON ``KeepAlive`` (Flux has
+  none) kills the socket with a status-less close, as users saw (py#649).
+* ``/v1/speak`` (TTS): encoding linear16/mulaw/alaw only (mp3 etc. -> 400
+  INVALID_QUERY_PARAMETER, ``{category, message, details, request_id}`` body);
+  ``Speak`` / ``Flush`` / ``Clear`` / ``Close``; binary audio, ``Metadata``,
+  ``Flushed {sequence_id}``, ``Cleared``; more than 20 ``Flush`` in 60 s -> ``Warning``
+  ``{warn_code: EXCESSIVE_FLUSH, warn_msg}`` as sent on the wire (py#617); an unknown
+  command -> close 1008 DATA-0000; close 1000 on ``Close``.
+* ``/v2/speak`` (Flux TTS): ``Connected`` at once; ``Speak`` {text}, ``Flush`` ->
+  ``SpeechStarted {speech_id}``, audio, ``SpeechMetadata``, ``Flushed {speech_id}``;
+  ``Close`` -> ``SessionMetadata`` then close 1000 (the code itself: unconfirmed).
+* ``/v1/agent/converse`` (Voice Agent): ``Welcome`` at once; ``Settings`` ->
+  ``SettingsApplied``; audio -> UserStartedSpeaking, ConversationText (user), AgentThinking,
+  ConversationText (assistant), AgentStartedSpeaking, audio, AgentAudioDone,
+  LatencyReport; KeepAlive ignored; audio before Settings -> ``Error``
+  NON_SETTINGS_MESSAGE_BEFORE_SETTINGS, then close (the close code after an Error is
+  unconfirmed; this server sends 1000).
 
 ``RawFragmentServer`` is a hand-written WebSocket server (exact wire control) that sends a
 text message in three fragments with a ping between the first two.
@@ -101,8 +120,19 @@ class FakeDeepgram:
     # ------------------------------------------------------------------ handshake
     def _reject(self, conn: ServerConnection, status: int, rid: str, err_code: str,
                 msg: str) -> Response:
-        body = jdump({"err_code": err_code, "err_msg": msg, "request_id": rid})
-        resp = conn.respond(status, body)
+        """The {err_code, err_msg, request_id} error body (oapi ErrorResponse)."""
+        return self._reject_with(conn, status, rid, msg,
+                                 {"err_code": err_code, "err_msg": msg, "request_id": rid})
+
+    def _reject_category(self, conn: ServerConnection, status: int, rid: str, category: str,
+                         msg: str, details: str) -> Response:
+        """The other JSON error body shape (oapi ErrorResponse): category/message/details."""
+        return self._reject_with(conn, status, rid, msg, {
+            "category": category, "message": msg, "details": details, "request_id": rid})
+
+    def _reject_with(self, conn: ServerConnection, status: int, rid: str, msg: str,
+                     body: dict) -> Response:
+        resp = conn.respond(status, jdump(body))
         del resp.headers["Content-Type"]
         resp.headers["Content-Type"] = "application/json"
         resp.headers["dg-error"] = msg
@@ -123,16 +153,28 @@ class FakeDeepgram:
             rec["status"] = 401
             return self._reject(conn, 401, rid, "INVALID_AUTH", INVALID_AUTH_MSG)
         model = query.get("model", "")
+        if url.path == "/v1/speak" and query.get("encoding", "linear16") not in (
+                "linear16", "mulaw", "alaw"):
+            rec["status"] = 400
+            return self._reject_category(
+                conn, 400, rid, "INVALID_QUERY_PARAMETER",
+                "Failed to deserialize query parameters: unknown variant "
+                f"`{query['encoding']}`, expected one of `linear16`, `mulaw`, `alaw`",
+                "encoding is not supported for streaming text-to-speech")
+        if url.path == "/v2/speak" and not model.startswith("flux-"):
+            rec["status"] = 400
+            return self._reject(conn, 400, rid, "Bad Request",
+                                "No such model/version combination found.")
         if url.path == "/v1/listen":
             lang = query.get("language")
             if (lang is not None and lang not in KNOWN_LANGUAGES) or model.startswith("flux"):
                 rec["status"] = 400
                 return self._reject(conn, 400, rid, "Bad Request", BAD_MODEL_MSG)
         elif url.path == "/v2/listen":
-            if not model.startswith("flux"):
+            if model not in ("flux-general-en", "flux-general-multi"):
                 rec["status"] = 400
                 return self._reject(conn, 400, rid, "Bad Request", BAD_MODEL_MSG)
-        elif url.path != "/v1/speak":
+        elif url.path not in ("/v1/speak", "/v2/speak", "/v1/agent/converse"):
             rec["status"] = 404
             return self._reject(conn, 404, rid, "NOT_FOUND", "Not found.")
         return None
@@ -151,10 +193,16 @@ class FakeDeepgram:
                 await self.listen_v2(ws, rec)
             elif rec["path"] == "/v1/speak":
                 await self.speak(ws, rec)
+            elif rec["path"] == "/v2/speak":
+                await self.speak_v2(ws, rec)
+            elif rec["path"] == "/v1/agent/converse":
+                await self.agent(ws, rec)
         except ConnectionClosed:
             pass
 
-    async def _close(self, ws: ServerConnection, rec: dict, code: int, reason: str) -> None:
+    async def _close(self, ws: ServerConnection, rec: dict, code: Optional[int],
+                     reason: str) -> None:
+        """Close with `code`; None sends a close frame without a status code."""
         rec["close_sent"] = [code, reason]
         self.log({"request_id": rec["request_id"], "close": code, "reason": reason})
         await ws.close(code, reason)
@@ -177,6 +225,8 @@ class FakeDeepgram:
         last_frame = opened
         audio_seen = False
         first_binary = True
+        kt = rec["query"].get("keyterm")
+        current_keyterms: list = [kt] if kt else []
 
         def results(start: float, end: float, is_final: bool, speech_final: bool,
                      from_finalize: bool = False) -> str:
@@ -267,6 +317,12 @@ class FakeDeepgram:
             elif kind == "CloseStream":
                 await finish()
                 return
+            elif kind == "Configure":
+                keyterms = ctl.get("keyterms")
+                if isinstance(keyterms, list):
+                    current_keyterms[:] = keyterms  # each array replaces the whole list
+                await ws.send(jdump({"type": "ConfigureSuccess", "request_id": rid,
+                                     "keyterms": list(current_keyterms)}))
             # KeepAlive and unknown text messages: nothing to send
 
     # ------------------------------------------------------------------ /v2/listen (Flux)
@@ -278,6 +334,8 @@ class FakeDeepgram:
         total = 0
         step = 0.24
         next_update = step
+        turn_index = 0
+        turn_start = 0.0
         started = False
 
         async def send(obj: dict) -> None:
@@ -286,15 +344,18 @@ class FakeDeepgram:
             seq += 1
             await ws.send(jdump(obj))
 
-        def turn(event: str, end: float, conf: float) -> dict:
-            n = int(end / 0.5)
+        def turn(event: str, end: float, conf: float, trigger: Optional[str] = None) -> dict:
+            n = int((end - turn_start) / 0.5)
             words = [{"word": WORDS[i % len(WORDS)], "confidence": 0.98} for i in range(n)]
-            return {"type": "TurnInfo", "event": event, "turn_index": 0,
-                    "audio_window_start": 0.0, "audio_window_end": round(end, 3),
-                    "transcript": " ".join(w["word"] for w in words), "words": words,
-                    "end_of_turn_confidence": conf}
+            out = {"type": "TurnInfo", "event": event, "turn_index": turn_index,
+                   "audio_window_start": round(turn_start, 3), "audio_window_end": round(end, 3),
+                   "transcript": " ".join(w["word"] for w in words), "words": words,
+                   "end_of_turn_confidence": conf}
+            if trigger:
+                out["trigger"] = trigger  # only EndOfTurn carries it
+            return out
 
-        await send({"type": "Connected"})
+        await send({"type": "Connected"})  # at once (spec; py#616)
         async for msg in ws:
             if isinstance(msg, bytes):
                 total += len(msg)
@@ -307,10 +368,22 @@ class FakeDeepgram:
                 kind = json.loads(msg).get("type")
             except (ValueError, AttributeError):
                 kind = None
-            if kind == "CloseStream":
-                await send(turn("EndOfTurn", total / bps, 0.91))
-                rec["audio_bytes"] = total
-                await self._close(ws, rec, 1000, "")
+            rec["audio_bytes"] = total
+            if kind == "ForceEndTurn" and started:
+                await send(turn("EndOfTurn", total / bps, 0.91, trigger="manual"))
+                turn_index += 1
+                turn_start = total / bps
+                started = False
+            elif kind == "CloseStream":
+                # Decode what is left: Updates, no EndOfTurn, no Metadata, then a close
+                # frame without a status code (dg:/docs/flux/close-stream).
+                if started:
+                    await send(turn("Update", total / bps, 0.3))
+                await self._close(ws, rec, None, "")
+                return
+            elif kind == "KeepAlive":
+                # Flux has no KeepAlive message; a JSON one killed the socket (py#649).
+                await self._close(ws, rec, None, "")
                 return
 
     # ------------------------------------------------------------------ /v1/speak (TTS)
@@ -321,6 +394,8 @@ class FakeDeepgram:
         pending: list[str] = []
         seq = 0
         metadata_sent = False
+        flushes: list[float] = []  # times of the Flush messages in the last 60 s
+        loop = asyncio.get_running_loop()
         async for msg in ws:
             if isinstance(msg, bytes):
                 await self._close(ws, rec, 1003, "MESSAGE-0000")
@@ -341,6 +416,15 @@ class FakeDeepgram:
                         "model_version": "2025-04-07.0",
                         "model_uuid": "ecb76e9d-f2db-4127-8060-79b05590d22f"}))
             elif kind == "Flush":
+                now = loop.time()
+                flushes[:] = [t for t in flushes if now - t < 60.0] + [now]
+                if len(flushes) > 20:
+                    # At most 20 Flush per 60 s (docs-repo tts-ws-flush.mdx); the warning
+                    # as sent on the wire (py#617), not the spec's {code, description}.
+                    await ws.send(jdump({"type": "Warning", "warn_code": "EXCESSIVE_FLUSH",
+                                         "warn_msg": "Rate limit exceeded for flushes. "
+                                                     "Please try again later."}))
+                    continue
                 audio = tts_audio("".join(pending), rate)
                 pending.clear()
                 chunk = rate * 2 // 10  # 100 ms
@@ -355,9 +439,119 @@ class FakeDeepgram:
             elif kind == "Close":
                 await self._close(ws, rec, 1000, "")
                 return
-            else:
-                await ws.send(jdump({"type": "Warning", "description": f"Unknown type {kind!r}",
-                                     "code": "UNKNOWN_MESSAGE"}))
+            else:  # not a valid command (TTS troubleshooting guide)
+                await self._close(ws, rec, 1008, "DATA-0000")
+                return
+
+    # ------------------------------------------------------------------ /v2/speak (Flux TTS)
+    async def speak_v2(self, ws: ServerConnection, rec: dict) -> None:
+        rid = rec["request_id"]
+        q = rec["query"]
+        rate = int(q.get("sample_rate", "24000") or 24000)
+        model = q.get("model", "")
+        pending: list[str] = []
+        speeches = 0
+        totals = {"audio_ms": 0, "chars": 0}
+        await ws.send(jdump({"type": "Connected", "request_id": rid, "model_name": model,
+                             "model_version": "2026-08-12.0",
+                             "model_uuids": ["5b2f0c1e-7d3a-4e8b-9f10-2a3b4c5d6e7f"]}))
+
+        async def synthesize() -> None:
+            nonlocal speeches
+            text = "".join(pending)
+            pending.clear()
+            speech_id = f"dg_sp_{rec['request_id'][-6:]}{speeches:06x}"
+            speeches += 1
+            await ws.send(jdump({"type": "SpeechStarted", "speech_id": speech_id}))
+            audio = tts_audio(text, rate)
+            chunk = rate * 2 // 10
+            for i in range(0, len(audio), chunk):
+                await ws.send(audio[i:i + chunk])
+            rec["audio_bytes"] = rec.get("audio_bytes", 0) + len(audio)
+            ms = round(len(audio) / (rate * 2) * 1000)
+            totals["audio_ms"] += ms
+            totals["chars"] += len(text)
+            await ws.send(jdump({"type": "SpeechMetadata", "speech_id": speech_id,
+                                 "audio_duration_ms": ms, "input_character_count": len(text),
+                                 "billable_character_count": len(text),
+                                 "controls_applied": {}}))
+            await ws.send(jdump({"type": "Flushed", "speech_id": speech_id}))
+
+        async for msg in ws:
+            if isinstance(msg, bytes):
+                await ws.send(jdump({"type": "Error", "code": "MESSAGE-0000",
+                                     "description": "Unable to parse the message."}))
+                await self._close(ws, rec, 1000, "")
+                return
+            kind = json.loads(msg).get("type")
+            if kind == "Speak":
+                pending.append(str(json.loads(msg).get("text", "")))
+            elif kind == "Flush" and pending:
+                await synthesize()
+            elif kind == "Close":
+                if pending:
+                    await synthesize()
+                await ws.send(jdump({"type": "SessionMetadata",
+                                     "total_audio_duration_ms": totals["audio_ms"],
+                                     "total_input_character_count": totals["chars"],
+                                     "total_billable_character_count": totals["chars"]}))
+                await self._close(ws, rec, 1000, "")
+                return
+
+    # ------------------------------------------------------------------ Voice Agent
+    async def agent(self, ws: ServerConnection, rec: dict) -> None:
+        rid = rec["request_id"]
+        await ws.send(jdump({"type": "Welcome", "request_id": rid}))  # at once
+        settings = None
+        total = 0
+        answered = False
+        async for msg in ws:
+            if isinstance(msg, bytes):
+                if settings is None:
+                    await ws.send(jdump({
+                        "type": "Error", "code": "NON_SETTINGS_MESSAGE_BEFORE_SETTINGS",
+                        "description": "The first message must be a Settings message."}))
+                    rec["audio_bytes"] = total
+                    await self._close(ws, rec, 1000, "")
+                    return
+                total += len(msg)
+                rec["audio_bytes"] = total
+                inp = (settings.get("audio") or {}).get("input") or {}
+                bps = int(inp.get("sample_rate", 24000)) * 2
+                if not answered and total >= bps:  # one turn after 1 s of audio
+                    answered = True
+                    await self._agent_turn(ws, rate=int(((settings.get("audio") or {}).get(
+                        "output") or {}).get("sample_rate", 24000)))
+                continue
+            obj = json.loads(msg)
+            kind = obj.get("type")
+            if kind == "Settings":
+                if settings is not None:
+                    await ws.send(jdump({"type": "Error", "code": "SETTINGS_ALREADY_APPLIED",
+                                         "description": "Settings were already applied."}))
+                    await self._close(ws, rec, 1000, "")
+                    return
+                settings = obj
+                await ws.send(jdump({"type": "SettingsApplied"}))
+            # KeepAlive and the rest: nothing to answer
+
+    async def _agent_turn(self, ws: ServerConnection, rate: int) -> None:
+        reply = "Sure, the test tone came through."
+        for obj in ({"type": "UserStartedSpeaking"},
+                    {"type": "ConversationText", "role": "user", "content": "hello agent"},
+                    {"type": "AgentThinking", "content": ""},
+                    {"type": "ConversationText", "role": "assistant", "content": reply},
+                    {"type": "AgentStartedSpeaking", "total_latency": 0.61,
+                     "tts_latency": 0.18, "ttt_latency": 0.43}):
+            await ws.send(jdump(obj))
+        audio = tts_audio(reply[:10], rate)
+        chunk = rate * 2 // 10
+        for i in range(0, len(audio), chunk):
+            await ws.send(audio[i:i + chunk])
+        await ws.send(jdump({"type": "AgentAudioDone"}))
+        await ws.send(jdump({"type": "LatencyReport", "stt_latency": 0.12,
+                             "ttt_text_latency": 0.43, "tts_latency": 0.18,
+                             "total_latency": 0.61}))
 
     # ------------------------------------------------------------------ running
     def serve(self, host: str, port: int, *, ssl_context: Optional[ssl.SSLContext] = None,

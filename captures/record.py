@@ -49,6 +49,7 @@ RATE = 16000
 BPS = RATE * 2  # linear16 mono bytes per second
 CHUNK = 3200  # 100 ms
 LISTEN_QUERY = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}
+FLUX_QUERY = {"model": "flux-general-en", "encoding": "linear16", "sample_rate": "16000"}
 
 SUITE_NAMES = {
     "0x1301": "TLS_AES_128_GCM_SHA256", "0x1302": "TLS_AES_256_GCM_SHA384",
@@ -565,18 +566,212 @@ async def s_tts(ctx: Ctx) -> None:
 
 
 @scenario(name="flux_listen", port=18020,
-          expect=[{"websocket": True, "findings": [], "close": ["server", 1000, 1000],
+          expect=[{"websocket": True, "findings": [], "close": ["server", None, None],
                    "tcp_end": "fin", "server_texts": ["Connected", "TurnInfo"]}],
           description="/v2/listen with model=flux-general-en: Connected on open, 2.4 s of "
                       "audio in 80 ms chunks -> TurnInfo (StartOfTurn, Update...), "
-                      "CloseStream -> EndOfTurn, close 1000.")
+                      "CloseStream -> a last Update (no EndOfTurn, no Metadata) and a close "
+                      "frame without status code (dg:/docs/flux/close-stream).")
 async def s_flux(ctx: Ctx) -> None:
-    c = ctx.client(path="/v2/listen", query={"model": "flux-general-en",
-                                             "encoding": "linear16", "sample_rate": "16000"})
+    c = ctx.client(path="/v2/listen", query=FLUX_QUERY)
     assert await c.open()
     await c.stream(2.4, chunk=2560)
     await c.send_text({"type": "CloseStream"})
     await c.closed()
+
+
+async def wait_for_text(c: Client, kind: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Until the client has received `count` text messages of type `kind`."""
+    for _ in range(int(timeout / 0.05)):
+        if sum(1 for m in c.received if isinstance(m, str) and f'"type":"{kind}"' in m) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {kind} within {timeout} s: {c.received[-3:]}")
+
+# The Voice Agent Settings of agent_normal, with a provider credential in every place the
+# protocol reference lists (think/speak endpoint.headers, functions[].endpoint.headers,
+# user:pass@ in a function URL, AWS credentials).  All of them are test values; none may
+# appear in a dgcap report (tests/test_secrets_leak.py).
+PROVIDER_SECRETS = {
+    "think authorization": "sk-test-0123456789abcdefghijklmnop",
+    "function x-goog-api-key": "AIzaTest0123456789abcdefghijklmnop",
+    "function URL password": "fnpass_5a6b7c8d9e0f",
+    "speak xi-api-key": "xi_test_0123456789abcdef0123",
+    "aws access_key_id": "AKIATEST0123456789AB",
+    "aws secret_access_key": "awsSecretTest0123456789abcdefghijklmnopq",
+    "speak x-api-key": "sk_car_test0123456789abcdef",
+}
+CALLBACK_PASSWORD = "cbpass_7f3e9a1c5b2d"
+CALLBACK_TOKEN = "cbtok_0123456789abcdef"
+
+
+def agent_settings(input_rate: int = RATE) -> dict:
+    p = PROVIDER_SECRETS
+    return {
+        "type": "Settings",
+        "audio": {"input": {"encoding": "linear16", "sample_rate": input_rate},
+                  "output": {"encoding": "linear16", "sample_rate": 24000, "container": "none"}},
+        "agent": {
+            "language": "en",
+            "listen": {"provider": {"type": "deepgram", "model": "nova-3"}},
+            "think": {
+                "provider": {"type": "open_ai", "model": "gpt-4o-mini"},
+                "endpoint": {"url": "https://llm.example.com/v1/chat/completions",
+                             "headers": {"authorization": f"Bearer {p['think authorization']}"}},
+                "prompt": "You are a test agent.",
+                "functions": [{
+                    "name": "lookup", "description": "Look something up.",
+                    "parameters": {"type": "object", "properties": {}},
+                    "endpoint": {"url": f"https://fnuser:{p['function URL password']}"
+                                        "@functions.example.com/lookup", "method": "post",
+                                 "headers": {"x-goog-api-key": p["function x-goog-api-key"]}}}]},
+            "speak": [
+                {"provider": {"type": "eleven_labs", "model_id": "eleven_turbo_v2_5",
+                              "voice_id": "test"},
+                 "endpoint": {"url": "wss://api.elevenlabs.io/v1/text-to-speech/test/"
+                                     "multi-stream-input",
+                              "headers": {"xi-api-key": p["speak xi-api-key"]}}},
+                {"provider": {"type": "aws_polly", "voice": "Matthew", "language_code": "en-US",
+                              "engine": "standard",
+                              "credentials": {"type": "IAM", "region": "us-east-1",
+                                              "access_key_id": p["aws access_key_id"],
+                                              "secret_access_key": p["aws secret_access_key"]}}},
+                {"provider": {"type": "cartesia", "model_id": "sonic-2",
+                              "voice": {"mode": "id", "id": "test"}},
+                 "endpoint": {"url": "https://api.cartesia.ai/tts/bytes",
+                              "headers": {"x-api-key": p["speak x-api-key"]}}}]}}
+
+
+@scenario(name="flux_keepalive_json", port=18027,
+          expect=[{"websocket": True, "findings": [], "close": ["server", None, None],
+                   "tcp_end": "fin", "server_texts": ["Connected", "TurnInfo"]}],
+          description="/v2/listen (Flux): 1 s of audio in 80 ms chunks, then a JSON "
+                      "{\"type\":\"KeepAlive\"} (Flux has no KeepAlive message): the server "
+                      "kills the socket with a close frame without status (1005 in clients, "
+                      "as users saw, py#649).")
+async def s_flux_keepalive(ctx: Ctx) -> None:
+    c = ctx.client(path="/v2/listen", query=FLUX_QUERY)
+    assert await c.open()
+    await c.stream(1.2, chunk=2560)
+    await c.send_text({"type": "KeepAlive"})
+    await c.closed()
+
+
+@scenario(name="tts_mp3_400", port=18028,
+          expect=[{"websocket": False, "findings": ["handshake-failed"], "status": 400,
+                   "tcp_end": "fin"}],
+          description="/v1/speak?encoding=mp3&sample_rate=44100: the text-to-speech WebSocket "
+                      "takes linear16, mulaw and alaw only -> HTTP 400 INVALID_QUERY_PARAMETER "
+                      "with a {category, message, details, request_id} body.")
+async def s_tts_mp3(ctx: Ctx) -> None:
+    c = ctx.client(path="/v1/speak", query={"model": "aura-2-thalia-en", "encoding": "mp3",
+                                            "sample_rate": "44100"})
+    assert not await c.open()
+
+
+@scenario(name="tts_flush_limit", port=18029,
+          expect=[{"websocket": True, "findings": [], "close": ["server", 1000, 1000],
+                   "tcp_end": "fin", "server_texts": ["Metadata", "Flushed", "Warning"]}],
+          description="/v1/speak: 22 Speak+Flush pairs within a few seconds (the limit is 20 "
+                      "Flush per 60 s): Flushed 20 times, then two Warning {warn_code: "
+                      "EXCESSIVE_FLUSH, warn_msg} as sent on the wire; Close -> close 1000.")
+async def s_tts_flush(ctx: Ctx) -> None:
+    c = ctx.client(path="/v1/speak", query={"model": "aura-2-thalia-en",
+                                            "encoding": "linear16", "sample_rate": "8000"})
+    assert await c.open()
+    for i in range(22):
+        await c.send_text({"type": "Speak", "text": f"Hi {i}."})
+        await c.send_text({"type": "Flush"})
+        await asyncio.sleep(0.05)
+    await wait_for_text(c, "Warning", 2)
+    await wait_for_text(c, "Flushed", 20)
+    await c.send_text({"type": "Close"})
+    await c.closed()
+
+
+@scenario(name="speak_v2", port=18030,
+          expect=[{"websocket": True, "findings": [], "close": ["server", 1000, 1000],
+                   "tcp_end": "fin",
+                   "server_texts": ["Connected", "SpeechStarted", "SpeechMetadata", "Flushed",
+                                    "SessionMetadata"]}],
+          description="/v2/speak (Flux TTS): Connected at once; Speak, Flush -> SpeechStarted, "
+                      "audio, SpeechMetadata, Flushed; Speak, Close -> SpeechStarted, audio, "
+                      "SpeechMetadata, Flushed, SessionMetadata, close 1000.")
+async def s_speak_v2(ctx: Ctx) -> None:
+    c = ctx.client(path="/v2/speak", query={"model": "flux-thalia-en", "encoding": "linear16",
+                                            "sample_rate": "16000"})
+    assert await c.open()
+    await wait_for_text(c, "Connected")
+    await c.send_text({"type": "Speak", "text": "Hello from Flux."})
+    await c.send_text({"type": "Flush"})
+    await wait_for_text(c, "Flushed")
+    await c.send_text({"type": "Speak", "text": "Bye."})
+    await c.send_text({"type": "Close"})
+    await c.closed()
+
+
+@scenario(name="agent_normal", port=18031,
+          expect=[{"websocket": True, "findings": [], "close": ["client", 1000, 1000],
+                   "tcp_end": "fin",
+                   "server_texts": ["Welcome", "SettingsApplied", "ConversationText",
+                                    "AgentAudioDone", "LatencyReport"]}],
+          description="Voice Agent: Welcome at once; Settings with provider credentials in "
+                      "every place the reference lists -> SettingsApplied; 2 s of audio -> a "
+                      "turn (UserStartedSpeaking ... AgentAudioDone, LatencyReport); KeepAlive; "
+                      "the client closes 1000.")
+async def s_agent(ctx: Ctx) -> None:
+    c = ctx.client(path="/v1/agent/converse", query={})
+    assert await c.open()
+    await wait_for_text(c, "Welcome")
+    await c.send_text(agent_settings())
+    await wait_for_text(c, "SettingsApplied")
+    await c.stream(2.0)
+    await wait_for_text(c, "LatencyReport")
+    await c.send_text({"type": "KeepAlive"})
+    await asyncio.sleep(0.3)
+    await c.close(1000)
+
+
+@scenario(name="agent_audio_before_settings", port=18032,
+          expect=[{"websocket": True, "findings": [], "close": ["server", 1000, 1000],
+                   "tcp_end": "fin", "server_texts": ["Welcome", "Error"]}],
+          description="Voice Agent: the client streams audio right after the 101 without "
+                      "sending Settings -> Error NON_SETTINGS_MESSAGE_BEFORE_SETTINGS, then the "
+                      "server closes (1000 here; the real close code is unconfirmed).")
+async def s_agent_early_audio(ctx: Ctx) -> None:
+    c = ctx.client(path="/v1/agent/converse", query={})
+    assert await c.open()
+    await wait_for_text(c, "Welcome")
+    await c.send_binary(AUDIO[:CHUNK])
+    await c.closed()
+
+
+@scenario(name="dg_configure", port=18033,
+          expect=[{"websocket": True, "findings": [], "close": ["server", 1000, 1000],
+                   "tcp_end": "fin", "server_texts": ["Results", "ConfigureSuccess", "Metadata"]}],
+          description="/v1/listen nova-3 with keyterm: 1 s audio, Configure {keyterms} -> "
+                      "ConfigureSuccess {request_id, keyterms} (the reply every Configure gets "
+                      "since 2026-10-19), 1 s audio, CloseStream -> Metadata, close 1000.")
+async def s_configure(ctx: Ctx) -> None:
+    c = ctx.client(query={**LISTEN_QUERY, "keyterm": "dgcap"})
+    assert await c.open()
+    await c.stream(1.0)
+    await c.send_text({"type": "Configure", "keyterms": ["dgcap", "loopback"],
+                       "features": {"numerals": True}})
+    await wait_for_text(c, "ConfigureSuccess")
+    await c.stream(1.0)
+    await c.send_text({"type": "CloseStream"})
+    await c.closed()
+
+
+@scenario(name="dg_callback_credentials", port=18034, expect=SUCCESS_EXPECT,
+          description="dg_success's pattern with callback=https://cbuser:<password>@hooks."
+                      "example.com/dg?token=<token>: a callback URL carrying credentials (both "
+                      "must be redacted in every output).")
+async def s_callback(ctx: Ctx) -> None:
+    await success_pattern(ctx.client(query={
+        **LISTEN_QUERY, "callback": f"https://cbuser:{CALLBACK_PASSWORD}@hooks.example.com/dg"
+                                    f"?token={CALLBACK_TOKEN}"}))
 
 
 # ---------------------------------------------------------------------- TLS twins
@@ -935,7 +1130,9 @@ def check_with_fields(sc: Scenario, path: str, keylog: Optional[str], exp: dict)
                                          f"{per['ops'].count(op)} != {fr[name]}")
             if per["last"] != fr["last_frame"]:
                 raise AssertionError(f"{sc.name}: fields check: {d} last frame")
-            want_codes = [sess["close"][d]["code"]] if sess["close"][d] else []
+            # A close frame without a status code (Flux STT) has no status field.
+            want_codes = ([sess["close"][d]["code"]] if sess["close"][d]
+                          and sess["close"][d]["code"] is not None else [])
             if per["codes"] != want_codes:
                 raise AssertionError(f"{sc.name}: fields check: {d} close {per['codes']}")
     n = oracle.count_packets(path)

@@ -70,7 +70,7 @@ def TestOneInput(data: bytes) -> None:
         session.close.tcp_end = "fin"
     dg.finish(session)
     session.findings = run_rules(session, RuleContext())
-    session.extra["diagnosis"] = diagnose(session)
+    session.diagnosis = diagnose(session)
     json.dumps(session.to_json(), allow_nan=False)  # strict JSON: no NaN/Infinity from the peer
     redact_session(session)
     once = json.dumps(session.to_json(), sort_keys=True)

@@ -22,7 +22,7 @@ import pytest
 from analyzer.cli import main
 from analyzer.deepgram.audio import bytes_per_second, sniff
 from analyzer.deepgram.export import AudioWriter, ExportPlan
-from analyzer.model import CLIENT, SERVER
+from analyzer.model import CLIENT, SERVER, AudioSummary, FirstPayload
 from analyzer.pipeline import Options, analyze_capture
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
@@ -106,7 +106,7 @@ def test_raw_audio_export_matches_the_report_and_the_server(capture, number, sce
                                                              tmp_path, monkeypatch, capsys):
     session = analysed(capture).sessions[number - 1]
     scenario = expectations(capture)["scenario"]["sessions"][scenario_index]
-    audio = session.extra["audio"]
+    audio = session.to_json()["audio"]
     keylog = keylog_for(capture)
     args = [CAPTURES / capture, "--session", number] + (["--keylog", keylog] if keylog else [])
     rc, out, err = dgcap(args, tmp_path, monkeypatch, capsys)
@@ -132,7 +132,7 @@ def test_wav_container_is_written_as_sent(tmp_path, monkeypatch, capsys):
     capture = "dg_wav_container.pcap"
     session = analysed(capture).sessions[0]
     scenario = expectations(capture)["scenario"]["sessions"][0]
-    audio = session.extra["audio"]
+    audio = session.to_json()["audio"]
     assert audio["format"] == "wav"
     rc, out, err = dgcap([CAPTURES / capture], tmp_path, monkeypatch, capsys)
     assert rc == 0, err
@@ -161,7 +161,7 @@ def test_keepalive_sent_as_binary_is_part_of_the_exported_audio(tmp_path, monkey
     data = wav_data(tmp_path / "dg_keepalive_binary.session1.wav")
     assert len(data) == scenario["audio_bytes_received"]
     assert hashlib.sha256(data).hexdigest() == scenario["audio_sha256"]
-    assert data.count(b'"KeepAlive"') == session.extra["deepgram"]["keepalive_binary"]["count"]
+    assert data.count(b'"KeepAlive"') == session.to_json()["deepgram"]["keepalive_binary"]["count"]
     assert len(data) & 1 and (tmp_path / "dg_keepalive_binary.session1.wav").stat().st_size == \
         len(data) + 1 + 44  # odd data: one pad byte after it
 
@@ -189,7 +189,7 @@ def test_tts_exports_the_server_audio(extra, tmp_path, monkeypatch, capsys):
     report = analysed(capture)
     session = report.sessions[0]
     scenario = expectations(capture)["scenario"]["sessions"][0]
-    audio = session.extra["audio"]
+    audio = session.to_json()["audio"]
     rc, out, err = dgcap([CAPTURES / capture, *extra], tmp_path, monkeypatch, capsys)
     assert rc == 0, err
     path = tmp_path / "tts_speak.session1.wav"
@@ -475,14 +475,14 @@ def _session(path, query, messages=(), endpoint=None):
     s = Session(index=1, client="10.0.0.2:5000", server="10.0.0.1:443", tcp_stream=0,
                 handshake=Handshake(path=path, query=dict(query), status=101), websocket=True)
     s.messages = [Message(CLIENT, 1, json.dumps(m), 7 + i, 0.0, 10) for i, m in enumerate(messages)]
-    s.extra["endpoint"] = endpoint or endpoint_for_path(path)
+    s.endpoint = endpoint or endpoint_for_path(path)
     return s
 
 
 def test_speak_plan_uses_the_query_then_deepgram_defaults():
     from analyzer.deepgram.export import default_direction, plan_export
     s = _session("/v1/speak", {"encoding": "mulaw"})
-    assert default_direction(s.extra["endpoint"]) == SERVER
+    assert default_direction(s.endpoint) == SERVER
     plan = plan_export(s, SERVER)
     assert (plan.container, plan.encoding, plan.sample_rate, plan.problem) == (None, "mulaw", 8000, None)
     assert plan.notes == ["the request sets no sample_rate: Deepgram's default 8000 Hz assumed"]
@@ -498,11 +498,11 @@ def test_agent_plans_read_the_settings_message():
     settings = {"type": "Settings", "audio": {"input": {"encoding": "linear16", "sample_rate": 16000},
                                               "output": {"encoding": "alaw", "sample_rate": 8000}}}
     s = _session("/v1/agent/converse", {}, [settings])
-    assert default_direction(s.extra["endpoint"]) == CLIENT
+    assert default_direction(s.endpoint) == CLIENT
     plan = plan_export(s, SERVER)
     assert (plan.encoding, plan.sample_rate, plan.problem, plan.notes) == ("alaw", 8000, None, [])
     # The client's audio format is what the analysis took from the Settings input.
-    s.extra["audio"] = {"container": None, "encoding": "linear16", "sample_rate": 16000, "channels": 1}
+    s.audio = AudioSummary(container=None, encoding="linear16", sample_rate=16000, channels=1)
     plan = plan_export(s, CLIENT)
     assert (plan.container, plan.encoding, plan.sample_rate, plan.problem) == (False, "linear16", 16000, None)
     # Settings without an output section: Deepgram's defaults.
@@ -555,15 +555,16 @@ def test_declared_raw_server_audio_is_not_mistaken_for_mpeg(tmp_path):
 def test_client_frame_sync_lookalike_follows_the_declared_encoding():
     from analyzer.deepgram.export import plan_export
     s = _session("/v1/listen", {"encoding": "linear16", "sample_rate": "16000"})
-    audio = {"container": True, "format": "mp3", "codec": None, "encoding": "linear16",
-             "sample_rate": 16000, "channels": 1, "first_payload": {"head": "fffb9001" + "00" * 12}}
-    s.extra["audio"] = audio
+    audio = AudioSummary(container=True, format="mp3", codec=None, encoding="linear16",
+                         sample_rate=16000, channels=1,
+                         first_payload=FirstPayload(7, 0.0, 16, "fffb9001" + "00" * 12))
+    s.audio = audio
     plan = plan_export(s, CLIENT)
     assert (plan.container, plan.encoding, plan.problem) == (False, "linear16", None)
     assert "frame header" in plan.notes[0]
-    audio["first_payload"]["head"] = b"ID3\x04".hex() + "00" * 12  # a real MP3 file start
+    audio.first_payload.head = b"ID3\x04".hex() + "00" * 12  # a real MP3 file start
     assert plan_export(s, CLIENT).container is True
-    audio["format"], audio["first_payload"]["head"] = "ogg", b"OggS".hex()
+    audio.format, audio.first_payload.head = "ogg", b"OggS".hex()
     assert plan_export(s, CLIENT).container is True
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analyzer.capture import PacketDecoder, format_address, open_capture
-from analyzer.capture import synth
-from analyzer.capture.synth import ACK, CLIENT_IP, CLIENT_IP6, FIN, PSH, SERVER_IP, SERVER_IP6, SYN
+from tests.support import capture_synth as synth
+from tests.support.capture_synth import ACK, CLIENT_IP, CLIENT_IP6, FIN, PSH, SERVER_IP, SERVER_IP6, SYN
 
 TSHARK = shutil.which("tshark")
 

@@ -11,7 +11,7 @@ import zlib
 import pytest
 
 from analyzer.capture import CaptureError, open_capture
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed: cross-check skipped")

@@ -7,7 +7,7 @@ from analyzer.deepgram import DeepgramAnalyzer
 from analyzer.deepgram.audio import wav_header
 from analyzer.deepgram.latency import LatencySamples, percentile
 from analyzer.deepgram.messages import EMPTY_SHA256, control_in_binary
-from analyzer.deepgram.synth import T0, SessionBuilder, handshake, metadata, results
+from tests.support.deepgram_session import T0, ScriptedSession, handshake, metadata, results
 from analyzer.deepgram.transcript import TranscriptBuilder
 from analyzer.model import CLIENT, SERVER, Handshake, Session
 
@@ -28,7 +28,7 @@ PLAN = {
 
 
 def live_stream(plan=PLAN, chunks=30, query=LIVE):
-    b = SessionBuilder(query=query)
+    b = ScriptedSession(query=query)
     for k in range(1, chunks + 1):
         b.client_binary(3200, 0.1 * k)
         if k in plan:
@@ -43,7 +43,7 @@ def live_stream(plan=PLAN, chunks=30, query=LIVE):
 
 def test_healthy_stream_extra():
     s = live_stream().finish()
-    x = s.extra
+    x = s.to_json()
     assert x["endpoint"] == "listen"
     assert x["latency"] == {"p50": 0.4, "p95": 0.9, "max": 1.0, "samples": 5,
                             "closestream_to_metadata": 0.25, "speak_to_first_audio": None}
@@ -77,14 +77,14 @@ def test_healthy_stream_extra():
 def test_latency_ignores_final_results():
     only_finals = {k: results(0.0, 0.1 * k, "x", True) for k in (5, 10)}
     s = live_stream(plan=only_finals).finish()
-    assert s.extra["latency"]["samples"] == 0
-    assert s.extra["latency"]["p50"] is None
+    assert s.to_json()["latency"]["samples"] == 0
+    assert s.to_json()["latency"]["p50"] is None
 
 
 def test_latency_needs_a_computable_cursor():
     s = live_stream(query={"model": "nova-3", "encoding": "opus", "sample_rate": "48000"}).finish()
-    assert s.extra["audio"]["seconds"] is None
-    assert s.extra["latency"]["samples"] == 0
+    assert s.to_json()["audio"]["seconds"] is None
+    assert s.to_json()["latency"]["samples"] == 0
 
 
 def test_percentile_and_bounded_samples():
@@ -97,18 +97,18 @@ def test_percentile_and_bounded_samples():
         lat.add(float(i))
     summary = lat.summary()
     assert len(lat.values) < 100
-    assert (summary["samples"], summary["max"]) == (1000, 999.0)
-    assert summary["p50"] == pytest.approx(500, abs=40)
+    assert (summary.to_json()["samples"], summary.to_json()["max"]) == (1000, 999.0)
+    assert summary.to_json()["p50"] == pytest.approx(500, abs=40)
 
 
 def test_wav_stream_takes_the_format_from_its_header():
-    b = SessionBuilder(query={"model": "nova-3"})
+    b = ScriptedSession(query={"model": "nova-3"})
     header = wav_header(16000, 1, 2, 0)
     b.client_binary(44 + 3200, 0.1, head=header)
     for k in range(2, 11):
         b.client_binary(3200, 0.1 * k)
     s = b.finish()
-    a = s.extra["audio"]
+    a = s.to_json()["audio"]
     assert (a["format"], a["encoding"], a["encoding_source"], a["sample_rate"]) == (
         "wav", "linear16", "wav-header", 16000)
     assert (a["bytes"], a["seconds"], a["realtime_factor"]) == (32000, 1.0, 1.0)
@@ -116,7 +116,7 @@ def test_wav_stream_takes_the_format_from_its_header():
 
 
 def test_message_counts_and_unknown_types():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "KeepAlive"}, 0.1)
     b.client_binary(21, 0.2, head=b'{"type": "KeepAlive"}')
     b.client_text("ping", 0.3)
@@ -128,14 +128,14 @@ def test_message_counts_and_unknown_types():
     b.server_json({"type": "Mystery", "x": 2}, 0.9)
     b.server_json("not json at all", 1.0)
     s = b.finish()
-    assert s.extra["messages"] == {
+    assert s.to_json()["messages"] == {
         "client": {"KeepAlive": 1, "KeepAlive (binary)": 1, "(not JSON)": 1, "Finalize": 1,
                    "(no type)": 1},
         "server": {"SpeechStarted": 1, "UtteranceEnd": 1, "Mystery": 2, "(not JSON)": 1}}
-    unknown = s.extra["deepgram"]["unknown_types"]
+    unknown = s.to_json()["deepgram"]["unknown_types"]
     assert unknown["Mystery"] == {"count": 2, "first_frame": 14, "sample": '{"type": "Mystery", "x": 1}'}
     assert unknown["(not JSON)"]["count"] == 1
-    assert s.extra["audio"]["chunks"] == 0  # a binary KeepAlive is not audio
+    assert s.to_json()["audio"]["chunks"] == 0  # a binary KeepAlive is not audio
 
 
 @pytest.mark.parametrize("data,kind", [
@@ -153,15 +153,15 @@ def test_control_in_binary(data, kind):
 
 
 def test_empty_binary_frame_ends_the_stream():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_binary(0, 0.2)
     b.client_binary(3200, 0.3)
     s = b.finish()
-    d = s.extra["deepgram"]
+    d = s.to_json()["deepgram"]
     assert d["stream_end"] == {"type": "empty binary frame", "frame": 8, "time": T0 + 0.2}
     assert d["audio_after_end"]["count"] == 1 and d["audio_after_end"]["bytes"] == 3200
-    assert s.extra["messages"]["client"] == {"audio": 2, "empty": 1}
+    assert s.to_json()["messages"]["client"] == {"audio": 2, "empty": 1}
 
 
 def test_transcript_bound_and_channels():
@@ -177,17 +177,17 @@ def test_transcript_bound_and_channels():
 
 
 def test_multichannel_results():
-    b = SessionBuilder(query={**LIVE, "channels": "2", "multichannel": "true"})
+    b = ScriptedSession(query={**LIVE, "channels": "2", "multichannel": "true"})
     b.client_binary(6400, 0.1)
     b.server_json(results(0.0, 0.5, "agent says hi", True, channel=0), 0.6)
     b.server_json(results(0.0, 0.5, "caller says hello", True, channel=1), 0.61)
     s = b.finish()
-    assert s.extra["transcript"] == "[channel 0] agent says hi\n[channel 1] caller says hello"
-    assert s.extra["audio"]["seconds"] == 0.1  # 6400 bytes of 2-channel linear16 at 16 kHz
+    assert s.transcript == "[channel 0] agent says hi\n[channel 1] caller says hello"
+    assert s.to_json()["audio"]["seconds"] == 0.1  # 6400 bytes of 2-channel linear16 at 16 kHz
 
 
 def test_flux_session():
-    b = SessionBuilder(path="/v2/listen", query={"model": "flux-general-en",
+    b = ScriptedSession(path="/v2/listen", query={"model": "flux-general-en",
                                                  "encoding": "linear16", "sample_rate": "16000"})
     b.server_json({"type": "Connected", "request_id": "flux-req-1", "sequence_id": 0}, 0.06)
     for k in range(1, 11):
@@ -199,17 +199,17 @@ def test_flux_session():
                    "transcript": "hi there", "end_of_turn_confidence": 0.91}, 1.1)
     b.server_json({"type": "Error", "code": "INTERNAL", "description": "model crashed"}, 1.2)
     s = b.finish()
-    assert s.extra["endpoint"] == "listen-v2"
-    assert s.extra["transcript"] == "hi there"
-    assert s.extra["latency"]["samples"] == 1 and s.extra["latency"]["p50"] == 0.24
-    d = s.extra["deepgram"]
+    assert s.endpoint == "listen-v2"
+    assert s.transcript == "hi there"
+    assert s.to_json()["latency"]["samples"] == 1 and s.to_json()["latency"]["p50"] == 0.24
+    d = s.to_json()["deepgram"]
     assert d["request_id"] == "flux-req-1"
     assert d["server_errors"]["items"] == [{"frame": 20, "time": T0 + 1.2, "description":
                                             "model crashed", "code": "INTERNAL"}]
 
 
 def test_tts_session():
-    b = SessionBuilder(path="/v1/speak", query={"model": "aura-2-thalia-en"})
+    b = ScriptedSession(path="/v1/speak", query={"model": "aura-2-thalia-en"})
     b.client_json({"type": "Speak", "text": "Hello there."}, 0.1)
     b.client_json({"type": "Speak", "text": "How are you today?"}, 0.11)
     b.client_json({"type": "Flush"}, 0.12)
@@ -222,7 +222,7 @@ def test_tts_session():
     b.client_json({"type": "Close"}, 0.6)
     b.close("server", 1000, "", 0.65)
     s = b.finish()
-    x = s.extra
+    x = s.to_json()
     assert x["messages"] == {"client": {"Speak": 2, "Flush": 1, "Close": 1},
                              "server": {"Metadata": 1, "audio": 4, "Flushed": 1, "Warning": 1}}
     assert x["latency"]["speak_to_first_audio"] == 0.25
@@ -236,7 +236,7 @@ def test_tts_session():
 
 
 def test_agent_session_uses_settings_audio_format():
-    b = SessionBuilder(path="/v1/agent/converse", query={})
+    b = ScriptedSession(path="/v1/agent/converse", query={})
     b.server_json({"type": "Welcome", "request_id": "agent-1"}, 0.06)
     b.client_json({"type": "Settings", "audio": {"input": {"encoding": "linear16",
                                                            "sample_rate": 24000}},
@@ -248,7 +248,7 @@ def test_agent_session_uses_settings_audio_format():
     b.server_json({"type": "ConversationText", "role": "assistant", "content": "Hello!"}, 0.7)
     b.server_binary(9600, 0.8)
     s = b.finish()
-    x = s.extra
+    x = s.to_json()
     assert x["endpoint"] == "agent"
     assert (x["audio"]["encoding"], x["audio"]["encoding_source"], x["audio"]["sample_rate"]) == (
         "linear16", "settings", 24000)
@@ -264,26 +264,26 @@ def test_midstream_session_infers_the_endpoint():
     dga.message(SERVER, 1, json.dumps(results(0, 1, "x", True)).encode(), 10, 100, T0)
     s = Session(index=1, client="a:1", server="b:2", tcp_stream=1, midstream=True)
     dga.finish(s)
-    assert s.extra["endpoint"] == "listen"
-    assert s.extra["deepgram"]["detected"] is True
+    assert s.endpoint == "listen"
+    assert s.to_json()["deepgram"]["detected"] is True
 
 
 def test_known_non_deepgram_path_stays_other():
-    b = SessionBuilder(path="/socket", headers=[["Host", "example.com"]], dg_request_id=None)
+    b = ScriptedSession(path="/socket", headers=[["Host", "example.com"]], dg_request_id=None)
     b.server_json(results(0, 1, "x", True), 0.1)
     s = b.finish()
-    assert s.extra["endpoint"] == "other"
-    assert s.extra["deepgram"]["detected"] is False
+    assert s.endpoint == "other"
+    assert s.to_json()["deepgram"]["detected"] is False
 
 
 def test_failed_handshake_still_finishes():
-    b = SessionBuilder(query={"model": "nova-3", "language": "english"}, status=400,
+    b = ScriptedSession(query={"model": "nova-3", "language": "english"}, status=400,
                        dg_error="Failed to deserialize query parameters")
     s = b.finish()
-    cause = s.extra["deepgram"]["handshake_cause"]
+    cause = s.to_json()["deepgram"]["handshake_cause"]
     assert (cause["status"], cause["param"]) == (400, "language")
-    assert s.extra["audio"]["bytes"] == 0 and s.extra["transcript"] == ""
-    assert s.extra["deepgram"]["close_explanation"] is None
+    assert s.to_json()["audio"]["bytes"] == 0 and s.transcript == ""
+    assert s.to_json()["deepgram"]["close_explanation"] is None
 
 
 def test_only_the_first_bytes_of_binary_are_needed():
@@ -291,22 +291,22 @@ def test_only_the_first_bytes_of_binary_are_needed():
     dga.message(CLIENT, 2, b"\x00" * 64, 64000, 10, T0 + 1)  # data truncated, size full
     s = Session(index=0, client="a:1", server="b:2", tcp_stream=0, websocket=True)
     dga.finish(s)
-    assert (s.extra["audio"]["bytes"], s.extra["audio"]["seconds"]) == (64000, 2.0)
+    assert (s.to_json()["audio"]["bytes"], s.to_json()["audio"]["seconds"]) == (64000, 2.0)
 
 
 def test_empty_sha_is_recorded():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "CloseStream"}, 0.2)
     b.server_json(metadata(0.0, EMPTY_SHA256, channels=0), 0.3)
     s = b.finish()
-    assert s.extra["deepgram"]["sha256"] == EMPTY_SHA256
+    assert s.to_json()["deepgram"]["sha256"] == EMPTY_SHA256
 
 
 def test_unknown_types_are_bounded():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(60):
         b.server_json({"type": f"T{i}"}, 0.01 * i)
-    unknown = b.finish().extra["deepgram"]["unknown_types"]
+    unknown = b.finish().to_json()["deepgram"]["unknown_types"]
     assert len(unknown) == 51
     assert unknown["(other unknown types)"]["count"] == 10
-    assert len(b.session.extra["messages"]["server"]) == 51
+    assert len(b.session.to_json()["messages"]["server"]) == 51

@@ -114,9 +114,9 @@ def paced(meter, chunks, size, interval, start=100.0):
 
 def test_real_time_sender_measures_exactly_one():
     s = paced(AudioMeter(32000.0), 20, 3200, 0.1)  # 100 ms chunks every 100 ms
-    assert (s["bytes"], s["chunks"], s["seconds"], s["realtime_factor"]) == (64000, 20, 2.0, 1.0)
-    assert s["chunk_ms"] == {"min": 100.0, "median": 100.0, "max": 100.0}
-    assert s["windows"] == [{"start": 0.0, "seconds": 2.0, "audio_seconds": 2.0, "chunks": 20,
+    assert (s.to_json()["bytes"], s.to_json()["chunks"], s.to_json()["seconds"], s.to_json()["realtime_factor"]) == (64000, 20, 2.0, 1.0)
+    assert s.to_json()["chunk_ms"] == {"min": 100.0, "median": 100.0, "max": 100.0}
+    assert s.to_json()["windows"] == [{"start": 0.0, "seconds": 2.0, "audio_seconds": 2.0, "chunks": 20,
                              "realtime_factor": 1.0}]
     assert not au.is_faster_than_realtime(s) and not au.is_slower_than_realtime(s)
 
@@ -126,8 +126,8 @@ def test_real_time_sender_measures_exactly_one():
 def test_paced_sender_is_never_flagged(chunks, ms):
     size = 32 * ms  # linear16 16 kHz mono: 32 bytes per ms
     s = paced(AudioMeter(32000.0), chunks, size, ms / 1000)
-    assert s["realtime_factor"] == 1.0
-    assert s["seconds"] == pytest.approx(chunks * ms / 1000)
+    assert s.to_json()["realtime_factor"] == 1.0
+    assert s.to_json()["seconds"] == pytest.approx(chunks * ms / 1000)
     assert not au.is_faster_than_realtime(s)
     assert not au.is_slower_than_realtime(s)
     assert au.chunk_verdict(s) is None
@@ -135,14 +135,14 @@ def test_paced_sender_is_never_flagged(chunks, ms):
 
 def test_burst_is_faster_than_realtime():
     s = paced(AudioMeter(32000.0), 300, 3200, 0.02)  # 30 s of audio in ~6 s
-    assert s["seconds"] == 30.0
-    assert s["realtime_factor"] == 4.934  # 30 / (299 * 0.02 + 0.1)
+    assert s.to_json()["seconds"] == 30.0
+    assert s.to_json()["realtime_factor"] == 4.934  # 30 / (299 * 0.02 + 0.1)
     assert au.is_faster_than_realtime(s)
 
 
 def test_a_short_burst_is_not_flagged():
     s = paced(AudioMeter(32000.0), 5, 32000, 0.001)  # five 1 s chunks at once
-    assert s["realtime_factor"] > 4
+    assert s.to_json()["realtime_factor"] > 4
     assert not au.is_faster_than_realtime(s)
 
 
@@ -156,27 +156,27 @@ def test_one_fast_window_is_flagged_even_when_overall_is_fine():
     for k in range(100):  # 10 s of audio in 20 s: 0.5x
         m.add(20.1 + k * 0.2, 3200)
     s = m.summary()
-    assert s["realtime_factor"] == 1.001  # 40 s / (39.9 - 0.05 + 0.1)
-    assert [w["realtime_factor"] for w in s["windows"][:3]] == [1.0, 2.0, 0.5]
-    assert s["max_window_rtf"] == 2.0
+    assert s.to_json()["realtime_factor"] == 1.001  # 40 s / (39.9 - 0.05 + 0.1)
+    assert [w["realtime_factor"] for w in s.to_json()["windows"][:3]] == [1.0, 2.0, 0.5]
+    assert s.to_json()["max_window_rtf"] == 2.0
     assert au.is_faster_than_realtime(s)
     assert not au.is_slower_than_realtime(s)
 
 
 def test_slow_sender_windows_and_verdict():
     s = paced(AudioMeter(32000.0), 200, 3200, 0.15, start=0.0)  # 100 ms every 150 ms
-    assert s["seconds"] == 20.0
-    assert s["realtime_factor"] == 0.668  # 20 / (199 * 0.15 + 0.1)
-    assert [(w["chunks"], w["seconds"], w["realtime_factor"]) for w in s["windows"]] == [
+    assert s.to_json()["seconds"] == 20.0
+    assert s.to_json()["realtime_factor"] == 0.668  # 20 / (199 * 0.15 + 0.1)
+    assert [(w["chunks"], w["seconds"], w["realtime_factor"]) for w in s.to_json()["windows"]] == [
         (67, 10.0, 0.67), (67, 10.0, 0.67), (66, 9.95, 0.663)]
-    assert (s["full_windows"], s["full_windows_below_realtime"]) == (2, 2)
-    assert s["min_window_rtf"] == 0.67
+    assert (s.to_json()["full_windows"], s.to_json()["full_windows_below_realtime"]) == (2, 2)
+    assert s.to_json()["min_window_rtf"] == 0.67
     assert au.is_slower_than_realtime(s)
 
 
 def test_slow_needs_two_complete_windows():
     s = paced(AudioMeter(32000.0), 60, 3200, 0.15, start=0.0)  # 9 s: one partial window
-    assert s["realtime_factor"] < 0.7
+    assert s.to_json()["realtime_factor"] < 0.7
     assert not au.is_slower_than_realtime(s)
 
 
@@ -187,8 +187,8 @@ def test_a_pause_is_not_slowness():
     for i in range(100):  # 20 s pause, then real time again
         m.add(30.0 + i * 0.1, 3200)
     s = m.summary()
-    assert [w["realtime_factor"] for w in s["windows"]] == [1.0, 0.0, 0.0, 1.0]
-    assert s["full_windows_below_realtime"] == 2
+    assert [w["realtime_factor"] for w in s.to_json()["windows"]] == [1.0, 0.0, 0.0, 1.0]
+    assert s.to_json()["full_windows_below_realtime"] == 2
     assert not au.is_slower_than_realtime(s)
 
 
@@ -197,19 +197,19 @@ def test_chunk_statistics_and_verdicts():
     for i, size in enumerate([320, 320, 640, 960]):  # 10, 10, 20, 30 ms
         m.add(i * 0.01, size)
     s = m.summary()
-    assert s["chunk_ms"] == {"min": 10.0, "median": 15.0, "max": 30.0}
-    assert s["chunk_bytes"] == {"min": 320, "median": 480.0, "max": 960}
+    assert s.to_json()["chunk_ms"] == {"min": 10.0, "median": 15.0, "max": 30.0}
+    assert s.to_json()["chunk_bytes"] == {"min": 320, "median": 480.0, "max": 960}
     assert au.chunk_verdict(s) == "small"
     big = paced(AudioMeter(32000.0), 4, 16000, 0.5)
-    assert big["chunk_ms"]["median"] == 500.0
+    assert big.to_json()["chunk_ms"]["median"] == 500.0
     assert au.chunk_verdict(big) == "large"
 
 
 def test_unknown_rate_gives_no_seconds():
     s = paced(AudioMeter(None), 10, 960, 0.02)
-    assert (s["bytes"], s["seconds"], s["realtime_factor"], s["chunk_ms"]) == (9600, None, None, None)
-    assert s["chunk_bytes"] == {"min": 960, "median": 960.0, "max": 960}
-    assert s["windows"] == []
+    assert (s.to_json()["bytes"], s.to_json()["seconds"], s.to_json()["realtime_factor"], s.to_json()["chunk_ms"]) == (9600, None, None, None)
+    assert s.to_json()["chunk_bytes"] == {"min": 960, "median": 960.0, "max": 960}
+    assert s.to_json()["windows"] == []
 
 
 def test_memory_stays_bounded():
@@ -218,7 +218,7 @@ def test_memory_stays_bounded():
         m.add(i * 1.0, 1000 + i)  # 9000 distinct sizes, 900 windows
     s = m.summary()
     assert len(m.sizes.counts) <= au._SizeHistogram.MAX_KEYS
-    assert (s["chunk_bytes"]["min"], s["chunk_bytes"]["max"]) == (1000, 9999)
-    assert s["chunk_bytes"]["median"] == pytest.approx(5499.5, rel=0.01)
-    assert len(s["windows"]) == AudioMeter.MAX_WINDOWS
-    assert s["windows_dropped"] == 900 - AudioMeter.MAX_WINDOWS
+    assert (s.to_json()["chunk_bytes"]["min"], s.to_json()["chunk_bytes"]["max"]) == (1000, 9999)
+    assert s.to_json()["chunk_bytes"]["median"] == pytest.approx(5499.5, rel=0.01)
+    assert len(s.to_json()["windows"]) == AudioMeter.MAX_WINDOWS
+    assert s.to_json()["windows_dropped"] == 900 - AudioMeter.MAX_WINDOWS

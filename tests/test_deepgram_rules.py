@@ -1,7 +1,9 @@
 """Deepgram finding rules over finished sessions: ids, severities, evidence."""
+import pytest
+
 from analyzer.deepgram.audio import wav_header
 from analyzer.deepgram.messages import EMPTY_SHA256
-from analyzer.deepgram.synth import (TEST_KEY, SessionBuilder, metadata, results,
+from tests.support.deepgram_session import (TEST_KEY, ScriptedSession, metadata, results,
                                      run_deepgram_rules)
 from analyzer.model import Finding
 
@@ -29,7 +31,7 @@ def one(found, fid) -> Finding:
 
 
 def test_healthy_stream_has_no_findings():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for k in range(1, 31):
         b.client_binary(3200, 0.1 * k)
     b.client_json({"type": "CloseStream"}, 3.1)
@@ -42,7 +44,7 @@ def test_healthy_stream_has_no_findings():
 # --- close codes ------------------------------------------------------------------
 
 def test_net0001_after_a_client_gap_names_the_last_frame():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for k in range(1, 31):
         b.client_binary(3200, 0.104 * k, frame=382 + k)  # last: No. 412 at 12:00:03.120
     b.close("server", 1011, NET0001, 13.125, frame=520)
@@ -59,11 +61,11 @@ def test_net0001_after_a_client_gap_names_the_last_frame():
     assert (f.details["last_client_frame"], f.details["silence_before_close"]) == (412, 10.005)
     assert f.details["gap_seconds"] == 10.005 and f.details["gap_kind"] == "any"
     assert f.details["steps"][0] == "Ensure audio is sent within 10 seconds of opening the connection."
-    assert s.extra["deepgram"]["close_explanation"]["pattern"] == "client-gap"
+    assert s.to_json()["deepgram"]["close_explanation"]["pattern"] == "client-gap"
 
 
 def test_waited_for_server():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.close("server", 1011, NET0001, 10.07)
     b.close("client", 1011, NET0001, 10.08)
     _, found = findings(b)
@@ -78,7 +80,7 @@ def test_waited_for_server():
 
 
 def test_keepalive_without_audio():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(3):
         b.client_json({"type": "KeepAlive"}, 1.0 + 3 * i)
     b.close("server", 1011, NET0001, 17.1)
@@ -90,7 +92,7 @@ def test_keepalive_without_audio():
 
 
 def test_data0000_names_the_sniffed_format():
-    b = SessionBuilder(query={"model": "nova-3", "encoding": "opus"})
+    b = ScriptedSession(query={"model": "nova-3", "encoding": "opus"})
     b.client_binary(4000, 0.3, head=WEBM)
     b.close("server", 1008, "DATA-0000", 0.8)
     _, found = findings(b)
@@ -105,7 +107,7 @@ def test_data0000_names_the_sniffed_format():
 
 
 def test_net0000_and_tts_codes():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for k in range(1, 4):
         b.client_binary(3200, 0.1 * k)
     b.close("server", 1011, NET0000, 20.0)
@@ -114,7 +116,7 @@ def test_net0000_and_tts_codes():
     assert c.details["name"] == "NET-0000"
     assert "the client had sent 0.30 s of audio and Deepgram had returned 0 results" in c.message
 
-    b = SessionBuilder(path="/v1/speak", query={"model": "aura-2-thalia-en"})
+    b = ScriptedSession(path="/v1/speak", query={"model": "aura-2-thalia-en"})
     b.client_binary(100, 0.1, head=b"\x01\x02")
     b.close("server", 1003, "MESSAGE-0000", 0.2)
     _, found = findings(b)
@@ -123,7 +125,7 @@ def test_net0000_and_tts_codes():
 
 
 def test_close_outside_the_catalogue_is_still_reported():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.close("server", 1011, "internal error", 1.0)
     _, found = findings(b)
     assert ids(found) == [("deepgram-close", "warning")]
@@ -132,7 +134,7 @@ def test_close_outside_the_catalogue_is_still_reported():
         'Deepgram closed the stream with 1011 "internal error" at frame 7 (12:00:01.000), a '
         "code/reason outside its documented catalogue; if it repeats, give Deepgram support the "
         "request id 0b6a9c33-1111-4222-8333-944455556666.")
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.close("server", 1001, "going away", 1.0)
     assert findings(b)[1] == []
 
@@ -140,7 +142,7 @@ def test_close_outside_the_catalogue_is_still_reported():
 # --- client messages ----------------------------------------------------------------
 
 def test_keepalive_binary():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_binary(20, 4.0, head=b'{"type":"KeepAlive"}')
     b.client_binary(20, 8.0, head=b'{"type":"KeepAlive"}')
@@ -152,7 +154,7 @@ def test_keepalive_binary():
 
 
 def test_closestream_in_binary_is_an_error():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_binary(23, 0.2, head=b'{"type":"CloseStream"}')
     _, found = findings(b)
@@ -161,7 +163,7 @@ def test_closestream_in_binary_is_an_error():
 
 
 def test_text_not_json():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_text("KeepAlive", 1.0)
     _, found = findings(b)
     t = one(found, "text-not-json")
@@ -170,7 +172,7 @@ def test_text_not_json():
 
 
 def test_no_closestream_when_the_client_closes():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for k in range(1, 11):
         b.client_binary(3200, 0.1 * k)
     b.close("client", 1000, "", 1.2)
@@ -183,7 +185,7 @@ def test_no_closestream_when_the_client_closes():
 
 
 def test_no_closestream_when_the_connection_drops():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.tcp_end("rst", "client", 0.5)
     _, found = findings(b)
@@ -192,7 +194,7 @@ def test_no_closestream_when_the_connection_drops():
 
 
 def test_no_closestream_softened_by_finalize():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_json({"type": "Finalize"}, 0.2)
     r = results(0.0, 0.1, "done", True)
@@ -204,17 +206,17 @@ def test_no_closestream_softened_by_finalize():
 
 
 def test_no_closestream_not_raised_when_server_closed_or_nothing_sent():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.close("client", 1000, "", 0.4)  # connected and left: nothing to lose
     assert findings(b)[1] == []
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.close("server", 1011, NET0001, 10.2)
     assert [f.id for f in findings(b)[1]] == ["deepgram-close"]
 
 
 def test_audio_after_closestream_and_closed_before_metadata():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_json({"type": "CloseStream"}, 0.2)
     b.client_binary(3200, 0.3)
@@ -226,11 +228,11 @@ def test_audio_after_closestream_and_closed_before_metadata():
     a = one(found, "audio-after-closestream")
     assert a.frames == [8, 9, 10] and a.details == {"count": 2, "bytes": 6400, "end_frame": 8}
     c = one(found, "closed-before-metadata")
-    assert c.details == {"seconds": 0.25}
+    assert c.details == {"seconds": 0.25, "summary": "Metadata"}
 
 
 def test_audio_after_empty_binary_frame():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3200, 0.1)
     b.client_binary(0, 0.2)
     b.client_binary(3200, 0.3)
@@ -241,7 +243,7 @@ def test_audio_after_empty_binary_frame():
 
 
 def test_tts_close_without_close_message_is_info():
-    b = SessionBuilder(path="/v1/speak", query={"model": "aura-2-thalia-en"})
+    b = ScriptedSession(path="/v1/speak", query={"model": "aura-2-thalia-en"})
     b.client_json({"type": "Speak", "text": "hi"}, 0.1)
     b.close("client", 1000, "", 0.5)
     _, found = findings(b)
@@ -251,7 +253,7 @@ def test_tts_close_without_close_message_is_info():
 # --- what Deepgram received ---------------------------------------------------------
 
 def test_no_audio_received():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_json({"type": "CloseStream"}, 0.2)
     b.server_json(metadata(0.0, EMPTY_SHA256, channels=0), 0.3)
     b.close("server", 1000, "", 0.31)
@@ -264,7 +266,7 @@ def test_no_audio_received():
 
 
 def test_audio_undecodable():
-    b = SessionBuilder(query={"model": "nova-3"})
+    b = ScriptedSession(query={"model": "nova-3"})
     b.client_binary(3200, 0.1)
     b.client_json({"type": "CloseStream"}, 0.2)
     b.server_json(metadata(0.0, "9f" * 32), 0.3)
@@ -277,7 +279,7 @@ def test_audio_undecodable():
 
 
 def test_raw_without_encoding():
-    b = SessionBuilder(query={"model": "nova-3"})
+    b = ScriptedSession(query={"model": "nova-3"})
     b.client_binary(3200, 0.1, head=b"\x10\x00\x20\x00")
     _, found = findings(b)
     r = one(found, "raw-without-encoding")
@@ -285,17 +287,17 @@ def test_raw_without_encoding():
 
 
 def test_wav_with_matching_encoding_is_a_warning():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(3244, 0.1, head=wav_header(16000, 1, 2, 0))
     _, found = findings(b)
     assert ids(found) == [("container-with-encoding", "warning")]
 
 
 def test_container_without_encoding_and_named_containers_are_fine():
-    b = SessionBuilder(query={"model": "nova-3"})
+    b = ScriptedSession(query={"model": "nova-3"})
     b.client_binary(4000, 0.1, head=WEBM)
     assert findings(b)[1] == []
-    b = SessionBuilder(query={"model": "nova-3", "encoding": "flac"})
+    b = ScriptedSession(query={"model": "nova-3", "encoding": "flac"})
     b.client_binary(4000, 0.1, head=b"fLaC\x00\x00\x00\x22")
     assert findings(b)[1] == []
 
@@ -303,7 +305,7 @@ def test_container_without_encoding_and_named_containers_are_fine():
 # --- pace and chunks ------------------------------------------------------------------
 
 def test_faster_than_realtime():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(300):
         b.client_binary(3200, 0.1 + 0.02 * i)
     _, found = findings(b)
@@ -315,7 +317,7 @@ def test_faster_than_realtime():
 
 
 def test_slower_than_realtime():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(200):
         b.client_binary(3200, 0.1 + 0.15 * i)
     _, found = findings(b)
@@ -325,14 +327,14 @@ def test_slower_than_realtime():
 
 
 def test_chunk_size():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(50):
         b.client_binary(320, 0.01 * (i + 1))  # 10 ms chunks
     _, found = findings(b)
     c = one(found, "chunk-size")
     assert c.severity == "info"
     assert c.details == {"chunk_ms": {"min": 10.0, "median": 10.0, "max": 10.0}, "chunks": 50}
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     for i in range(4):
         b.client_binary(32000, 1.0 * (i + 1))  # 1 s chunks
     c = one(findings(b)[1], "chunk-size")
@@ -342,7 +344,7 @@ def test_chunk_size():
 # --- handshake and parameters ---------------------------------------------------------
 
 def test_handshake_cause_and_params_do_not_repeat():
-    b = SessionBuilder(query={"model": "nova-3", "language": "english", "foo": "1"}, status=400,
+    b = ScriptedSession(query={"model": "nova-3", "language": "english", "foo": "1"}, status=400,
                        reason="Bad Request", dg_error="Failed to deserialize query parameters")
     _, found = findings(b)
     assert ids(found) == [("handshake-cause", "error"), ("param-unknown", "info")]
@@ -354,7 +356,7 @@ def test_handshake_cause_and_params_do_not_repeat():
 
 
 def test_handshake_cause_401_missing_prefix_masks_the_key():
-    b = SessionBuilder(status=401, headers=[["Host", "api.deepgram.com"],
+    b = ScriptedSession(status=401, headers=[["Host", "api.deepgram.com"],
                                             ["Authorization", TEST_KEY]])
     _, found = findings(b)
     h = one(found, "handshake-cause")
@@ -362,14 +364,14 @@ def test_handshake_cause_401_missing_prefix_masks_the_key():
 
 
 def test_param_invalid_on_an_accepted_handshake_is_softened():
-    b = SessionBuilder(query={"model": "nova-3", "punctuate": "True", "encoding": "linear16"})
+    b = ScriptedSession(query={"model": "nova-3", "punctuate": "True", "encoding": "linear16"})
     _, found = findings(b)
     assert ids(found) == [("param-invalid", "warning"), ("param-invalid", "error")]
     assert [f.details["param"] for f in found] == ["punctuate", "sample_rate"]
 
 
 def test_non_deepgram_sessions_get_no_deepgram_findings():
-    b = SessionBuilder(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None,
+    b = ScriptedSession(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None,
                        query={"encoding": "linear16"})
     b.client_binary(20, 0.1, head=b'{"type":"KeepAlive"}')
     b.close("server", 1011, NET0001, 11.0)
@@ -377,17 +379,42 @@ def test_non_deepgram_sessions_get_no_deepgram_findings():
 
 
 def test_server_error_and_warning_messages():
-    b = SessionBuilder(path="/v1/agent/converse")
+    b = ScriptedSession(path="/v1/agent/converse")
     b.server_json({"type": "Error", "description": "Settings missing", "code": "INVALID"}, 0.1)
     b.server_json({"type": "Warning", "description": "slow llm", "code": "W_SLOW"}, 0.2)
     _, found = findings(b)
-    assert ids(found) == [("server-error", "error"), ("server-warning", "warning")]
+    # (no Welcome in this synthetic session: no-greeting says so)
+    assert ids(found) == [("no-greeting", "info"), ("server-error", "error"),
+                          ("server-warning", "warning")]
+    found = found[1:]
+    # Codes outside the endpoint's documented list are said to be so.
     assert found[0].message == ('Deepgram sent an Error message at frame 7 (12:00:00.100): '
-                                '"Settings missing" (code INVALID).')
+                                '"Settings missing" (code INVALID), a code Deepgram does not '
+                                'document for /v1/agent/converse.')
+    assert found[0].details["documented"] is False
+
+
+@pytest.mark.parametrize("kind,code,meaning", [
+    ("Error", "SETTINGS_ALREADY_APPLIED", "a second Settings message was sent"),
+    ("Error", "CLIENT_MESSAGE_TIMEOUT", "the client sent nothing for too long (the idle limit is "
+                                        "unconfirmed)"),
+    ("Warning", "FORCE_END_TURN_UNSUPPORTED", "ForceEndTurn works only with a Flux listen provider "
+                                              "(dg:/docs/voice-agent-force-end-turn)"),
+])
+def test_agent_codes_are_explained(kind, code, meaning):
+    from analyzer.deepgram.endpoints import agent
+    b = ScriptedSession(path="/v1/agent/converse")
+    b.server_json({"type": kind, "description": "d", "code": code}, 0.1)
+    _, found = findings(b)
+    (f,) = [f for f in found if f.id in ("server-error", "server-warning")]
+    entry = (agent.ERRORS if kind == "Error" else agent.WARNINGS)[code]
+    assert entry.meaning == meaning
+    assert f.message.endswith(f'"d" (code {code}): {entry.meaning}; {entry.step}.')
+    assert f.details["session_ends"] is (kind == "Error") and f.details["documented"] is True
 
 
 def test_midstream_capture_does_not_claim_the_client_waited():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.session.midstream = True
     b.close("server", 1011, NET0001, 4.0)
     _, found = findings(b)
@@ -397,31 +424,36 @@ def test_midstream_capture_does_not_claim_the_client_waited():
         found[0].message
 
 
-def test_rules_tolerate_a_session_the_analyzer_never_saw():
+def test_rules_on_a_session_whose_analyzer_saw_no_message():
+    from analyzer.deepgram.analyzer import DeepgramAnalyzer
     from analyzer.model import CloseFrame, Handshake, Session
     s = Session(index=0, client="a:1", server="b:2", tcp_stream=0, websocket=True,
                 handshake=Handshake(path="/v1/listen", status=101, response_frame=3,
                                     response_time=100.0))
     s.close.server = CloseFrame(1011, "NET-0001", 10, 110.1)
     s.close.initiator = "server"
+    # The close is explained once, when the Deepgram layer finishes; rules read that.
+    assert run_deepgram_rules(s) == []
+    DeepgramAnalyzer(s.handshake).finish(s)
+    assert s.deepgram.close_explanation.pattern == "waited-for-server"
     assert ids(run_deepgram_rules(s)) == [("deepgram-close", "error"), ("waited-for-server", "error")]
     assert run_deepgram_rules(Session(index=1, client="a:1", server="b:2", tcp_stream=1)) == []
 
 
 def test_generic_server_with_deepgram_like_messages_gets_no_deepgram_findings():
-    b = SessionBuilder(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None)
+    b = ScriptedSession(path="/chat", headers=[["Host", "example.com"]], dg_request_id=None)
     b.server_json({"type": "Error", "description": "room full"}, 0.1)
     b.server_json(metadata(0.0, EMPTY_SHA256), 0.2)
     assert findings(b)[1] == []
 
 
 def test_data0000_after_json_sent_as_binary():
-    b = SessionBuilder(query=LIVE)
+    b = ScriptedSession(query=LIVE)
     b.client_binary(97, 0.1, head=b'{"transcript_request": true, "note": "this is not audio", "n": 1}')
     b.close("server", 1008, "DATA-0000: The payload cannot be decoded as audio.", 0.2)
     s, found = findings(b)
     assert ids(found) == [("json-in-binary", "warning"), ("deepgram-close", "error")]
-    assert s.extra["messages"]["client"] == {"JSON (binary)": 1}
+    assert s.to_json()["messages"]["client"] == {"JSON (binary)": 1}
     c = one(found, "deepgram-close")
     assert c.details["pattern"] == "json-in-binary"
     assert "the client's binary frames were JSON text, not audio (first No. 7)" in c.message

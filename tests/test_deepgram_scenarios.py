@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.deepgram.audio import bytes_per_second
+from analyzer.timefmt import clock
 from analyzer.findings.registry import RULES, RuleContext
 from analyzer.model import CLIENT, SERVER
 from analyzer.pipeline import Options, analyze_capture
@@ -121,8 +122,9 @@ def run(capture: str) -> Run:
 
 
 def _dg_rules():
-    from analyzer.findings import deepgram_rules  # importing registers its rules
-    rules = [fn for _, fn in RULES if fn.__module__ == deepgram_rules.__name__]
+    from analyzer.findings import deepgram_endpoint_rules, deepgram_rules  # registers the rules
+    modules = {deepgram_rules.__name__, deepgram_endpoint_rules.__name__}
+    rules = [fn for _, fn in RULES if fn.__module__ in modules]
     assert rules
     return rules
 
@@ -177,12 +179,12 @@ def contexts(capture: str) -> list[Ctx]:
 # numbers and the one-line diagnosis.
 
 def _success(c: Ctx):
-    dg = c.session.extra["deepgram"]
+    dg = c.session.to_json()["deepgram"]
     # KeepAlive, audio, Finalize, audio, CloseStream (captures/README.md)
     assert dg["keepalive"]["count"] == 1 and dg["finalize"]["count"] == 1
     assert dg["results"]["from_finalize"] == 1
     assert dg["stream_end"]["type"] == "CloseStream"
-    assert c.session.extra["diagnosis"] == "Stream completed normally: CloseStream, Metadata, close 1000."
+    assert c.session.diagnosis == "Stream completed normally: CloseStream, Metadata, close 1000."
 
 
 def _net0001(c: Ctx):
@@ -199,7 +201,7 @@ def _net0001(c: Ctx):
     last_audio = max(frame for data, size, frame, time in c.obs.binary(CLIENT))
     assert d["last_client_frame"] == last_audio  # the last thing the client sent was audio
     assert gap["before_frame"] == close["frame"]
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     for fact in ("1011 NET-0001", f"No. {gap['after_frame']}", f"{gap['seconds']:.1f} s before the close"):
         assert fact in diag, (fact, diag)
 
@@ -215,7 +217,7 @@ def _wait_for_server(c: Ctx):
     assert (close["code"], close["name"], close["pattern"]) == (1011, "NET-0001", "waited-for-server")
     assert close["seconds_after_open"] == round(gap["seconds"], 3)
     assert c.obs.texts(CLIENT) == [] and c.obs.binary(CLIENT) == []
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     for fact in ("1011 NET-0001", f"{gap['seconds']:.1f} s after the 101", "never sent a frame"):
         assert fact in diag, (fact, diag)
 
@@ -229,7 +231,7 @@ def _keepalive_only(c: Ctx):
     close = c.finding("deepgram-close").details
     assert close["pattern"] == "keepalive-without-audio"
     assert close["first_keepalive_frame"] == c.exp["frames"]["client"]["first_frame"]
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     assert "1011 NET-0001" in diag and "only KeepAlive and never audio" in diag
 
 
@@ -250,9 +252,9 @@ def _data0000(c: Ctx):
     assert jb.details["types"] == kinds
     assert f"({', '.join(kinds)}) sent as binary frames" in jb.message
     # What the sniffer made of it: no container, and no audio payload at all.
-    audio = c.session.extra["audio"]
+    audio = c.session.to_json()["audio"]
     assert audio["format"] is None and audio["container"] is None and audio["first_payload"] is None
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     for fact in ("1008 DATA-0000", f"first No. {first}", "JSON"):
         assert fact in diag, (fact, diag)
 
@@ -266,10 +268,10 @@ def _wav_container(c: Ctx):
     assert f.frames == [first]
     assert f.details["format"] == "wav" and f.details["encoding"] == c.session.handshake.query["encoding"]
     assert f.details["first_bytes"] == data[:16].hex()
-    audio = c.session.extra["audio"]
+    audio = c.session.to_json()["audio"]
     assert audio["wav"]["sample_rate"] == int(c.session.handshake.query["sample_rate"])
     assert audio["first_payload"]["size"] == size
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     for fact in ("WAV", f"encoding={c.session.handshake.query['encoding']}", f"frame {first}"):
         assert fact in diag, (fact, diag)
 
@@ -279,9 +281,9 @@ def _no_closestream(c: Ctx):
     assert c.exp["close"]["initiator"] == "client"
     f = c.finding("no-closestream")
     assert f.severity == "warning" and f.frames == [close["frame"]]
-    assert c.session.extra["deepgram"]["stream_end"] is None
-    assert c.session.extra["deepgram"]["metadata"] is None
-    diag = c.session.extra["diagnosis"]
+    assert c.session.to_json()["deepgram"]["stream_end"] is None
+    assert c.session.to_json()["deepgram"]["metadata"] is None
+    diag = c.session.diagnosis
     for fact in (f"close {close['code']} at frame {close['frame']}", "without CloseStream"):
         assert fact in diag, (fact, diag)
 
@@ -292,7 +294,7 @@ def _rst(c: Ctx):
     f = c.finding("no-closestream")
     assert f.frames == [close["tcp_end_frame"]]
     assert "TCP RST" in f.message
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     for fact in ("TCP RST from the client", f"frame {close['tcp_end_frame']}", "no CloseStream"):
         assert fact in diag, (fact, diag)
 
@@ -302,7 +304,7 @@ def _empty_binary(c: Ctx):
              if d == CLIENT and op == 2 and length == 0]
     assert len(empty) == c.scenario["client_sent"]["empty_binary"] == 1
     frame, time = empty[0]
-    end = c.session.extra["deepgram"]["stream_end"]
+    end = c.session.to_json()["deepgram"]["stream_end"]
     assert end == {"type": "empty binary frame", "frame": frame, "time": time}
     f = c.finding("empty-binary-frame")
     server_close = c.session.close.server
@@ -310,18 +312,18 @@ def _empty_binary(c: Ctx):
     assert f.details == {"frame": frame, "server_close_after": round(server_close.time - time, 6),
                          "server_close_code": c.scenario["server_close"][0]}
     assert f.frames == [frame, server_close.frame]
-    assert f"empty binary frame (frame {frame} " in c.session.extra["diagnosis"]
+    assert f"empty binary frame (frame {frame} " in c.session.diagnosis
 
 
 def _fast(c: Ctx):
     f = c.finding("faster-than-realtime")
-    audio = c.session.extra["audio"]
+    audio = c.session.to_json()["audio"]
     rtf, wall = _expected_rtf(c)
     assert audio["realtime_factor"] == pytest.approx(round(rtf, 3), abs=1e-6)
     assert f.details["realtime_factor"] == pytest.approx(round(rtf, 3), abs=1e-6)
     assert f.details["wall_seconds"] == pytest.approx(round(wall, 3), abs=1e-6)
     assert f.details["audio_seconds"] == c.scenario["audio_bytes_received"] / c.bps
-    assert f"at {round(rtf, 3):.2f}x real time" in c.session.extra["diagnosis"]
+    assert f"at {round(rtf, 3):.2f}x real time" in c.session.diagnosis
 
 
 def _keepalive_binary(c: Ctx):
@@ -332,17 +334,17 @@ def _keepalive_binary(c: Ctx):
     assert f.frames == [frame for _, _, frame, _ in sent]
     # 1 s audio, 3 binary KeepAlives, 1 s audio (README): they are what the audio counts miss.
     audio_messages = len(c.obs.binary(CLIENT)) - len(sent)
-    assert audio_messages == c.session.extra["audio"]["chunks"]
+    assert audio_messages == c.session.to_json()["audio"]["chunks"]
     assert len(sent) + audio_messages == c.scenario["client_sent"]["binary"]
     assert f"{len(sent)} KeepAlive messages sent as binary frames (first No. {sent[0][2]}" in \
-        c.session.extra["diagnosis"]
+        c.session.diagnosis
 
 
 def _handshake_401_no_prefix(c: Ctx):
     f = c.finding("handshake-cause")
     assert f.details["status"] == 401 == c.scenario["status"]
     assert f.frames == [c.exp["handshake"]["response_frame"]]
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     assert diag.startswith("Handshake rejected with HTTP 401 Unauthorized")
     assert "lacks the `Token ` prefix" in diag
     assert "dgtest_0123456789abcdef0123456789abcdef" not in diag + f.message
@@ -351,7 +353,7 @@ def _handshake_401_no_prefix(c: Ctx):
 def _handshake_401_wrong_key(c: Ctx):
     f = c.finding("handshake-cause")
     assert f.details["status"] == 401 == c.scenario["status"]
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     assert diag.startswith("Handshake rejected with HTTP 401 Unauthorized")
     assert "the API key" in diag and "was rejected" in diag
 
@@ -359,7 +361,7 @@ def _handshake_401_wrong_key(c: Ctx):
 def _handshake_400(c: Ctx):
     f = c.finding("handshake-cause")
     assert (f.details["status"], f.details["param"]) == (400, "language") and c.scenario["status"] == 400
-    diag = c.session.extra["diagnosis"]
+    diag = c.session.diagnosis
     assert diag.startswith("Handshake rejected with HTTP 400 Bad Request")
     assert f"language={c.session.handshake.query['language']}" in diag
 
@@ -372,56 +374,171 @@ def _silence_7s(c: Ctx):
     longest = max(b - a for a, b in zip(times, times[1:]))
     assert 7.0 <= longest < 10.0
     assert c.session.gaps == [] and c.exp["gaps"] == []
-    assert c.session.extra["diagnosis"] == "Stream completed normally: CloseStream, Metadata, close 1000."
+    assert c.session.diagnosis == "Stream completed normally: CloseStream, Metadata, close 1000."
 
 
 def _deflate(c: Ctx):
     # Every data frame compressed both ways: the audio counted is the inflated audio.
     assert c.session.handshake.deflate is not None
     assert c.session.frames[CLIENT].payload_bytes == c.exp["frames"]["client"]["payload_bytes"]
-    assert c.session.frames[CLIENT].payload_bytes < c.session.extra["audio"]["bytes"]
+    assert c.session.frames[CLIENT].payload_bytes < c.session.to_json()["audio"]["bytes"]
     _success(c)
 
 
 def _normal_close_only(c: Ctx):
-    assert c.session.extra["diagnosis"] == "Stream completed normally: close 1000."
+    assert c.session.diagnosis == "Stream completed normally: close 1000."
+
+
+def _flux_turns(c: Ctx) -> list:
+    return [obj for obj, _, _ in c.obs.texts(SERVER) if obj.get("type") == "TurnInfo"]
 
 
 def _flux(c: Ctx):
     seconds = c.scenario["audio_bytes_received"] / c.bps
-    turns = [obj for obj, _, _ in c.obs.texts(SERVER) if obj.get("type") == "TurnInfo"]
-    # fake_deepgram.py: StartOfTurn then Update per 0.24 s of audio, EndOfTurn on CloseStream.
+    turns = _flux_turns(c)
+    # fake_deepgram.py: StartOfTurn then Update per 0.24 s of audio; on CloseStream a last
+    # Update (no EndOfTurn: dg:/docs/flux/close-stream), then a close without status.
     steps = math.floor(seconds / FLUX_STEP + 1e-9)
-    assert [t["event"] for t in turns] == ["StartOfTurn"] + ["Update"] * (steps - 1) + ["EndOfTurn"]
-    messages = c.session.extra["messages"]["server"]
+    assert [t["event"] for t in turns] == ["StartOfTurn"] + ["Update"] * steps
+    assert [t["sequence_id"] for t in turns] == list(range(1, steps + 2))  # Connected is 0
+    messages = c.session.to_json()["messages"]["server"]
     assert messages == {"Connected": 1, "TurnInfo": steps + 1}
     assert sum(messages.values()) == c.exp["frames"]["server"]["text"]
-    assert c.session.extra["latency"]["samples"] == steps - 1  # one per Update
-    assert c.session.extra["transcript"] == turns[-1]["transcript"].strip()
-    assert c.session.extra["diagnosis"] == "Stream completed normally: CloseStream, close 1000."
+    assert c.session.to_json()["latency"]["samples"] == steps  # one per Update
+    # The last Update is the turn's final text; Flux sends no Metadata.
+    assert c.session.transcript == turns[-1]["transcript"].strip()
+    assert c.session.deepgram.protocol.open_turn_transcript == turns[-1]["transcript"]
+    assert c.session.deepgram.metadata is None
+    assert c.session.close.server.code is None and c.exp["close"]["server"]["code"] is None
+    greeting = c.session.deepgram.protocol.first_server_text
+    assert (greeting.type, greeting.frame) == ("Connected", c.exp["frames"]["server"]["first_frame"])
+    assert c.session.diagnosis == ("Stream completed normally: CloseStream, last Update as the "
+                                   "final transcript, close without a code.")
+
+
+def _flux_keepalive(c: Ctx):
+    keepalives = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "KeepAlive"]
+    assert len(keepalives) == c.scenario["client_sent"]["text"] == 1
+    f = c.finding("keepalive-on-flux")
+    close = c.exp["close"]["server"]
+    assert close["code"] is None and c.scenario["server_close"] == [None, ""]
+    assert f.frames == [keepalives[0][1], close["frame"]]
+    assert f.details == {"count": 1, "closed_without_status": True}
+    assert "py#649" in f.message and "WebSocket pings" in f.message
+    assert c.session.diagnosis == f.message
+    # no CloseStream, no EndOfTurn: the open turn is not claimed as a final transcript
+    assert c.session.transcript == ""
+    assert c.session.deepgram.protocol.open_turn_transcript == _flux_turns(c)[-1]["transcript"]
+
+
+def _tts_mp3(c: Ctx):
+    f = c.finding("handshake-cause")
+    assert (f.details["status"], f.details["param"]) == (400, "encoding") == (c.scenario["status"], "encoding")
+    # the {category, message, details, request_id} body shape
+    assert (f.details["error_code"], f.details["body_shape"]) == ("INVALID_QUERY_PARAMETER", "category")
+    assert f.details["request_id"] == c.scenario["request_id"]
+    assert c.session.diagnosis.startswith("Handshake rejected with HTTP 400 Bad Request")
+    assert c.session.diagnosis.endswith("encoding=mp3 is REST-only: the text-to-speech WebSocket "
+                                        "takes linear16, mulaw or alaw.")
+
+
+def _tts_flush(c: Ctx):
+    flushes = [(obj, frame, time) for obj, frame, time in c.obs.texts(CLIENT) if obj["type"] == "Flush"]
+    warnings = [(obj, frame) for obj, frame, _ in c.obs.texts(SERVER) if obj["type"] == "Warning"]
+    assert len(flushes) == 22 and flushes[-1][2] - flushes[0][2] < 60
+    assert [w["warn_code"] for w, _ in warnings] == ["EXCESSIVE_FLUSH"] * 2  # as on the wire
+    f = c.finding("flush-limit")
+    assert f.frames == [flushes[20][1], warnings[0][1]]
+    assert f.details == {"peak_per_minute": 22, "limit": 20, "warnings": 2, "flushes": 22}
+    sw = [x for x in c.session.findings if x.id == "server-warning"]
+    assert [x.frames for x in sw] == [[frame] for _, frame in warnings]
+    assert all(x.details["code"] == "EXCESSIVE_FLUSH" and x.details["documented"] for x in sw)
+    assert c.session.diagnosis == f.message
+
+
+def _speak_v2(c: Ctx):
+    server = c.session.to_json()["messages"]["server"]
+    types = c.obs.types(SERVER)
+    assert types == {"Connected": 1, "SpeechStarted": 2, "SpeechMetadata": 2, "Flushed": 2,
+                     "SessionMetadata": 1}
+    assert server["audio"] == c.exp["frames"]["server"]["binary"] > 0
+    p = c.session.deepgram.protocol
+    assert p.first_server_text.type == "Connected"
+    last_text = max(frame for _, frame, _ in c.obs.texts(SERVER))
+    assert (p.end_summary.type, p.end_summary.frame) == ("SessionMetadata", last_text)
+    assert c.session.deepgram.stream_end.type == "Close"
+    assert c.session.diagnosis == "Stream completed normally: Close, SessionMetadata, close 1000."
+
+
+def _agent_normal(c: Ctx):
+    p = c.session.deepgram.protocol
+    texts = c.obs.texts(SERVER)
+    welcome = texts[0]
+    assert welcome[0]["type"] == "Welcome"
+    assert (p.first_server_text.type, p.first_server_text.frame) == ("Welcome", welcome[1])
+    settings = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "Settings"]
+    assert len(settings) == 1 and settings[0][1] > welcome[1]
+    assert (p.first_client_message.type, p.first_client_message.frame) == ("Settings", settings[0][1])
+    assert p.settings.count == 1 and p.audio_before_settings_applied.count == 0
+    applied = [frame for obj, frame, _ in texts if obj["type"] == "SettingsApplied"]
+    assert c.session.deepgram.settings_applied.frame == applied[0]
+    assert c.obs.types(SERVER)["LatencyReport"] == 1
+    conversation = [f"{o['role']}: {o['content']}" for o, _, _ in texts if o["type"] == "ConversationText"]
+    assert c.session.transcript == "\n".join(conversation)
+    assert c.session.diagnosis == "Session completed normally: Settings applied, close 1000."
+
+
+def _agent_early_audio(c: Ctx):
+    audio = c.obs.binary(CLIENT)
+    errors = [(obj, frame, time) for obj, frame, time in c.obs.texts(SERVER) if obj["type"] == "Error"]
+    assert len(audio) == 1 and len(errors) == 1
+    f = c.finding("audio-before-settings")
+    assert f.severity == "error"
+    assert f.frames == [audio[0][2], errors[0][1]]
+    assert f.details == {"count": 1, "bytes": audio[0][1], "before": "Settings"}
+    e = c.finding("server-error")
+    assert e.details["code"] == "NON_SETTINGS_MESSAGE_BEFORE_SETTINGS" and e.details["session_ends"]
+    assert c.session.deepgram.protocol.first_client_message.type == "audio"
+    assert c.session.diagnosis == (
+        f"Deepgram reported an error at frame {errors[0][1]} ({clock(errors[0][2])}): \"The first "
+        "message must be a Settings message.\" (NON_SETTINGS_MESSAGE_BEFORE_SETTINGS): the first "
+        "client message was not Settings; send Settings first, right after Welcome, and nothing "
+        "else before SettingsApplied.")
+
+
+def _configure(c: Ctx):
+    configure = [(obj, frame) for obj, frame, _ in c.obs.texts(CLIENT) if obj["type"] == "Configure"]
+    replies = [(obj, frame) for obj, frame, _ in c.obs.texts(SERVER) if obj["type"] == "ConfigureSuccess"]
+    assert len(configure) == len(replies) == 1 and replies[0][0]["keyterms"] == configure[0][0]["keyterms"]
+    p = c.session.deepgram.protocol
+    assert (p.configure.count, p.configure.first_frame) == (1, configure[0][1])
+    assert p.configure_replies.items[0]["frame"] == replies[0][1]
+    assert p.configure_replies.items[0]["type"] == "ConfigureSuccess"
+    assert c.session.deepgram.stream_end.type == "CloseStream"
+    assert c.session.diagnosis == "Stream completed normally: CloseStream, Metadata, close 1000."
 
 
 def _tts(c: Ctx):
     rate = int(c.session.handshake.query["sample_rate"])
     chunk = rate * 2 * TTS_CHUNK_SECONDS
     audio_messages = math.ceil(c.scenario["audio_bytes_received"] / chunk)
-    server = c.session.extra["messages"]["server"]
+    server = c.session.to_json()["messages"]["server"]
     assert server == {"Metadata": 1, "audio": audio_messages, "Flushed": 1}
     assert audio_messages == c.exp["frames"]["server"]["binary"]
     assert server["Metadata"] + server["Flushed"] == c.exp["frames"]["server"]["text"]
-    client = c.session.extra["messages"]["client"]
+    client = c.session.to_json()["messages"]["client"]
     assert client == {"Speak": 1, "Flush": 1, "Close": 1}
     assert sum(client.values()) == c.scenario["client_sent"]["text"]
-    audio = c.session.extra["audio"]["server"]
+    audio = c.session.to_json()["audio"]["server"]
     assert (audio["frames"], audio["bytes"]) == (audio_messages, c.scenario["audio_bytes_received"])
     speak = [(obj, time) for obj, _, time in c.obs.texts(CLIENT) if obj["type"] == "Speak"]
-    dg = c.session.extra["deepgram"]
+    dg = c.session.to_json()["deepgram"]
     assert dg["speak"]["characters"] == sum(len(o["text"]) for o, _ in speak)
     assert dg["tts_metadata"]["request_id"] == c.scenario["request_id"]
     first_audio = c.obs.binary(SERVER)[0][3]
-    assert c.session.extra["latency"]["speak_to_first_audio"] == round(first_audio - speak[0][1], 3)
+    assert c.session.to_json()["latency"]["speak_to_first_audio"] == round(first_audio - speak[0][1], 3)
     assert dg["stream_end"]["type"] == "Close"
-    assert c.session.extra["diagnosis"] == "Stream completed normally: Close, close 1000."
+    assert c.session.diagnosis == "Stream completed normally: Close, close 1000."
 
 
 S = dict  # readability
@@ -467,6 +584,34 @@ SCENARIOS = {
                                    server_counts_binary_json=True)],
     "tts_speak.pcap": [S(endpoint="speak", ids=set(), check=_tts)],
     "flux_listen.pcap": [S(endpoint="listen-v2", ids=set(), check=_flux, latency=True, transcript=True)],
+    "flux_keepalive_json.pcap": [S(endpoint="listen-v2", ids={"keepalive-on-flux"}, check=_flux_keepalive,
+                                   latency=True)],
+    "tts_mp3_400.pcap": [S(endpoint="speak", ids={"handshake-cause"}, check=_tts_mp3)],
+    "tts_flush_limit.pcap": [S(endpoint="speak", ids={"flush-limit", "server-warning"}, check=_tts_flush)],
+    "speak_v2.pcap": [S(endpoint="speak-v2", ids=set(), check=_speak_v2)],
+    "agent_normal.pcap": [S(endpoint="agent", ids=set(), check=_agent_normal, transcript=True)],
+    "agent_audio_before_settings.pcap": [S(endpoint="agent", ids={"audio-before-settings", "server-error"},
+                                           check=_agent_early_audio)],
+    "dg_configure.pcap": [S(endpoint="listen", ids=set(), check=_configure, metadata=True, latency=True,
+                            transcript=True)],
+    "dg_callback_credentials.pcap": [S(endpoint="listen", ids=set(), check=_success, metadata=True,
+                                       latency=True, transcript=True)],
+}
+
+# Findings that belong to another endpoint's rules.
+_AGENT_IDS = {"audio-before-settings", "first-message-not-settings", "second-settings", "settings-invalid",
+              "agent-audio-format",
+              "no-settings-applied", "sent-before-welcome"}
+OTHER_ENDPOINTS = {
+    "listen": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "statusless-close", "no-greeting",
+               "sequence-gap"},
+    "listen-v2": _AGENT_IDS | {"flush-limit", "closed-before-metadata", "keepalive-without-audio",
+                               "waited-for-server"},
+    "speak": _AGENT_IDS | {"keepalive-on-flux", "waited-for-server", "closed-before-metadata"},
+    "speak-v2": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "waited-for-server"},
+    "agent": {"keepalive-on-flux", "flush-limit", "waited-for-server", "closed-before-metadata",
+              "no-closestream"},
+    "other": _AGENT_IDS | {"keepalive-on-flux", "flush-limit", "sequence-gap"},
 }
 
 # Findings that would be a wrong diagnosis for these scenarios (beyond the exact sets).
@@ -497,19 +642,21 @@ def test_scenario_diagnosis(capture):
     for c, spec in zip(ctxs, specs):
         s = c.session
         where = f"{capture} session {s.index}"
-        assert s.extra["endpoint"] == spec["endpoint"], where
+        assert s.endpoint == spec["endpoint"], where
         if c.expected_file.get("use_keylog") or capture.startswith("tls"):
             assert s.transport == "tls-decrypted", where
         ids = {f.id for f in s.findings}
         dg_ids = deepgram_ids(s)
         assert dg_ids <= ids, where
         assert dg_ids == spec["ids"], where
-        assert not (ids & KEY_ABSENT), (where, ids & KEY_ABSENT)
+        assert not ((ids - spec["ids"]) & KEY_ABSENT), (where, ids & KEY_ABSENT)
+        # No endpoint's session may get a finding of another endpoint's rules.
+        assert not (ids & OTHER_ENDPOINTS[spec["endpoint"]]), (where, ids)
         # The generic layer's verdicts the oracle requires / forbids.
         assert set(c.exp["findings"]) <= ids, where
         assert not (set(c.exp.get("absent_findings", ())) & ids), where
         # Who this was: the request id the server gave.
-        dg = s.extra["deepgram"]
+        dg = s.to_json()["deepgram"]
         assert dg["request_id"] == c.scenario["request_id"], where
         _check_audio_seconds(c, spec)
         _check_messages(c)
@@ -521,14 +668,14 @@ def test_scenario_diagnosis(capture):
         else:
             assert dg["metadata"] is None, where
         if spec.get("latency"):
-            lat = s.extra["latency"]
+            lat = s.to_json()["latency"]
             interim = _interim_results(c)
             assert lat["samples"] == interim > 0, where
             assert lat["p50"] <= lat["p95"] <= lat["max"], where
         if spec.get("transcript"):
-            assert s.extra["transcript"], where
+            assert s.transcript, where
             if spec["endpoint"] == "listen":
-                assert s.extra["transcript"] == _final_transcript(c), where
+                assert s.transcript == _final_transcript(c), where
         spec["check"](c)
 
 
@@ -540,13 +687,13 @@ def _check_audio_seconds(c: Ctx, spec: dict) -> None:
     if spec.get("server_counts_binary_json"):
         # The recording server counted binary JSON as audio; Deepgram's layer does not.
         received -= sum(size for _, size, _, _ in c.obs.json_binary())
-    assert s.extra["audio"]["seconds"] == received / c.bps, c.capture
-    assert s.extra["audio"]["bytes"] == received
+    assert s.to_json()["audio"]["seconds"] == received / c.bps, c.capture
+    assert s.to_json()["audio"]["bytes"] == received
 
 
 def _check_messages(c: Ctx) -> None:
     """The report's per-type counts equal the JSON types seen on the raw messages."""
-    counts = c.session.extra["messages"]
+    counts = c.session.to_json()["messages"]
     for direction, name in ((CLIENT, "client"), (SERVER, "server")):
         text = c.obs.types(direction)
         reported = {k: v for k, v in counts[name].items()
@@ -609,7 +756,7 @@ def test_realtime_factor_from_tshark_timestamps():
     assert total == c.scenario["audio_bytes_received"]
     wall = audio[-1][0] - audio[0][0] + audio[-1][1] / c.bps
     rtf = total / c.bps / wall
-    assert c.session.extra["audio"]["realtime_factor"] == pytest.approx(round(rtf, 3), abs=1e-6)
+    assert c.session.to_json()["audio"]["realtime_factor"] == pytest.approx(round(rtf, 3), abs=1e-6)
     assert c.finding("faster-than-realtime").details["wall_seconds"] == pytest.approx(round(wall, 3), abs=1e-6)
     # And the frame_hook view agrees with tshark to the microsecond.
     assert _expected_rtf(c)[0] == pytest.approx(rtf, abs=1e-6)
@@ -630,4 +777,21 @@ def test_server_message_types_match_tshark(capture):
     expected = dict(types)
     if binary:
         expected["audio"] = binary
-    assert c.session.extra["messages"]["server"] == expected
+    assert c.session.to_json()["messages"]["server"] == expected
+
+
+NORMAL_SESSIONS = {"dg_success.pcap": "listen", "dg_configure.pcap": "listen",
+                   "flux_listen.pcap": "listen-v2", "tts_speak.pcap": "speak",
+                   "speak_v2.pcap": "speak-v2", "agent_normal.pcap": "agent"}
+
+
+@pytest.mark.parametrize("capture", sorted(NORMAL_SESSIONS))
+def test_each_endpoints_normal_session_has_no_finding_at_all(capture):
+    (c,) = contexts(capture)
+    assert c.session.endpoint == NORMAL_SESSIONS[capture]
+    assert [(f.severity, f.id) for f in c.session.findings] == []
+    assert "completed normally" in c.session.diagnosis
+
+
+def test_every_endpoint_has_a_normal_session():
+    assert set(NORMAL_SESSIONS.values()) == {"listen", "listen-v2", "speak", "speak-v2", "agent"}

@@ -103,12 +103,12 @@ def test_hostile_deepgram_sessions_never_break_the_analysis(case):
     session.findings = run_rules(session, RuleContext())
     sentence = diagnose(session)
     assert isinstance(sentence, str) and sentence
-    session.extra["diagnosis"] = sentence
+    session.diagnosis = sentence
     json.dumps(session.to_json(), allow_nan=False)  # strict JSON whatever the peer sent
     redact_session(session)
     once = json.dumps(session.to_json(), sort_keys=True)
     redact_session(session)
     assert json.dumps(session.to_json(), sort_keys=True) == once
     assert SECRET not in once
-    latency = session.extra["latency"]
+    latency = session.to_json()["latency"]
     assert all(latency[key] is None or isinstance(latency[key], (int, float)) for key in ("p50", "p95", "max"))

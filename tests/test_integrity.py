@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from analyzer import cli
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 
 from test_limits import PcapWriter, Tcp, upgrade, ws_frame
 

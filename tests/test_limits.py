@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 from analyzer.model import Report
 from analyzer.pipeline import Options, analyze_capture
 
@@ -543,8 +543,29 @@ def test_deeply_nested_json_messages_do_not_stop_the_analysis(tmp_path):
     from analyzer.redact import redact_session
     redact_session(session)
     json.dumps(Report(captures=[report]).to_json(), allow_nan=False)
-    messages = session.extra["messages"]
+    messages = session.to_json()["messages"]
     assert messages["server"] == {"(not JSON)": 2}
     assert messages["client"] == {"(not JSON)": 1}
     assert session.close.client.code == session.close.server.code == 1000
     assert peak < bound(512 * 1024)
+
+
+# --- messages not kept are counted in the JSON ----------------------------------------------------
+
+def test_server_text_beyond_the_budget_is_counted_as_messages_dropped(tmp_path):
+    # 5 server text messages of 1000 characters with a 2500-character budget: the first 3 are
+    # kept (the budget is checked before each one), the other 2 are counted, not lost silently.
+    path = tmp_path / "budget.pcap"
+    w = PcapWriter(path)
+    tcp = Tcp(w)
+    upgrade(tcp)
+    for _ in range(5):
+        tcp.send(1, ws_frame(1, b'{"type": "Results", "x": "' + b"r" * 972 + b'"}', False))
+    tcp.close()
+    w.close()
+    report = analyze_capture(str(path), Options(max_kept_server_text=2500))
+    [session] = report.sessions
+    assert [len(m.text) for m in session.messages] == [1000, 1000, 1000]
+    out = session.to_json()
+    assert (out["messages_dropped"], out["anomalies_dropped"]) == (2, 0)
+    assert report.stats["messages_not_kept"] == {"server_text_limit": 2500, "messages": 2}

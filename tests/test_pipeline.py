@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.capture import open_capture
-from analyzer.capture.synth import pcap
+from tests.support.capture_synth import pcap
 from analyzer.model import CLIENT, SERVER
 from analyzer.pipeline import Options, analyze_capture
 
@@ -54,7 +54,7 @@ def test_connection_picked_up_mid_stream(tmp_path):
     got = [f for f in frames if f[3] > 0]
     assert got[-len(expected):] == expected
     assert m.close.client.code == 1000 and m.close.server.code == 1000
-    assert m.extra["endpoint"] == "listen"
+    assert m.endpoint == "listen"
 
 
 TWINS = [("dg_success", "tls13_aes128_success"), ("dg_success", "tls13_chacha20_success"),
@@ -85,7 +85,7 @@ def test_decrypted_session_matches_its_plain_text_twin(plain, tls):
     assert (t.close.client.reason, t.close.server.reason) == (p.close.client.reason, p.close.server.reason)
     assert [g.kind for g in t.gaps] == [g.kind for g in p.gaps]
     assert t.handshake.status == p.handshake.status == 101
-    assert t.extra["endpoint"] == p.extra["endpoint"]
+    assert t.endpoint == p.endpoint
     # Frame numbers point at packets of the TLS capture that carried the records.
     last = t.frames[CLIENT].last_frame
     assert t.close.client.frame == last
@@ -95,7 +95,7 @@ def test_tls_without_keys_still_finds_the_silence_before_net0001():
     report = analyze_capture(str(CAPTURES / "tls13_net0001.pcap"))
     (s,) = report.sessions
     assert s.transport == "tls"
-    tls = s.extra["tls"]
+    tls = s.to_json()["tls"]
     assert tls["sni"] == "localhost" and tls["version"] == "TLS 1.3"
     assert tls["cipher_suite"] == "TLS_AES_256_GCM_SHA384"
     assert tls["decryption"] == "no-keys"
@@ -121,7 +121,7 @@ def test_keys_for_one_session_but_not_the_other(tmp_path):
     by_transport = sorted(s.transport for s in report.sessions)
     assert by_transport == ["tls", "tls-decrypted"]
     plain = [s for s in report.sessions if s.transport == "tls"][0]
-    assert plain.extra["tls"]["cipher_suite"] == "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+    assert plain.to_json()["tls"]["cipher_suite"] == "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
     assert "tls-no-keys" in [f.id for f in plain.findings]
 
 
@@ -162,8 +162,10 @@ def test_cli_exit_codes_and_errors(tmp_path):
 
 
 def test_cli_folder_output_file_and_threshold(tmp_path):
+    from test_report_helpers import sample_folder
     out = tmp_path / "r.json"
-    r = _dgcap("report", str(CAPTURES), "--format", "json", "-o", str(out), "--gap-threshold", "6")
+    r = _dgcap("report", str(sample_folder(tmp_path)), "--format", "json", "-o", str(out),
+               "--gap-threshold", "6")
     assert r.returncode == 1 and r.stdout == ""
     doc = json.loads(out.read_text())
     names = sorted(Path(c["path"]).name for c in doc["captures"])

@@ -4,7 +4,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.deepgram.synth import TEST_KEY, SessionBuilder, run_deepgram_rules
+from tests.support.deepgram_session import TEST_KEY, ScriptedSession, run_deepgram_rules
 from analyzer.model import Anomaly, Finding
 from analyzer.redact import (mask_credential, mask_secret, redact_json_text, redact_session,
                              redact_text)
@@ -71,7 +71,7 @@ def test_settings_message_keeps_its_formatting_when_possible():
 
 
 def build_session_full_of_secrets():
-    b = SessionBuilder(
+    b = ScriptedSession(
         query={"model": "nova-3", "token": TEST_KEY, "Access_Token": JWT,
                "Authorization": f"Token {TEST_KEY}", "KEY": HEX_KEY},
         headers=[["Host", "api.deepgram.com"], ["authorization", f"token {TEST_KEY}"],
@@ -95,7 +95,7 @@ def build_session_full_of_secrets():
                               details={"authorization": f"Token {TEST_KEY}", "url": b.hs.target,
                                        "nested": [{"access_token": JWT}]}))
     s.anomalies.append(Anomaly("x", 1, 0.0, detail={"raw": f"Bearer {JWT}"}))
-    s.extra["debug"] = {"target": b.hs.target, "echo": TEST_KEY}
+    s.transcript = f"echo {TEST_KEY} from {b.hs.target}"  # a typed field carrying peer text
     return s
 
 
@@ -141,6 +141,12 @@ def test_structured_places_show_exact_masks():
     assert custom.details["authorization"] == "Token ****cdef"
     assert custom.details["nested"] == [{"access_token": "****(JWT)…ab12"}]
     assert s.anomalies[0].detail == {"raw": "Bearer ****(JWT)…ab12"}
+    # Typed model fields: peer text is cleaned, the masked credential summary is kept whole
+    # (it used to be replaced by "****(redacted)" because its key is named like a secret).
+    assert s.transcript == f"echo ****cdef from {hs.target}"
+    assert s.to_json()["deepgram"]["credentials"] == {
+        "where": "authorization", "scheme": "token", "jwt": False, "credential": "token ****cdef"}
+    assert s.deepgram.server_warnings.items[0]["description"] == "bad key ****cdef"
 
 
 def test_redaction_is_idempotent():

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 from analyzer.report.progress import ProgressDisplay, printable, stream_line
-from test_report_helpers import (CAPTURES, REPO, TEST_KEY, expected, hostile_capture, run_cli)
+from test_report_helpers import (CAPTURES, REPO, TEST_KEY, expected, hostile_capture, run_cli,
+                                 sample_folder)
 
 # folder layout for the summary test: nested, with a file that is not a capture
 TREE = {"": ["dg_401.pcap", "dg_400.pcap"], "a": ["dg_net0001.pcap", "dg_rst.pcap"],
@@ -105,9 +106,10 @@ def test_folder_summary_comes_first_in_every_format(tree, tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "markdown", "html", "rich"])
 def test_parallel_report_equals_sequential(fmt, tmp_path):
     outs = {}
+    samples = sample_folder(tmp_path)
     for jobs in ("1", "2", "0"):
         out = tmp_path / f"j{jobs}.out"
-        r = run_cli("report", str(CAPTURES), "-j", jobs, "--format", fmt, "-o", str(out))
+        r = run_cli("report", str(samples), "-j", jobs, "--format", fmt, "-o", str(out))
         outs[jobs] = (r.returncode, r.stderr, out.read_bytes())
     assert outs["1"] == outs["2"] == outs["0"]
     assert outs["1"][0] == 1
@@ -186,10 +188,10 @@ def test_stream_lines_are_redacted_single_lines(tmp_path):
 
 
 def test_stream_line_redacts_literal_secrets():
-    from analyzer.deepgram.synth import SessionBuilder
-    b = SessionBuilder(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
+    from tests.support.deepgram_session import ScriptedSession
+    b = ScriptedSession(headers=[["Host", "api.deepgram.com"], ["Authorization", f"Token {TEST_KEY}"]])
     s = b.finish()
-    s.extra["diagnosis"] = f"the key {TEST_KEY} was used"
+    s.diagnosis = f"the key {TEST_KEY} was used"
     line = stream_line("x.pcap", s)
     assert TEST_KEY not in line and "****cdef" in line
     assert TEST_KEY in stream_line("x.pcap", s, show_secrets=True)

@@ -99,8 +99,7 @@ def test_reports_give_deepgrams_explanation_and_next_steps(path):
     report, md, page = _render(path)
     for s in report.captures[0].sessions:
         x = explanation(s)
-        dg = s.extra.get("deepgram") or {}
-        if dg.get("close_explanation"):
+        if s.deepgram is not None and s.deepgram.close_explanation is not None:
             assert x is not None
         if x is None:
             continue

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from analyzer.capture import synth
+from tests.support import capture_synth as synth
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURES = REPO / "captures"
@@ -36,6 +36,18 @@ WSTUNNEL_JWT_PARTS = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9",
 
 def sample_captures() -> list[Path]:
     return sorted(p for p in CAPTURES.iterdir() if CAPTURE_RE.search(p.name))
+
+
+def sample_folder(tmp: Path) -> Path:
+    """The top-level sample captures (with their key logs and expectations) as one folder,
+    without captures/lab/: the network-lab recordings (about 11 MB) are checked by
+    tests/test_lab_truth.py and would only slow the folder-report tests down."""
+    folder = tmp / "samples"
+    folder.mkdir()
+    for p in CAPTURES.iterdir():
+        if p.is_file():
+            (folder / p.name).symlink_to(p)
+    return folder
 
 
 def corpus_captures() -> list[Path]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import ctypes
-import datetime
 import functools
 import json
 import os
@@ -26,6 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.tls_fixtures import TLS13_SUITE_CONF, self_signed
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENT, SERVER = 0, 1
 SNI = "api.deepgram.test"
@@ -35,25 +36,7 @@ SNI = "api.deepgram.test"
 
 @functools.lru_cache(maxsize=None)
 def certificate(kind: str) -> tuple[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(65537, 2048) if kind == "rsa" else ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SNI)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
-    directory = tempfile.mkdtemp(prefix="dgcap-tls-cert-")
-    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
+    return self_signed(tempfile.mkdtemp(prefix="dgcap-tls-cert-"), SNI, kind, days=30)
 
 
 @dataclass
@@ -206,20 +189,10 @@ def run_session(*, version: str = "1.3", tls12_ciphers: Optional[str] = None, ce
                    handshake_error=error, writes=writes)
 
 
-TLS13_CONF = """openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-Ciphersuites = {suite}
-"""
-
-
 def run_session_with_tls13_suite(suite: str, spec: dict) -> Session:
     """Run a session in a subprocess whose OpenSSL only allows `suite` for TLS 1.3."""
     with tempfile.NamedTemporaryFile("w", suffix=".cnf", delete=False) as conf:
-        conf.write(TLS13_CONF.format(suite=suite))
+        conf.write(TLS13_SUITE_CONF.format(suite=suite))
     env = dict(os.environ, OPENSSL_CONF=conf.name, PYTHONPATH=REPO)
     try:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "generate", json.dumps(spec)],

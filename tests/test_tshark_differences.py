@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.capture import open_capture
-from analyzer.capture import synth as S
+from tests.support import capture_synth as S
 from analyzer.engines.compare import compare_reports
 from analyzer.engines.tshark import analyze_capture_tshark
 from analyzer.pipeline import Options, analyze_capture

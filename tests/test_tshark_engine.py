@@ -159,8 +159,8 @@ def test_tls_without_keys():
         [("any", 32, 38, 10.025617)]
     assert [f.id for f in s.findings] == [f.id for f in native.sessions[0].findings]
     assert {"client-gap", "tls-no-keys"} <= {f.id for f in s.findings}
-    assert s.extra["tls"]["activity"] == native.sessions[0].extra["tls"]["activity"]
-    assert (s.extra["tls"]["version"], s.extra["tls"]["cipher_suite"], s.extra["tls"]["decryption"]) == \
+    assert s.to_json()["tls"]["activity"] == native.sessions[0].to_json()["tls"]["activity"]
+    assert (s.to_json()["tls"]["version"], s.to_json()["tls"]["cipher_suite"], s.to_json()["tls"]["decryption"]) == \
         ("TLS 1.3", "TLS_AES_256_GCM_SHA384", "no-keys")
     assert compare_reports(native, other) == []
 

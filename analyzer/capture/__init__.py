@@ -6,6 +6,6 @@
         seg = dec.decode(frame_no, linktype, data)
 """
 from .decode import PacketDecoder, format_address
-from .reader import Capture, CaptureError, open_capture
+from .reader import Capture, CaptureError, capture_files, looks_like_capture, open_capture
 
-__all__ = ["open_capture", "Capture", "CaptureError", "PacketDecoder", "format_address"]
+__all__ = ["open_capture", "capture_files", "looks_like_capture", "Capture", "CaptureError", "PacketDecoder", "format_address"]

@@ -547,3 +547,38 @@ def _not_a_capture(magic: bytes, compressed: bool) -> str:
         if magic.startswith(prefix):
             return f"{where} is {what}, not a pcap or pcapng capture"
     return f"{where} is not a pcap or pcapng capture (starts with {magic.hex(' ')})"
+
+
+def looks_like_capture(path: str) -> bool:
+    """Is this file a pcap or pcapng (maybe gzip-compressed), by its magic number?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head in _PCAP_MAGICS or head == _PCAPNG_MAGIC:
+        return True
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(path, "rb") as g:
+                head = g.read(4)
+        except (OSError, EOFError):
+            return False
+        return head in _PCAP_MAGICS or head == _PCAPNG_MAGIC
+    return False
+
+
+def capture_files(paths: list[str]) -> list[str]:
+    """Expand folders (recursively) into the capture files inside, found by magic number."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if looks_like_capture(full):
+                        out.append(full)
+        else:
+            out.append(p)
+    return out

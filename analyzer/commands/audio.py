@@ -19,6 +19,7 @@ from typing import Optional
 
 from ..cli import EXIT_INPUT, EXIT_OK, error
 from ..model import CLIENT, DIRECTION_NAMES, SERVER, Session
+from ..websocket import OP_BINARY, OP_CONTINUATION, OP_TEXT
 
 # Server payload bytes kept per frame in the second pass (the pipeline only streams
 # client payloads; server frames arrive whole through frame_hook).  Larger frames
@@ -143,7 +144,7 @@ def run(args) -> int:
     chosen: list[tuple[Session, int]] = []
     for s in sessions:
         direction = (DIRECTIONS[args.direction] if args.direction
-                     else default_direction(s.extra.get("endpoint")))
+                     else default_direction(s.endpoint))
         if not has_audio(s, direction):
             why = _no_audio_reason(s, direction)
             if args.session is not None:
@@ -261,11 +262,11 @@ def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> O
         if t is None or t.direction != SERVER:
             return
         op = frame.opcode
-        if op in (1, 2):
+        if op in (OP_TEXT, OP_BINARY):
             t.data_opcode = op
-        elif op != 0:
+        elif op != OP_CONTINUATION:
             return
-        if t.data_opcode != 2:
+        if t.data_opcode != OP_BINARY:
             return
         payload = frame.payload
         if payload or frame.length == 0:

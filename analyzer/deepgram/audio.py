@@ -11,6 +11,8 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
+from ..model import AudioPace, AudioWindow, SizeStats
+
 # Bytes per sample of the raw encodings whose duration follows from their size.
 # Compressed raw encodings (opus, speex, g729, amr-*) have no fixed rate per byte.
 SAMPLE_WIDTH = {"linear16": 2, "linear32": 4, "mulaw": 1, "alaw": 1}
@@ -148,7 +150,9 @@ def bytes_per_second(encoding: Optional[str], sample_rate: Optional[int],
 def wav_params_for(encoding: Optional[str]) -> Optional[tuple[int, int]]:
     """(WAV format tag, sample width) to wrap raw Deepgram audio; None if not wrappable.
 
-    linear32 is 32-bit signed integer PCM (tag 1), not IEEE float.
+    linear32 is wrapped as 32-bit signed integer PCM (tag 1); Deepgram's docs call it
+    float in one place and signed integer in another (unconfirmed which), so the export
+    says so in a note (export.LINEAR32_NOTE).
     """
     return {"linear16": (WAVE_PCM, 2), "linear32": (WAVE_PCM, 4),
             "mulaw": (WAVE_MULAW, 1), "alaw": (WAVE_ALAW, 1)}.get(encoding or "")
@@ -264,7 +268,7 @@ class AudioMeter:
         self.last_time: Optional[float] = None
         self.last_frame: Optional[int] = None
         self.last_chunk_bytes = 0
-        self.windows: list[dict] = []
+        self.windows: list[AudioWindow] = []
         self.windows_dropped = 0
         self._win_index = 0
         self._win_bytes = 0
@@ -305,10 +309,10 @@ class AudioMeter:
             self.max_full_rtf = rtf if self.max_full_rtf is None else max(self.max_full_rtf, rtf)
             self.min_full_rtf = rtf if self.min_full_rtf is None else min(self.min_full_rtf, rtf)
         if len(self.windows) < self.MAX_WINDOWS:
-            self.windows.append({
-                "start": round(self._win_index * self.window, 3), "seconds": round(span, 3),
-                "audio_seconds": round(audio, 6), "chunks": self._win_chunks,
-                "realtime_factor": None if rtf is None else round(rtf, 3)})
+            self.windows.append(AudioWindow(
+                start=round(self._win_index * self.window, 3), seconds=round(span, 3),
+                audio_seconds=round(audio, 6), chunks=self._win_chunks,
+                realtime_factor=None if rtf is None else round(rtf, 3)))
         else:
             self.windows_dropped += 1
         self._win_index += 1
@@ -321,8 +325,8 @@ class AudioMeter:
         wall = self.last_time - self.first_time + self.last_chunk_bytes / self.bps
         return (self.bytes / self.bps) / wall if wall > 0 else None
 
-    def summary(self) -> dict:
-        """The aggregate as JSON; closes the last (partial) window."""
+    def summary(self) -> AudioPace:
+        """The aggregate; closes the last (partial) window."""
         if self.bps and self.first_time is not None and not self._last_window_closed:
             self._last_window_closed = True
             start = self.first_time + self._win_index * self.window
@@ -334,21 +338,21 @@ class AudioMeter:
             return None if nbytes is None or not self.bps else round(nbytes / self.bps * 1000, 3)
 
         median = self.sizes.median()
-        return {
-            "bytes": self.bytes, "chunks": self.chunks,
-            "seconds": None if self.seconds is None else round(self.seconds, 6),
-            "realtime_factor": None if rtf is None else round(rtf, 3),
-            "chunk_ms": None if not self.bps or not self.chunks else {
-                "min": ms(self.sizes.min), "median": ms(median), "max": ms(self.sizes.max)},
-            "chunk_bytes": None if not self.chunks else {
-                "min": self.sizes.min, "median": median, "max": self.sizes.max},
-            "first_frame": self.first_frame, "first_time": self.first_time,
-            "last_frame": self.last_frame, "last_time": self.last_time,
-            "windows": self.windows, "windows_dropped": self.windows_dropped,
-            "full_windows": self.full_windows, "full_windows_below_realtime": self.full_windows_slow,
-            "max_window_rtf": None if self.max_full_rtf is None else round(self.max_full_rtf, 3),
-            "min_window_rtf": None if self.min_full_rtf is None else round(self.min_full_rtf, 3),
-        }
+        return AudioPace(
+            bytes=self.bytes, chunks=self.chunks,
+            seconds=None if self.seconds is None else round(self.seconds, 6),
+            realtime_factor=None if rtf is None else round(rtf, 3),
+            chunk_ms=None if not self.bps or not self.chunks else SizeStats(
+                ms(self.sizes.min), ms(median), ms(self.sizes.max)),
+            chunk_bytes=None if not self.chunks else SizeStats(
+                self.sizes.min, median, self.sizes.max),
+            first_frame=self.first_frame, first_time=self.first_time,
+            last_frame=self.last_frame, last_time=self.last_time,
+            windows=self.windows, windows_dropped=self.windows_dropped,
+            full_windows=self.full_windows, full_windows_below_realtime=self.full_windows_slow,
+            max_window_rtf=None if self.max_full_rtf is None else round(self.max_full_rtf, 3),
+            min_window_rtf=None if self.min_full_rtf is None else round(self.min_full_rtf, 3),
+        )
 
 
 # --- verdicts (used by the finding rules) -----------------------------------------
@@ -363,31 +367,31 @@ MIN_SLOW_WINDOWS = 2
 SLOW_OVERALL = 0.95
 
 
-def is_faster_than_realtime(summary: dict) -> bool:
-    rtf = summary.get("realtime_factor")
-    if rtf is None or summary.get("chunks", 0) < MIN_CHUNKS:
+def is_faster_than_realtime(pace: AudioPace) -> bool:
+    rtf = pace.realtime_factor
+    if rtf is None or pace.chunks < MIN_CHUNKS:
         return False
-    if (summary.get("seconds") or 0) < MIN_AUDIO_SECONDS:
+    if (pace.seconds or 0) < MIN_AUDIO_SECONDS:
         return False
-    peak = summary.get("max_window_rtf")
+    peak = pace.max_window_rtf
     return rtf > MAX_REALTIME_FACTOR or (peak is not None and peak > MAX_REALTIME_FACTOR)
 
 
-def is_slower_than_realtime(summary: dict) -> bool:
-    rtf = summary.get("realtime_factor")
-    full = summary.get("full_windows", 0)
-    if rtf is None or full < MIN_SLOW_WINDOWS or summary.get("chunks", 0) < MIN_CHUNKS:
+def is_slower_than_realtime(pace: AudioPace) -> bool:
+    rtf = pace.realtime_factor
+    full = pace.full_windows
+    if rtf is None or full < MIN_SLOW_WINDOWS or pace.chunks < MIN_CHUNKS:
         return False
-    return summary.get("full_windows_below_realtime") == full and rtf < SLOW_OVERALL
+    return pace.full_windows_below_realtime == full and rtf < SLOW_OVERALL
 
 
-def chunk_verdict(summary: dict) -> Optional[str]:
+def chunk_verdict(pace: AudioPace) -> Optional[str]:
     """"small" / "large" when the typical (median) chunk is outside 20-250 ms."""
-    chunk = summary.get("chunk_ms")
-    if not chunk or chunk.get("median") is None:
+    chunk = pace.chunk_ms
+    if chunk is None or chunk.median is None:
         return None
-    if chunk["median"] < CHUNK_MS_MIN:
+    if chunk.median < CHUNK_MS_MIN:
         return "small"
-    if chunk["median"] > CHUNK_MS_MAX:
+    if chunk.median > CHUNK_MS_MAX:
         return "large"
     return None

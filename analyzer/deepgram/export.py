@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Optional, Union
 
 from ..http.body_content import loads_json
-from ..model import CLIENT, SERVER, Session
+from ..model import CLIENT, DIRECTION_NAMES, SERVER, AudioSummary, Session
+from ..websocket.frames import RSV1
 from . import endpoints as ep
 from .audio import (CONTAINER_NAMES, WAVE_PCM, extension_for, parse_wav_header, sniff,
                     wav_header, wav_params_for)
@@ -41,16 +42,16 @@ SERVER_DEFAULT_ENCODING = "linear16"
 SERVER_DEFAULT_RATES = {"linear16": 24000, "mulaw": 8000, "alaw": 8000}
 
 SILENCE = {"mulaw": 0xFF, "alaw": 0xD5}  # the byte that decodes to 0 amplitude
-SNIFF_BYTES = 64
+# Bytes of the first audio payload the format sniffer (deepgram/audio.py sniff) looks at.
+AUDIO_SNIFF_BYTES = 64
 _BLOCK = 64 * 1024
-_RSV1 = 4
 _DEFLATE_TRAILER = b"\x00\x00\xff\xff"
 _U32 = 0xFFFFFFFF
 
 
 def default_direction(endpoint: Optional[str]) -> int:
     """Whose audio is interesting: the server's for text-to-speech, else the client's."""
-    return SERVER if endpoint == ep.SPEAK else CLIENT
+    return SERVER if endpoint in ep.TTS else CLIENT
 
 
 @dataclass
@@ -82,33 +83,45 @@ def plan_export(session: Session, direction: int) -> ExportPlan:
 
 
 def _client_plan(session: Session) -> ExportPlan:
-    audio = session.extra.get("audio") or {}
-    raw = ExportPlan(CLIENT, False, encoding=audio.get("encoding"),
-                     sample_rate=audio.get("sample_rate"), channels=audio.get("channels") or 1)
+    # No Deepgram layer (no handshake, no frames): nothing declared, nothing sniffed.
+    audio = session.audio if session.audio is not None else AudioSummary()
+    raw = ExportPlan(CLIENT, False, encoding=audio.encoding,
+                     sample_rate=audio.sample_rate, channels=audio.channels or 1)
     raw.problem = _wrap_problem(session, raw, "the request")
-    if audio.get("container"):
-        head = bytes.fromhex((audio.get("first_payload") or {}).get("head") or "")
-        weak = audio.get("format") in ("mp3", "aac") and head[:3] != b"ID3"
+    if audio.container and audio.format is not None:
+        head = bytes.fromhex(audio.first_payload.head) if audio.first_payload else b""
+        weak = audio.format in ("mp3", "aac") and head[:3] != b"ID3"
         if weak and raw.problem is None:
             # Only a frame sync matched, which raw PCM often starts with; the request
             # declares a raw encoding, and that is how Deepgram decodes it too.
-            raw.notes.append(f"the first bytes look like an {CONTAINER_NAMES[audio['format']]} "
+            raw.notes.append(f"the first bytes look like an {CONTAINER_NAMES[audio.format]} "
                              f"frame header, but the request declares encoding={raw.encoding}")
             return raw
-        return ExportPlan(CLIENT, True, audio.get("format"), audio.get("codec"))
+        return ExportPlan(CLIENT, True, audio.format, audio.codec)
     return raw
 
 
 def _server_plan(session: Session) -> ExportPlan:
-    endpoint = session.extra.get("endpoint") or ep.endpoint_for_path(session.handshake.path)
+    endpoint = session.endpoint or ep.endpoint_for_path(session.handshake.path)
     plan = ExportPlan(SERVER, None)
     where = "the request"
     if endpoint == ep.SPEAK:
-        query = session.handshake.query or {}
+        query = session.handshake.query
         plan.encoding = query_value(query, "encoding")
         plan.sample_rate = to_int(query_value(query, "sample_rate"))
         if not session.midstream:
             _server_defaults(plan, "the request")
+    elif endpoint == ep.SPEAK_V2:
+        # /v2/speak: linear16 by default, sample_rate by default the model's native rate,
+        # which nothing in the capture states (dg:/docs/flux-tts).
+        query = session.handshake.query or {}
+        plan.encoding = query_value(query, "encoding") or SERVER_DEFAULT_ENCODING
+        plan.sample_rate = to_int(query_value(query, "sample_rate"))
+        if plan.sample_rate is None:
+            plan.problem = ("/v2/speak sends the model's native sample rate when the request sets "
+                            "none, and the capture does not say which it is; pass sample_rate to "
+                            "export this audio")
+            return plan
     elif endpoint == ep.AGENT:
         where = "the Settings message"
         output = _agent_output(session)
@@ -165,6 +178,14 @@ def _wrap_problem(session: Session, plan: ExportPlan, where: str) -> Optional[st
     if plan.channels <= 0:
         return f"channels={plan.channels} is not a channel count"
     return None
+
+
+# Deepgram documents linear32 both as 32-bit little-endian floating point (dg:/docs/encoding)
+# and as 32-bit signed little-endian PCM (cl:2025/10/16, Flux): the WAV says which one
+# was assumed, and the note says it may be the other.
+LINEAR32_NOTE = ("linear32 written as 32-bit signed integer PCM; Deepgram's documentation "
+                 "also calls it 32-bit float (unconfirmed which), so if it plays as loud noise "
+                 "the client sent float samples")
 
 
 @dataclass
@@ -249,7 +270,7 @@ class AudioWriter:
         self.plan = plan
         self._inflater = None
         if deflate is not None:
-            side = "client" if plan.direction == CLIENT else "server"
+            side = DIRECTION_NAMES[plan.direction]
             self._inflater = _Inflater(bool((deflate or {}).get(f"{side}_no_context_takeover")))
         self._decided = False
         self._wrap = False  # raw samples behind a WAV header of ours
@@ -293,7 +314,7 @@ class AudioWriter:
         if self._in_message:
             self._end_message()
         self._in_message = True
-        self._compressed = bool(frame.rsv & _RSV1) and self._inflater is not None
+        self._compressed = bool(frame.rsv & RSV1) and self._inflater is not None
         if self._compressed:
             self._inflater.begin()
 
@@ -326,7 +347,7 @@ class AudioWriter:
         plan = self.plan
         container = plan.container
         if container is None:
-            head = bytes(first[:SNIFF_BYTES])
+            head = bytes(first[:AUDIO_SNIFF_BYTES])
             s = sniff(head)
             container = s.container
             if container and plan.problem is None and not _unambiguous(s, head):
@@ -395,6 +416,8 @@ class AudioWriter:
     def _close_wav(self, notes: list[str]) -> ExportResult:
         plan = self.plan
         tag, width = wav_params_for(plan.encoding)
+        if plan.encoding == "linear32":
+            notes.append(LINEAR32_NOTE)
         data_len = self._written
         if data_len & 1:
             self.out.write(b"\x00")  # RIFF chunks are word-aligned

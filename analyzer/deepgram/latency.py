@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from ..model import Latency
+
 
 def percentile(sorted_values: list[float], p: float) -> Optional[float]:
     """Linear interpolation between closest ranks (numpy's default method)."""
@@ -44,11 +46,11 @@ class LatencySamples:
             self.values = self.values[::2]
             self._stride *= 2
 
-    def summary(self) -> dict:
+    def summary(self) -> Latency:
         ordered = sorted(self.values)
 
         def r(x: Optional[float]) -> Optional[float]:
             return None if x is None else round(x, 3)
 
-        return {"p50": r(percentile(ordered, 50)), "p95": r(percentile(ordered, 95)),
-                "max": r(self.max), "samples": self.count}
+        return Latency(p50=r(percentile(ordered, 50)), p95=r(percentile(ordered, 95)),
+                       max=r(self.max), samples=self.count)

@@ -11,30 +11,16 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..http.body_content import loads_json
+from .endpoints import ENDPOINTS, agent, listen_v1, listen_v2, speak_v1, speak_v2
 
-# Client control messages, per API.
-STT_CONTROL = frozenset({"KeepAlive", "Finalize", "CloseStream"})
-FLUX_CONTROL = frozenset({"CloseStream", "Configure", "ForceEndTurn"})
-TTS_CONTROL = frozenset({"Speak", "Flush", "Clear", "Close"})
-AGENT_CLIENT = frozenset({"Settings", "UpdatePrompt", "UpdateSpeak", "UpdateThink",
-                          "InjectUserMessage", "InjectAgentMessage", "FunctionCallResponse",
-                          "KeepAlive", "AgentKeepAlive"})
+# Client and server message types, per API, from the endpoint modules.
+STT_CONTROL = listen_v1.ENDPOINT.client_messages
+FLUX_CONTROL = listen_v2.ENDPOINT.client_messages
+TTS_CONTROL = speak_v1.ENDPOINT.client_messages | speak_v2.ENDPOINT.client_messages
+AGENT_CLIENT = agent.ENDPOINT.client_messages
 CLIENT_TYPES = STT_CONTROL | FLUX_CONTROL | TTS_CONTROL | AGENT_CLIENT
 
-SERVER_TYPES = frozenset({
-    # /v1/listen
-    "Results", "Metadata", "UtteranceEnd", "SpeechStarted",
-    # /v2/listen (Flux)
-    "Connected", "TurnInfo", "ConfigureSuccess", "ConfigureFailure",
-    # /v1/speak
-    "Flushed", "Cleared",
-    # agent
-    "Welcome", "SettingsApplied", "ConversationText", "UserStartedSpeaking", "AgentThinking",
-    "AgentStartedSpeaking", "AgentAudioDone", "FunctionCallRequest", "PromptUpdated",
-    "SpeakUpdated", "ThinkUpdated", "InjectionRefused", "History",
-    # several APIs
-    "Warning", "Error",
-})
+SERVER_TYPES = frozenset().union(*(e.server_messages for e in ENDPOINTS.values()))
 
 NOT_JSON = "(not JSON)"
 NO_TYPE = "(no type)"
@@ -155,12 +141,20 @@ def metadata_fields(obj: dict) -> dict:
 
 
 def error_fields(obj: dict) -> dict:
-    """Error / Warning bodies differ per API: description+code, or message, or err_msg."""
-    description = (obj.get("description") or obj.get("message") or obj.get("err_msg")
-                   or obj.get("variant"))
-    code = obj.get("code") or obj.get("err_code")
-    return {"description": description if isinstance(description, str) else None,
-            "code": code if isinstance(code, (str, int)) else None}
+    """Error / Warning / ConfigureFailure bodies differ per API and over time.
+
+    {code, description} (spec); TTS Warning on the wire {warn_code, warn_msg} (py#617);
+    /v1/listen Configure errors {variant, code?, description, message?} where a
+    SchemaError has no code, only its variant (dg:/docs/configure).
+    """
+    description = (obj.get("description") or obj.get("warn_msg") or obj.get("err_msg")
+                   or obj.get("message"))
+    code = obj.get("code") or obj.get("warn_code") or obj.get("err_code") or obj.get("variant")
+    out = {"description": description if isinstance(description, str) else None,
+           "code": code if isinstance(code, (str, int)) else None}
+    if isinstance(obj.get("variant"), str):
+        out["variant"] = obj["variant"]
+    return out
 
 
 def settings_audio(obj: dict) -> dict:
@@ -170,3 +164,15 @@ def settings_audio(obj: dict) -> dict:
     rate = inp.get("sample_rate")
     return {"encoding": inp.get("encoding") if isinstance(inp.get("encoding"), str) else None,
             "sample_rate": rate if isinstance(rate, int) and not isinstance(rate, bool) else None}
+
+
+def settings_output(obj: dict) -> dict:
+    """Output audio of a Voice Agent Settings message (audio.output) and whether
+    agent.speak was given (omitted: Flux TTS, dg:/docs/voice-agent-tts-models)."""
+    audio = obj.get("audio") if isinstance(obj.get("audio"), dict) else {}
+    out = audio.get("output") if isinstance(audio.get("output"), dict) else {}
+    agent = obj.get("agent") if isinstance(obj.get("agent"), dict) else {}
+    enc, container = out.get("encoding"), out.get("container")
+    return {"encoding": enc if isinstance(enc, str) else None,
+            "container": container if isinstance(container, str) else None,
+            "speak_given": agent.get("speak") is not None}

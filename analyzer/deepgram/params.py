@@ -10,34 +10,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import ERROR, INFO, WARNING, Handshake
+from ..model import ERROR, INFO, WARNING, CredentialUse, Handshake
 from ..redact import credential_secret, looks_like_jwt, mask_credential, mask_secret
 from . import endpoints as ep
-from .audio import RAW_ENCODINGS
-
-LISTEN_ENCODINGS = frozenset(RAW_ENCODINGS | {"flac", "ogg-opus"})
-SPEAK_ENCODINGS = frozenset({"linear16", "mulaw", "alaw", "mp3", "opus", "flac", "aac"})
-SPEAK_SAMPLE_RATES = frozenset({8000, 16000, 24000, 44100, 48000})
-AMR_RATES = {"amr-nb": 8000, "amr-wb": 16000}
-
-_COMMON = {"model", "encoding", "sample_rate", "mip_opt_out", "tag"}
-KNOWN_PARAMS = {
-    ep.LISTEN: frozenset(_COMMON | {
-        "language", "channels", "multichannel", "interim_results", "endpointing",
-        "utterance_end_ms", "vad_events", "punctuate", "smart_format", "diarize",
-        "diarize_version", "dictation", "numerals", "measurements", "profanity_filter",
-        "redact", "replace", "search", "keyterm", "keywords", "extra", "callback",
-        "callback_method", "version", "filler_words", "no_delay", "tier", "alternatives"}),
-    ep.LISTEN_V2: frozenset(_COMMON | {
-        "eot_threshold", "eager_eot_threshold", "eot_timeout_ms", "keyterm"}),
-    ep.SPEAK: frozenset(_COMMON | {"container", "bit_rate", "callback", "callback_method"}),
-}
-# Deepgram deserialises booleans strictly: only lower-case true/false pass
-# (mip_opt_out=False, Python's str(False), fails the handshake with 400).
-BOOL_PARAMS = frozenset({"interim_results", "multichannel", "vad_events", "punctuate",
-                         "smart_format", "diarize", "dictation", "numerals", "measurements",
-                         "profanity_filter", "mip_opt_out", "filler_words", "no_delay"})
-INT_PARAMS = frozenset({"sample_rate", "channels", "utterance_end_ms", "eot_timeout_ms"})
+from .endpoints import spec, speak_v1
 
 _LANGUAGE_CODE = re.compile(r"^(?:multi|[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)$")
 _LANGUAGE_NAMES = {
@@ -47,6 +23,8 @@ _LANGUAGE_NAMES = {
     "russian": "ru", "turkish": "tr", "ukrainian": "uk", "swedish": "sv", "danish": "da",
     "norwegian": "no", "polish": "pl", "indonesian": "id", "vietnamese": "vi",
 }
+# The order problems are listed in: cheap syntax first, then values, then combinations.
+_KIND_ORDER = (spec.BOOL, spec.INT, spec.MS_OR_FALSE, spec.FLOAT, spec.ENUM, spec.TEXT)
 
 
 @dataclass(frozen=True)
@@ -91,82 +69,112 @@ def language_problem(value: str) -> Optional[str]:
             else f"language={value} is not a language code; use a BCP-47 code such as en or en-US")
 
 
-def check_params(endpoint: str, query: dict[str, Any]) -> list[ParamProblem]:
-    """What Deepgram will reject or misread in the query of a session."""
+def check_params(endpoint: str, query: dict[str, Any],
+                 when: Optional[float] = None) -> list[ParamProblem]:
+    """What Deepgram will reject or misread in the query of a session.
+
+    The rules come from the endpoint's module (analyzer/deepgram/endpoints/); `when`
+    (epoch seconds of the capture) picks the rule where the docs changed over time.
+    """
     problems: list[ParamProblem] = []
+    known = ep.knowledge(endpoint)
+    if known is None or not known.params:
+        return problems  # not Deepgram's, or the Voice Agent (configured by Settings)
 
     def invalid(param: str, value: Optional[str], message: str, severity: str = ERROR,
                 breaks: Optional[str] = "handshake") -> None:
         problems.append(ParamProblem("param-invalid", severity, param, value, message, breaks))
 
-    if endpoint not in (ep.LISTEN, ep.LISTEN_V2, ep.SPEAK):
-        return problems  # the Voice Agent takes its configuration in Settings
-    model = query_value(query, "model")
-    encoding = query_value(query, "encoding")
-    rate_text = query_value(query, "sample_rate")
-    rate = to_int(rate_text)
-
-    if endpoint == ep.LISTEN and is_flux_model(model):
-        invalid("model", model, f"model={model} is a Flux model, which only works on /v2/listen; "
-                "connect to /v2/listen or choose a Nova model")
-    if endpoint == ep.LISTEN_V2 and model and not is_flux_model(model):
-        invalid("model", model, f"model={model} is not a Flux model; /v2/listen serves Flux "
-                "models (e.g. flux-general-en), other models use /v1/listen", WARNING)
-
-    for name in sorted(BOOL_PARAMS & query.keys()):
-        v = query_value(query, name)
-        if v not in ("true", "false"):
-            fix = f"{name}={str(v).strip().lower()}" if str(v).lower() in ("true", "false") \
-                else f"{name}=true or {name}=false"
-            invalid(name, v, f"{name}={v} is not a boolean Deepgram accepts "
-                    f"(only lower-case true/false); use {fix}")
-    for name in sorted(INT_PARAMS & query.keys()):
-        v = query_value(query, name)
-        if to_int(v) is None or to_int(v) <= 0:
-            invalid(name, v, f"{name}={v} must be a positive whole number")
-    endpointing = query_value(query, "endpointing")
-    if endpointing is not None and endpointing not in ("true", "false") and to_int(endpointing) is None:
-        invalid("endpointing", endpointing,
-                f"endpointing={endpointing} must be a number of milliseconds or false")
-
+    for p in sorted(known.params, key=lambda p: (_KIND_ORDER.index(p.kind), p.name)):
+        value = query_value(query, p.name)
+        if value is None:
+            if p.required:
+                invalid(p.name, None, f"{p.name} is required on {known.path}"
+                        + (" (" + ", ".join(sorted(p.values)) + ")" if p.values else ""))
+            continue
+        if p.rest_only:
+            invalid(p.name, value, f"{p.name} is a REST-only parameter of {known.product}; the "
+                    "WebSocket does not document it (what it does with it is unconfirmed)",
+                    WARNING, None)
+            continue
+        message = _value_problem(known, p, value, when)
+        if message:
+            severity, breaks = ((WARNING, "handshake") if p.kind == spec.BOOL
+                                else (ERROR, "handshake"))
+            invalid(p.name, value, message, severity, breaks)
     language = query_value(query, "language")
     if language is not None and endpoint == ep.LISTEN:
         msg = language_problem(language)
         if msg:
             invalid("language", language, msg)
+    if known.combinations is not None:
+        for param, value, message, severity, breaks in known.combinations(query, when):
+            invalid(param, value, message, severity, breaks)
 
-    if endpoint in ep.STT:
-        if encoding is not None and encoding not in LISTEN_ENCODINGS:
-            near = encoding.lower() if encoding.lower() in LISTEN_ENCODINGS else None
-            invalid("encoding", encoding, f"encoding={encoding} is not a Deepgram encoding"
-                    + (f"; use encoding={near}" if near else
-                       "; use one of " + ", ".join(sorted(LISTEN_ENCODINGS))))
-        if encoding in RAW_ENCODINGS and rate_text is None:
-            invalid("sample_rate", None, f"encoding={encoding} is raw audio without a header, "
-                    "so sample_rate is required; add sample_rate=<Hz of the audio>",
-                    breaks="audio")
-        if encoding in AMR_RATES and rate is not None and rate != AMR_RATES[encoding]:
-            invalid("sample_rate", rate_text, f"encoding={encoding} must be sent at "
-                    f"{AMR_RATES[encoding]} Hz, not sample_rate={rate_text}", breaks="audio")
-        if query.get("utterance_end_ms") is not None and query_value(query, "interim_results") != "true":
-            invalid("utterance_end_ms", query_value(query, "utterance_end_ms"),
-                    "utterance_end_ms only works with interim_results=true; add interim_results=true",
-                    WARNING, breaks=None)
-    if endpoint == ep.SPEAK:
-        if encoding is not None and encoding not in SPEAK_ENCODINGS:
-            invalid("encoding", encoding, f"encoding={encoding} is not a text-to-speech output "
-                    "encoding; use one of " + ", ".join(sorted(SPEAK_ENCODINGS)))
-        if rate is not None and rate not in SPEAK_SAMPLE_RATES:
-            invalid("sample_rate", rate_text, f"sample_rate={rate_text} is not an output rate "
-                    "Deepgram offers (8000, 16000, 24000, 44100, 48000)", WARNING, breaks=None)
-
-    unknown = sorted(k for k in query if k not in KNOWN_PARAMS[endpoint])
+    unknown = sorted(k for k in query if k not in known.param_names
+                     and not any(pr.param == k for pr in problems))
     if unknown:
         problems.append(ParamProblem(
             "param-unknown", INFO, ",".join(unknown), None,
             "Deepgram does not document these parameters for this endpoint: "
             + ", ".join(unknown) + " (misspelt, or meant for another endpoint)"))
     return problems
+
+
+def _value_problem(known: spec.Endpoint, p: spec.Param, value: str,
+                   when: Optional[float]) -> Optional[str]:
+    """Why `value` is not a valid value of parameter `p`, or None."""
+    name = p.name
+    if p.kind == spec.BOOL:
+        if value in ("true", "false"):
+            return None
+        fix = f"{name}={value.strip().lower()}" if value.lower() in ("true", "false") \
+            else f"{name}=true or {name}=false"
+        # The spec's enums are lower-case; whether Deepgram rejects `True` is unconfirmed.
+        return (f"{name}={value} is not a boolean as the API spec writes them (lower-case "
+                f"true/false; whether Deepgram rejects other spellings is unconfirmed); use {fix}")
+    if p.kind == spec.INT:
+        number = to_int(value)
+        if number is None or number <= 0:
+            return f"{name}={value} must be a positive whole number"
+        if p.values is not None and number not in p.values:
+            return (f"{name}={value} is not one of the values {known.path} accepts ("
+                    + ", ".join(str(v) for v in sorted(p.values)) + ")")
+        return _range_problem(p, number)
+    if p.kind == spec.FLOAT:
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{name}={value} must be a number"
+        return _range_problem(p, number)
+    if p.kind == spec.MS_OR_FALSE:
+        if value == "false" or to_int(value) is not None:
+            return None
+        return f"{name}={value} must be a number of milliseconds or false"
+    if p.kind == spec.ENUM and value not in p.values:
+        if name == "model" and known.id == ep.LISTEN_V2:
+            if value == "flux":
+                return ("model=flux is not a model name; use model=flux-general-en or "
+                        "model=flux-general-multi")
+            return (f"model={value} is not a Flux model; /v2/listen serves flux-general-en and "
+                    "flux-general-multi, other models use /v1/listen")
+        if name == "encoding" and known.id == ep.SPEAK and value in speak_v1.REST_ONLY_ENCODINGS:
+            return (f"encoding={value} is REST-only: the text-to-speech WebSocket takes linear16, "
+                    "mulaw or alaw")
+        near = value.lower() if value.lower() in p.values else None
+        what = ("a Deepgram encoding" if name == "encoding" and known.id == ep.LISTEN
+                else f"an encoding {known.path} accepts" if name == "encoding"
+                else f"a {name} value {known.path} accepts")
+        return (f"{name}={value} is not {what}"
+                + (f"; use {name}={near}" if near else "; use one of " + ", ".join(sorted(p.values))))
+    return None
+
+
+def _range_problem(p: spec.Param, number: float) -> Optional[str]:
+    if (p.low is not None and number < p.low) or (p.high is not None and number > p.high):
+        note = f" ({p.note})" if p.note else ""
+        return f"{p.name}={number:g} is outside the documented range {p.low:g}-{p.high:g}{note}"
+    return None
 
 
 # --- credentials ------------------------------------------------------------------
@@ -207,16 +215,61 @@ def find_credentials(hs: Handshake) -> Credentials:
     return Credentials(None, None)
 
 
+@dataclass(frozen=True)
+class ErrorBody:
+    """A failed upgrade's body, in any of the shapes oapi `ErrorResponse` allows."""
+    shape: str  # "err_code" | "category" | "text" | "none"
+    code: Optional[str]  # err_code, or category
+    message: Optional[str]  # err_msg, or message (+ details), or the plain text
+    request_id: Optional[str]
+
+
+def error_body(hs: Handshake) -> ErrorBody:
+    """{err_code, err_msg, request_id}, {category, message, details, request_id}, or text."""
+    obj = hs.body_json if isinstance(hs.body_json, dict) else None
+
+    def text(v: Any) -> Optional[str]:
+        return v if isinstance(v, str) and v else None
+
+    if obj is not None and ("err_code" in obj or "err_msg" in obj):
+        return ErrorBody("err_code", text(obj.get("err_code")), text(obj.get("err_msg")),
+                         text(obj.get("request_id")))
+    if obj is not None and ("category" in obj or "message" in obj):
+        message, details = text(obj.get("message")), text(obj.get("details"))
+        joined = f"{message} ({details})" if message and details else message or details
+        return ErrorBody("category", text(obj.get("category")), joined,
+                         text(obj.get("request_id")))
+    body = (hs.body or "").strip()
+    if body and obj is None:
+        return ErrorBody("text", None, body, None)
+    return ErrorBody("none", None, None, None)
+
+
 def _auth_cause(hs: Handshake) -> tuple[str, str]:
-    """(what, message) for a 401."""
+    """(what, message) for a 401: invalid credentials or insufficient permissions.
+
+    dg:/docs/errors: 401 INVALID_AUTH "Invalid credentials." and 401
+    INSUFFICIENT_PERMISSIONS "User does not have sufficient permissions."; the body's
+    err_code tells them apart.
+    """
     c = find_credentials(hs)
+    body = error_body(hs)
+    said = " ".join(x for x in (body.code, body.message, hs.dg_error) if x).lower()
+    if "insufficient_permissions" in said or "sufficient permissions" in said:
+        return ("insufficient-permissions", "the credentials were accepted but lack the "
+                "permission this request needs (401 INSUFFICIENT_PERMISSIONS); use a key whose "
+                "role allows it (temporary tokens need a Member key or higher to be granted)")
     if c.where is None:
         return ("credentials-missing", "no credentials were sent (no Authorization header, no "
                 "Sec-WebSocket-Protocol token); send Authorization: Token <api key>")
     if c.where == "query":
+        # Deepgram documents the Authorization header and Sec-WebSocket-Protocol only;
+        # whether it reads a query-string token is unconfirmed.
         return ("credentials-in-query", f"the key was sent only as the query parameter "
-                f"{c.scheme}=, which Deepgram does not read; send Authorization: Token <api key> "
-                "(or, from a browser, Sec-WebSocket-Protocol: token, <api key>)")
+                f"{c.scheme}=; Deepgram documents only the Authorization header and "
+                "Sec-WebSocket-Protocol (whether it reads a query-string token is unconfirmed); "
+                "send Authorization: Token <api key> (or, from a browser, "
+                "Sec-WebSocket-Protocol: token, <api key>)")
     header = "Authorization header" if c.where == "authorization" else "Sec-WebSocket-Protocol"
     if c.scheme is None:
         if c.where == "subprotocol":
@@ -251,11 +304,14 @@ class HandshakeCause:
     message: str  # plain English, with the next step
     dg_error: Optional[str]
     request_id: Optional[str]
+    error_code: Optional[str] = None  # err_code or category of the body
+    body_shape: str = "none"  # which ErrorResponse shape the body had
 
     def to_json(self) -> dict:
         return {"status": self.status, "what": self.what, "param": self.param,
                 "message": self.message, "dg_error": self.dg_error,
-                "request_id": self.request_id}
+                "request_id": self.request_id, "error_code": self.error_code,
+                "body_shape": self.body_shape}
 
 
 def _mentioned(problem: ParamProblem, text: str) -> bool:
@@ -267,12 +323,19 @@ def _mentioned(problem: ParamProblem, text: str) -> bool:
 
 def _bad_request_cause(hs: Handshake, endpoint: str) -> tuple[str, Optional[str], str]:
     dg_error = hs.dg_error or ""
-    problems = [p for p in check_params(endpoint, hs.query)
-                if p.id == "param-invalid" and p.severity == ERROR]
+    problems = [p for p in check_params(endpoint, hs.query, hs.request_time)
+                if p.id == "param-invalid" and (p.severity == ERROR or p.breaks == "handshake")]
     # The parameter dg-error names beats our own ranking.
     for p in problems:
         if dg_error and _mentioned(p, dg_error):
             return f"param:{p.param}", p.param, p.message
+    if endpoint in ep.TTS and "no such model" in dg_error.lower():
+        # "No such model/version combination found." (dg:/docs/errors, TTS)
+        model = query_value(hs.query, "model")
+        names = ("Aura model names (e.g. aura-2-thalia-en)" if endpoint == ep.SPEAK
+                 else "flux-{voice}-{lang} names (Aura names are rejected)")
+        return ("param:model", "model", f"model={model or '(default)'} is not a text-to-speech "
+                f"model/version Deepgram offers on {hs.path or 'this endpoint'}; it takes {names}")
     if "model/language" in dg_error.lower() or "no such model" in dg_error.lower():
         model, language = query_value(hs.query, "model"), query_value(hs.query, "language")
         lang_msg = language_problem(language) if language else None
@@ -328,14 +391,16 @@ def handshake_cause(hs: Handshake, endpoint: str) -> Optional[HandshakeCause]:
                          f"{support}")
     else:
         what, message = ("other", f"Deepgram refused the upgrade with {status}")
-    return HandshakeCause(status, what, param, message, hs.dg_error, hs.dg_request_id)
+    body = error_body(hs)
+    return HandshakeCause(status, what, param, message, hs.dg_error or body.message,
+                          hs.dg_request_id or body.request_id, body.code, body.shape)
 
 
-def credential_summary(hs: Handshake) -> Optional[dict]:
+def credential_summary(hs: Handshake) -> Optional[CredentialUse]:
     """Where and how credentials were sent, masked, for the report."""
     c = find_credentials(hs)
     if c.where is None:
         return None
-    return {"where": c.where, "scheme": c.scheme, "jwt": c.is_jwt,
-            "credential": mask_credential(f"{c.scheme} {c.secret}") if c.scheme and c.where != "query"
-            else c.shown}
+    return CredentialUse(c.where, c.scheme, c.is_jwt,
+                       mask_credential(f"{c.scheme} {c.secret}") if c.scheme and c.where != "query"
+                       else c.shown)

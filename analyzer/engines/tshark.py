@@ -19,24 +19,16 @@ How a capture is analysed:
    RST packets and the TCP gaps never filled.
 3. pyshark over `http || websocket || tls` (tshark_dissect.dissect), at the same time:
    handshakes, frames, TLS.  TCP segments are reordered (`tcp.reassemble_out_of_order`).
-4. Per tcp.stream, the events are replayed in frame order into `_TsharkConnection`, a
-   ConnectionAnalyzer (analyzer/pipeline.py) whose byte-level parsers are replaced by tshark's
-   records: `_on_request`/`_on_response` get Request/Response objects built from tshark's
-   fields, `_on_frame` gets Frames built from tshark's WebSocket fields, `tcp_end` gets the
-   FIN/RST packets, `finish` and the capture's conclude step (rules, display filters,
-   diagnosis) run unchanged.
+4. Per tcp.stream, tshark's records are replayed in frame order as the typed events of
+   analyzer/events.py (HandshakeRequest/Response from tshark's HTTP fields, WsFrame from its
+   WebSocket fields, TlsRecord, TcpEnd from the FIN/RST packets, Anomaly) into the same
+   session.SessionBuilder the native pipeline feeds; RFC 6455 message rules run in the same
+   MessageAssembler (with tshark's decompression, `_Inflated`).  The capture's conclude step
+   (rules, display filters, diagnosis) is CaptureAnalyzer.conclude.
 
 Frame numbers and tcp.stream numbers are tshark's own.  TLS keys: `-o tls.keylog_file:FILE`
 for --keylog / SSLKEYLOGFILE; tshark reads pcapng Decryption Secrets Blocks itself.
-
-ConnectionAnalyzer internals this module relies on (keep them in step):
-`_on_request`, `_on_response` (reads `_resp_parser.leftover`), `_open_websocket` (overridden),
-`_on_frame`, `_new_session`, `state`/`HTTP`/`WEBSOCKET`/`DONE`, `session`, `recorder`, `dg`,
-`_request`, `_response`, `finish` (reads `conn.syn_frame`, `conn.last_frame`,
-`conn.last_time`, `conn.reassemblers`, `_frame_parsers[d].finish/anomalies`,
-`_assemblers[d].finish`), `CaptureAnalyzer._conclude`, and MessageAssembler's `_inflater`
-(replaced by `_Inflated`, which takes tshark's decompressed bytes).  tests/test_tshark_*.py
-fail loudly if one of them changes.
+This module uses only public names of the native engine.
 """
 from __future__ import annotations
 
@@ -50,15 +42,16 @@ import time
 from typing import Optional
 
 from ..capture import CaptureError, format_address
-from ..deepgram import DeepgramAnalyzer
-from ..http import Request, Response
+from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
+from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, Anomaly, CaptureReport, Finding, Session
-from ..session import ActivityTimeline, SessionRecorder
-from ..pipeline import CaptureAnalyzer, ConnectionAnalyzer, Options, TlsActivity, analyze_capture
+from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
+from ..pipeline import CaptureAnalyzer, Options, analyze_capture
+from ..session import SessionBuilder
+from ..tls.connection import CT_APPLICATION_DATA
 from ..tls.suites import suite_name, version_name
 from ..websocket import Frame, MessageAssembler
-from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT
+from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .tshark_dissect import (DISPLAY_FILTER, Packet, StreamInfo, TsharkFailed, WsFrame, _truncated,
                              dissect, stream_table)
 
@@ -182,35 +175,7 @@ def _first_line(pending) -> Optional[str]:
     return None
 
 
-# -- stand-ins for what ConnectionAnalyzer reads of the TCP layer and the byte parsers ------
-
-class _Conn:
-    """A TCP connection as tshark's stream table describes it (ConnectionAnalyzer reads these)."""
-
-    def __init__(self, info: StreamInfo, client, server):
-        self.stream = info.stream
-        self.client, self.server = client, server
-        self.syn_frame = info.syn_frame
-        self.first_frame, self.first_time = info.first_frame, info.first_time
-        self.last_frame, self.last_time = info.last_frame, info.last_time
-        self.reassemblers = ()
-        self.role_guessed = info.syn_frame is None
-
-    def ignore(self) -> None:
-        pass
-
-
-class _NoBytes:
-    """Where ConnectionAnalyzer expects a byte parser: tshark parsed the bytes already."""
-
-    leftover = b""
-
-    def __init__(self):
-        self.anomalies: list = []
-
-    def finish(self, *args):
-        return None
-
+# -- tshark's records into the native message rules -------------------------------------
 
 class _Inflated:
     """Stands in for the assembler's Inflater: tshark already decompressed the message.
@@ -256,13 +221,12 @@ class _TsharkAssembler(MessageAssembler):
     """The native message rules over tshark's frames, with tshark's decompression."""
 
     def __init__(self, from_client: bool, deflate, extensions: bool, **limits):
-        super().__init__(from_client, deflate, extensions, **limits)
-        if self._inflater is not None:
-            self._inflater = _Inflated(self.max_inflate)
+        self._inflated = _Inflated(limits.get("max_inflate", 64 << 20)) if deflate is not None else None
+        super().__init__(from_client, deflate, extensions, inflater=self._inflated, **limits)
 
     def frame(self, frame):
-        inflater = self._inflater
-        if isinstance(inflater, _Inflated) and isinstance(frame, _TFrame):
+        inflater = self._inflated
+        if inflater is not None and isinstance(frame, _TFrame):
             if frame.inflate_failed:
                 inflater.pending_error = "tshark: Decompression failed"
             inflater.full_size = frame.full_size
@@ -274,34 +238,71 @@ class _TFrame(Frame):
     __slots__ = ("inflate_failed", "full_size")
 
 
-class _TsharkConnection(ConnectionAnalyzer):
-    """ConnectionAnalyzer fed tshark's records instead of TCP bytes."""
+class _TsharkConnection:
+    """One tcp.stream as tshark dissected it: its records become events for a SessionBuilder."""
 
-    def __init__(self, conn, analysis):
-        super().__init__(conn, analysis)
-        self._resp_parser = _NoBytes()
+    def __init__(self, info: StreamInfo, client, server, analysis):
+        self.info = info
+        self.analysis = analysis
+        self.client, self.server = client, server
+        self.builder: Optional[SessionBuilder] = None
+        self.websocket = False
+        self.done = False
+        self._assemblers = None
+
+    @property
+    def session(self) -> Optional[Session]:
+        return self.builder.session if self.builder is not None else None
+
+    def new_session(self) -> SessionBuilder:
+        if self.builder is None:
+            info = self.info
+            self.builder = self.analysis.new_session(format_address(*self.client), format_address(*self.server),
+                                                     info.stream, info.first_frame, info.first_time)
+        return self.builder
+
+    def request(self, req: Request, frame: int, ts: float) -> None:
+        self.new_session().request(HandshakeRequest(req, frame, ts))
+
+    def response(self, resp: Response, frame: int, ts: float) -> None:
+        if self.builder.response(HandshakeResponse(resp, frame, ts)):
+            hs = self.builder.session.handshake
+            self._open_websocket(hs.deflate, bool(hs.extensions))
+        else:
+            self.done = True
+
+    def start_midstream(self, frame: int, ts: float) -> None:
+        self.new_session().midstream(MidstreamStart(frame, ts))
+        self._open_websocket(None, False)
 
     def _open_websocket(self, deflate, extensions: bool) -> None:
-        # As ConnectionAnalyzer._open_websocket, with tshark's records instead of byte parsers.
-        self.state = self.WEBSOCKET
-        self._frame_parsers = (_NoBytes(), _NoBytes())
+        self.websocket = True
         limits = _limits(self.analysis.options)
         self._assemblers = (_TsharkAssembler(True, deflate, extensions, **limits),
                             _TsharkAssembler(False, deflate, extensions, **limits))
+        for direction in (CLIENT, SERVER):
+            self._assemblers[direction].on_anomaly = self.builder.anomaly_sink(direction)
 
-    def start_midstream(self, frame: int, ts: float) -> None:
-        # As ConnectionAnalyzer._try_midstream once it has found a frame stream.
-        self._new_session(frame, ts)
-        self.session.midstream = True
-        self.session.websocket = True
-        self.dg = DeepgramAnalyzer(self.session.handshake)
-        self.recorder.anomaly("midstream", frame, ts, None, {})
-        self._open_websocket(deflate=None, extensions=False)
+    def frame(self, direction: int, f: Frame) -> None:
+        self.builder.ws_frame(direction, f)
+        self.builder.ws_messages(direction, self._assemblers[direction].frame(f)[0])
 
-    def frame_anomaly(self, direction: int, kind: str, frame: int, ts: float, detail: dict) -> None:
-        """A stream-level anomaly (as the native FrameParser reports them, at finish)."""
-        if self._frame_parsers is not None:
-            self._frame_parsers[direction].anomalies.append((kind, frame, ts, detail))
+    def anomaly(self, direction: Optional[int], kind: str, frame: int, ts: float, detail: dict) -> None:
+        if self.builder is not None:
+            self.builder.anomaly(kind, frame, ts, direction, detail)
+
+    def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if self.builder is not None:
+            self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
+
+    def finish(self, capture_end: Optional[float], tls_info: Optional[TlsInfo]) -> Optional[Session]:
+        if self.builder is None:
+            return None
+        if self._assemblers is not None:
+            for direction in (CLIENT, SERVER):
+                self.builder.ws_messages(direction, self._assemblers[direction].finish()[0])
+        info = self.info
+        return self.builder.finish(capture_end, info.last_frame, info.last_time, tls_info=tls_info)
 
 
 # -- building the sessions ------------------------------------------------------------------
@@ -317,19 +318,9 @@ class _Builder:
         self.options = options
         self.table = table
         self.native_roles = {s.tcp_stream: s.client for s in native.sessions}
-        # The native CaptureAnalyzer provides the shared state and the conclude step
-        # (finding rules, display filters, diagnosis, session hook).
+        # The native CaptureAnalyzer provides the sessions' shared state (new_session) and
+        # the conclude step (finding rules, display filters, diagnosis, session hook).
         self.capture = CaptureAnalyzer(options, report)
-        self.analysis = self.capture.analysis
-        self.analysis.last_time = table.last_time
-        self._before_conclude: dict = {}
-        self.analysis.conclude = self._conclude
-
-    def _conclude(self, session: Session) -> None:
-        post = self._before_conclude.pop(id(session), None)
-        if post is not None:
-            post(session)
-        self.capture._conclude(session)
 
     def build(self, packets: dict) -> None:
         for stream in sorted(packets):
@@ -337,7 +328,7 @@ class _Builder:
             if info is None:
                 continue
             self._stream(info, packets[stream])
-        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        sessions = sorted(self.capture.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i
         self.report.sessions = sessions
@@ -369,10 +360,10 @@ class _Builder:
     def _stream(self, info: StreamInfo, packets: list) -> None:
         client, server = self._roles(info, packets)
         options = self.options
-        ca = _TsharkConnection(_Conn(info, client, server), self.analysis)
+        ca = _TsharkConnection(info, client, server, self.capture)
         tls_stream = any(p.tls is not None for p in packets)
         decrypted = tls_stream and any(p.tls is not None and p.tls.decrypted for p in packets)
-        tls_state = _TlsState(options.gap_threshold) if tls_stream else None
+        tls_state = _TlsState() if tls_stream else None
         _payloads(packets, client)
 
         events = [(p.frame, 0, p) for p in packets]
@@ -388,40 +379,36 @@ class _Builder:
                 continue
             if order == -1:
                 sender, frame, ts, missing = ev
-                if ca.recorder is not None:
-                    ca.recorder.anomaly("tcp-hole", frame, ts, CLIENT if sender == client else SERVER,
-                                        {"bytes": missing})
+                ca.anomaly(CLIENT if sender == client else SERVER, "tcp-hole", frame, ts, {"bytes": missing})
                 continue
             p: Packet = ev
             direction = CLIENT if p.src == client else SERVER
             if tls_state is not None and p.tls is not None:
-                if ca.session is None:
+                if ca.builder is None:
                     # As native: a TLS connection is a session from its first record; the
                     # decrypted handshake fills it in, and it is dropped at the end if it turns
                     # out to be decrypted traffic that is not a WebSocket upgrade.
-                    ca._new_session(p.frame, p.time)
-                    ca.session.transport = "tls"
+                    ca.new_session().session.transport = "tls"
                     if not decrypted:
-                        ca.state = ca.DONE
-                tls_state.packet(p, direction, ca.session, options)
+                        ca.done = True
+                tls_state.packet(p, direction, ca.builder)
             for m in p.http:
                 if m.kind == "request" and direction == CLIENT:
-                    if ca._request is None and (ca.session is None or tls_stream):
+                    if not ca.done and (ca.builder is None or (tls_stream and not ca.builder.requested)):
                         req = Request(m.method or "", m.target or "", m.path or "", parse_query(m.query or ""),
                                       m.version or "", m.headers)
-                        if _is_upgrade(req):
-                            ca._on_request(req, m.frame, m.time)
-                            ca.state = ca.HTTP
+                        if is_websocket_upgrade(req):
+                            ca.request(req, m.frame, m.time)
                             if decrypted:
                                 ca.session.transport = "tls-decrypted"
                 elif m.kind == "response" and direction == SERVER:
-                    if ca._request is not None and ca._response is None:
+                    if ca.builder is not None and ca.builder.requested and not ca.builder.answered:
                         resp = Response(m.version or "", m.status if m.status is not None else 0,
                                         m.reason or "", m.headers, body=m.body)
-                        ca._on_response(resp, m.frame, m.time)
+                        ca.response(resp, m.frame, m.time)
             for wf in p.ws:
-                if ca.state != ca.WEBSOCKET:
-                    if ca.session is None and info.syn_frame is None and not tls_stream:
+                if not ca.websocket:
+                    if ca.builder is None and info.syn_frame is None and not tls_stream:
                         first = info.first_data or (wf.frame, wf.time)
                         ca.start_midstream(*first)
                     else:
@@ -436,15 +423,18 @@ class _Builder:
                     continuing_binary[direction] = wf.opcode == OP_BINARY and not wf.fin
                 elif wf.opcode == OP_CONTINUATION and wf.fin:
                     continuing_binary[direction] = False
-                ca._on_frame(direction, f)
-        if ca.session is not None and tls_state is not None:
-            if decrypted and ca._request is None:
-                self.analysis.sessions.remove(ca.session)  # ordinary HTTPS: not ours to report
-                ca.session = ca.recorder = None
-            else:
-                last_time = self.table.last_time
-                self._before_conclude[id(ca.session)] = lambda s: tls_state.finish(s, last_time, options.keylog)
-        ca.finish()
+                ca.frame(direction, f)
+        if ca.builder is None:
+            return
+        tls_info = None
+        if tls_state is not None:
+            if decrypted and not ca.builder.requested:
+                self.capture.sessions.remove(ca.session)  # ordinary HTTPS: not ours to report
+                return
+            tls_info = tls_state.info(ca.builder, options.keylog)
+        last_time = self.table.last_time
+        session = ca.finish(last_time, tls_info)
+        self.capture.conclude(session)
 
 
 def _limits(options: Options) -> dict:
@@ -461,7 +451,7 @@ def _frame(wf: WsFrame, keep_binary: int, keep_text: int = KEEP_TEXT) -> Frame:
     f = _TFrame(wf.fin, wf.rsv, wf.opcode, wf.masked, wf.mask, wf.length, header_len,
                 wf.frame, wf.time, wf.frame, wf.time)
     payload = wf.payload or b""
-    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, 9, 10) or (wf.opcode == OP_CONTINUATION) else keep_binary
+    keep = keep_text if wf.opcode in (OP_TEXT, OP_CLOSE, OP_PING, OP_PONG, OP_CONTINUATION) else keep_binary
     f.payload = payload if len(payload) <= keep else payload[:keep]
     f.inflate_failed = wf.inflate_failed
     f.full_size = len(payload)
@@ -471,12 +461,12 @@ def _frame(wf: WsFrame, keep_binary: int, keep_text: int = KEEP_TEXT) -> Frame:
 def _length_anomalies(ca: _TsharkConnection, direction: int, wf: WsFrame) -> None:
     """What the native FrameParser notices in a header: a longer length encoding than needed."""
     if wf.length_field == 126 and wf.length < 126:
-        ca.frame_anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 16})
+        ca.anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 16})
     elif wf.length_field == 127:
         if wf.length < 65536:
-            ca.frame_anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 64})
+            ca.anomaly(direction, "length-not-minimal", wf.frame, wf.time, {"length": wf.length, "bits": 64})
         if wf.length >> 63:
-            ca.frame_anomaly(direction, "length-msb-set", wf.frame, wf.time, {"length": wf.length})
+            ca.anomaly(direction, "length-msb-set", wf.frame, wf.time, {"length": wf.length})
 
 
 def _payloads(packets: list, client) -> None:
@@ -523,15 +513,12 @@ def _payloads(packets: list, client) -> None:
 class _TlsState:
     """TLS facts tshark shows for one connection, in the shape of the native `tls` object.
 
-    As the native engine: application-data records (outer type 23) are counted per direction,
-    and client records are measured for silences on a recorder of their own, used when the
-    session turns out not to be decrypted (no WebSocket frame seen).
+    As the native engine: application-data records (outer type 23) go to the session
+    builder as TlsRecord events (activity, and the silences used when the session turns
+    out not to be decrypted).
     """
 
-    def __init__(self, gap_threshold: float):
-        self.activity = TlsActivity()
-        self.silence = SessionRecorder(Session(0, "", "", -1), gap_threshold)
-        self.timeline = ActivityTimeline()
+    def __init__(self):
         self.client_hello: Optional[dict] = None
         self.server_hello: Optional[dict] = None
         self.server_hello_frame: Optional[tuple] = None
@@ -540,7 +527,7 @@ class _TlsState:
         self.record_bytes = [0, 0]
         self.server_handshakes: set = set()
 
-    def packet(self, p: Packet, direction: int, session: Optional[Session], options: Options) -> None:
+    def packet(self, p: Packet, direction: int, builder: Optional[SessionBuilder]) -> None:
         t = p.tls
         if self.first is None:
             self.first = (p.frame, p.time)
@@ -551,23 +538,17 @@ class _TlsState:
             self.server_hello_frame = (p.frame, p.time)
         if direction == SERVER:
             self.server_handshakes |= t.handshake_types
-        record_hook = getattr(options, "record_hook", None)
         for content_type, length in t.records:
             self.records[direction] += 1
             self.record_bytes[direction] += length
-            if content_type == 23 and session is not None:
-                self.activity.record(direction, length, p.frame, p.time)
-                if record_hook is not None:
-                    record_hook(session, direction, length, p.frame, p.time)
-                self.timeline.add(direction, p.time, length, False)
-                if direction == CLIENT:
-                    self.silence.client_activity(p.frame, p.time, True)
-        for level, description in t.alerts:
-            self.activity.alerts.append({"direction": "client" if direction == CLIENT else "server",
-                                         "level": level, "description": description,
-                                         "frame": p.frame, "time": p.time})
+            if content_type == CT_APPLICATION_DATA and builder is not None:
+                builder.tls_record(TlsRecord(direction, content_type, length, p.frame, p.time))
+        if builder is not None:
+            for level, description in t.alerts:
+                builder.tls_alert(TlsAlert(direction, level, description, p.frame, p.time))
 
-    def finish(self, session: Session, last_time: Optional[float], keylog: Optional[str]) -> None:
+    def info(self, builder: SessionBuilder, keylog: Optional[str]) -> TlsInfo:
+        session = builder.session
         ch, sh = self.client_hello or {}, self.server_hello or {}
         suite = sh.get("cipher_suite")
         decrypted = session.transport == "tls-decrypted" and \
@@ -577,37 +558,27 @@ class _TlsState:
         else:
             resumed = bool(sh) and 11 not in self.server_handshakes  # no Certificate: abbreviated
         ok = session.transport == "tls-decrypted"
-        info = {
-            "version": version_name(sh.get("version")) if sh.get("version") is not None else None,
-            "sni": ch.get("sni"),
-            "alpn_offered": ch.get("alpn_offered", []),
-            "alpn": sh.get("alpn"),
-            "cipher_suite": suite_name(suite) if suite is not None else None,
-            "cipher_suite_id": suite,
-            "resumed": resumed,
-            "versions_offered": [version_name(v) for v in ch.get("versions_offered", []) if v is not None],
-            "decryption": "ok" if ok else "no-keys",
-            "decryption_error": None if ok else (
+        if not decrypted and session.transport == "tls":
+            where = self.server_hello_frame or self.first
+            if where is not None:
+                builder.anomaly("tls-no-keys", where[0], where[1], None, {"reason": "not decrypted by tshark"})
+        return TlsInfo(
+            version=version_name(sh.get("version")) if sh.get("version") is not None else None,
+            sni=ch.get("sni"),
+            alpn_offered=ch.get("alpn_offered", []),
+            alpn=sh.get("alpn"),
+            cipher_suite=suite_name(suite) if suite is not None else None,
+            cipher_suite_id=suite,
+            resumed=resumed,
+            versions_offered=[version_name(v) for v in ch.get("versions_offered", []) if v is not None],
+            decryption="ok" if ok else "no-keys",
+            decryption_error=None if ok else (
                 "tshark did not decrypt it: no key log given and no secrets embedded in the capture"
                 if keylog is None else "tshark did not decrypt it with the key log given"),
-            "decrypted_by": "tshark",
-            "records": {"client": self.records[CLIENT], "server": self.records[SERVER]},
-            "record_bytes": {"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
-        }
-        if not decrypted:
-            if session.transport == "tls":
-                where = self.server_hello_frame or self.first
-                if where is not None:
-                    session.anomalies.append(Anomaly("tls-no-keys", where[0], where[1], None,
-                                                     {"reason": "not decrypted by tshark"}))
-            session.transport = "tls"
-            self.silence.finish(last_time if session.close.tcp_end == "open" else None)
-            # Records cannot be told apart, so there is no audio-only measurement to offer.
-            session.gaps = [g for g in self.silence.session.gaps if g.kind == "any"]
-            session.timeline = self.timeline
-            info["gaps_measured_on"] = "tls-records"
-        info.update(self.activity.to_json())
-        session.extra["tls"] = info
+            decrypted_by="tshark",
+            records={"client": self.records[CLIENT], "server": self.records[SERVER]},
+            record_bytes={"client": self.record_bytes[CLIENT], "server": self.record_bytes[SERVER]},
+        )
 
 
 __all__ = ["analyze_capture_tshark", "find_tshark", "tshark_version", "decode_as_rules",

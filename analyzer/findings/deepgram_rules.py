@@ -1,9 +1,9 @@
 """Deepgram finding rules: what the evidence of a finished session means.
 
-They read the session model and what DeepgramAnalyzer.finish() left in
-session.extra ("endpoint", "audio", "deepgram", ...).  Handshake and close
-evidence is recomputed from the session itself, so these rules stay right even if
-the generic layers fill it after finish().
+They read the typed session model, including what DeepgramAnalyzer.finish() set
+(session.endpoint, .audio, .deepgram: DeepgramSummary, ...).  Handshake evidence is
+recomputed from the session itself; the server close's explanation is the one
+finish() stored (session.deepgram.close_explanation).
 """
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ from typing import Iterable
 
 from ..deepgram import audio as au
 from ..deepgram import endpoints as ep
-from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
-                                     explain_server_close, format_name, is_deepgram,
-                                     session_endpoint)
-from ..deepgram.fmt import clock, plural, shorten
+from ..deepgram.codes import code_clause, explain_code
+from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, format_name,
+                                     is_deepgram, session_endpoint)
+from ..deepgram.fmt import plural, shorten
+from ..timefmt import clock
 from ..deepgram.messages import EMPTY_SHA256
-from ..deepgram.params import check_params, handshake_cause, query_value
-from ..model import ERROR, INFO, WARNING, Finding, Session
+from ..deepgram.params import query_value
+from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
 
-
-def _dg(session: Session) -> dict:
-    return session.extra.get("deepgram") or {}
 
 
 def _opened(session: Session) -> bool:
@@ -33,12 +31,11 @@ def _opened(session: Session) -> bool:
 
 @rule
 def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    # The Deepgram layer worked the cause out once (DeepgramSummary.handshake_cause).
+    cause = session.deepgram.handshake_cause if session.deepgram is not None else None
+    if cause is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    cause = handshake_cause(hs, session_endpoint(session))
-    if cause is None:
-        return []
     status = f"HTTP {hs.status}" + (f" {hs.reason}" if hs.reason else "")
     said = f' (dg-error: "{shorten(hs.dg_error, 160)}")' if hs.dg_error else ""
     support = (f" Give Deepgram support the request id {hs.dg_request_id}."
@@ -51,19 +48,17 @@ def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Fin
 
 @rule
 def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    dg = session.deepgram
+    if dg is None or not is_deepgram(session):
         return []
     hs = session.handshake
-    endpoint = session_endpoint(session)
-    blamed = None
-    cause = handshake_cause(hs, endpoint)
-    if cause is not None:
-        blamed = cause.param  # already reported by handshake-cause
+    # already reported by handshake-cause
+    blamed = dg.handshake_cause.param if dg.handshake_cause is not None else None
     # A container was sent: the fix is to drop encoding (container-with-encoding),
     # not to add the sample_rate a raw encoding would need.
-    container = bool((session.extra.get("audio") or {}).get("container"))
+    container = bool(session.audio is not None and session.audio.container)
     out = []
-    for p in check_params(endpoint, hs.query or {}):
+    for p in dg.param_problems:  # checked once by the Deepgram layer
         if p.id == "param-invalid" and p.param == blamed:
             continue
         if container and p.param == "sample_rate" and p.value is None:
@@ -81,63 +76,76 @@ def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 
 @rule
 def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _dg(session)
-    if not dg or not is_deepgram(session):
+    dg = session.deepgram
+    if dg is None or not is_deepgram(session):
         return []
     out = []
-    kb = dg.get("keepalive_binary") or {}
-    if kb.get("count"):
+    endpoint = session_endpoint(session)
+    known = ep.knowledge(endpoint)
+    # What a binary frame is to this endpoint: audio, or (text-to-speech) not accepted.
+    binary_is = ("the text-to-speech socket accepts only text frames (a binary frame gets "
+                 "close 1003 MESSAGE-0000)" if endpoint == ep.SPEAK else
+                 "Deepgram reads binary frames as audio")
+    kb = dg.keepalive_binary
+    if kb.count:
         out.append(Finding(
             "keepalive-binary", WARNING,
-            f"{plural(kb['count'], 'KeepAlive message')} sent as binary frames (first No. "
-            f"{kb['first_frame']} at {clock(kb['first_time'])}); Deepgram reads binary frames as "
-            "audio, so these keep nothing alive and put noise into the audio; send "
-            '{"type":"KeepAlive"} as a text frame.',
-            frames=list(kb.get("frames", [])), time=kb.get("first_time"),
-            details={"count": kb["count"]}))
-    jb = dg.get("json_in_binary") or {}
-    if jb.get("count"):
-        kinds = sorted({i["type"] for i in jb.get("items", [])})
+            f"{plural(kb.count, 'KeepAlive message')} sent as binary frames (first No. "
+            f"{kb.first_frame} at {clock(kb.first_time)}); {binary_is}, so these keep nothing "
+            "alive" + (" and put noise into the audio" if endpoint != ep.SPEAK else "") + "; "
+            + ('send {"type":"KeepAlive"} as a text frame.' if known is None or known.keepalive_message
+               else f"{known.path} has no KeepAlive message ({known.keepalive_rule})"),
+            frames=list(kb.frames), time=kb.first_time, details={"count": kb.count}))
+    jb = dg.json_in_binary
+    if jb.count:
+        kinds = sorted({i["type"] for i in jb.items})
         closes = bool({"CloseStream", "Close"} & set(kinds))
         out.append(Finding(
             "json-in-binary", ERROR if closes else WARNING,
-            f"{plural(jb['count'], 'JSON message')} ({', '.join(kinds)}) sent as binary frames "
-            f"(first No. {jb['first_frame']} at {clock(jb['first_time'])}); Deepgram reads them "
-            "as audio and does not act on them"
+            f"{plural(jb.count, 'JSON message')} ({', '.join(kinds)}) sent as binary frames "
+            f"(first No. {jb.first_frame} at {clock(jb.first_time)}); "
+            + ("the text-to-speech socket accepts only text frames (a binary frame gets close "
+               "1003 MESSAGE-0000)" if endpoint == ep.SPEAK
+               else "Deepgram reads them as audio and does not act on them")
             + (", so the stream is never closed" if closes else "")
             + "; send control messages as text frames.",
-            frames=list(jb.get("frames", [])), time=jb.get("first_time"),
-            details={"count": jb["count"], "types": kinds}))
-    tj = dg.get("text_not_json") or {}
-    if tj.get("count"):
-        first = (tj.get("items") or [{}])[0]
+            frames=list(jb.frames), time=jb.first_time,
+            details={"count": jb.count, "types": kinds}))
+    tj = dg.text_not_json
+    if tj.count:
         out.append(Finding(
             "text-not-json", WARNING,
-            f"{plural(tj['count'], 'client text message')} not JSON (first No. {tj['first_frame']}"
-            f" at {clock(tj['first_time'])}: {first.get('preview', '')!r}); Deepgram expects "
-            "JSON control messages such as {\"type\":\"KeepAlive\"} on text frames.",
-            frames=list(tj.get("frames", [])), time=tj.get("first_time"),
-            details={"count": tj["count"]}))
+            f"{plural(tj.count, 'client text message')} not JSON (first No. {tj.first_frame}"
+            f" at {clock(tj.first_time)}: {tj.items[0]['preview']!r}); Deepgram expects "
+            f"JSON control messages such as {{\"type\":\"{_example_message(known)}\"}} on text "
+            "frames.",
+            frames=list(tj.frames), time=tj.first_time, details={"count": tj.count}))
     return out
 
 
-def _finalize_flushed(dg: dict) -> bool:
-    fin = dg.get("finalize") or {}
-    return bool(fin.get("count")) and (dg.get("results") or {}).get("from_finalize", 0) > 0
+def _example_message(known) -> str:
+    """A control message the endpoint really has, for examples in texts."""
+    if known is None:
+        return "KeepAlive"
+    return known.keepalive_message or known.end_message or "Settings"
+
+
+def _finalize_flushed(dg: DeepgramSummary) -> bool:
+    return bool(dg.finalize.count) and dg.results.from_finalize > 0
 
 
 @rule
 def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _dg(session)
+    dg, audio = session.deepgram, session.audio
     endpoint = session_endpoint(session)
-    if not dg or endpoint not in (ep.LISTEN, ep.LISTEN_V2, ep.SPEAK) or not _opened(session):
+    known = ep.knowledge(endpoint)
+    if (dg is None or audio is None or known is None or known.end_message is None
+            or not _opened(session)):
         return []
     out = []
     close = session.close
-    end = dg.get("stream_end")
-    audio = session.extra.get("audio") or {}
-    speak = dg.get("speak") or {}
-    had_content = audio.get("chunks", 0) > 0 or speak.get("messages", 0) > 0
+    end = dg.stream_end
+    had_content = audio.pace.chunks > 0 or dg.speak.messages > 0
     client_closed = close.initiator == "client" and close.client is not None
     dropped = close.client is None and close.server is None and close.tcp_end in ("fin", "rst")
     if end is None and had_content and (client_closed or dropped):
@@ -148,103 +156,107 @@ def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]
             frame, time = close.tcp_end_frame, close.tcp_end_time
             how = (f"The connection ended (TCP {close.tcp_end.upper()} at frame {frame}, "
                    f"{clock(time)})")
-        if endpoint == ep.SPEAK:
+        frames = [f for f in (frame,) if f is not None]
+        send = f'send {{"type":"{known.end_message}"}}'
+        if endpoint in ep.TTS:
+            drain = ("Deepgram then speaks what is pending, sends SessionMetadata and closes"
+                     if known.end_summary else "Deepgram then closes")
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without a Close message; audio for text not yet flushed is lost "
-                'unless Flush was sent; send {"type":"Close"} to end a text-to-speech stream.',
-                frames=[f for f in (frame,) if f is not None], time=time))
-        elif _finalize_flushed(dg):
+                f"unless Flush was sent; {send} to end a text-to-speech stream ({drain}).",
+                frames=frames, time=time))
+        elif endpoint == ep.LISTEN and _finalize_flushed(dg):
             out.append(Finding(
                 "no-closestream", INFO,
                 f"{how} without CloseStream; Finalize had flushed the final results, but "
-                'Deepgram\'s Metadata summary never came; send {"type":"CloseStream"} and wait '
-                "for Metadata before closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
+                f"Deepgram's Metadata summary never came; {send} and wait for Metadata before "
+                "closing.",
+                frames=frames, time=time))
         else:
+            wait = ("wait for Metadata (or the server's close)" if known.end_summary == "Metadata"
+                    else "wait for the server's close (Flux sends no Metadata: its last Update "
+                         "before the close is final)")
             out.append(Finding(
                 "no-closestream", WARNING,
                 f"{how} without CloseStream while the stream was open; audio Deepgram had not "
-                "transcribed yet is dropped, so the last final transcripts are lost; send "
-                '{"type":"CloseStream"} and wait for Metadata (or the server\'s close) before '
-                "closing.",
-                frames=[f for f in (frame,) if f is not None], time=time))
-    after = dg.get("audio_after_end") or {}
-    if end is not None and after.get("count") and endpoint in ep.STT:
-        what = ("the empty binary frame" if end["type"] == "empty binary frame"
-                else end["type"])
-        treated = (", which Deepgram treats as end of stream" if end["type"] == "empty binary frame"
+                f"transcribed yet is dropped, so the last final transcripts are lost; {send} "
+                f"and {wait} before closing.",
+                frames=frames, time=time))
+    after = dg.audio_after_end
+    if end is not None and after.count and endpoint in ep.STT:
+        what = ("the empty binary frame" if end.type == "empty binary frame" else end.type)
+        treated = (", which Deepgram treats as end of stream" if end.type == "empty binary frame"
                    else "")
         out.append(Finding(
             "audio-after-closestream", WARNING,
-            f"{plural(after['count'], 'audio message')} ({after.get('bytes', 0)} bytes) sent after "
-            f"{what} (frame {end['frame']} at {clock(end['time'])}){treated}, first No. "
-            f"{after['first_frame']}; Deepgram does not transcribe audio sent after the end of "
+            f"{plural(after.count, 'audio message')} ({after.bytes} bytes) sent after "
+            f"{what} (frame {end.frame} at {clock(end.time)}){treated}, first No. "
+            f"{after.first_frame}; Deepgram does not transcribe audio sent after the end of "
             "the stream; send CloseStream only after the last audio.",
-            frames=[end["frame"]] + list(after.get("frames", [])), time=after.get("first_time"),
-            details={"count": after["count"], "bytes": after.get("bytes", 0),
-                     "end_frame": end["frame"]}))
-    if (end is not None and end["type"] == "CloseStream" and dg.get("metadata") is None
-            and client_closed and endpoint in ep.STT and close.client.time >= end["time"]):
-        wait = close.client.time - end["time"]
+            frames=[end.frame] + list(after.frames), time=after.first_time,
+            details={"count": after.count, "bytes": after.bytes, "end_frame": end.frame}))
+    # Only endpoints with a closing summary (/v1/listen Metadata, /v2/speak
+    # SessionMetadata) can be closed "before" it; Flux and /v1/speak send none.
+    summary_seen = (dg.metadata if known.end_summary == "Metadata" else dg.protocol.end_summary)
+    if (known.end_summary is not None and end is not None and end.type == known.end_message
+            and summary_seen is None and client_closed and close.client.time >= end.time):
+        wait = close.client.time - end.time
+        results = "final results and " if endpoint == ep.LISTEN else ""
         out.append(Finding(
             "closed-before-metadata", WARNING,
-            f"The client sent CloseStream (frame {end['frame']}) but closed the socket {wait:.2f} s "
-            f"later (frame {close.client.frame}) before Deepgram's final results and Metadata "
-            "arrived; wait for Metadata or the server's close after CloseStream.",
-            frames=[end["frame"], close.client.frame], time=close.client.time,
-            details={"seconds": round(wait, 3)}))
+            f"The client sent {end.type} (frame {end.frame}) but closed the socket {wait:.2f} s "
+            f"later (frame {close.client.frame}) before Deepgram's {results}{known.end_summary} "
+            f"arrived; wait for {known.end_summary} or the server's close after {end.type}.",
+            frames=[end.frame, close.client.frame], time=close.client.time,
+            details={"seconds": round(wait, 3), "summary": known.end_summary}))
     return out
 
 
 # --- what Deepgram received -----------------------------------------------------------
 
-def _first_payload_clause(session: Session) -> str:
-    audio = session.extra.get("audio") or {}
-    first = audio.get("first_payload")
-    if not first:
+def _first_payload_clause(session: Session, audio: AudioSummary) -> str:
+    first = audio.first_payload
+    if first is None:
         return "the client sent no audio"
     enc = query_value(session.handshake.query, "encoding")
     setting = f"encoding={enc}" if enc else "no encoding parameter"
-    return f"the first audio payload (frame {first['frame']}) is {format_name(audio)}, sent with {setting}"
+    return f"the first audio payload (frame {first.frame}) is {format_name(audio)}, sent with {setting}"
 
 
 @rule
 def deepgram_metadata(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _dg(session)
-    meta = dg.get("metadata")
-    if not meta or session_endpoint(session) == ep.SPEAK or not is_deepgram(session):
+    dg, audio = session.deepgram, session.audio
+    meta = dg.metadata if dg is not None else None
+    if (meta is None or audio is None or session_endpoint(session) in ep.TTS
+            or not is_deepgram(session)):
         return []
-    audio = session.extra.get("audio") or {}
-    chunks, nbytes = audio.get("chunks", 0), audio.get("bytes", 0)
-    details = {"sha256": meta.get("sha256"), "duration": meta.get("duration"),
+    chunks, nbytes = audio.pace.chunks, audio.pace.bytes
+    details = {"sha256": meta.sha256, "duration": meta.duration,
                "audio_chunks": chunks, "audio_bytes": nbytes}
-    where = f"Deepgram's Metadata (frame {meta['frame']} at {clock(meta['time'])})"
-    if meta.get("sha256") == EMPTY_SHA256:
+    where = f"Deepgram's Metadata (frame {meta.frame} at {clock(meta.time)})"
+    if meta.sha256 == EMPTY_SHA256:
         sent = (f", although the client sent {plural(chunks, 'audio message')} ({nbytes} bytes)"
                 if chunks else "; the client sent no audio on this connection")
         return [Finding("no-audio-received", ERROR,
                         f"{where} carries the SHA-256 of empty input: no audio reached Deepgram"
                         f"{sent}; send audio on this socket only after it has opened.",
-                        frames=[meta["frame"]], time=meta["time"], details=details)]
-    if meta.get("duration") == 0 and meta.get("sha256"):
+                        frames=[meta.frame], time=meta.time, details=details)]
+    if meta.duration == 0 and meta.sha256:
         return [Finding("audio-undecodable", ERROR,
                         f"{where} reports 0 s of audio although bytes arrived (sha256 "
-                        f"{meta['sha256'][:12]}…): Deepgram could not decode them; "
-                        f"{_first_payload_clause(session)}; raw audio needs encoding and "
+                        f"{meta.sha256[:12]}…): Deepgram could not decode them; "
+                        f"{_first_payload_clause(session, audio)}; raw audio needs encoding and "
                         "sample_rate, containerised audio needs no encoding.",
-                        frames=[meta["frame"]], time=meta["time"], details=details)]
+                        frames=[meta.frame], time=meta.time, details=details)]
     return []
 
 
-def _container_matches(audio: dict, encoding: str) -> bool:
+def _container_matches(audio: AudioSummary, encoding: str) -> bool:
     """Whether `encoding` decodes this container's payload anyway (or names it)."""
-    fmt = audio.get("format")
+    fmt = audio.format
     if fmt == "wav":
-        wav = audio.get("wav") or {}
-        return au.WavInfo(wav.get("format_tag", 0), wav.get("channels", 0),
-                          wav.get("sample_rate", 0), wav.get("bits_per_sample", 0),
-                          None).encoding == encoding
+        return audio.wav is not None and audio.wav.encoding == encoding
     return (fmt, encoding) in {("amr", "amr-nb"), ("amr-wb", "amr-wb")}
 
 
@@ -254,19 +266,19 @@ _NAMED_CONTAINERS = {("flac", "flac"), ("ogg", "ogg-opus")}
 
 @rule
 def deepgram_audio_format(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if session_endpoint(session) not in ep.STT or session.midstream:
+    audio = session.audio
+    if session_endpoint(session) not in ep.STT or session.midstream or audio is None:
         return []
-    audio = session.extra.get("audio") or {}
-    first = audio.get("first_payload")
-    if not first:
+    first = audio.first_payload
+    if first is None:
         return []
     encoding = query_value(session.handshake.query, "encoding")
     name = format_name(audio)
-    details = {"format": audio.get("format"), "codec": audio.get("codec"), "encoding": encoding,
-               "first_bytes": first.get("head")}
-    where = f"The first audio payload (frame {first['frame']}, {first['size']} bytes)"
-    if audio.get("container") and encoding:
-        if (audio.get("format"), encoding) in _NAMED_CONTAINERS:
+    details = {"format": audio.format, "codec": audio.codec, "encoding": encoding,
+               "first_bytes": first.head}
+    where = f"The first audio payload (frame {first.frame}, {first.size} bytes)"
+    if audio.container and encoding:
+        if (audio.format, encoding) in _NAMED_CONTAINERS:
             return []
         matches = _container_matches(audio, encoding)
         consequence = ("it still decodes because the formats match, but the header is decoded "
@@ -275,64 +287,68 @@ def deepgram_audio_format(session: Session, ctx: RuleContext) -> Iterable[Findin
         return [Finding("container-with-encoding", WARNING if matches else ERROR,
                         f"{where} is {name} but the request sets encoding={encoding}: "
                         f"{consequence}; remove encoding (and sample_rate) for containerised audio.",
-                        frames=[first["frame"]], time=first["time"], details=details)]
-    if not audio.get("container") and not encoding:
+                        frames=[first.frame], time=first.time, details=details)]
+    if not audio.container and not encoding:
         return [Finding("raw-without-encoding", ERROR,
-                        f"{where} has no container header (starts {first.get('head', '')[:16]}) "
+                        f"{where} has no container header (starts {first.head[:16]}) "
                         "and the request has no encoding parameter; Deepgram cannot decode "
                         "headerless audio without encoding and sample_rate (e.g. "
                         "encoding=linear16&sample_rate=16000).",
-                        frames=[first["frame"]], time=first["time"], details=details)]
+                        frames=[first.frame], time=first.time, details=details)]
     return []
 
 
 @rule
 def deepgram_pace(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if session_endpoint(session) not in (ep.LISTEN, ep.LISTEN_V2, ep.AGENT):
+    audio = session.audio
+    if session_endpoint(session) not in (ep.LISTEN, ep.LISTEN_V2, ep.AGENT) or audio is None:
         return []
-    audio = session.extra.get("audio") or {}
-    rtf = audio.get("realtime_factor")
+    pace = audio.pace
+    rtf = pace.realtime_factor
     out = []
-    frames = [f for f in (audio.get("first_frame"), audio.get("last_frame")) if f is not None]
-    rate = audio.get("sample_rate")
-    if rtf is not None:
-        wall = audio["seconds"] / rtf if rtf else None
-        details = {"realtime_factor": rtf, "max_window_rtf": audio.get("max_window_rtf"),
-                   "min_window_rtf": audio.get("min_window_rtf"),
-                   "audio_seconds": audio.get("seconds"),
+    frames = [f for f in (pace.first_frame, pace.last_frame) if f is not None]
+    rate = audio.sample_rate
+    if rtf is not None and pace.seconds is not None:
+        wall = pace.seconds / rtf if rtf else None
+        details = {"realtime_factor": rtf, "max_window_rtf": pace.max_window_rtf,
+                   "min_window_rtf": pace.min_window_rtf,
+                   "audio_seconds": pace.seconds,
                    "wall_seconds": None if wall is None else round(wall, 3),
-                   "full_windows": audio.get("full_windows")}
-        if au.is_faster_than_realtime(audio):
-            peak = audio.get("max_window_rtf")
+                   "full_windows": pace.full_windows}
+        if au.is_faster_than_realtime(pace):
+            peak = pace.max_window_rtf
             peak_text = f"; fastest 10 s window {peak:.2f}x" if peak is not None else ""
             out.append(Finding(
                 "faster-than-realtime", WARNING,
-                f"Audio was sent at {rtf:.2f}x real time ({audio['seconds']:.1f} s of audio in "
+                f"Audio was sent at {rtf:.2f}x real time ({pace.seconds:.1f} s of audio in "
                 f"{wall:.1f} s{peak_text}); Deepgram expects at most "
                 f"{au.MAX_REALTIME_FACTOR}x: pace the stream in real time, and check "
                 f"sample_rate={rate} is the audio's real rate (too low a rate looks fast).",
-                frames=frames, time=audio.get("first_time"), details=details))
-        elif au.is_slower_than_realtime(audio):
+                frames=frames, time=pace.first_time, details=details))
+        elif au.is_slower_than_realtime(pace):
             out.append(Finding(
                 "slower-than-realtime", WARNING,
                 f"Audio was sent slower than real time throughout: {rtf:.2f}x overall and every "
-                f"one of the {audio['full_windows']} complete 10 s windows below 1.0 (slowest "
-                f"{audio.get('min_window_rtf', 0):.2f}x); results will lag behind speech: check "
+                f"one of the {pace.full_windows} complete 10 s windows below 1.0 (slowest "
+                f"{pace.min_window_rtf or 0:.2f}x); results will lag behind speech: check "
                 f"the sender loop, and that sample_rate={rate} is the audio's real rate (too "
                 "high a rate looks slow).",
-                frames=frames, time=audio.get("first_time"), details=details))
-    verdict = au.chunk_verdict(audio)
-    if verdict:
-        chunk = audio["chunk_ms"]
+                frames=frames, time=pace.first_time, details=details))
+    verdict = au.chunk_verdict(pace)
+    chunk = pace.chunk_ms
+    if verdict and chunk is not None:
         effect = ("small chunks multiply per-message overhead" if verdict == "small"
                   else "large chunks add their own length to every result's latency")
         out.append(Finding(
             "chunk-size", INFO if verdict == "small" else WARNING,
-            f"Audio chunks are typically {chunk['median']:.0f} ms (min {chunk['min']:.0f}, max "
-            f"{chunk['max']:.0f} ms over {plural(audio['chunks'], 'chunk')}); Deepgram recommends "
-            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms (100 ms is a good default): {effect}.",
-            frames=frames[:1], time=audio.get("first_time"),
-            details={"chunk_ms": chunk, "chunks": audio["chunks"]}))
+            f"Audio chunks are typically {chunk.median:.0f} ms (min {chunk.min:.0f}, max "
+            f"{chunk.max:.0f} ms over {plural(pace.chunks, 'chunk')}); Deepgram recommends "
+            f"{au.CHUNK_MS_MIN:.0f}-{au.CHUNK_MS_MAX:.0f} ms ("
+            + ("80 ms chunks are strongly recommended for Flux, dg:/docs/flux/quickstart"
+               if session_endpoint(session) == ep.LISTEN_V2 else "100 ms is a good default")
+            + f"): {effect}.",
+            frames=frames[:1], time=pace.first_time,
+            details={"chunk_ms": chunk.to_json(), "chunks": pace.chunks}))
     return out
 
 
@@ -340,11 +356,11 @@ def deepgram_pace(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 
 @rule
 def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    if not is_deepgram(session):
+    if not is_deepgram(session) or session.deepgram is None:
         return []
-    x = explain_server_close(session)
+    x = session.deepgram.close_explanation
     if x is None:
-        return _uncatalogued_server_close(session)
+        return _uncatalogued_server_close(session, session.deepgram)
     if x.entry.name == "normal":
         return []
     evidence = f"; {x.evidence}" if x.evidence else ""
@@ -357,7 +373,7 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
                    frames=[x.frame], time=x.time, details=details)]
     hs = session.handshake
     if x.pattern == WAITED_FOR_SERVER:
-        since = x.details.get("seconds_after_open")
+        since = x.details["seconds_after_open"]
         after = f" {since:.1f} s after the 101" if since is not None else ""
         opened = f" (frame {hs.response_frame})" if hs.response_frame is not None else ""
         out.append(Finding(
@@ -368,26 +384,40 @@ def deepgram_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
             frames=[f for f in (hs.response_frame, x.frame) if f is not None], time=x.time,
             details={"seconds_after_open": since}))
     elif x.pattern == KEEPALIVE_WITHOUT_AUDIO:
-        n = x.details.get("keepalives", 0)
+        n, first = x.details["keepalives"], x.details["first_keepalive_frame"]
         out.append(Finding(
             "keepalive-without-audio", ERROR,
-            f"The client sent only KeepAlive ({n}, first No. {x.details.get('first_keepalive_frame')})"
+            f"The client sent only KeepAlive ({n}, first No. {first})"
             f" and never audio before Deepgram closed with {x.label} at frame {x.frame}; KeepAlive "
             "holds a stream open only after audio has been sent: send audio (or silence) within "
             "10 s of opening.",
-            frames=[f for f in (x.details.get("first_keepalive_frame"), x.frame) if f is not None],
+            frames=[f for f in (first, x.frame) if f is not None],
             time=x.time, details={"keepalives": n}))
     return out
 
 
-def _uncatalogued_server_close(session: Session) -> list[Finding]:
+# Endpoints that report errors in-band (Error messages), not as close payloads.
+IN_BAND_ERRORS = frozenset({ep.LISTEN_V2, ep.SPEAK_V2, ep.AGENT})
+
+
+def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Finding]:
     # The generic close-code rule leaves Deepgram endpoints to this module, so a
     # server close outside the catalogue must still be reported here.
     close = session.close.server
     if close is None or close.code in (None, 1000, 1001):
         return []
     reason = f' "{shorten(close.reason, 120)}"' if close.reason else ""
-    rid = _dg(session).get("request_id") or session.handshake.dg_request_id
+    errors = dg.server_errors
+    if session_endpoint(session) in IN_BAND_ERRORS and errors.count and errors.first_time <= close.time:
+        # Flux, Flux TTS and the Agent report errors as Error messages; which close code
+        # follows one is unconfirmed, so the code itself says nothing more.
+        return [Finding("deepgram-close", INFO,
+                        f"Deepgram closed the stream with {close.code}{reason} at frame "
+                        f"{close.frame} after its Error message (frame {errors.first_frame}); the "
+                        "close code that follows an Error is unconfirmed, the Error says why.",
+                        frames=[errors.first_frame, close.frame], time=close.time,
+                        details={"code": close.code, "name": None, "reason": close.reason})]
+    rid = dg.request_id  # Metadata's, the server's first message's, or the header
     support = f"give Deepgram support the request id {rid}" if rid else "contact Deepgram support"
     return [Finding("deepgram-close", WARNING,
                     f"Deepgram closed the stream with {close.code}{reason} at frame {close.frame} "
@@ -399,21 +429,28 @@ def _uncatalogued_server_close(session: Session) -> list[Finding]:
 
 @rule
 def deepgram_server_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _dg(session)
-    if not is_deepgram(session):
+    dg = session.deepgram
+    if dg is None or not is_deepgram(session):
         return []
     out = []
-    for key, fid, severity, what in (("server_errors", "server-error", ERROR, "an Error"),
-                                     ("server_warnings", "server-warning", WARNING, "a Warning")):
-        events = dg.get(key) or {}
-        for item in (events.get("items") or [])[:5]:
-            code = f" (code {item['code']})" if item.get("code") is not None else ""
-            text = item.get("description") or "no description"
+    for events, fid, severity, what in ((dg.server_errors, "server-error", ERROR, "an Error"),
+                                        (dg.server_warnings, "server-warning", WARNING,
+                                         "a Warning")):
+        for item in events.items[:5]:
+            code = f" (code {item['code']})" if item["code"] is not None else ""
+            text = item["description"] or "no description"
+            known = explain_code(session, "error" if fid == "server-error" else "warning",
+                                 item["code"])
             out.append(Finding(fid, severity,
                                f"Deepgram sent {what} message at frame {item['frame']} "
-                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}.",
+                               f"({clock(item['time'])}): \"{shorten(text, 200)}\"{code}"
+                               f"{code_clause(session, known, item['code'])}.",
                                frames=[item["frame"]], time=item["time"],
-                               details={"code": item.get("code"), "description": text,
-                                        "count": events.get("count")}))
+                               details={"code": item["code"], "description": text,
+                                        "count": events.count,
+                                        "meaning": known.meaning if known else None,
+                                        "step": known.step if known else None,
+                                        "documented": known is not None,
+                                        "session_ends": known.fatal if known else None}))
     return out
 

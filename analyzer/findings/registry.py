@@ -1,14 +1,14 @@
 """The one place finding rules are registered.
 
 A rule is a small function `rule(session, ctx) -> iterable of Finding` that reads
-the finished session model (and ctx.options) and says what it means.  Protocol
+the finished session model (and ctx.gap_threshold) and says what it means.  Protocol
 layers only record evidence (frames, gaps, anomalies); rules decide.
 Adding a diagnosis = adding one decorated function in one rules module.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 from ..model import Finding, Session
 
@@ -19,7 +19,6 @@ RULES: list[tuple[str, RuleFn]] = []
 @dataclass
 class RuleContext:
     gap_threshold: float = 10.0
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 def rule(fn: RuleFn) -> RuleFn:
@@ -35,6 +34,17 @@ def run_rules(session: Session, ctx: RuleContext) -> list[Finding]:
     return found
 
 
+def display_filter(tcp_stream: int, frames: list[int]) -> str:
+    """A Wireshark display filter that isolates a finding's evidence."""
+    base = f"tcp.stream eq {tcp_stream}"
+    if not frames:
+        return base
+    lo, hi = min(frames), max(frames)
+    if lo == hi:
+        return f"{base} && frame.number == {lo}"
+    return f"{base} && frame.number >= {lo} && frame.number <= {hi}"
+
+
 _loaded = False
 
 
@@ -44,4 +54,4 @@ def _load_rule_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import deepgram_rules, rules  # noqa: F401
+    from . import deepgram_endpoint_rules, deepgram_rules, rules  # noqa: F401

@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timezone
 
-from ..model import CLIENT, ERROR, INFO, WARNING, Finding, Session
+from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
+from ..timefmt import clock
 from .registry import RuleContext, rule
 
 MAX_FRAMES_LISTED = 20
 
 
-def clock(ts: float | None) -> str:
-    """A capture timestamp as UTC wall-clock time, the way people read it next to Wireshark."""
-    if ts is None:
-        return "?"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
 
 def frame_ref(frame: int | None) -> str:
@@ -126,7 +121,7 @@ def closure(s: Session, ctx: RuleContext):
 @rule
 def close_codes(s: Session, ctx: RuleContext):
     # A Deepgram server's close gets a richer explanation from deepgram_rules (deepgram-close).
-    deepgram = s.extra.get("endpoint") not in (None, "other")
+    deepgram = s.endpoint not in (None, "other")
     for side, cf in (("client", s.close.client), ("server", s.close.server)):
         if cf is None or cf.code in (None, 1000, 1001) or (deepgram and side == "server"):
             continue
@@ -171,6 +166,7 @@ ANOMALY_FINDINGS = {
     "tls-unsupported-cipher": (WARNING, "the TLS cipher suite cannot be decrypted by dgcap (only AEAD suites)"),
     "tls-desync": (WARNING, "TLS record framing was lost after missing data; decryption stopped"),
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
+    "internal-error": (ERROR, "dgcap hit an internal error on this connection"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
@@ -180,21 +176,45 @@ def anomalies(s: Session, ctx: RuleContext):
     grouped = defaultdict(list)
     for a in s.anomalies:
         grouped[a.kind].append(a)
+    # Kinds whose records hit the per-session cap are still counted, first and last frame kept.
+    for kind in s.anomaly_overflow:
+        grouped.setdefault(kind, [])
     for kind, items in grouped.items():
+        tally = s.anomaly_overflow.get(kind)
         severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
-        frames = sorted({a.frame for a in items if a.frame is not None})
-        dirs = sorted({("client" if a.direction == CLIENT else "server") for a in items if a.direction is not None})
+        frames = {a.frame for a in items if a.frame is not None}
+        directions = {a.direction for a in items if a.direction is not None}
+        count = len(items)
+        hole_bytes = sum(a.detail.get("bytes", 0) for a in items) if kind == "tcp-hole" else 0
+        times = [a.time for a in items if a.time is not None]
+        if tally is not None:
+            count += tally.count
+            frames.update(f for f in (tally.first_frame, tally.last_frame) if f is not None)
+            directions.update(d for d in (CLIENT, SERVER) if tally.directions >> d & 1)
+            hole_bytes += tally.bytes
+            times.extend(t for t in (tally.first_time,) if t is not None)
+        frames = sorted(frames)
+        dirs = sorted(DIRECTION_NAMES[d] for d in directions)
         msg = text[0].upper() + text[1:]
         if dirs:
             msg += f" ({', '.join(dirs)})"
-        msg += f": {len(items)} time{'s' if len(items) != 1 else ''}"
+        msg += f": {count} time{'s' if count != 1 else ''}"
         if frames:
             shown = ", ".join(str(f) for f in frames[:MAX_FRAMES_LISTED])
             more = f" and {len(frames) - MAX_FRAMES_LISTED} more" if len(frames) > MAX_FRAMES_LISTED else ""
             msg += f", frames {shown}{more}"
-        details = {"count": len(items)}
+        if tally is not None:
+            msg += f" (the last {tally.count} past the record limit: only counted, last at frame {tally.last_frame})"
+        details = {"count": count}
         if kind == "tcp-hole":
-            details["bytes"] = sum(a.detail.get("bytes", 0) for a in items)
+            details["bytes"] = hole_bytes
             msg += f"; {details['bytes']} bytes missing"
-        first = min((a.time for a in items if a.time is not None), default=None)
-        yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first, details)
+        if kind == "internal-error":
+            first = items[0] if items else None
+            if first is not None:
+                details.update(first.detail)
+                msg += (f": {first.detail.get('exception')} in the {first.detail.get('layer')} layer at "
+                        f"{frame_ref(first.frame)}: {first.detail.get('message')}; the rest of this "
+                        "connection was not analysed (please report this bug with the capture)")
+        first_time = min(times, default=None)
+        yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)

@@ -8,11 +8,12 @@ from .body_content import body_text, parse_error_body
 from .head import looks_like_request, looks_like_response
 from .message import Request, Response
 from .parser import RequestParser, ResponseParser
-from .websocket import WEBSOCKET_GUID, deflate_agreement, parse_extensions, websocket_accept
+from .websocket import (WEBSOCKET_GUID, deflate_agreement, is_websocket_upgrade, parse_extensions,
+                        websocket_accept)
 
 __all__ = [
     "looks_like_request", "looks_like_response",
     "RequestParser", "ResponseParser", "Request", "Response",
-    "websocket_accept", "parse_extensions", "deflate_agreement", "WEBSOCKET_GUID",
+    "websocket_accept", "parse_extensions", "deflate_agreement", "WEBSOCKET_GUID", "is_websocket_upgrade",
     "parse_error_body", "body_text",
 ]

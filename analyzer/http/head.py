@@ -21,7 +21,7 @@ HEAD_END = re.compile(rb"\n\r?\n")
 NOT_HTTP, TOO_SHORT, PLAUSIBLE, LINE_OK = range(4)
 # Sniffing looks at no more than this many bytes: enough for any real method and for most
 # request lines, and it keeps per-feed sniffing O(1) when bytes arrive one at a time.
-SNIFF_BYTES = 256
+REQUEST_LINE_SNIFF_BYTES = 256
 
 _REQUEST_LINE = re.compile(r"([" + _TCHAR.decode() + r"]+) ([^\x00-\x20\x7f]+) (HTTP/[0-9]\.[0-9])")
 _STATUS_LINE = re.compile(r"(HTTP/1\.[0-9]) ([0-9]{3})(?: (.*))?")
@@ -72,7 +72,7 @@ def status_line_state(data: bytes) -> int:
 
 def looks_like_request(data) -> bool:
     """True when `data` starts like an HTTP request line (at least "GET " seen, nothing contradicting)."""
-    return request_line_state(bytes(data[:SNIFF_BYTES])) >= PLAUSIBLE
+    return request_line_state(bytes(data[:REQUEST_LINE_SNIFF_BYTES])) >= PLAUSIBLE
 
 
 def looks_like_response(data) -> bool:

@@ -15,8 +15,8 @@ import re
 from typing import Optional
 
 from .body_reader import CHUNKED, LENGTH, UNTIL_CLOSE, BodyReader
-from .head import (HEAD_END, NOT_HTTP, PLAUSIBLE, SNIFF_BYTES, TOO_SHORT, clip, head_lines,
-                   parse_fields, parse_query, parse_request_line, parse_status_line,
+from .head import (HEAD_END, NOT_HTTP, PLAUSIBLE, REQUEST_LINE_SNIFF_BYTES, TOO_SHORT, clip,
+                   head_lines, parse_fields, parse_query, parse_request_line, parse_status_line,
                    request_line_state, status_line_state)
 from .message import Request, Response
 
@@ -84,11 +84,11 @@ class _MessageParser:
         self._head += data
         if self._sniffing:
             # Reject non-HTTP bytes (TLS, binary) at once instead of buffering up to the limit.
-            sample = bytes(self._head[:SNIFF_BYTES])
+            sample = bytes(self._head[:REQUEST_LINE_SNIFF_BYTES])
             state = self._sniff(sample)
-            if state == NOT_HTTP or (state == TOO_SHORT and len(sample) == SNIFF_BYTES):
+            if state == NOT_HTTP or (state == TOO_SHORT and len(sample) == REQUEST_LINE_SNIFF_BYTES):
                 return self._fail_head(f"not an HTTP {self._kind}: starts with {clip(sample, 24)!r}")
-            self._sniffing = state == TOO_SHORT or (state == PLAUSIBLE and len(sample) < SNIFF_BYTES)
+            self._sniffing = state == TOO_SHORT or (state == PLAUSIBLE and len(sample) < REQUEST_LINE_SNIFF_BYTES)
         match = HEAD_END.search(self._head, self._scan_from)
         if match is None:
             if len(self._head) >= self._max_header_bytes:

@@ -14,6 +14,12 @@ _WINDOW_BITS = {str(bits): bits for bits in range(8, 16)}
 _DEFLATE = "permessage-deflate"
 
 
+def is_websocket_upgrade(request) -> bool:
+    """Does this HTTP request ask for a WebSocket (Upgrade: websocket, or a Sec-WebSocket-Key)?"""
+    upgrade = (request.header("upgrade") or "").lower()
+    return "websocket" in upgrade or request.header("sec-websocket-key") is not None
+
+
 def websocket_accept(key: str) -> str:
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
     digest = hashlib.sha1((key + WEBSOCKET_GUID).encode("utf-8", "surrogateescape")).digest()

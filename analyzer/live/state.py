@@ -1,9 +1,10 @@
 """What the live view knows about each session, from the pipeline's hooks.
 
-`LiveState` plugs into `pipeline.Options` (frame/message/record/session hooks) and
+`LiveState` plugs into `pipeline.Options` (builder/frame/message/record/session hooks) and
 keeps, per session, what the Session model only computes at the end: recent client
-audio (for a rate over the last few seconds), the time of the last client frame, the
-number of server messages.  `views(sessions, now)` turns that into `SessionView`s, plain
+audio (for a rate over the last few seconds) and the number of server messages.  How long
+the client has been silent is the session's own SessionBuilder's running measurement (the
+one gap implementation), read through builder_hook.  `views(sessions, now)` turns that into `SessionView`s, plain
 values that the dashboard renders and tests assert.
 
 Times are capture timestamps (the packets' own clock); `now` is the wall clock for a
@@ -20,6 +21,7 @@ from ..deepgram.audio import bytes_per_second
 from ..deepgram.endpoints import endpoint_for_path
 from ..deepgram.params import query_value, to_int
 from ..model import CLIENT, SERVER, Finding, Session
+from ..websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_TEXT
 
 RATE_WINDOW = 3.0  # seconds of client audio behind the live rate
 # Packets reach the analysis in batches (dumpcap flushes a few times a second): the rate
@@ -27,23 +29,20 @@ RATE_WINDOW = 3.0  # seconds of client audio behind the live rate
 RATE_MAX_DELAY = 1.0
 RECENT_FINDINGS = 50
 
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE = 0, 1, 2, 8
-
 
 class SessionStats:
     """Live counters for one session (kept beside it, never in its JSON)."""
 
-    __slots__ = ("session", "recent", "audio_bytes", "last_client", "client_frames",
-                 "server_messages", "client_records", "server_records", "first_client",
+    __slots__ = ("session", "builder", "recent", "audio_bytes", "client_frames",
+                 "server_messages", "client_records", "server_records",
                  "first_audio", "_message_opcode", "concluded")
 
     def __init__(self, session: Session):
         self.session = session
+        self.builder = None  # its SessionBuilder (builder_hook)
         self.recent: deque = deque()  # (time, bytes) of client audio (or records) in the window
         self.audio_bytes = 0
-        self.first_client: Optional[float] = None
         self.first_audio: Optional[float] = None  # first client audio frame (or record): the rate's origin
-        self.last_client: Optional[float] = None
         self.client_frames = 0
         self.server_messages = 0
         self.client_records = 0
@@ -97,6 +96,7 @@ class LiveState:
 
     def install(self, options) -> None:
         """Set this state's hooks on pipeline Options (chaining a session_hook already there)."""
+        options.builder_hook = self.builder
         options.frame_hook = self.frame
         options.message_hook = self.message
         options.record_hook = self.record
@@ -125,6 +125,9 @@ class LiveState:
         return 1 + sum(1 for s in self.sessions if s is not session and _start_key(s) < key)
 
     # -- pipeline hooks (called on the analysis thread) -------------------------
+    def builder(self, builder) -> None:
+        self.stats(builder.session).builder = builder
+
     def frame(self, session: Session, direction: int, f) -> None:
         if direction != CLIENT:
             return
@@ -132,10 +135,7 @@ class LiveState:
         st.client_frames += 1
         op = f.opcode
         if op == OP_CLOSE:
-            return  # the close ends the silence measurement, it does not interrupt it
-        if st.first_client is None:
-            st.first_client = f.time
-        st.last_client = f.time
+            return
         if op in (OP_TEXT, OP_BINARY):
             data_opcode = op
             st._message_opcode = None if f.fin else op
@@ -158,9 +158,6 @@ class LiveState:
         if direction == CLIENT:
             st.client_records += 1
             if session.transport == "tls":  # no keys: records are all there is to see
-                if st.first_client is None:
-                    st.first_client = ts
-                st.last_client = ts
                 st.add_recent(ts, length)
         else:
             st.server_records += 1
@@ -195,7 +192,7 @@ class LiveState:
         if hs.path is not None:
             endpoint = endpoint_for_path(hs.path)
         elif s.midstream:
-            endpoint = s.extra.get("endpoint") or "?"
+            endpoint = s.endpoint or "?"
         else:
             endpoint = "?" if no_keys else "-"
         if hs.status is not None:
@@ -214,16 +211,12 @@ class LiveState:
         if open_ws:
             rate = _rate(st, t_rate)
             if not no_keys:
-                q = hs.query or {}
+                q = hs.query
                 bps = bytes_per_second(query_value(q, "encoding"), to_int(query_value(q, "sample_rate")),
                                        to_int(query_value(q, "channels")) or 1)
                 if bps and rate is not None:
                     rtf = rate / bps
-            since = st.last_client
-            if since is None:
-                since = hs.response_time if hs.status == 101 else st.first_client
-            if since is None and s.midstream:
-                since = s.start_time
+            since = st.builder.client_silence_since() if st.builder is not None else None
             if since is not None:
                 silent = max(0.0, t - since)
         level = "ok"

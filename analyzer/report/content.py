@@ -96,7 +96,7 @@ def findings_badge(s: Session) -> str:
 
 
 def session_row(s: Session) -> list[str]:
-    return [str(s.index), f"{s.client} → {s.server}", str(s.extra.get("endpoint") or "-"), s.transport,
+    return [str(s.index), f"{s.client} → {s.server}", s.endpoint or "-", s.transport,
             handshake_summary(s), s.handshake.dg_request_id or "-", frames_summary(s), close_summary(s),
             findings_badge(s)]
 
@@ -201,46 +201,44 @@ def finding_items(findings: list[Finding]) -> list[FindingItem]:
 
 def explanation(s: Session) -> Optional[Explanation]:
     """Deepgram's explanation of the server's close code, with next steps."""
-    x = (s.extra.get("deepgram") or {}).get("close_explanation")
-    if not isinstance(x, dict):
+    x = s.deepgram.close_explanation if s.deepgram is not None else None
+    if x is None:
         return None
-    code, name = x.get("code"), x.get("name")
-    label = f"{code}" if name in (None, "normal") else f"{code} {name}"
-    heading = f"{label}: {x.get('title')}" if x.get("title") else label
-    steps = [str(step) for step in x.get("steps") or []]
-    return Explanation(heading, str(x.get("explanation") or ""), str(x.get("evidence") or ""), steps,
-                       safe_link(x.get("link")) or safe_link(x.get("doc")), x.get("frame"), x.get("time"))
+    heading = f"{x.label}: {x.entry.title}" if x.entry.title else x.label
+    return Explanation(heading, x.entry.explanation, x.evidence, list(x.entry.steps),
+                       safe_link(x.link) or safe_link(x.entry.doc), x.frame, x.time)
 
 
 def deepgram_rows(s: Session) -> list[Row]:
     """Other Deepgram-layer conclusions: the handshake cause, parameter problems, server errors."""
-    dg = s.extra.get("deepgram") or {}
+    dg = s.deepgram
+    if dg is None:
+        return []
     rows = []
-    cause = dg.get("handshake_cause")
-    if isinstance(cause, dict) and cause.get("message"):
-        rows.append(Row("Handshake cause", str(cause["message"]), style="error"))
-    for p in dg.get("param_problems") or []:
-        if isinstance(p, dict):
-            text = f"{p.get('param')}={p.get('value')}: {p.get('message')}"
-            if p.get("breaks"):
-                text += f" ({p['breaks']})"
-            rows.append(Row("Parameter", text, style="error" if p.get("severity") == "error" else ""))
-    errors = dg.get("server_errors") or {}
-    if errors.get("count"):
-        rows.append(Row("Server Error messages", str(errors["count"]),
-                        frame_ref(errors.get("first_frame"), errors.get("first_time")), "error"))
-    warnings = dg.get("server_warnings") or {}
-    if warnings.get("count"):
-        rows.append(Row("Server Warning messages", str(warnings["count"]),
-                        frame_ref(warnings.get("first_frame"), warnings.get("first_time"))))
-    rid = dg.get("request_id")
+    cause = dg.handshake_cause
+    if cause is not None and cause.message:
+        rows.append(Row("Handshake cause", cause.message, style="error"))
+    for p in dg.param_problems:
+        text = f"{p.param}={p.value}: {p.message}"
+        if p.breaks:
+            text += f" ({p.breaks})"
+        rows.append(Row("Parameter", text, style="error" if p.severity == "error" else ""))
+    errors = dg.server_errors
+    if errors.count:
+        rows.append(Row("Server Error messages", str(errors.count),
+                        frame_ref(errors.first_frame, errors.first_time), "error"))
+    warnings = dg.server_warnings
+    if warnings.count:
+        rows.append(Row("Server Warning messages", str(warnings.count),
+                        frame_ref(warnings.first_frame, warnings.first_time)))
+    rid = dg.request_id
     if rid and rid != s.handshake.dg_request_id:
-        rows.append(Row("Request id (Metadata)", str(rid), style="code"))
+        rows.append(Row("Request id (Metadata)", rid, style="code"))
     return rows
 
 
-def _counts(d: Any) -> str:
-    if not isinstance(d, dict) or not d:
+def _counts(d: dict[str, int]) -> str:
+    if not d:
         return "none"
     return ", ".join(f"{k} {v}" for k, v in d.items())
 
@@ -248,78 +246,77 @@ def _counts(d: Any) -> str:
 def stream_rows(s: Session) -> list[Row]:
     """Audio, messages, results and latency from the Deepgram layer (when it ran)."""
     rows = []
-    if s.extra.get("endpoint"):
-        rows.append(Row("Endpoint", str(s.extra["endpoint"])))
-    audio = s.extra.get("audio")
-    if isinstance(audio, dict) and s.websocket:
-        fmt = [str(audio[k]) for k in ("encoding",) if audio.get(k)]
-        if audio.get("sample_rate"):
-            fmt.append(f"{audio['sample_rate']} Hz")
-        if audio.get("channels"):
-            fmt.append(f"{audio['channels']} ch")
-        if audio.get("format"):
-            fmt.append(f"sniffed {audio['format']}")
-        text = f"{audio.get('bytes', 0):,} bytes in {audio.get('chunks', 0)} chunks"
-        if audio.get("seconds") is not None:
-            text += f" = {audio['seconds']} s"
-        if audio.get("realtime_factor") is not None:
-            text += f", real-time factor {audio['realtime_factor']}"
-        chunk = audio.get("chunk_ms")
-        if isinstance(chunk, dict):
-            text += f", chunks every {chunk.get('median')} ms (median)"
+    if s.endpoint:
+        rows.append(Row("Endpoint", s.endpoint))
+    audio = s.audio
+    if audio is not None and s.websocket:
+        pace = audio.pace
+        fmt = [audio.encoding] if audio.encoding else []
+        if audio.sample_rate:
+            fmt.append(f"{audio.sample_rate} Hz")
+        if audio.channels:
+            fmt.append(f"{audio.channels} ch")
+        if audio.format:
+            fmt.append(f"sniffed {audio.format}")
+        text = f"{pace.bytes:,} bytes in {pace.chunks} chunks"
+        if pace.seconds is not None:
+            text += f" = {pace.seconds} s"
+        if pace.realtime_factor is not None:
+            text += f", real-time factor {pace.realtime_factor}"
+        if pace.chunk_ms is not None:
+            text += f", chunks every {pace.chunk_ms.median} ms (median)"
         rows.append(Row("Audio", (" ".join(fmt) + ": " if fmt else "") + text))
-        server = audio.get("server") or {}
-        if server.get("frames"):
-            rows.append(Row("Server audio", f"{server.get('bytes', 0):,} bytes in {server['frames']} frames",
-                            frame_ref(server.get("first_frame"), server.get("first_time"))))
-    messages = s.extra.get("messages")
-    if isinstance(messages, dict) and s.websocket:
-        rows.append(Row("Client messages", _counts(messages.get("client"))))
-        rows.append(Row("Server messages", _counts(messages.get("server"))))
-    dg = s.extra.get("deepgram") or {}
-    results = dg.get("results")
-    if isinstance(results, dict) and (results.get("final") or results.get("interim")):
-        text = f"{results.get('final', 0)} final, {results.get('interim', 0)} interim"
-        if results.get("mean_confidence") is not None:
-            text += f", mean confidence {results['mean_confidence']}"
-        rows.append(Row("Results", text, frame_ref(results.get("first_frame"), results.get("first_time"))))
-    meta = dg.get("metadata")
-    if isinstance(meta, dict):
-        rows.append(Row("Metadata", f"duration {meta.get('duration')} s, {meta.get('channels')} channel(s)",
-                        frame_ref(meta.get("frame"), meta.get("time"))))
-    latency = s.extra.get("latency")
-    if isinstance(latency, dict) and latency.get("samples"):
-        rows.append(Row("Latency", f"p50 {latency.get('p50')} s, p95 {latency.get('p95')} s, "
-                        f"max {latency.get('max')} s ({latency['samples']} samples)"))
+        server = audio.server
+        if server.frames:
+            rows.append(Row("Server audio", f"{server.bytes:,} bytes in {server.frames} frames",
+                            frame_ref(server.first_frame, server.first_time)))
+    counts = s.message_counts
+    if counts is not None and s.websocket:
+        rows.append(Row("Client messages", _counts(counts.client)))
+        rows.append(Row("Server messages", _counts(counts.server)))
+    dg = s.deepgram
+    if dg is not None:
+        results = dg.results
+        if results.final or results.interim:
+            text = f"{results.final} final, {results.interim} interim"
+            if results.mean_confidence is not None:
+                text += f", mean confidence {results.mean_confidence}"
+            rows.append(Row("Results", text, frame_ref(results.first_frame, results.first_time)))
+        meta = dg.metadata
+        if meta is not None:
+            rows.append(Row("Metadata", f"duration {meta.duration} s, {meta.channels} channel(s)",
+                            frame_ref(meta.frame, meta.time)))
+    latency = s.latency
+    if latency is not None and latency.samples:
+        rows.append(Row("Latency", f"p50 {latency.p50} s, p95 {latency.p95} s, "
+                        f"max {latency.max} s ({latency.samples} samples)"))
     return rows
 
 
 def tls_rows(s: Session) -> list[Row]:
-    tls = s.extra.get("tls")
-    if not isinstance(tls, dict):
+    tls = s.tls
+    if tls is None:
         return []
-    rows = [Row("TLS", " ".join(str(x) for x in (tls.get("version"), tls.get("cipher_suite")) if x) or "?")]
-    if tls.get("sni"):
-        rows.append(Row("SNI", str(tls["sni"]), style="code"))
-    if tls.get("alpn"):
-        rows.append(Row("ALPN", str(tls["alpn"])))
-    if tls.get("resumed"):
+    rows = [Row("TLS", " ".join(x for x in (tls.version, tls.cipher_suite) if x) or "?")]
+    if tls.sni:
+        rows.append(Row("SNI", tls.sni, style="code"))
+    if tls.alpn:
+        rows.append(Row("ALPN", tls.alpn))
+    if tls.resumed:
         rows.append(Row("Resumed", "yes"))
-    dec = tls.get("decryption")
-    text = str(dec or "-")
-    if tls.get("decryption_error"):
-        text += f": {tls['decryption_error']}"
+    dec = tls.decryption
+    text = dec or "-"
+    if tls.decryption_error:
+        text += f": {tls.decryption_error}"
     rows.append(Row("Decryption", text, style="" if dec == "ok" else "error"))
-    alerts = tls.get("alerts") or []
-    if alerts:
+    if tls.alerts:
         rows.append(Row("Alerts", ", ".join(
-            f"{a.get('direction')} level {a.get('level')} description {a.get('description')} (No. {a.get('frame')})"
-            for a in alerts[:8] if isinstance(a, dict))))
-    if tls.get("note"):
-        rows.append(Row("Note", str(tls["note"]), style="muted"))
+            f"{a['direction']} level {a['level']} description {a['description']} (No. {a['frame']})"
+            for a in tls.alerts[:8])))
+    if tls.note:
+        rows.append(Row("Note", tls.note, style="muted"))
     return rows
 
 
 def transcript(s: Session) -> str:
-    t = s.extra.get("transcript")
-    return t if isinstance(t, str) else ""
+    return s.transcript or ""

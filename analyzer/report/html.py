@@ -169,7 +169,7 @@ def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
     sev = C.worst_severity(s) or "ok"
     items = C.finding_items(s.findings)
     out = [f'<article class="session sev-{sev}" id="{h(key)}"><h3>{h(C.session_title(s))}</h3>']
-    diagnosis = s.extra.get("diagnosis")
+    diagnosis = s.diagnosis
     if diagnosis:
         out.append(f'<p class="diagnosis sev-{sev}">{h(diagnosis)}</p>')
     drawn = timeline_svg(s, items, key) if chart else None

@@ -117,7 +117,7 @@ def _explanation(x: C.Explanation) -> list[str]:
 def _session(s: Session, transcript: bool) -> list[str]:
     sev = C.worst_severity(s)
     out = [f"### {esc(C.session_title(s))}", ""]
-    diagnosis = s.extra.get("diagnosis")
+    diagnosis = s.diagnosis
     if diagnosis:
         out += [f"> **{esc(sev or 'ok')}:** {esc(diagnosis)}", ""]
     out += ["#### Handshake", ""] + _kv([r for r in C.handshake_rows(s) if r.label != "Body"])

@@ -29,7 +29,7 @@ def stream_line(path: str, s: Session, show_secrets: bool = False) -> str:
     """One line per finished session: what a support engineer scans first."""
     hs = s.handshake
     parts = [f"{path}: tcp.stream {s.tcp_stream} {s.client} → {s.server}",
-             str(s.extra.get("endpoint") or s.transport), f"handshake {handshake_summary(s)}"]
+             s.endpoint or s.transport, f"handshake {handshake_summary(s)}"]
     if hs.dg_request_id:
         parts.append(f"dg-request-id {hs.dg_request_id}")
     if s.websocket:
@@ -37,8 +37,8 @@ def stream_line(path: str, s: Session, show_secrets: bool = False) -> str:
     parts.append(f"close {close_summary(s)}")
     parts.append(findings_badge(s))
     line = " | ".join(parts)
-    if s.extra.get("diagnosis"):
-        line += f": {s.extra['diagnosis']}"
+    if s.diagnosis:
+        line += f": {s.diagnosis}"
     if not show_secrets:
         from ..redact import redact_text, session_secrets
         line = redact_text(line, session_secrets(s))

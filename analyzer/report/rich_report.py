@@ -60,7 +60,7 @@ def _summary_table(cap: CaptureReport) -> Table:
             badge.append(f"{c['warning']} warn ", style="yellow")
         if c["info"]:
             badge.append(f"{c['info']} info", style="cyan")
-        t.add_row(str(s.index), f"{s.client} → {s.server}", s.extra.get("endpoint", "-"), s.transport,
+        t.add_row(str(s.index), f"{s.client} → {s.server}", s.endpoint or "-", s.transport,
                   handshake_summary(s), s.handshake.dg_request_id or "-", frames_summary(s),
                   close_summary(s), badge if badge.plain else Text("ok", style="green"))
     return t
@@ -68,7 +68,7 @@ def _summary_table(cap: CaptureReport) -> Table:
 
 def _session_panel(s: Session, transcript: bool) -> Panel:
     parts = []
-    diagnosis = s.extra.get("diagnosis")
+    diagnosis = s.diagnosis
     if diagnosis:
         worst = min((f.severity for f in s.findings), key=lambda x: {"error": 0, "warning": 1}.get(x, 2),
                     default="info")
@@ -85,8 +85,8 @@ def _session_panel(s: Session, transcript: bool) -> Panel:
     explained = _explanation(s)
     if explained is not None:
         parts.append(explained)
-    if transcript and s.extra.get("transcript"):
-        parts.append(Text.assemble(("Transcript: ", "bold"), s.extra["transcript"]))
+    if transcript and s.transcript:
+        parts.append(Text.assemble(("Transcript: ", "bold"), s.transcript))
     title = f"Session {s.index}: {s.client} → {s.server}  (tcp.stream {s.tcp_stream}, {s.transport})"
     return Panel(Group(*parts), title=escape(title), title_align="left")
 

@@ -1,7 +1,7 @@
 """Small formatting helpers shared by every renderer."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from .. import timefmt
 
 from ..model import CLIENT, SERVER, Session
 
@@ -9,10 +9,7 @@ SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def clock(ts: float | None, date: bool = False) -> str:
-    if ts is None:
-        return "-"
-    fmt = "%Y-%m-%d %H:%M:%S.%f" if date else "%H:%M:%S.%f"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)[:-3]
+    return timefmt.clock(ts, date, missing="-")
 
 
 def handshake_summary(s: Session) -> str:

@@ -25,11 +25,11 @@ tls-early-data-skipped, tls-renegotiation, tls-unexpected-content-type, tls-inte
 """
 from .connection import CLIENT, SERVER, TlsConnection, looks_like_tls
 from .kdf import hkdf_expand_label, tls12_key_block, tls12_prf, tls13_next_traffic_secret
-from .keylog import KeyLog
+from .keylog import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog
 from .suites import CIPHER_SUITES, CipherSuite, suite_name, version_name
 
 __all__ = [
-    "CLIENT", "SERVER", "TlsConnection", "looks_like_tls", "KeyLog",
+    "CLIENT", "SERVER", "TlsConnection", "looks_like_tls", "KeyLog", "NO_KEYS_NOTE", "TLS_KEY_LOG_SECRETS",
     "hkdf_expand_label", "tls12_prf", "tls12_key_block", "tls13_next_traffic_secret",
     "CIPHER_SUITES", "CipherSuite", "suite_name", "version_name",
 ]

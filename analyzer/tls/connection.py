@@ -19,13 +19,12 @@ from cryptography.exceptions import InvalidTag
 
 from .hello import (ClientHello, ServerHello, parse_client_hello, parse_encrypted_extensions,
                     parse_server_hello)
+from ..model import CLIENT, DIRECTION_NAMES, SERVER
 from .keylog import KeyLog
 from .kdf import tls12_key_block
 from .records import MIN_SEALED_RECORD, Tls12ChachaOpener, Tls12GcmOpener, Tls13Opener, open_at
 from .suites import CIPHER_SUITES, TLS12_GCM, TLS13, suite_name, version_name
 
-CLIENT, SERVER = 0, 1
-_DIRECTION_NAMES = ("client", "server")
 
 CT_CHANGE_CIPHER_SPEC, CT_ALERT, CT_HANDSHAKE, CT_APPLICATION_DATA, CT_HEARTBEAT = 20, 21, 22, 23, 24
 HS_CLIENT_HELLO, HS_SERVER_HELLO = 1, 2
@@ -91,7 +90,7 @@ class _Direction:
 
     def __init__(self, index: int):
         self.index = index
-        self.name = _DIRECTION_NAMES[index]
+        self.name = DIRECTION_NAMES[index]
         self.partial: Optional[bytearray] = None  # the record being assembled across chunks
         self.fill = 0  # bytes of `partial` filled so far
         self.skip = 0  # bytes still to discard: the rest of a record a hole damaged

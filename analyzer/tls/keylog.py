@@ -69,3 +69,14 @@ class KeyLog:
 
     def __repr__(self) -> str:
         return f"KeyLog({len(self)} client randoms)"
+
+
+# pcapng Decryption Secrets Block type holding an NSS key log ("TLSK").
+TLS_KEY_LOG_SECRETS = 0x544C534B
+
+# What a session's TLS facts say when nothing could be decrypted (the report shows it).
+NO_KEYS_NOTE = ("Encrypted: without the TLS keys, WebSocket frames cannot be seen and records "
+                "cannot be told apart (a KeepAlive counts as activity like audio). Gaps are "
+                "measured on the client's application-data records. To see everything, run the "
+                "client with SSLKEYLOGFILE=keys.log and pass --keylog keys.log, or embed the "
+                "secrets in the pcapng (editcap --inject-secrets tls,keys.log).")

@@ -6,13 +6,14 @@ violations as anomaly tuples `(kind, frame_no, ts, detail)` and never raise on
 captured input.
 """
 from .frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
-                     OPCODE_NAMES, RSV1, Frame, FrameParser, find_frame_sync, unmask)
+                     OPCODE_NAMES, RSV1, Frame, FrameParser, find_frame_sync, find_stream_start,
+                     unmask)
 from .messages import (CLOSE_CODE_NAMES, Message, MessageAssembler, close_code_name,
                        close_code_valid)
 
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
     "OPCODE_NAMES", "RSV1", "CLOSE_CODE_NAMES",
-    "Frame", "FrameParser", "find_frame_sync", "unmask",
+    "Frame", "FrameParser", "find_frame_sync", "find_stream_start", "unmask",
     "Message", "MessageAssembler", "close_code_name", "close_code_valid",
 ]

@@ -18,9 +18,11 @@ import itertools
 import struct
 from typing import Callable, Iterable, Optional, Union
 
+from ..limits import PARSER_ANOMALY_RECORDS
+
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
-    "OPCODE_NAMES", "Frame", "FrameParser", "find_frame_sync", "unmask",
+    "OPCODE_NAMES", "Frame", "FrameParser", "find_frame_sync", "find_stream_start", "unmask",
 ]
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
@@ -30,8 +32,8 @@ OPCODE_NAMES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping"
 
 RSV1 = 4  # Frame.rsv bit for RSV1 (permessage-deflate's "compressed" flag)
 
-# A parser keeps at most this many anomaly records; the rest are only counted.
-MAX_ANOMALIES = 1000
+# A parser used on its own keeps at most this many anomaly records; the rest are only counted.
+MAX_ANOMALIES = PARSER_ANOMALY_RECORDS
 
 # While resynchronising, a candidate run of headers may need at most this many
 # buffered bytes to be confirmed; longer candidates are rejected so that the
@@ -198,6 +200,26 @@ def find_frame_sync(data, from_client: Optional[bool] = None, deflate: bool = Fa
     return None
 
 
+def find_stream_start(pieces: list) -> Optional[tuple[int, bool]]:
+    """Where a WebSocket frame stream starts in one direction's first bytes of a connection
+    picked up mid-stream: (offset into the joined pieces, is the frame masked), or None.
+
+    `pieces` are the payloads of consecutive packets: their starts are the preferred
+    offsets (see find_frame_sync).
+    """
+    buf = b"".join(pieces)
+    if not buf:
+        return None
+    starts, pos = [], 0
+    for piece in pieces:
+        starts.append(pos)
+        pos += len(piece)
+    offset = find_frame_sync(buf, None, prefer=starts)
+    if offset is None:
+        return None
+    return offset, bool(buf[offset + 1] & 0x80) if offset + 1 < len(buf) else False
+
+
 BinarySink = Callable[[Frame, Union[bytes, memoryview, int]], None]
 
 
@@ -228,6 +250,9 @@ class FrameParser:
         # Only used to judge resync candidates: RSV1 is plausible when deflate is on.
         self.deflate = deflate
         self.binary_sink: Optional[BinarySink] = None
+        # When set, every anomaly goes to on_anomaly(kind, frame_no, ts, detail) as it is
+        # found (a session builder) instead of the capped list below.
+        self.on_anomaly: Optional[Callable[[str, int, float, dict], None]] = None
         self.anomalies: list[tuple[str, int, float, dict]] = []
         self.anomalies_dropped = 0
         self.anomaly_counts: dict[str, int] = {}
@@ -570,6 +595,9 @@ class FrameParser:
             chunk_start = chunk_end
 
     def _report(self, kind: str, frame_no: int, ts: float, detail: dict) -> None:
+        if self.on_anomaly is not None:
+            self.on_anomaly(kind, frame_no, ts, detail)
+            return
         counts = self.anomaly_counts
         counts[kind] = counts.get(kind, 0) + 1
         if len(self.anomalies) < MAX_ANOMALIES:

@@ -10,8 +10,9 @@ would; it never raises on what the capture contains.
 from __future__ import annotations
 
 import codecs
-from typing import Optional
+from typing import Callable, Optional
 
+from ..limits import PARSER_ANOMALY_RECORDS
 from .deflate import Inflater, direction_parameters
 from .frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_TEXT, RSV1, Frame)
 
@@ -41,8 +42,9 @@ CLOSE_CODE_NAMES = {
     3008: "Timeout",
 }
 
-# Anomalies stop being reported after this many; anomaly_counts keeps counting.
-MAX_ANOMALIES = 1000
+# Used on its own, an assembler stops returning anomalies after this many; anomaly_counts
+# keeps counting.
+MAX_ANOMALIES = PARSER_ANOMALY_RECORDS
 
 _NO_ANOMALIES: tuple = ()
 
@@ -143,7 +145,9 @@ class MessageAssembler:
 
     def __init__(self, from_client: bool, deflate: Optional[dict], extensions_negotiated: bool,
                  max_message: int = 16 << 20, max_inflate: int = 64 << 20,
-                 keep_binary: int = 64) -> None:
+                 keep_binary: int = 64, inflater=None) -> None:
+        # `inflater`: used instead of an Inflater when deflate is agreed (same interface;
+        # the tshark engine's takes payloads tshark has already decompressed).
         self.from_client = bool(from_client)
         self.deflate = deflate
         self.extensions_negotiated = extensions_negotiated or deflate is not None
@@ -153,13 +157,17 @@ class MessageAssembler:
         self.anomaly_counts: dict[str, int] = {}
         self.anomalies_dropped = 0
         self._anomalies_recorded = 0
+        # When set, anomalies go to on_anomaly(kind, frame_no, ts, detail) as they are found
+        # (a session builder) instead of being returned by frame() and finish().
+        self.on_anomaly: Optional[Callable[[str, int, float, dict], None]] = None
         self._mask_violation = "masked-server-frame" if not from_client else "unmasked-client-frame"
         if deflate is not None:
             if not isinstance(deflate, dict):
                 deflate = {}  # agreed, parameters unknown: RFC 7692 defaults
                 self.deflate = deflate
             bits, no_takeover = direction_parameters(deflate, from_client)
-            self._inflater: Optional[Inflater] = Inflater(bits, no_takeover, max_inflate)
+            self._inflater: Optional[Inflater] = inflater if inflater is not None else \
+                Inflater(bits, no_takeover, max_inflate)
         else:
             self._inflater = None
         self._closed_at: Optional[int] = None  # frame number of this direction's close
@@ -382,6 +390,9 @@ class MessageAssembler:
         self._report_at(kind, frame.frame, frame.time, detail)
 
     def _report_at(self, kind: str, frame_no: int, ts: float, detail: dict) -> None:
+        if self.on_anomaly is not None:
+            self.on_anomaly(kind, frame_no, ts, detail)
+            return
         counts = self.anomaly_counts
         counts[kind] = counts.get(kind, 0) + 1
         if self._anomalies_recorded < MAX_ANOMALIES:

@@ -1,18 +1,22 @@
 """Throughput of the capture layer on a synthetic Ethernet/IPv4/TCP capture.
 
-    python -m analyzer.capture.bench [--packets 500000] [--formats pcap,pcapng,pcap.gz]
+    python -m bench.capture_reader [--packets 500000] [--formats pcap,pcapng,pcap.gz]
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import os
+import sys
 import tempfile
 import time
 
-from . import synth
-from .decode import PacketDecoder
-from .reader import open_capture
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from analyzer.capture.decode import PacketDecoder
+from analyzer.capture.reader import open_capture
+from tests.support import capture_synth as synth
 
 _PAYLOAD_SIZES = (0, 40, 200, 1000, 1448)  # pure ACKs to full-size segments
 

@@ -1,6 +1,6 @@
 """Decryption throughput: TlsConnection vs scapy's TLS layer on the same kind of traffic.
 
-    python -m analyzer.tls.bench [--mb 100] [--scapy-mb 2] [--suites aes128gcm,chacha20]
+    python -m bench.tls_decrypt [--mb 100] [--scapy-mb 2] [--suites aes128gcm,chacha20]
                                  [--records 16384,3000] [--no-scapy]
 
 Traffic is real: a TLS 1.3 session between two in-memory ssl.SSLObjects (OpenSSL), the suite
@@ -15,7 +15,6 @@ MB/s of decrypted application data, and both are checked to have decrypted all o
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import pickle
 import ssl
@@ -24,43 +23,19 @@ import sys
 import tempfile
 import time
 
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.support.tls_fixtures import TLS13_SUITE_CONF, self_signed  # noqa: E402
+
 SUITES = {"aes128gcm": "TLS_AES_128_GCM_SHA256", "aes256gcm": "TLS_AES_256_GCM_SHA384",
           "chacha20": "TLS_CHACHA20_POLY1305_SHA256"}
 MSS = 1448
-_CONF = """openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-Ciphersuites = {suite}
-"""
-
-
-def _certificate(directory: str) -> tuple[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def generate(total_bytes: int, record_size: int, directory: str) -> dict:
     """One TLS 1.3 session; returns {wire: [(direction, bytes)], keylog: str, sent: int, cipher}."""
-    cert_path, key_path = _certificate(directory)
+    cert_path, key_path = self_signed(directory, "bench.test")
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert_path, key_path)
     client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -108,10 +83,10 @@ def generate(total_bytes: int, record_size: int, directory: str) -> dict:
 def _generate_in_child(suite: str, total_bytes: int, record_size: int, directory: str) -> dict:
     conf_path = os.path.join(directory, "openssl.cnf")
     with open(conf_path, "w") as f:
-        f.write(_CONF.format(suite=suite))
+        f.write(TLS13_SUITE_CONF.format(suite=suite))
     out_path = os.path.join(directory, "session.pickle")
     env = dict(os.environ, OPENSSL_CONF=conf_path)
-    subprocess.run([sys.executable, "-m", "analyzer.tls.bench", "_generate", str(total_bytes),
+    subprocess.run([sys.executable, os.path.abspath(__file__), "_generate", str(total_bytes),
                     str(record_size), directory, out_path], check=True, env=env)
     with open(out_path, "rb") as f:
         return pickle.load(f)
@@ -125,7 +100,7 @@ def _segments(wire, direction: int):
 
 
 def time_ours(session: dict) -> tuple[float, int]:
-    from . import KeyLog, TlsConnection
+    from analyzer.tls import KeyLog, TlsConnection
     keylog = KeyLog()
     keylog.load_text(session["keylog"])
     client_segments = list(_segments(session["wire"], 0))

@@ -1,4 +1,4 @@
-"""Frame-parsing throughput: python -m analyzer.websocket.bench [frames]
+"""Frame-parsing throughput: python -m bench.websocket_frames [frames]
 
 Masked binary frames of 1-3 KB (client audio as Deepgram receives it), parsed
 with keep_binary=64, fed in TCP-segment-sized and in large chunks.
@@ -11,7 +11,10 @@ import struct
 import sys
 import time
 
-from .frames import FrameParser, unmask
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from analyzer.websocket.frames import FrameParser, unmask
 
 
 def masked_binary_stream(count: int, seed: int = 1) -> bytes:

@@ -1,4 +1,4 @@
-"""Byte builders for synthetic packets and capture files (tests, benchmarks).
+"""Byte builders for synthetic packets and capture files (tests, bench/capture_reader.py).
 
 Checksums are left zero: nothing here or in tshark's default settings checks them.
 """

@@ -1,7 +1,7 @@
 """Throughput and memory of the TCP layer on synthetic traffic.
 
-    python -m analyzer.tcp.bench throughput [--packets 1000000] [--connections 4] [--segment 1448] [--ack-every 2]
-    python -m analyzer.tcp.bench halfopen [--connections 100000] [--ignore] [--tracemalloc]
+    python -m bench.tcp_tracker throughput [--packets 1000000] [--connections 4] [--segment 1448] [--ack-every 2]
+    python -m bench.tcp_tracker halfopen [--connections 100000] [--ignore] [--tracemalloc]
 
 `throughput` times only TcpTracker.packet: packets are generated beforehand in
 batches.  `halfopen` feeds one SYN per connection and reports what stays.
@@ -9,11 +9,16 @@ batches.  `halfopen` feeds one SYN per connection and reports what stays.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import sys
 import time
 import tracemalloc
 
-from .tracker import ACK, PSH, SYN, TcpTracker
+if __package__ in (None, ""):  # run as `python bench/NAME.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from analyzer.tcp.tracker import ACK, PSH, SYN, TcpTracker
 
 _BATCH = 100_000
 
@@ -122,7 +127,7 @@ def halfopen(connections, ignore, trace):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m analyzer.tcp.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.tcp_tracker")
     sub = parser.add_subparsers(dest="what", required=True)
     t = sub.add_parser("throughput")
     t.add_argument("--packets", type=int, default=1_000_000)
