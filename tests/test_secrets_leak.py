@@ -122,16 +122,8 @@ def run_report(args, tmp: Path) -> bytes:
                           capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
-    if out.is_dir():  # --format parquet: a folder of compressed tables, searched as their values
-        import shutil
-        import pyarrow.parquet as pq
-        data = b"".join(json.dumps(pq.read_table(t).to_pylist(), default=str, ensure_ascii=False).encode()
-                        for t in sorted(out.iterdir()))
-        shutil.rmtree(out)
-    else:
-        data = out.read_bytes()
-        out.unlink()
-    return data + proc.stdout + proc.stderr
+    from test_report_helpers import take_output
+    return take_output(out) + proc.stdout + proc.stderr
 
 
 def leaks(output: bytes, secrets: dict) -> list[str]:
