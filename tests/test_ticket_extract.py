@@ -247,7 +247,7 @@ def test_missing_capture_and_no_selection(tmp_path):
 
 def test_tls_session_without_keys_says_it_stays_encrypted(tmp_path):
     out = tmp_path / "enc.pcapng"
-    r = run_cli("extract", str(MULTI), "--session", "2", "-o", str(out))
+    r = run_cli("extract", str(MULTI), "--session", "2", "-o", str(out), "--server-name", "localhost")
     assert r.returncode == 0
     assert "session 2: no TLS secrets known for it (give --keylog): the extracted file stays encrypted" in r.stderr
     assert embedded_keylog(out) == ""

@@ -105,7 +105,7 @@ def run(args) -> int:
     keylog, ok = check_inputs(args)
     if not ok:
         return EXIT_INPUT
-    report = analyze_or_explain(path, Options(keylog=keylog), "interrupted: no audio file written")
+    report = analyze_or_explain(path, Options(keylog=keylog, server_names=tuple(args.server_names)), "interrupted: no audio file written")
     if report is None:
         return EXIT_INPUT
     sessions = report.sessions
@@ -159,7 +159,7 @@ def run(args) -> int:
         return EXIT_INPUT
 
     try:
-        written = _write(path, keylog, targets, namer)
+        written = _write(path, keylog, targets, namer, tuple(args.server_names))
     except OSError as e:  # e.g. a folder we may not write in, a full disk
         error(f"{e.filename or path}: {e.strerror or e}")
         written = None
@@ -186,7 +186,8 @@ def _no_audio_reason(s: Session, direction: int) -> str:
     return f"no {DIRECTION_NAMES[direction]} audio (no non-empty {DIRECTION_NAMES[direction]} binary frames)"
 
 
-def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> Optional[list[bool]]:
+def _write(path: str, keylog: Optional[str], targets: list[_Target], namer,
+           server_names: tuple = ()) -> Optional[list[bool]]:
     """Second pass: stream the payloads, then close, name and rename every file."""
     from ..deepgram.export import AudioWriter
     from ..pipeline import Options
@@ -233,7 +234,7 @@ def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> O
 
     need_server = any(t.direction == SERVER for t in targets)
     need_client = any(t.direction == CLIENT for t in targets)
-    options = Options(keylog=keylog,
+    options = Options(keylog=keylog, server_names=server_names,
                       binary_hook=binary_hook if need_client else None,
                       frame_hook=frame_hook if need_server else None)
     if need_server:

@@ -14,6 +14,8 @@ def add_capture_arguments(p) -> None:
     p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
     p.add_argument("--keylog", metavar="FILE",
                    help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
+    from .report import add_server_name_option  # one definition of the flag for every command
+    add_server_name_option(p)
 
 
 def check_inputs(args) -> tuple[Optional[str], bool]:

@@ -89,7 +89,7 @@ def run(args) -> int:
     keylog, ok = check_inputs(args)
     if not ok:
         return EXIT_INPUT
-    report = analyze_or_explain(path, Options(keylog=keylog))
+    report = analyze_or_explain(path, Options(keylog=keylog, server_names=tuple(args.server_names)))
     if report is None:
         return EXIT_INPUT
     if args.session is not None:

@@ -40,7 +40,7 @@ def run(args) -> int:
     if not ok:
         return EXIT_INPUT
     log = MessageLog(redact=not args.show_secrets)
-    report = analyze_or_explain(path, log.attach(Options(keylog=keylog)))
+    report = analyze_or_explain(path, log.attach(Options(keylog=keylog, server_names=tuple(args.server_names))))
     if report is None:
         return EXIT_INPUT
     sessions = report.sessions
