@@ -19,7 +19,7 @@ from typing import Optional
 from . import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-COMMANDS = ["report", "audio", "watch", "verify"]
+COMMANDS = ["report", "audio", "watch", "verify", "extract", "messages"]
 
 
 class _Parser(argparse.ArgumentParser):

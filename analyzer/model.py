@@ -100,6 +100,9 @@ class Handshake:
     def request_header(self, name: str) -> Optional[str]:
         return _header(self.request_headers, name)
 
+    def response_header(self, name: str) -> Optional[str]:
+        return _header(self.response_headers, name)
+
     def to_json(self) -> dict:
         return {
             "status": self.status, "reason": self.reason, "method": self.method,
