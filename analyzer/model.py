@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
+from .servername import ServerName
+
 if TYPE_CHECKING:  # Deepgram-layer value objects held by DeepgramSummary / AudioSummary
     from .deepgram.audio import WavInfo
     from .deepgram.closeexplain import CloseExplanation
     from .deepgram.params import HandshakeCause, ParamProblem
+
+from .connections import ConnectionCopy, Connections
+from .egress import Egress
+from .servername import ServerName
 
 SCHEMA = "dgcap.report/1"
 
@@ -184,21 +190,46 @@ class CloseFrame:
 
 
 @dataclass
+class TcpEndEvent:
+    """A FIN (the first of each side) or the RST, as the TCP layer saw it."""
+    kind: str  # fin | rst
+    by: str  # client | server
+    frame: int
+    time: float
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "by": self.by, "frame": self.frame, "time": self.time}
+
+
+@dataclass
 class Close:
     client: Optional[CloseFrame] = None
     server: Optional[CloseFrame] = None
     initiator: Optional[str] = None  # client | server | None
+    # What ended the connection first (a FIN or a RST), who sent it and where.
     tcp_end: str = "open"  # fin | rst | open
     tcp_end_by: Optional[str] = None  # client | server
     tcp_end_frame: Optional[int] = None
     tcp_end_time: Optional[float] = None
+    # Every end event in order (each side's first FIN, the RST): at most three.
+    tcp_ends: list[TcpEndEvent] = field(default_factory=list)
+
+    @property
+    def later_rst(self) -> Optional[TcpEndEvent]:
+        """A RST that came after the first end (a FIN): worth saying, it is not what ended it."""
+        if self.tcp_end != "fin":
+            return None
+        return next((e for e in self.tcp_ends if e.kind == "rst"), None)
 
     def to_json(self) -> dict:
+        later = self.later_rst
         return {"client": self.client.to_json() if self.client else None,
                 "server": self.server.to_json() if self.server else None,
                 "initiator": self.initiator, "tcp_end": self.tcp_end,
                 "tcp_end_by": self.tcp_end_by, "tcp_end_frame": self.tcp_end_frame,
-                "tcp_end_time": self.tcp_end_time}
+                "tcp_end_time": self.tcp_end_time,
+                "tcp_ends": [e.to_json() for e in self.tcp_ends],
+                "later_rst": later.to_json() if later is not None else None}
 
 
 @dataclass
@@ -616,6 +647,76 @@ class DeepgramSummary:
 
 
 @dataclass
+class ProxyLeg:
+    """One TCP connection of a stream relayed by an HTTP proxy."""
+    leg: str  # client-to-proxy | proxy-to-server
+    tcp_stream: int
+    client: str
+    server: str
+    start_frame: Optional[int] = None
+    end_frame: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"leg": self.leg, "tcp_stream": self.tcp_stream, "client": self.client,
+                "server": self.server, "start_frame": self.start_frame,
+                "end_frame": self.end_frame}
+
+
+@dataclass
+class ProxyInfo:
+    """The session went through an HTTP proxy: a CONNECT tunnel, or a forward proxy given
+    an absolute-form request target (`GET http://host/path`)."""
+    kind: str  # connect | forward
+    authority: str  # CONNECT's host:port, or the absolute target's host[:port]
+    request_frame: Optional[int] = None
+    request_time: Optional[float] = None
+    # The proxy's answer to a CONNECT (None for forward proxies: the origin's 101 is the
+    # handshake's response; None too when no answer is in the capture).
+    status: Optional[int] = None
+    reason: Optional[str] = None
+    response_frame: Optional[int] = None
+    response_time: Optional[float] = None
+    # Both legs, when the proxy-to-server connection is in the capture too (legs.py).
+    legs: list[ProxyLeg] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return self.kind == "connect" and self.status is not None and not 200 <= self.status < 300
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "authority": self.authority,
+                "request_frame": self.request_frame, "request_time": self.request_time,
+                "status": self.status, "reason": self.reason,
+                "response_frame": self.response_frame, "response_time": self.response_time,
+                "legs": [leg.to_json() for leg in self.legs]}
+
+
+@dataclass
+class TunnelLayer:
+    """One encapsulation around a session's packets (capture/decode.py decodes them)."""
+    type: str  # vxlan | vxlan-gpe | geneve | gre | erspan1/2/3 | gtpu | mpls | mpls-in-ip | pppoe | ipip | ip6in4 | ip4in6 | ip6in6
+    id: Optional[int] = None  # VNI, TEID, GRE key, ERSPAN or PPPoE session id, MPLS label
+    id_name: Optional[str] = None  # vni | teid | key | session_id | label (None: the header has no id)
+    outer_src: Optional[str] = None  # the enclosing IP header's addresses (None for MPLS, PPPoE)
+    outer_dst: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "id": self.id, "id_name": self.id_name,
+                "outer_src": self.outer_src, "outer_dst": self.outer_dst}
+
+
+@dataclass
+class MissingData:
+    """Stream bytes one direction sent that are not in the capture (TCP holes), exact totals."""
+    holes: int = 0
+    bytes: int = 0
+    first_frame: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"holes": self.holes, "bytes": self.bytes, "first_frame": self.first_frame}
+
+
+@dataclass
 class TlsInfo:
     """A TLS session's handshake facts, decryption state and record activity."""
     version: Optional[str] = None
@@ -695,6 +796,14 @@ class Session:
     messages_dropped: int = 0  # text messages not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
     tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
+    # An HTTP proxy on the way (CONNECT tunnel or forward proxy); None when there is none.
+    proxy: Optional[ProxyInfo] = None
+    # Which server the client meant (SNI, Host, CONNECT authority or DNS), as egress reports it.
+    server_name: Optional[ServerName] = None
+    # Encapsulations the packets came in, outermost first (empty: not tunnelled).
+    tunnel: list[TunnelLayer] = field(default_factory=list)
+    # Per direction (client, server): TCP bytes missing from the capture; None when none.
+    missing: tuple[Optional[MissingData], Optional[MissingData]] = (None, None)
     tls: Optional[TlsInfo] = None  # TLS sessions only
     # The Deepgram layer's results (DeepgramAnalyzer.finish); None when it did not run.
     endpoint: Optional[str] = None  # listen | listen-v2 | speak | speak-v2 | agent | other
@@ -706,6 +815,11 @@ class Session:
     diagnosis: Optional[str] = None  # one sentence chosen from the findings (deepgram/diagnosis.py)
     # Activity per time interval (session.ActivityTimeline) for charts; not in the JSON contract.
     timeline: Any = None
+    # websocket | encrypted-stream ("class" in the JSON; connections.py decides).
+    connection_class: str = "websocket"
+    server_name: Optional[ServerName] = None  # SNI, Host, CONNECT authority or DNS answer
+    egress: Optional[Egress] = None  # client bytes, active period and rate
+    copy: Optional[ConnectionCopy] = None  # the same connection captured a second time
 
     @property
     def anomalies_dropped(self) -> int:
@@ -725,11 +839,24 @@ class Session:
             "gaps": [g.to_json() for g in self.gaps],
             "close": self.close.to_json(),
             "findings": [f.to_json() for f in self.findings],
+            "class": self.connection_class,
+            "server_name": self.server_name.to_json() if self.server_name is not None else None,
+            "egress": self.egress.to_json() if self.egress is not None else None,
             "messages_dropped": self.messages_dropped,
             "anomalies_dropped": self.anomalies_dropped,
         }
         if self.tcp_retransmissions is not None:
             out["tcp_retransmissions"] = self.tcp_retransmissions
+        if self.proxy is not None:
+            out["proxy"] = self.proxy.to_json()
+        if self.server_name is not None:
+            out["server_name"] = self.server_name.to_json()
+        if self.tunnel:
+            out["tunnel"] = [layer.to_json() for layer in self.tunnel]
+        if self.missing[CLIENT] is not None or self.missing[SERVER] is not None:
+            out["missing"] = {name: None if m is None else m.to_json()
+                              for name, m in (("client", self.missing[CLIENT]),
+                                              ("server", self.missing[SERVER]))}
         if self.tls is not None:
             out["tls"] = self.tls.to_json()
         if self.endpoint is not None:
@@ -746,6 +873,8 @@ class Session:
             out["deepgram"] = self.deepgram.to_json()
         if self.diagnosis is not None:
             out["diagnosis"] = self.diagnosis
+        if self.copy is not None:
+            out["copy"] = self.copy.to_json()
         return out
 
 
@@ -763,12 +892,15 @@ class CaptureReport:
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     error: Optional[str] = None  # set when the file could not be read at all
+    # Every TCP connection: sessions, and the summary of the others (connections.py).
+    connections: Optional[Connections] = None
 
     def to_json(self) -> dict:
         return {"path": self.path, "format": self.format, "packets": self.packets,
                 "bytes": self.bytes, "compressed": self.compressed,
                 "first_time": self.first_time, "last_time": self.last_time,
                 "error": self.error, "stats": self.stats,
+                "connections": self.connections.to_json() if self.connections is not None else None,
                 "findings": [f.to_json() for f in self.findings],
                 "sessions": [s.to_json() for s in self.sessions]}
 

@@ -9,19 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
+from .capture import (CaptureError, PacketDecoder, capture_files, format_address, open_capture,
+                      tunnel_layers)
+from .connections import ConnectionCensus, ConnectionFacts, add_tls_facts
+from .copies import ConnectionPrint, head_checksum
+from .dns import DnsNames, DnsTcpStream
+from .egress import OTHER
+from .servername import HostMatcher
 from .deepgram.diagnosis import diagnose
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .findings.capture_findings import capture_findings
 from .findings.registry import RuleContext, display_filter, run_rules
-from .http import RequestParser, ResponseParser, is_websocket_upgrade, looks_like_request
+from .http import (RequestParser, ResponseParser, absolute_form_authority, is_websocket_upgrade,
+                   looks_like_request)
+from .legs import link_proxy_legs
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
-from .model import CLIENT, SERVER, CaptureReport, Session, TlsInfo
+from .model import CLIENT, SERVER, CaptureReport, MissingData, ProxyInfo, Session, TlsInfo
+from .servername import ServerName, host_without_port, is_deepgram_host
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
 from .tls.connection import CT_APPLICATION_DATA
-from .websocket import FrameParser, MessageAssembler, find_stream_start
+from .websocket import FrameParser, MessageAssembler, find_stream_start, midstream_evidence_enough
 
 
 @dataclass
@@ -51,6 +60,10 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
+    # Shell patterns of self-hosted Deepgram servers (--server-name), besides *.deepgram.com.
+    server_names: tuple = ()
+    # Keep every non-session connection for the report (--all); else only their summary.
+    list_all: bool = False
 
 
 class _Analysis:
@@ -63,10 +76,18 @@ class _Analysis:
         self.last_time: Optional[float] = None
         self.keylog = KeyLog()
         self.capture = None
+        self.decoder: Optional[PacketDecoder] = None
         self.conclude: Callable[[Session], None] = lambda session: None
         self._secrets_seen = 0
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
+        self.dns = DnsNames()
+        self.decoder: Optional[PacketDecoder] = None
+        self.census = ConnectionCensus(self.dns, HostMatcher(options.server_names), options.list_all)
+
+    def snaplen_cut(self) -> bool:
+        """Has the capture cut packets short (a headers-only capture, tcpdump -s 128)?"""
+        return self.decoder is not None and self.decoder.snaplen_truncated > 0
 
     def new_session(self, client: str, server: str, tcp_stream: int, first_frame: Optional[int],
                     first_time: Optional[float]) -> SessionBuilder:
@@ -99,7 +120,10 @@ class ConnectionAnalyzer:
     it becomes the session's internal-error evidence and the connection is not read further.
     """
 
-    SNIFF, HTTP, WEBSOCKET, DONE = range(4)
+    # DNS: DNS over TCP (its answers name other connections' servers).  CUT: TLS in a
+    # headers-only capture (packets cut by the snap length): the records cannot be followed,
+    # so TCP segments stand for them (bytes from sequence numbers).
+    SNIFF, HTTP, WEBSOCKET, DONE, DNS, CUT = range(6)
 
     def __init__(self, conn, analysis: _Analysis):
         self.conn = conn
@@ -116,6 +140,20 @@ class ConnectionAnalyzer:
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
+        self._proxy: Optional[ProxyInfo] = None  # an HTTP proxy on the way (CONNECT, forward)
+        self._connect_wait = False  # a CONNECT was sent, the proxy's answer is not in yet
+        # The tunnel path of the packet that opened the connection (None when untunnelled).
+        decoder = analysis.decoder
+        self.tunnel = decoder.tunnel if decoder is not None and \
+            decoder.tunnel_frame == conn.first_frame else None
+        self._client_head = None  # crc32 of the client's first bytes (copies.py)
+        self._dns = None  # DnsTcpStream of a DNS-over-TCP connection
+        self._settled = False
+        # The DNS answers the client had for either address when the connection started
+        # (which one is the server's may be decided later, from content).
+        dns = analysis.dns
+        self._dns_answers = ((bytes(conn.client[0]), dns.lookup(conn.client[0])),
+                             (bytes(conn.server[0]), dns.lookup(conn.server[0])))
 
     @property
     def session(self) -> Optional[Session]:
@@ -125,21 +163,25 @@ class ConnectionAnalyzer:
     def data(self, direction: int, data, frame: int, ts: float) -> None:
         try:
             if self._tls is not None:
-                self._tls_events(self._tls.feed(direction, data, frame, ts))
+                if self.state == self.CUT:
+                    self._cut_segment(direction, len(data), frame, ts)
+                else:
+                    self._tls_events(self._tls.feed(direction, data, frame, ts))
             elif self.state == self.WEBSOCKET:  # the hot path
-                builder = self.builder
-                assembler = self._assemblers[direction]
-                for f in self._frame_parsers[direction].feed(data, frame, ts):
-                    builder.ws_frame(direction, f)
-                    messages = assembler.frame(f)[0]
-                    if messages:
-                        builder.ws_messages(direction, messages)
+                self._ws_data(direction, data, frame, ts)
             else:
                 self._app_data(direction, data, frame, ts)
         except Exception as e:
             self._internal_error(e, frame, ts)
 
     def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
+        if self.state == self.CUT or (self._tls is not None and self.analysis.snaplen_cut()):
+            # A headers-only capture: missing bytes are the rule, not a finding (the capture
+            # has one note about its snap length).
+            if self.state != self.CUT:
+                self._start_cut(frame)
+            self._cut_segment(direction, size, frame, ts)
+            return
         try:
             if self.builder is not None:
                 self.builder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
@@ -150,10 +192,22 @@ class ConnectionAnalyzer:
             elif self.state == self.HTTP:
                 # A handshake with bytes missing cannot be parsed reliably.
                 self.state = self.DONE
+            elif self.state == self.DNS and direction == SERVER:
+                self._dns.hole()
         except Exception as e:
             self._internal_error(e, frame, ts)
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if direction == SERVER and self.state == self.HTTP and self._awaiting_response() \
+                and self._resp_parser.head is not None:
+            # A response whose body runs until close (a proxy's error page) completes with
+            # the server's FIN or RST, as Wireshark shows it.
+            try:
+                resp = self._resp_parser.finish()
+                if resp is not None:
+                    self._on_response(resp, frame, ts)
+            except Exception as e:
+                self._internal_error(e, frame, ts)
         if self.builder is not None:
             try:
                 self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
@@ -171,21 +225,84 @@ class ConnectionAnalyzer:
                 self._tcp_evidence()
                 builder.finish(self.analysis.last_time, self.conn.last_frame, self.conn.last_time,
                                tls_info=TlsInfo(**self._tls.info) if self._tls is not None else None,
-                               no_keys_note=NO_KEYS_NOTE)
+                               no_keys_note=self._cut_note if self.state == self.CUT else NO_KEYS_NOTE,
+                               gaps_measured_on="tcp-segments" if self.state == self.CUT else None)
+                klass = self._settle()
             except Exception as e:
                 self._internal_error(e, self.conn.last_frame, self.conn.last_time, "session")
-            self.analysis.conclude(builder.session)
+                klass = None
+            if klass == OTHER:
+                self.analysis.sessions.remove(builder.session)
+            else:
+                self.analysis.conclude(builder.session)
+        elif not self._settled:
+            self._settle()
         self.state = self.DONE
+
+    # -- what the connection was: session class, server name, egress --------------
+    def _facts(self) -> ConnectionFacts:
+        c = self.conn
+        client_isn, server_isn = c.isns
+        r = c.reassemblers
+        session = self.session
+        fact = ConnectionFacts(
+            c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
+            next((answer for address, answer in self._dns_answers if address == bytes(c.server[0])), None),
+            ConnectionPrint(client_isn, server_isn, self._client_head, c.first_time,
+                            (bytes(c.client[0]), bytes(c.server[0])))
+            if c.first_time is not None else None,
+            encrypted=session is not None and session.transport == "tls",
+            tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),
+            span=((c.first_frame, c.first_time), (c.last_frame, c.last_time)),
+            protocol="dns" if self.state == self.DNS else "http" if self._req_parser is not None
+            else "unknown")
+        proxy = session.proxy if session is not None else None
+        if proxy is not None and proxy.kind == "connect":  # the tunnel's server is named there
+            fact.connect, fact.connect_frame = host_without_port(proxy.authority), proxy.request_frame
+        builder = self.builder
+        tls = self._tls
+        add_tls_facts(fact, TlsInfo(**tls.info) if tls is not None else None,
+                      tls.client_hello_frame if tls is not None else None,
+                      builder.tls_activity if builder is not None else None,
+                      builder.record_timeline if builder is not None else None, self.state == self.CUT)
+        return fact
+
+    def _settle(self) -> str:
+        """Class, server name and egress of this connection (connections.py); an `other`
+        connection only adds to the capture's summary."""
+        self._settled = True
+        return self.analysis.census.settle(self.session, self._facts(), self.builder)
+
+    # -- headers-only TLS ------------------------------------------------------------
+    def _start_cut(self, frame: int) -> None:
+        """Stop reading TLS records (they are cut): count TCP segments instead."""
+        self.state = self.CUT
+        self._cut_last = [None, None]  # frame of the last segment counted per direction
+        hello = self._tls.client_hello_frame
+        self._cut_note = (
+            f"Headers-only capture: the packets were cut by the capture's snap length, so the TLS "
+            f"records cannot be read{'' if hello else ' (the ClientHello is cut short, not missing)'}. "
+            f"Client bytes, rates and silences are measured from TCP lengths and sequence numbers; "
+            f"each TCP segment with data counts as one unit.")
+        if hello is None and self.builder is not None:
+            self.builder.anomaly("tls-handshake-cut", frame, None, CLIENT, {})
+
+    def _cut_segment(self, direction: int, size: int, frame: int, ts: float) -> None:
+        # A cut packet arrives as its captured bytes then a hole, both at its frame: one unit.
+        if self._cut_last[direction] == frame:
+            self.builder.tls_activity.bytes[direction] += size
+            return
+        self._cut_last[direction] = frame
+        self.builder.tls_record(TlsRecord(direction, 23, size, frame, ts))
 
     def _finish_layers(self) -> None:
         if self._failed:
             return
-        if self._tls is not None:
+        if self._tls is not None and self.state != self.CUT:
             self._tls_events(self._tls.finish())
         if self.state == self.SNIFF and self.conn.syn_frame is None:
             self._try_midstream(final=True)
-        if self.state == self.HTTP and self._req_parser is not None and self.builder is not None \
-                and self.builder.requested and not self.builder.answered:
+        if self.state == self.HTTP and self._req_parser is not None and self._awaiting_response():
             resp = self._resp_parser.finish()
             if resp is not None:
                 self._on_response(resp, None, None)
@@ -226,6 +343,8 @@ class ConnectionAnalyzer:
             self._http_data(direction, data, frame, ts)
         elif st == self.SNIFF:
             self._sniff_data(direction, data, frame, ts)
+        elif st == self.DNS and direction == SERVER:
+            self._dns.feed(data, frame)
 
     def _tcp_evidence(self) -> None:
         reassemblers = self.conn.reassemblers
@@ -240,10 +359,26 @@ class ConnectionAnalyzer:
                                      {"stream_offset": offset, "bytes": length})
         if retrans:
             self.builder.session.tcp_retransmissions = retrans
+        missing = tuple(MissingData(r.hole_count, r.hole_bytes, r.holes[0][2] if r.holes else None)
+                        if r.hole_count else None for r in reassemblers)
+        if missing[CLIENT] is not None or missing[SERVER] is not None:
+            self.builder.session.missing = missing
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
         data = bytes(data)
+        if direction == CLIENT and self._client_head is None:
+            self._client_head = head_checksum(data)
+        if self.conn.server[1] == 53 and self._tls is None:
+            # DNS over TCP: its answers name the servers of other connections.
+            self.state = self.DNS
+            self._dns = DnsTcpStream(self.analysis.dns)
+            for chunk, f, _t in self._sniff[SERVER]:
+                self._dns.feed(chunk, f)
+            self._sniff = ([], [])
+            if direction == SERVER:
+                self._dns.feed(data, frame)
+            return
         self._sniff[direction].append((data, frame, ts))
         self._sniff_len[direction] += len(data)
         client_bytes = _head(self._sniff[CLIENT])
@@ -272,17 +407,22 @@ class ConnectionAnalyzer:
             self._try_midstream(final=False)
 
     def _give_up(self) -> None:
-        self.state = self.DONE
         self._sniff = ([], [])
         if self._tls is None:
+            self._settle()  # counted with the bytes seen so far: nobody follows it further
+            self.state = self.DONE
             self.conn.ignore()
         elif self.session is not None and self.session.transport == "tls-decrypted" and \
                 not self.builder.requested:
             # Decrypted, and not a WebSocket inside: ordinary HTTPS, not ours to report.
             self.analysis.sessions.remove(self.session)
             self.builder = None
+            self._settle()
             self._tls = None
+            self.state = self.DONE
             self.conn.ignore()
+        else:
+            self.state = self.DONE
 
     # -- TLS -------------------------------------------------------------------
     def _start_tls(self) -> None:
@@ -307,7 +447,9 @@ class ConnectionAnalyzer:
                 continue
             elif kind == "record":
                 if ev[2] == CT_APPLICATION_DATA:
-                    self.builder.tls_record(TlsRecord(*ev[1:]))
+                    # The layer's ("record", direction, type, length, frame, ts) as the typed
+                    # event, built in C (one per record: TLS without keys is all records).
+                    self.builder.tls_record(_as_tls_record(TlsRecord, ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":
                     self.builder.session.transport = "tls-decrypted"
@@ -338,7 +480,8 @@ class ConnectionAnalyzer:
             start = find_stream_start([d for d, _, _ in self._sniff[direction]])
             if start is not None:
                 found[direction] = start
-        if not found:
+        if not found or not midstream_evidence_enough([run for _, _, run in found.values()]):
+            # Noise that happens to parse as a frame or two is not a session: wait for more.
             if final or max(self._sniff_len) >= PROTOCOL_DECISION_BYTES:
                 self._give_up()
             return
@@ -369,7 +512,9 @@ class ConnectionAnalyzer:
     # -- HTTP upgrade ----------------------------------------------------------
     def _http_data(self, direction: int, data, frame: int, ts: float) -> None:
         if direction == CLIENT:
-            if self.builder is None or not self.builder.requested:
+            if self._connect_wait:
+                self._early(bytes(data), frame, ts)  # sent before the proxy's answer came
+            elif self.builder is None or not self.builder.requested:
                 req = self._req_parser.feed(data)
                 if req is None:
                     if self._req_parser.error:
@@ -416,14 +561,40 @@ class ConnectionAnalyzer:
         self._early_len += len(data)
 
     def _on_request(self, req, frame: int, ts: float) -> None:
+        if req.method == "CONNECT" and self._proxy is None:
+            # A proxy tunnel: its answer decides whether the bytes after it are sniffed.
+            self._proxy = ProxyInfo("connect", req.target, frame, ts)
+            self._connect_wait = True
+            self._resp_parser = ResponseParser("CONNECT", self.analysis.options.max_http_header)
+            return
         if not is_websocket_upgrade(req):
             # Plain HTTP: not a WebSocket attempt, nothing for us here.
             self._give_up()
             return
+        if self._proxy is None:
+            authority = absolute_form_authority(req.target)
+            if authority is not None:  # `GET ws://host/path`: sent to a forward proxy
+                self._proxy = ProxyInfo("forward", authority, frame, ts)
         self._new_session(frame, ts)
         self.builder.request(HandshakeRequest(req, frame, ts))
 
+    def _awaiting_response(self) -> bool:
+        return self._connect_wait or (self.builder is not None and self.builder.requested
+                                      and not self.builder.answered)
+
     def _on_response(self, resp, frame: Optional[int], ts: Optional[float]) -> None:
+        if self._connect_wait:
+            self._connect_wait = False
+            proxy = self._proxy
+            proxy.status, proxy.reason = resp.status, resp.reason
+            proxy.response_frame, proxy.response_time = frame, ts
+            if 200 <= resp.status < 300:
+                self._tunnel_open(frame, ts)
+            else:  # refused (407, 403, 502...): its own outcome, a session with a finding
+                self._new_session(proxy.request_frame, proxy.request_time)
+                self._early_client = []
+                self.state = self.DONE
+            return
         if self.builder is None:
             self.state = self.DONE
             return
@@ -439,6 +610,18 @@ class ConnectionAnalyzer:
         else:
             self.state = self.DONE
             self._early_client = []
+
+    def _tunnel_open(self, frame: Optional[int], ts: Optional[float]) -> None:
+        """The proxy said 2xx: from here on it relays bytes, sniffed like a new connection's
+        (TLS, decrypted with the key log, or a plain HTTP Upgrade)."""
+        early, self._early_client, self._early_len = self._early_client, [], 0
+        rest = self._resp_parser.leftover
+        self._req_parser = self._resp_parser = None
+        self.state = self.SNIFF
+        for data, f, t in early:
+            self.data(CLIENT, data, f, t)
+        if rest:
+            self.data(SERVER, rest, frame, ts)
 
     # -- WebSocket -------------------------------------------------------------
     def _open_websocket(self, deflate, extensions: bool) -> None:
@@ -477,6 +660,15 @@ class ConnectionAnalyzer:
         c = self.conn
         self.builder = self.analysis.new_session(format_address(*c.client), format_address(*c.server),
                                                  c.stream, c.first_frame, c.first_time)
+        s = self.builder.session
+        if self.tunnel is not None:
+            s.tunnel = tunnel_layers(self.tunnel)
+        proxy = self._proxy
+        if proxy is not None:
+            s.proxy = proxy
+            host = host_without_port(proxy.authority)
+            s.server_name = ServerName(host, "connect" if proxy.kind == "connect" else "host",
+                                       proxy.request_frame, deepgram=is_deepgram_host(host))
 
 
 class CaptureAnalyzer:
@@ -495,12 +687,15 @@ class CaptureAnalyzer:
             except OSError as e:
                 raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
         self.decoder = PacketDecoder()
+        self.analysis.decoder = self.decoder
         self._decode = self.decoder.decode
         self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis),
                                   max_connections=options.max_connections)
         self._tcp_packet = self.tracker.packet
         self._tcp_segment = self.tracker.segment
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
+        self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
+        self.analysis.decoder = self.decoder
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
@@ -512,7 +707,7 @@ class CaptureAnalyzer:
         if self.first_time is None:
             self.first_time = ts
         self.last_time = ts
-        seg = self._decode(frame_no, linktype, data)
+        seg = self._decode(frame_no, linktype, data, ts)
         if seg is not None:
             self.analysis.last_time = ts
             self._tcp_segment(frame_no, ts, seg)
@@ -538,13 +733,13 @@ class CaptureAnalyzer:
         try:
             if progress is None:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
             else:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
@@ -572,7 +767,11 @@ class CaptureAnalyzer:
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
-        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        self.decoder.finish()  # fragments still incomplete are lost now
+        connections, sessions = self.analysis.census.summary(
+            self.tracker.stats["connections"], link_proxy_legs(self.analysis.sessions))
+        self.report.connections = connections
+        sessions = sorted(sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i
         self.report.sessions = sessions
@@ -585,6 +784,17 @@ class CaptureAnalyzer:
                                                       "messages": budget.dropped}
         return sessions
 
+    def settle(self, session: Session, builder: SessionBuilder, tls_info: Optional[dict],
+               client_hello_frame: Optional[int], server_address: bytes,
+               dns_answer: Optional[tuple] = None) -> str:
+        """Class, server name and egress of a session built by another engine (which knows
+        no TCP byte counts): returns its class; an `other` one is the caller's to drop."""
+        s = session
+        facts = ConnectionFacts(s.tcp_stream, s.client, s.server, server_address, dns_answer, None,
+                                encrypted=s.transport == "tls")
+        add_tls_facts(facts, tls_info, client_hello_frame, builder.tls_activity, builder.record_timeline)
+        return self.analysis.census.settle(session, facts, builder)
+
     def conclude(self, session: Session) -> None:
         # Runs as soon as a connection ends, so streaming and live views get final sessions.
         session.findings = run_rules(session, self._ctx)
@@ -594,6 +804,9 @@ class CaptureAnalyzer:
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+_as_tls_record = tuple.__new__
 
 
 def _head(chunks, size: int = 16) -> bytes:

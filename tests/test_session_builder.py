@@ -139,6 +139,12 @@ def test_fragmented_binary_messages_count_as_audio():
     assert sum(v[4] for v in bins.values()) == 300  # client audio bytes: frames 3, 4 and 5
 
 
+def test_a_one_byte_audio_fragment_is_audio():
+    b = builder()
+    frame(b, CLIENT, 3, T + 10.5, OP_BINARY, 1, fin=False)
+    assert gaps(b) == [("any", 10.5, 2, 3, "frame"), ("audio", 10.5, 2, 3, "frame")]
+
+
 def test_empty_binary_frames_are_counted_for_their_own_direction_and_are_not_audio():
     b = builder()
     frame(b, SERVER, 3, T + 1.0, OP_BINARY, 0)
@@ -162,11 +168,26 @@ def test_control_frames_from_the_client_are_activity_but_not_audio():
 # -- the TCP end ------------------------------------------------------------------------
 
 def test_a_rst_after_a_fin_is_recorded_and_the_first_end_keeps_its_sender_and_frame():
+    # The FIN ended the connection; the later RST is listed as such (issue 13: it used to
+    # relabel the end "rst" while keeping the FIN's sender and frame).
     b = builder()
     b.tcp_end(TcpEnd("fin", CLIENT, 7, T + 3.0))
     b.tcp_end(TcpEnd("rst", SERVER, 9, T + 4.0))
     c = b.session.close
-    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("rst", "client", 7, T + 3.0)
+    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("fin", "client", 7, T + 3.0)
+    assert (c.later_rst.by, c.later_rst.frame, c.later_rst.time) == ("server", 9, T + 4.0)
+    assert [(e.kind, e.by, e.frame) for e in c.tcp_ends] == [("fin", "client", 7), ("rst", "server", 9)]
+
+
+def test_a_connection_that_never_opened_measures_nothing():
+    b = builder(open_at=None)
+    frame(b, CLIENT, 3, T + 1.0, OP_TEXT, 5)  # no 101 and no pickup: this opens the measurement
+    b.tcp_end(TcpEnd("fin", SERVER, 4, T + 20.0))
+    assert gaps(b, capture_end=T + 40.0) == [("any", 19.0, 3, 4, "tcp-end"), ("audio", 19.0, 3, 4, "tcp-end")]
+    b = builder(open_at=None)
+    b.tcp_end(TcpEnd("rst", CLIENT, 4, T + 20.0))
+    s = b.finish(T + 40.0, end_frame=9, end_time=T + 40.0)
+    assert (s.gaps, s.end_frame, s.end_time, s.close.tcp_end_by) == ([], 9, T + 40.0, "client")
 
 
 def test_a_fin_after_a_rst_changes_nothing():
@@ -182,6 +203,7 @@ def test_a_fin_after_a_rst_changes_nothing():
 def test_tls_records_are_measured_with_the_same_rules_when_nothing_is_decrypted():
     b = builder(open_at=None)
     b.session.transport = "tls"
+    b.tls_record(TlsRecord(CLIENT, 23, 100, 4, T - 11.0))
     b.tls_record(TlsRecord(CLIENT, 23, 100, 5, T))
     b.tls_record(TlsRecord(SERVER, 23, 300, 6, T + 1.0))
     b.tls_record(TlsRecord(CLIENT, 23, 100, 7, T + 10.0))  # exactly the threshold: no gap
@@ -189,10 +211,20 @@ def test_tls_records_are_measured_with_the_same_rules_when_nothing_is_decrypted(
     assert b.client_silence_since() == T + 20.5
     s = b.finish(T + 31.0, tls_info=TlsInfo(version="TLS 1.3"), no_keys_note="no keys")
     assert [(g.kind, g.seconds, g.after_frame, g.before_frame, g.ended_by) for g in s.gaps] == \
-        [("any", 10.5, 7, 8, "frame"), ("any", 10.5, 8, None, "capture-end")]
+        [("any", 11.0, 4, 5, "frame"), ("any", 10.5, 7, 8, "frame"), ("any", 10.5, 8, None, "capture-end")]
     tls = s.tls
     assert (tls.gaps_measured_on, tls.note, tls.version) == ("tls-records", "no keys", "TLS 1.3")
-    assert tls.activity["client"]["app_records"] == 3 and tls.activity["server"]["app_record_bytes"] == 300
+    assert tls.activity["client"]["app_records"] == 4 and tls.activity["server"]["app_record_bytes"] == 300
+
+
+def test_the_tcp_end_ends_the_record_silence_too():
+    b = builder(open_at=None)
+    b.session.transport = "tls"
+    b.tls_record(TlsRecord(CLIENT, 23, 100, 5, T))
+    b.tcp_end(TcpEnd("fin", CLIENT, 9, T + 12.0))
+    s = b.finish(T + 60.0, tls_info=TlsInfo())
+    assert [(g.kind, g.seconds, g.after_frame, g.before_frame, g.ended_by) for g in s.gaps] == \
+        [("any", 12.0, 5, 9, "tcp-end")]
 
 
 # -- the running silence a live view shows ---------------------------------------------
@@ -229,3 +261,39 @@ def test_gap_model_values_are_exact():
     frame(b, CLIENT, 3, T + 10.75)
     (g,) = [g for g in b.finish(None).gaps if g.kind == "any"]
     assert g == Gap("client", "any", T, T + 10.75, 10.75, 2, 3, "frame")
+
+
+# -- counts, timeline and the frame hook, per direction ------------------------------------
+
+def test_every_opcode_is_counted_for_its_direction_with_the_timeline_and_hook_seeing_each_frame():
+    seen = []
+
+    class Hooks:
+        frame_hook = staticmethod(lambda session, direction, f: seen.append((session, direction, f.frame)))
+
+    b = SessionBuilder(Session(0, "10.0.0.1:5000", "10.0.0.2:80", 0), 10.0, hooks=Hooks)
+    b.response(HandshakeResponse(Response("HTTP/1.1", 101, "", []), 2, T))
+    script = [  # (direction, frame, at, opcode, length, fin)
+        (CLIENT, 3, T + 0.1, OP_BINARY, 100, True), (SERVER, 4, T + 0.2, OP_BINARY, 50, True),
+        (CLIENT, 5, T + 0.3, OP_BINARY, 1, False), (CLIENT, 6, T + 0.4, OP_PING, 4, True),
+        (CLIENT, 7, T + 0.5, OP_CONTINUATION, 7, True), (CLIENT, 8, T + 1.2, OP_TEXT, 10, True),
+        (SERVER, 9, T + 1.3, OP_TEXT, 20, True), (SERVER, 10, T + 1.4, OP_TEXT, 21, True),
+        (CLIENT, 11, T + 1.5, 0x9, 2, True), (SERVER, 12, T + 1.6, 0xA, 3, True),
+        (CLIENT, 13, T + 1.7, 0xA, 5, True), (CLIENT, 14, T + 2.1, 3, 6, True),
+        (SERVER, 15, T + 2.2, 11, 8, True), (SERVER, 16, T + 2.3, OP_BINARY, 0, True),
+        (SERVER, 17, T + 2.4, OP_CLOSE, 2, True), (CLIENT, 18, T + 2.5, 0xA, 1, True),
+        (CLIENT, 19, T + 2.6, 3, 1, True), (CLIENT, 20, T + 2.7, OP_BINARY, 2, True),
+        (SERVER, 21, T + 2.8, OP_CLOSE, 2, True),
+    ]
+    for direction, no, at, opcode, length, fin in script:
+        frame(b, direction, no, at, opcode, length, fin)
+    client, server = (b.session.frames[d].to_json() for d in (CLIENT, SERVER))
+    assert client == {"text": 1, "binary": 3, "empty_binary": 0, "continuation": 1, "ping": 2, "pong": 2,
+                      "close": 0, "other": 2, "payload_bytes": 139, "first_frame": 3, "last_frame": 20}
+    assert server == {"text": 2, "binary": 2, "empty_binary": 0, "continuation": 0, "ping": 0, "pong": 1,
+                      "close": 2, "other": 1, "payload_bytes": 106, "first_frame": 4, "last_frame": 21}
+    assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.8)
+    # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]
+    assert b.timeline.to_json()["bins"] == [[0, 4, 1, 112, 50, 108], [1, 3, 3, 17, 44, 0],
+                                            [2, 4, 4, 10, 12, 2]]
+    assert seen == [(b.session, d, no) for d, no, *_ in script]

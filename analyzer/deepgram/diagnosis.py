@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from ..model import ERROR, WARNING, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, WARNING, Finding, Session
 from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                            format_name, is_deepgram, session_endpoint)
@@ -194,6 +194,12 @@ def _client_gap(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     return _sentence(f"The client sent no audio for {seconds:.1f} s{after}{at}: {step}")
 
 
+def _encrypted_timing(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
+    """What an encrypted stream's record timing reads as (findings/encrypted_rules.py),
+    without the part saying what keys would add."""
+    return _sentence(found[0].message.split(" With the TLS keys")[0].rstrip(". "))
+
+
 def _empty_binary_frame(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     f = found[0]
     treat = "Deepgram treats as end of stream" if dg else "some servers treat as end of stream"
@@ -207,16 +213,27 @@ Sentence = Callable[[Session, list[Finding], bool], Optional[str]]
 
 # The priority order of the diagnosis: the first finding id present in the session
 # speaks (its sentence function gets every finding with that id; None passes on).
+def _own_message(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
+    """Findings whose message already is the diagnosis (what happened and the next step)."""
+    return _sentence(found[0].message)
+
+
 DIAGNOSIS_PRIORITY: tuple[tuple[str, Sentence], ...] = (
+    ("proxy-refused", _own_message),  # the stream never got past an HTTP proxy
     ("handshake-cause", _handshake_cause),  # Deepgram's reason for a rejected upgrade
     ("handshake-failed", _handshake_failed),  # any other rejected upgrade
     ("handshake-unanswered", _handshake_unanswered),
     ("server-error", _server_error),  # an explicit Error message from Deepgram
     ("deepgram-close", _deepgram_close),  # Deepgram's close code, with its evidence
     ("close-code", _close_code),  # another server's, or the client's, unusual close code
+    ("data-missing", _own_message),  # bytes not in the capture: messages lost, never "normal"
     ("abnormal-closure", _abnormal_closure),  # TCP end without close frames
     ("no-audio-received", _no_audio_received),  # Metadata: SHA-256 of empty input
     ("audio-undecodable", _audio_undecodable),  # Metadata: 0 s of audio
+    # Encrypted streams to Deepgram without keys: what the record timing is consistent with.
+    ("encrypted-net0001", _encrypted_timing),
+    ("encrypted-server-closed", _encrypted_timing),
+    ("encrypted-client-closed", _encrypted_timing),
     ("client-gap", _client_gap),  # silences: any frame first, then audio only
     ("audio-gap", _client_gap),
     ("empty-binary-frame", _empty_binary_frame),

@@ -42,10 +42,11 @@ import time
 from typing import Optional
 
 from ..capture import CaptureError, format_address
+from ..egress import OTHER
 from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
+from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, MissingData, Session, TlsInfo
 from ..pipeline import CaptureAnalyzer, Options, analyze_capture
 from ..session import SessionBuilder
 from ..tls.connection import CT_APPLICATION_DATA
@@ -290,6 +291,15 @@ class _TsharkConnection:
     def anomaly(self, direction: Optional[int], kind: str, frame: int, ts: float, detail: dict) -> None:
         if self.builder is not None:
             self.builder.anomaly(kind, frame, ts, direction, detail)
+            if kind == "tcp-hole" and direction is not None:
+                # Exact totals per side, as native's reassembler gives them (Session.missing).
+                session = self.builder.session
+                missing = list(session.missing)
+                found = missing[direction] or MissingData(0, 0, frame)
+                found.holes += 1
+                found.bytes += detail.get("bytes", 0)
+                missing[direction] = found
+                session.missing = tuple(missing)
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         if self.builder is not None:
@@ -318,6 +328,10 @@ class _Builder:
         self.options = options
         self.table = table
         self.native_roles = {s.tcp_stream: s.client for s in native.sessions}
+        # The DNS answers the native engine matched to each session's server (this engine
+        # reads no DNS): (name, frame) by tcp.stream.
+        self.native_dns = {s.tcp_stream: s.server_name.dns_answer() for s in native.sessions
+                           if s.server_name is not None and s.server_name.dns_answer() is not None}
         # The native CaptureAnalyzer provides the sessions' shared state (new_session) and
         # the conclude step (finding rules, display filters, diagnosis, session hook).
         self.capture = CaptureAnalyzer(options, report)
@@ -434,6 +448,11 @@ class _Builder:
             tls_info = tls_state.info(ca.builder, options.keylog)
         last_time = self.table.last_time
         session = ca.finish(last_time, tls_info)
+        hello = tls_state.client_hello_frame if tls_state is not None else None
+        if self.capture.settle(session, ca.builder, tls_info, hello, bytes(ca.server[0]),
+                               self.native_dns.get(info.stream)) == OTHER:
+            self.capture.sessions.remove(session)  # not a session: one of the other connections
+            return
         self.capture.conclude(session)
 
 
@@ -520,6 +539,7 @@ class _TlsState:
 
     def __init__(self):
         self.client_hello: Optional[dict] = None
+        self.client_hello_frame: Optional[int] = None
         self.server_hello: Optional[dict] = None
         self.server_hello_frame: Optional[tuple] = None
         self.first: Optional[tuple] = None
@@ -533,6 +553,7 @@ class _TlsState:
             self.first = (p.frame, p.time)
         if t.client_hello is not None and self.client_hello is None:
             self.client_hello = t.client_hello
+            self.client_hello_frame = p.frame
         if t.server_hello is not None and self.server_hello is None:
             self.server_hello = t.server_hello
             self.server_hello_frame = (p.frame, p.time)

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
 from ..timefmt import clock
-from .registry import RuleContext, rule
+from .registry import RuleContext, internal_error_finding, rule
 
 MAX_FRAMES_LISTED = 20
 
@@ -133,6 +133,14 @@ def close_codes(s: Session, ctx: RuleContext):
                       [cf.frame], cf.time, {"side": side, "code": cf.code, "reason": cf.reason})
 
 
+@rule
+def internal_errors(s: Session, ctx: RuleContext):
+    for a in s.anomalies:
+        if a.kind == "internal-error":
+            d = a.detail
+            yield internal_error_finding(d["exception"], d["layer"], d["message"], a.frame, a.time)
+
+
 # Protocol anomalies recorded by the layers -> findings, grouped per kind.
 ANOMALY_FINDINGS = {
     "unmasked-client-frame": (WARNING, "client frames are not masked (RFC 6455 §5.1 requires it)"),
@@ -166,7 +174,8 @@ ANOMALY_FINDINGS = {
     "tls-unsupported-cipher": (WARNING, "the TLS cipher suite cannot be decrypted by dgcap (only AEAD suites)"),
     "tls-desync": (WARNING, "TLS record framing was lost after missing data; decryption stopped"),
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
-    "internal-error": (ERROR, "dgcap hit an internal error on this connection"),
+    "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
+                                "the server name and TLS version cannot be read"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
@@ -180,6 +189,8 @@ def anomalies(s: Session, ctx: RuleContext):
     for kind in s.anomaly_overflow:
         grouped.setdefault(kind, [])
     for kind, items in grouped.items():
+        if kind == "internal-error":
+            continue  # internal_errors: one finding each
         tally = s.anomaly_overflow.get(kind)
         severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
         frames = {a.frame for a in items if a.frame is not None}
@@ -209,12 +220,58 @@ def anomalies(s: Session, ctx: RuleContext):
         if kind == "tcp-hole":
             details["bytes"] = hole_bytes
             msg += f"; {details['bytes']} bytes missing"
-        if kind == "internal-error":
-            first = items[0] if items else None
-            if first is not None:
-                details.update(first.detail)
-                msg += (f": {first.detail.get('exception')} in the {first.detail.get('layer')} layer at "
-                        f"{frame_ref(first.frame)}: {first.detail.get('message')}; the rest of this "
-                        "connection was not analysed (please report this bug with the capture)")
         first_time = min(times, default=None)
         yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)
+
+
+# What to do about a proxy's refusal of a CONNECT, by status.
+_PROXY_STEPS = {
+    407: "the proxy wants credentials: configure the client with the proxy's user and password "
+         "(Proxy-Authorization), or use a proxy that lets it through",
+    403: "the proxy's policy forbids this destination or port: ask the network team to allow it",
+    502: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    503: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    504: "the proxy timed out reaching the server: check its route out and any firewall after it",
+}
+
+
+@rule
+def proxy_refused(s: Session, ctx: RuleContext):
+    """A proxy answered a CONNECT with anything but 2xx: the stream never reached the server."""
+    proxy = s.proxy
+    if proxy is None or not proxy.refused:
+        return
+    step = _PROXY_STEPS.get(proxy.status, "check the proxy's log for why it refused")
+    reason = f" {proxy.reason}" if proxy.reason else ""
+    at = f" (frame {proxy.response_frame})" if proxy.response_frame is not None else ""
+    frames = [f for f in (proxy.request_frame, proxy.response_frame) if f is not None]
+    yield Finding("proxy-refused", ERROR,
+                  f"The proxy refused CONNECT {proxy.authority} with {proxy.status}{reason}{at}: "
+                  f"{step}.", frames, proxy.response_time,
+                  {"status": proxy.status, "authority": proxy.authority})
+
+
+@rule
+def data_missing(s: Session, ctx: RuleContext):
+    """TCP bytes a peer sent are not in the capture (exact totals, Session.missing): whatever
+    they held (server messages, audio, a close frame) is lost, so the session is never
+    called normal.  tcp-hole lists where; this says how much, per side."""
+    parts, frames, details = [], [], {}
+    for side, m, held in (("server", s.missing[SERVER], "server messages"),
+                          ("client", s.missing[CLIENT], "client frames")):
+        if m is None:
+            continue
+        first = f", first at frame {m.first_frame}" if m.first_frame is not None else ""
+        parts.append(f"{m.bytes:,} bytes the {side} sent ({m.holes} gap{'s' if m.holes != 1 else ''}"
+                     f"{first}); {held} in them are lost")
+        if m.first_frame is not None:
+            frames.append(m.first_frame)
+        details[f"{side}_bytes"] = m.bytes
+        details[f"{side}_holes"] = m.holes
+    if not parts:
+        return
+    yield Finding("data-missing", WARNING,
+                  "Part of the session is missing from the capture: " + "; ".join(parts) +
+                  ". Counts, timings and the close are incomplete: capture on the client or "
+                  "server host, or check the capture point for drops.", sorted(frames), None,
+                  details)
