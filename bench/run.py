@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """dgcap vs tshark on synthetic Deepgram captures: wall time, throughput, peak memory, and equal answers.
 
-    python bench/run.py --size 400M                    # one 400 MB pcap, 3 runs each
+    python bench/run.py                                # mixed 400 MB and pure-stream 420 MB, 3 runs each
+    python bench/run.py --case pure-stream --size 42M  # quick: a tenth of the pure-stream case
+    python bench/run.py --case mixed --size 400M       # one 400 MB pcap, 3 runs each
     python bench/run.py --size 100M,400M --runs 5      # several sizes
     python bench/run.py --size 400M --format pcapng
     python bench/run.py --size 400M --tls              # wss:// sessions, decrypted with the key log
     python bench/run.py --size 4G --runs 1             # big: needs ~4 GB free in --out
 
-For each size the capture is synthesised by bench/synth.py into --out (default /tmp/dgbench,
+Two kinds of capture (--case): "mixed" (40 concurrent Deepgram sessions of 30-120 s among HTTP
+downloads, SSH, DNS and RTP that dgcap drops after their first bytes; 400 MB by default) and
+"pure-stream" (nothing but 20 concurrent 10-minute linear16 sessions, 100 ms chunks over a
+1448-byte MSS; 420 MB by default), the hardest realistic input for dgcap.  --size overrides
+the case's size.  For each case and size the capture is synthesised by bench/synth.py into --out (default /tmp/dgbench,
 deleted afterwards unless --keep; a kept capture with the same parameters is reused), then
 
     dgcap report --format json FILE                                  [--keylog KEYS]
@@ -63,11 +69,29 @@ def tshark_command(path: str, keylog: str | None) -> list:
     return cmd
 
 
-def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
-    """Run cmd; wall time around it, peak RSS from its own rusage (ru_maxrss, KiB on Linux)."""
+def child_env() -> dict:
     env = dict(os.environ)
     env.pop("SSLKEYLOGFILE", None)  # dgcap would pick it up
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # Compiled bytecode, as an installed dgcap has: with PYTHONDONTWRITEBYTECODE set (as on
+    # some shared machines) every run would compile every module first (~0.1 s).  The cache
+    # goes under --out, not into the checkout; compile_bytecode() fills it before timing.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.path.join(PYCACHE_ROOT, "pycache")
+    return env
+
+
+PYCACHE_ROOT = "/tmp/dgbench"  # replaced by --out in main()
+
+
+def compile_bytecode() -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "analyzer")],
+                   env=child_env(), check=True, stdout=subprocess.DEVNULL)
+
+
+def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
+    """Run cmd; wall time around it, peak RSS from its own rusage (ru_maxrss, KiB on Linux)."""
+    env = child_env()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -152,12 +176,30 @@ def check(native: dict, tshark: dict, truth: dict) -> list:
 
 # ------------------------------------------------------------------------------ capture
 
-def ensure_capture(out_dir: str, size: str, fmt: str, tls: bool, args) -> dict:
-    name = f"dgbench-{size}{'-tls' if tls else ''}.{fmt}"
+# The traffic of each case (synth.py's options); --sessions, --downloads and --ssh override.
+CASES = {
+    "mixed": {"size": "400M", "sessions": 40, "downloads": 1, "ssh": 3, "udp": True, "session_seconds": None},
+    "pure-stream": {"size": "420M", "sessions": 20, "downloads": 0, "ssh": 0, "udp": False,
+                    "session_seconds": 600},
+}
+
+
+def case_traffic(case: str, args) -> argparse.Namespace:
+    """synth.py's traffic options for a case, with the command line's overrides."""
+    traffic = dict(CASES[case])
+    for name in ("sessions", "downloads", "ssh"):
+        if getattr(args, name) is not None:
+            traffic[name] = getattr(args, name)
+    traffic["download_rate"] = args.download_rate
+    return argparse.Namespace(**traffic)
+
+
+def ensure_capture(out_dir: str, case: str, size: str, fmt: str, tls: bool, args) -> dict:
+    traffic = case_traffic(case, args)
+    name = f"dgbench-{'' if case == 'mixed' else case + '-'}{size}{'-tls' if tls else ''}.{fmt}"
     path = os.path.join(out_dir, name)
     truth_path = path + ".truth.json"
-    params = {"sessions": args.sessions, "downloads": args.downloads, "ssh": args.ssh,
-              "download_rate": args.download_rate}
+    params = synth.synth_params(traffic)
     if os.path.exists(path) and os.path.exists(truth_path):
         with open(truth_path) as f:
             truth = json.load(f)
@@ -167,8 +209,12 @@ def ensure_capture(out_dir: str, size: str, fmt: str, tls: bool, args) -> dict:
             truth["reused"] = True
             return truth
     cmd = [sys.executable, os.path.join(HERE, "synth.py"), path, "--size", size, "--format", fmt,
-           "--sessions", str(args.sessions), "--downloads", str(args.downloads), "--ssh", str(args.ssh),
-           "--download-rate", str(args.download_rate), "--seed", str(args.seed)]
+           "--sessions", str(traffic.sessions), "--downloads", str(traffic.downloads), "--ssh", str(traffic.ssh),
+           "--download-rate", str(traffic.download_rate), "--seed", str(args.seed)]
+    if not traffic.udp:
+        cmd.append("--no-udp")
+    if traffic.session_seconds:
+        cmd += ["--session-seconds", str(traffic.session_seconds)]
     if tls:
         cmd.append("--tls")
     print(f"synthesising {path} ...", flush=True)
@@ -202,8 +248,12 @@ def machine() -> str:
             f"{tshark[0] if tshark else 'tshark ?'}")
 
 
-def bench_one(size: str, fmt: str, args) -> dict:
-    truth = ensure_capture(args.out, size, fmt, args.tls, args)
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def bench_one(case: str, size: str, fmt: str, args) -> dict:
+    truth = ensure_capture(args.out, case, size, fmt, args.tls, args)
     path, keylog = truth["path"], truth.get("keylog")
     native_cmd = dgcap_command(path, keylog, shlex.split(args.dgcap_args))
     tshark_cmd = tshark_command(path, keylog)
@@ -216,7 +266,9 @@ def bench_one(size: str, fmt: str, args) -> dict:
             if run >= (args.runs if engine == "native" else tshark_runs):
                 continue
             cmd = native_cmd if engine == "native" else tshark_cmd
+            load = load_average()
             r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
+            r["load"] = load
             ok = r["returncode"] in ((0, 1) if engine == "native" else (0,))
             if not ok:
                 with open(f"{base}.{engine}.err", errors="replace") as f:
@@ -224,14 +276,14 @@ def bench_one(size: str, fmt: str, args) -> dict:
                 raise SystemExit(f"{engine} failed (exit {r['returncode']}): {' '.join(cmd)}")
             results[engine].append(r)
             print(f"  run {run + 1} {engine:6} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
-                  f"peak RSS {r['maxrss_kib'] / 1024:7.1f} MiB", flush=True)
+                  f"peak RSS {r['maxrss_kib'] / 1024:7.1f} MiB  load {r['load']:.1f}", flush=True)
             if run == 0:  # outputs are the same every run: check once
                 if engine == "native":
                     native = native_counts(f"{base}.native")
                 else:
                     tshark = tshark_counts(f"{base}.tshark")
     problems = check(native, tshark, truth)
-    summary = {"size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
+    summary = {"case": case, "size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
                "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
                "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
@@ -244,7 +296,9 @@ def bench_one(size: str, fmt: str, args) -> dict:
                            "packets_per_second": round(truth["packets"] / secs),
                            "mb_per_second": round(truth["bytes"] / 1e6 / secs, 1),
                            "peak_rss_mib": round(max(r["maxrss_kib"] for r in rs) / 1024, 1),
-                           "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3)}
+                           "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3),
+                           "cpu_seconds_all": [round(r["user"] + r["sys"], 3) for r in rs],
+                           "load_all": [r["load"] for r in rs]}
     summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
     summary["speedup_cpu"] = round(summary["tshark"]["cpu_seconds_median"] / summary["native"]["cpu_seconds_median"], 2)
     for suffix in (".native", ".tshark", ".native.err", ".tshark.err"):
@@ -259,10 +313,11 @@ def bench_one(size: str, fmt: str, args) -> dict:
 
 def print_table(summaries: list) -> None:
     print()
-    print("| capture | engine | wall time (median) | CPU time | packets/s | MB/s | peak RSS | speed-up (wall / CPU) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| capture | engine | wall time (median) | CPU time | packets/s | MB/s | peak RSS | speed-up (wall / CPU) "
+          "| load (1 min) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for s in summaries:
-        label = (f"{s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
+        label = (f"{s.get('case', 'mixed')}: {s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
                  f"{s['packets']:,} packets, {s['sessions']} sessions")
         name = "dgcap" + (f" {s['dgcap_args']}" if s.get("dgcap_args") else "")
         for engine in ("native", "tshark"):
@@ -272,19 +327,23 @@ def print_table(summaries: list) -> None:
             print(f"| {label if engine == 'native' else ''} | {name if engine == 'native' else 'tshark'} | "
                   f"{e['seconds_median']:.2f} s ({runs} run{'s' if runs > 1 else ''}) | "
                   f"{e['cpu_seconds_median']:.2f} s | {e['packets_per_second']:,} | "
-                  f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} |")
+                  f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} | "
+                  f"{min(e['load_all']):.1f}-{max(e['load_all']):.1f} |")
     print()
     for s in summaries:
         status = "equal" if s["answers_equal"] else "DIFFERENT: " + "; ".join(s["problems"])
         frames = ", ".join(f"{k} {v:,}" for k, v in sorted(s["frames"].items()))
-        print(f"{s['size']} {s['format']}{' tls' if s['tls'] else ''}: WebSocket frames {frames}; "
+        print(f"{s.get('case', 'mixed')} {s['size']} {s['format']}{' tls' if s['tls'] else ''}: WebSocket frames {frames}; "
               f"close codes {s['close_codes']}; dgcap vs tshark vs generator: {status}")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--size", default="400M", help="comma-separated sizes: 100M,400M,4G (default 400M)")
+    p.add_argument("--case", default="mixed,pure-stream",
+                   help="mixed, pure-stream or both (default): what traffic the capture holds")
+    p.add_argument("--size", default=None,
+                   help="comma-separated sizes: 42M,100M,400M,4G (default: 400M mixed, 420M pure-stream)")
     p.add_argument("--format", default="pcap", help="pcap, pcapng or pcap,pcapng")
     p.add_argument("--runs", type=int, default=3, help="runs per engine (median time, max RSS); default 3")
     p.add_argument("--tshark-runs", type=int, default=None,
@@ -293,23 +352,33 @@ def main(argv=None) -> int:
     p.add_argument("--tls", action="store_true", help="Deepgram sessions in TLS 1.3, decrypted with a key log")
     p.add_argument("--out", default="/tmp/dgbench", help="folder for captures and outputs (default /tmp/dgbench)")
     p.add_argument("--keep", action="store_true", help="keep captures and outputs (and reuse kept captures)")
-    p.add_argument("--sessions", type=int, default=40, help="concurrent Deepgram sessions (default 40)")
-    p.add_argument("--downloads", type=int, default=1, help="concurrent HTTP downloads (default 1)")
+    p.add_argument("--sessions", type=int, default=None,
+                   help="concurrent Deepgram sessions (default 40 mixed, 20 pure-stream)")
+    p.add_argument("--downloads", type=int, default=None, help="concurrent HTTP downloads (default 1 mixed, 0 pure-stream)")
     p.add_argument("--download-rate", type=int, default=1_000_000, help="bytes/s per download")
-    p.add_argument("--ssh", type=int, default=3, help="concurrent SSH sessions (default 3)")
+    p.add_argument("--ssh", type=int, default=None, help="concurrent SSH sessions (default 3 mixed, 0 pure-stream)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("tshark not found on PATH")
     os.makedirs(args.out, exist_ok=True)
+    global PYCACHE_ROOT
+    PYCACHE_ROOT = args.out
+    compile_bytecode()
     print(machine(), flush=True)
     summaries = []
-    for size in args.size.split(","):
-        for fmt in args.format.split(","):
-            s = bench_one(size.strip(), fmt.strip(), args)
-            summaries.append(s)
-            with open(os.path.join(args.out, "results.jsonl"), "a") as f:
-                f.write(json.dumps(s) + "\n")
+    cases = [c.strip() for c in args.case.split(",")]
+    for case in cases:
+        if case not in CASES:
+            raise SystemExit(f"unknown --case {case!r}: choose from {', '.join(CASES)}")
+    for case in cases:
+        sizes = args.size or CASES[case]["size"]
+        for size in sizes.split(","):
+            for fmt in args.format.split(","):
+                s = bench_one(case, size.strip(), fmt.strip(), args)
+                summaries.append(s)
+                with open(os.path.join(args.out, "results.jsonl"), "a") as f:
+                    f.write(json.dumps(s) + "\n")
     print_table(summaries)
     return 0 if all(s["answers_equal"] for s in summaries) else 1
 

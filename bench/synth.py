@@ -13,11 +13,16 @@ What is in the capture (captured on the client side, Ethernet/IPv4, 100 ms ticks
   and at the end CloseStream -> final Results + Metadata and a close 1000 in one segment ->
   the client's close -> FIN/FIN/ACK.  One session in ten stops sending audio instead and is
   closed by the server after 10 s with 1011 (NET-0001).  Sessions last 30-120 s and are
-  replaced as they end, so the number of sessions grows with the size.
+  replaced as they end, so the number of sessions grows with the size
+  (`--session-seconds N`: every session lasts N s; the capture's end closes them cleanly).
 * Unrelated TCP: HTTP/1.1 file downloads on port 80 (1-16 MB each, ~1 MB/s, client ACK every
   second segment) and SSH-like sessions on port 22 (banners, then length-prefixed binary
   packets: keystrokes, echoes, bursts).
-* UDP: DNS queries and answers (port 53), two RTP calls (G.711, 20 ms, both directions).
+* UDP: DNS queries and answers (port 53), two RTP calls (G.711, 20 ms, both directions);
+  none with `--no-udp`.
+
+The pure-stream case of bench/run.py is `--sessions 20 --downloads 0 --ssh 0 --no-udp
+--session-seconds 600`: nothing but WebSocket audio sessions.
 
 With `--tls`, each Deepgram session is real TLS 1.3 with TLS_AES_128_GCM_SHA256 made by
 OpenSSL through two ssl.SSLObjects over MemoryBIOs (its own handshake, keys and nonces: no
@@ -741,7 +746,10 @@ class Generator:
     def new_session(self, start):
         ip, port = self.next_client()
         cls = TlsDeepgramSession if self.args.tls else DeepgramSession
-        duration = self.rng.randint(30, 120) * 1_000_000
+        if self.args.session_seconds:
+            duration = self.args.session_seconds * 1_000_000
+        else:
+            duration = self.rng.randint(30, 120) * 1_000_000
         self.flows.append(cls(self, start, duration, ip, port))
 
     def session_ended(self, session, t):
@@ -768,7 +776,8 @@ class Generator:
         for i in range(args.ssh):
             ip, port = self.next_client()
             self.flows.append(SshSession(self, T0 + rng.randrange(2_000_000), ip, port))
-        self.flows.append(UdpTraffic(self))
+        if args.udp:
+            self.flows.append(UdpTraffic(self))
         events: list = []
         key = itemgetter(0)
         t = T0
@@ -804,6 +813,13 @@ class Generator:
         return writer
 
 
+def synth_params(args) -> dict:
+    """The traffic parameters a capture was made with (bench/run.py reuses a kept capture
+    only when they are the same)."""
+    return {"sessions": args.sessions, "downloads": args.downloads, "ssh": args.ssh,
+            "download_rate": args.download_rate, "udp": args.udp, "session_seconds": args.session_seconds}
+
+
 def generate(args) -> dict:
     started = time.perf_counter()
     gen = Generator(args)
@@ -814,8 +830,7 @@ def generate(args) -> dict:
             "packets": writer.packets, "sessions": truth.sessions, "sessions_net0001": truth.sessions_net0001,
             "ws_frames": truth.frames, "close_codes": truth.close_codes,
             "keylog": args.keylog if args.tls else None,
-            "params": {"sessions": args.sessions, "downloads": args.downloads, "ssh": args.ssh,
-                       "download_rate": args.download_rate},
+            "params": synth_params(args),
             "generation_seconds": round(time.perf_counter() - started, 2)}
     with open(args.out + ".truth.json", "w") as f:
         json.dump(info, f, indent=2)
@@ -842,6 +857,9 @@ def main(argv=None):
     p.add_argument("--downloads", type=int, default=1, help="concurrent HTTP downloads")
     p.add_argument("--download-rate", type=int, default=1_000_000, help="bytes/s per download")
     p.add_argument("--ssh", type=int, default=3, help="concurrent SSH sessions")
+    p.add_argument("--no-udp", dest="udp", action="store_false", help="no DNS or RTP packets")
+    p.add_argument("--session-seconds", type=int, default=None,
+                   help="every Deepgram session lasts this long (default: 30-120 s each)")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     args.keylog = args.out + ".keys"

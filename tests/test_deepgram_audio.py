@@ -222,3 +222,10 @@ def test_memory_stays_bounded():
     assert s.to_json()["chunk_bytes"]["median"] == pytest.approx(5499.5, rel=0.01)
     assert len(s.to_json()["windows"]) == AudioMeter.MAX_WINDOWS
     assert s.to_json()["windows_dropped"] == 900 - AudioMeter.MAX_WINDOWS
+
+
+def test_size_histogram_counts_repeats_and_tracks_min_max_in_any_order():
+    h = au._SizeHistogram()
+    for size in (500, 300, 300, 900, 300, 0):
+        h.add(size)
+    assert (h.n, h.min, h.max, h.counts, h.median()) == (6, 0, 900, {500: 1, 300: 3, 900: 1, 0: 1}, 300.0)

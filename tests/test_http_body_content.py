@@ -65,3 +65,21 @@ def test_body_text_does_not_cut_a_character_in_half():
     # "é" is 2 bytes and straddles the 64 KiB boundary: it goes into the count, not a U+FFFD.
     body = b"a" * 65535 + "é".encode() + b"zz"
     assert body_text(body) == "a" * 65535 + "[... 4 bytes more]"
+
+
+def test_loads_json_depth_limit_is_exact_with_and_without_the_bracket_count_shortcut():
+    from analyzer.http.body_content import MAX_JSON_DEPTH, loads_json
+    # 64 nested arrays: the outermost is depth 0, the innermost depth 63 -> accepted.
+    deepest_accepted: list = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        deepest_accepted = [deepest_accepted]
+    assert loads_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) == deepest_accepted
+    for text in ("[" * 65 + "]" * 65, '{"a":' * 65 + "1" + "}" * 65):
+        with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+            loads_json(text)
+        with pytest.raises(ValueError, match="nested deeper than 64 levels"):
+            loads_json(text.encode("utf-16"))  # json.loads detects UTF-16 bytes
+    # Brackets inside strings are counted but do not nest: the full walk then accepts it.
+    assert loads_json('["' + "[" * 100 + '", {"b": [1]}]') == ["[" * 100, {"b": [1]}]
+    assert loads_json(b'{"type":"Results","channel":{"alternatives":[{"words":[]}]}}') == {
+        "type": "Results", "channel": {"alternatives": [{"words": []}]}}

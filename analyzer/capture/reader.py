@@ -1,8 +1,10 @@
 """Capture files (pcap / pcapng, optionally gzip-compressed) -> numbered packet records.
 
-Opening, magic detection and gzip wrapping are scapy's (`PcapReader_metaclass.open`,
-`RawPcapReader.__init__`, `RawPcapNgReader.__init__`).  The per-record and
-per-block methods are replaced, because as shipped (scapy 2.8) they:
+Our own reader, not scapy's `RawPcapReader` / `RawPcapNgReader`.  Those classes used to
+be the base classes here, for opening, magic and gzip detection and the file headers
+(a dozen lines, now `_open_with_magic` and the two `__init__`s), while every per-record
+and per-block method was replaced; importing scapy for that cost ~0.1 s of every
+start-up.  The per-record methods were replaced because as shipped (scapy 2.8) they:
 
 * end iteration the same way for a clean end of file and for a record cut short
   or a corrupt block, so truncation would go unreported;
@@ -26,18 +28,14 @@ entries, sysdig events), which take a number but are not yielded.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
-import logging
 import os
 import stat
 import struct
 import zlib
 from typing import Iterator, Optional
 
-from scapy.error import Scapy_Exception
-from scapy.utils import PcapReader_metaclass, RawPcapNgReader, RawPcapReader
 
 
 class CaptureError(Exception):
@@ -78,22 +76,8 @@ _NOT_CAPTURE_HINTS = (
 
 
 class _CorruptBlock(EOFError):
-    # An EOFError so that scapy's own __init__ turns it into Scapy_Exception
-    # for the first SHB; the message is recovered from __context__.
-    pass
-
-
-@contextlib.contextmanager
-def _scapy_quiet():
-    # scapy logs a warning before raising on unreadable headers; we report
-    # those ourselves, as CaptureError.
-    logger = logging.getLogger("scapy.runtime")
-    was_disabled = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = was_disabled
+    """A file header or block that cannot be read; str() says why.  An EOFError, so that
+    loops stopping on stream errors stop on it too."""
 
 
 class _GzipChunks(io.RawIOBase):
@@ -145,11 +129,32 @@ def _read_function(reader):
     return fast.read
 
 
-class _PcapFile(RawPcapReader):
-    """scapy's pcap reader with a record loop that reports truncation."""
+class _CaptureFile:
+    """What both readers share: the file object `f` (a GzipFile over the file when
+    compressed) and closing it."""
 
-    def __init__(self, filename, fdesc, magic):  # noqa: D107 - scapy's signature
-        RawPcapReader.__init__(self, filename, fdesc, magic)
+    f = None
+
+    def close(self) -> None:
+        if isinstance(self.f, gzip.GzipFile):
+            self.f.fileobj.close()
+        self.f.close()
+
+
+class _PcapFile(_CaptureFile):
+    """pcap: the 24-byte file header, then a record loop that reports truncation."""
+
+    def __init__(self, filename, fdesc, magic):  # noqa: D107
+        self.filename = filename
+        self.f = fdesc
+        # Big-endian magics are the ones starting with 0xa1; 0x3c4d is nanoseconds.
+        self.endian = ">" if magic[0] == 0xA1 else "<"
+        self.nano = magic in (b"\xa1\xb2\x3c\x4d", b"\x4d\x3c\xb2\xa1")
+        header = fdesc.read(20)
+        if len(header) < 20:
+            raise _CorruptBlock("incomplete pcap file header (needs 24 bytes)")
+        _major, _minor, _zone, _sigfigs, self.snaplen, self.linktype = struct.unpack(
+            self.endian + "HHIIII", header)
         self.linktype &= 0xFFFF  # the upper 16 bits carry FCS-length flags, not the link type
         self.ticks_per_second = 1_000_000_000 if self.nano else 1_000_000
         self.interfaces = [(self.linktype, self.snaplen, self.ticks_per_second)]
@@ -200,10 +205,13 @@ class _PcapFile(RawPcapReader):
 _NUMBERED_ONLY = object()
 
 
-class _PcapNgFile(RawPcapNgReader):
-    """scapy's pcapng reader with its per-block methods replaced (see module docstring)."""
+class _PcapNgFile(_CaptureFile):
+    """pcapng: Section Header, Interface Description and Decryption Secrets blocks parsed
+    here, packets from every kind of packet block (see module docstring)."""
 
-    def __init__(self, filename, fdesc, magic):  # noqa: D107 - scapy's signature
+    def __init__(self, filename, fdesc, magic):  # noqa: D107
+        self.filename = filename
+        self.f = fdesc
         self.secrets: list = []
         self.packet_count = 0
         self.truncated: Optional[tuple] = None
@@ -212,9 +220,11 @@ class _PcapNgFile(RawPcapNgReader):
         self._unpackers_endian = None  # byte order the cached struct unpackers are for
         self._shb_len = 0
         self._read = fdesc.read  # records() swaps in a buffered read for gzip; SHBs must share it
-        RawPcapNgReader.__init__(self, filename, fdesc, magic)  # reads the first SHB
         # Every IDB of every section, in file order: (linktype, snaplen, tsresol).
-        self.interfaces = []
+        self.interfaces: list = []
+        if magic != _PCAPNG_MAGIC:
+            raise _CorruptBlock(f"not a pcapng Section Header Block (starts with {magic.hex(' ')})")
+        self._read_block_shb()
 
     def _read_block_shb(self, length_field: Optional[bytes] = None):
         """Read the rest of a Section Header Block (its type is already consumed)."""
@@ -493,13 +503,7 @@ def open_capture(path) -> Capture:
     if st.st_size == 0:
         raise CaptureError(f"{path}: empty file (0 bytes)")
 
-    try:
-        with _scapy_quiet():
-            _name, fdesc, magic = PcapReader_metaclass.open(path)
-    except Scapy_Exception:
-        raise CaptureError(f"{path}: gzip-compressed, but the compressed data cannot be read") from None
-    except OSError as exc:
-        raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    fdesc, magic = _open_with_magic(path)
 
     compressed = isinstance(fdesc, gzip.GzipFile)
     if magic in _PCAP_MAGICS:
@@ -510,24 +514,40 @@ def open_capture(path) -> Capture:
         _close(fdesc, compressed)
         raise CaptureError(f"{path}: {_not_a_capture(magic, compressed)}")
 
-    reader = object.__new__(cls)
     try:
-        with _scapy_quiet():
-            reader.__init__(path, fdesc, magic)
-    except (Scapy_Exception, *_STREAM_ERRORS) as exc:
+        reader = cls(path, fdesc, magic)
+    except _STREAM_ERRORS as exc:
         _close(fdesc, compressed)
-        # scapy re-raises our errors and gzip's as Scapy_Exception; the cause says more.
-        cause = exc.__context__ if isinstance(exc, Scapy_Exception) and exc.__context__ else exc
-        if isinstance(cause, _CorruptBlock):
-            detail = str(cause)
-        elif compressed and isinstance(cause, _STREAM_ERRORS):
-            detail = f"the compressed data ends or is corrupt inside the file header ({cause})"
-        elif fmt == "pcap":
-            detail = "incomplete pcap file header (needs 24 bytes)"
+        if isinstance(exc, _CorruptBlock):
+            detail = str(exc)
+        elif compressed:
+            detail = f"the compressed data ends or is corrupt inside the file header ({exc})"
         else:
-            detail = str(cause) or "unreadable pcapng Section Header Block"
+            detail = str(exc) or f"unreadable {fmt} file header"
         raise CaptureError(f"{path}: not a readable {fmt} file: {detail}") from None
     return Capture(path, reader, fmt, compressed, st.st_size)
+
+
+def _open_with_magic(path: str) -> tuple:
+    """Open a file and read its first 4 bytes; a gzip file is opened through GzipFile and
+    the magic is the first 4 decompressed bytes.  Returns (file object, magic)."""
+    try:
+        raw = open(path, "rb")
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    try:
+        if raw.peek(2)[:2] != b"\x1f\x8b":
+            return raw, raw.read(4)
+    except OSError as exc:
+        raw.close()
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    fdesc = gzip.GzipFile(fileobj=raw)
+    try:
+        return fdesc, fdesc.read(4)
+    except _STREAM_ERRORS:
+        fdesc.close()
+        raw.close()
+        raise CaptureError(f"{path}: gzip-compressed, but the compressed data cannot be read") from None
 
 
 def _close(fdesc, compressed: bool) -> None:

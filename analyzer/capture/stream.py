@@ -21,7 +21,7 @@ import struct
 from typing import Callable, Iterator, Optional
 
 from .reader import (_MAX_BLOCK_LEN, _NUMBERED_ONLY, _PCAPNG_MAGIC, _SHB_TYPE,
-                     CaptureError, _CorruptBlock, _PcapNgFile, _scapy_quiet)
+                     CaptureError, _CorruptBlock, _PcapNgFile)
 
 BlockSink = Callable[[Optional[int], bytes], None]
 
@@ -57,8 +57,8 @@ class PcapngStream(_PcapNgFile):
     format = "pcapng"
     compressed = False
 
-    # scapy's reader classes open files in their metaclass's __call__: streams are
-    # built with open_stream(), which calls _start() on a bare instance.
+    # Built by open_stream(), which calls _start() on a bare instance: _PcapNgFile's
+    # __init__ reads the first SHB, which here needs the tee set up first.
     def _start(self, stream, on_block: Optional[BlockSink], name: str) -> None:
         self.path = name
         self.bytes_read = 0
@@ -75,13 +75,11 @@ class PcapngStream(_PcapNgFile):
             self._emit(None)
             raise CaptureError(f"{name}: not a pcapng stream (starts with {magic.hex(' ')})")
         try:
-            with _scapy_quiet():
-                _PcapNgFile.__init__(self, name, tee, magic)
-        except Exception as exc:  # scapy wraps our _CorruptBlock and EOF in Scapy_Exception
+            _PcapNgFile.__init__(self, name, tee, magic)
+        except Exception as exc:  # _CorruptBlock (an EOFError), or the stream failing
             self._emit(None)
-            cause = exc.__context__ if exc.__context__ is not None else exc
             raise CaptureError(f"{name}: not a readable pcapng stream: "
-                               f"{cause or 'unreadable Section Header Block'}") from None
+                               f"{exc or 'unreadable Section Header Block'}") from None
         self._emit(_SHB_TYPE)
 
     @property

@@ -219,11 +219,19 @@ class _SizeHistogram:
         self.max: Optional[int] = None
 
     def add(self, size: int) -> None:
+        # Once per audio chunk: comparisons instead of min()/max() calls, and a size already
+        # counted (nearly every chunk) returns before the coarsening check.
         self.n += 1
-        self.min = size if self.min is None else min(self.min, size)
-        self.max = size if self.max is None else max(self.max, size)
+        if self.min is None or size < self.min:
+            self.min = size
+        if self.max is None or size > self.max:
+            self.max = size
         key = size >> self.shift
-        self.counts[key] = self.counts.get(key, 0) + 1
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+            return
+        counts[key] = 1
         while len(self.counts) > self.MAX_KEYS:
             self.shift += 1
             merged: dict[int, int] = {}

@@ -19,6 +19,16 @@ def loads_json(data):
         obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    # Every level of nesting opens with a "[" or "{" character, so text with at most
+    # MAX_JSON_DEPTH of them (counted in C, brackets inside strings included) cannot be too
+    # deep: the walk below is skipped for nearly every message (a Deepgram Results has ~20).
+    # For UTF-16/32 bytes, each bracket character still holds one 0x5B/0x7B byte.
+    if isinstance(data, str):
+        brackets = data.count("[") + data.count("{")
+    else:
+        brackets = data.count(b"[") + data.count(b"{")
+    if brackets <= MAX_JSON_DEPTH:
+        return obj
     stack = [(obj, 0)]
     while stack:
         value, depth = stack.pop()
