@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # Deepgram-layer value objects held by DeepgramSummary / Audi
     from .deepgram.closeexplain import CloseExplanation
     from .deepgram.params import HandshakeCause, ParamProblem
 
+from .connections import ConnectionCopy, Connections
+from .egress import Egress
+from .servername import ServerName
+
 SCHEMA = "dgcap.report/1"
 
 CLIENT = 0  # direction index: client -> server
@@ -181,21 +185,46 @@ class CloseFrame:
 
 
 @dataclass
+class TcpEndEvent:
+    """A FIN (the first of each side) or the RST, as the TCP layer saw it."""
+    kind: str  # fin | rst
+    by: str  # client | server
+    frame: int
+    time: float
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "by": self.by, "frame": self.frame, "time": self.time}
+
+
+@dataclass
 class Close:
     client: Optional[CloseFrame] = None
     server: Optional[CloseFrame] = None
     initiator: Optional[str] = None  # client | server | None
+    # What ended the connection first (a FIN or a RST), who sent it and where.
     tcp_end: str = "open"  # fin | rst | open
     tcp_end_by: Optional[str] = None  # client | server
     tcp_end_frame: Optional[int] = None
     tcp_end_time: Optional[float] = None
+    # Every end event in order (each side's first FIN, the RST): at most three.
+    tcp_ends: list[TcpEndEvent] = field(default_factory=list)
+
+    @property
+    def later_rst(self) -> Optional[TcpEndEvent]:
+        """A RST that came after the first end (a FIN): worth saying, it is not what ended it."""
+        if self.tcp_end != "fin":
+            return None
+        return next((e for e in self.tcp_ends if e.kind == "rst"), None)
 
     def to_json(self) -> dict:
+        later = self.later_rst
         return {"client": self.client.to_json() if self.client else None,
                 "server": self.server.to_json() if self.server else None,
                 "initiator": self.initiator, "tcp_end": self.tcp_end,
                 "tcp_end_by": self.tcp_end_by, "tcp_end_frame": self.tcp_end_frame,
-                "tcp_end_time": self.tcp_end_time}
+                "tcp_end_time": self.tcp_end_time,
+                "tcp_ends": [e.to_json() for e in self.tcp_ends],
+                "later_rst": later.to_json() if later is not None else None}
 
 
 @dataclass
@@ -703,6 +732,11 @@ class Session:
     diagnosis: Optional[str] = None  # one sentence chosen from the findings (deepgram/diagnosis.py)
     # Activity per time interval (session.ActivityTimeline) for charts; not in the JSON contract.
     timeline: Any = None
+    # websocket | encrypted-stream ("class" in the JSON; connections.py decides).
+    connection_class: str = "websocket"
+    server_name: Optional[ServerName] = None  # SNI, Host, CONNECT authority or DNS answer
+    egress: Optional[Egress] = None  # client bytes, active period and rate
+    copy: Optional[ConnectionCopy] = None  # the same connection captured a second time
 
     @property
     def anomalies_dropped(self) -> int:
@@ -722,6 +756,9 @@ class Session:
             "gaps": [g.to_json() for g in self.gaps],
             "close": self.close.to_json(),
             "findings": [f.to_json() for f in self.findings],
+            "class": self.connection_class,
+            "server_name": self.server_name.to_json() if self.server_name is not None else None,
+            "egress": self.egress.to_json() if self.egress is not None else None,
             "messages_dropped": self.messages_dropped,
             "anomalies_dropped": self.anomalies_dropped,
         }
@@ -743,6 +780,8 @@ class Session:
             out["deepgram"] = self.deepgram.to_json()
         if self.diagnosis is not None:
             out["diagnosis"] = self.diagnosis
+        if self.copy is not None:
+            out["copy"] = self.copy.to_json()
         return out
 
 
@@ -760,12 +799,15 @@ class CaptureReport:
     findings: list[Finding] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     error: Optional[str] = None  # set when the file could not be read at all
+    # Every TCP connection: sessions, and the summary of the others (connections.py).
+    connections: Optional[Connections] = None
 
     def to_json(self) -> dict:
         return {"path": self.path, "format": self.format, "packets": self.packets,
                 "bytes": self.bytes, "compressed": self.compressed,
                 "first_time": self.first_time, "last_time": self.last_time,
                 "error": self.error, "stats": self.stats,
+                "connections": self.connections.to_json() if self.connections is not None else None,
                 "findings": [f.to_json() for f in self.findings],
                 "sessions": [s.to_json() for s in self.sessions]}
 

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
+from .connections import ConnectionCensus, ConnectionFacts, add_tls_facts
+from .copies import ConnectionPrint, head_checksum
+from .dns import DnsNames, DnsTcpStream
+from .egress import OTHER
+from .servername import HostMatcher
 from .deepgram.diagnosis import diagnose
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .findings.capture_findings import capture_findings
@@ -51,6 +56,10 @@ class Options:
     # (0: no limit); beyond it they are only counted (stats["messages_not_kept"]).  The
     # Deepgram layer has read them already: this bounds memory on very large captures.
     max_kept_server_text: int = 16 << 20
+    # Shell patterns of self-hosted Deepgram servers (--server-name), besides *.deepgram.com.
+    server_names: tuple = ()
+    # Keep every non-session connection for the report (--all); else only their summary.
+    list_all: bool = False
 
 
 class _Analysis:
@@ -67,6 +76,13 @@ class _Analysis:
         self._secrets_seen = 0
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
+        self.dns = DnsNames()
+        self.decoder: Optional[PacketDecoder] = None
+        self.census = ConnectionCensus(self.dns, HostMatcher(options.server_names), options.list_all)
+
+    def snaplen_cut(self) -> bool:
+        """Has the capture cut packets short (a headers-only capture, tcpdump -s 128)?"""
+        return self.decoder is not None and self.decoder.snaplen_truncated > 0
 
     def new_session(self, client: str, server: str, tcp_stream: int, first_frame: Optional[int],
                     first_time: Optional[float]) -> SessionBuilder:
@@ -99,7 +115,10 @@ class ConnectionAnalyzer:
     it becomes the session's internal-error evidence and the connection is not read further.
     """
 
-    SNIFF, HTTP, WEBSOCKET, DONE = range(4)
+    # DNS: DNS over TCP (its answers name other connections' servers).  CUT: TLS in a
+    # headers-only capture (packets cut by the snap length): the records cannot be followed,
+    # so TCP segments stand for them (bytes from sequence numbers).
+    SNIFF, HTTP, WEBSOCKET, DONE, DNS, CUT = range(6)
 
     def __init__(self, conn, analysis: _Analysis):
         self.conn = conn
@@ -116,6 +135,14 @@ class ConnectionAnalyzer:
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
+        self._client_head = None  # crc32 of the client's first bytes (copies.py)
+        self._dns = None  # DnsTcpStream of a DNS-over-TCP connection
+        self._settled = False
+        # The DNS answers the client had for either address when the connection started
+        # (which one is the server's may be decided later, from content).
+        dns = analysis.dns
+        self._dns_answers = ((bytes(conn.client[0]), dns.lookup(conn.client[0])),
+                             (bytes(conn.server[0]), dns.lookup(conn.server[0])))
 
     @property
     def session(self) -> Optional[Session]:
@@ -125,21 +152,25 @@ class ConnectionAnalyzer:
     def data(self, direction: int, data, frame: int, ts: float) -> None:
         try:
             if self._tls is not None:
-                self._tls_events(self._tls.feed(direction, data, frame, ts))
+                if self.state == self.CUT:
+                    self._cut_segment(direction, len(data), frame, ts)
+                else:
+                    self._tls_events(self._tls.feed(direction, data, frame, ts))
             elif self.state == self.WEBSOCKET:  # the hot path
-                builder = self.builder
-                assembler = self._assemblers[direction]
-                for f in self._frame_parsers[direction].feed(data, frame, ts):
-                    builder.ws_frame(direction, f)
-                    messages = assembler.frame(f)[0]
-                    if messages:
-                        builder.ws_messages(direction, messages)
+                self._ws_data(direction, data, frame, ts)
             else:
                 self._app_data(direction, data, frame, ts)
         except Exception as e:
             self._internal_error(e, frame, ts)
 
     def hole(self, direction: int, size: int, frame: int, ts: float) -> None:
+        if self.state == self.CUT or (self._tls is not None and self.analysis.snaplen_cut()):
+            # A headers-only capture: missing bytes are the rule, not a finding (the capture
+            # has one note about its snap length).
+            if self.state != self.CUT:
+                self._start_cut(frame)
+            self._cut_segment(direction, size, frame, ts)
+            return
         try:
             if self.builder is not None:
                 self.builder.anomaly("tcp-hole", frame, ts, direction, {"bytes": size})
@@ -150,6 +181,8 @@ class ConnectionAnalyzer:
             elif self.state == self.HTTP:
                 # A handshake with bytes missing cannot be parsed reliably.
                 self.state = self.DONE
+            elif self.state == self.DNS and direction == SERVER:
+                self._dns.hole()
         except Exception as e:
             self._internal_error(e, frame, ts)
 
@@ -171,16 +204,77 @@ class ConnectionAnalyzer:
                 self._tcp_evidence()
                 builder.finish(self.analysis.last_time, self.conn.last_frame, self.conn.last_time,
                                tls_info=TlsInfo(**self._tls.info) if self._tls is not None else None,
-                               no_keys_note=NO_KEYS_NOTE)
+                               no_keys_note=self._cut_note if self.state == self.CUT else NO_KEYS_NOTE,
+                               gaps_measured_on="tcp-segments" if self.state == self.CUT else None)
+                klass = self._settle()
             except Exception as e:
                 self._internal_error(e, self.conn.last_frame, self.conn.last_time, "session")
-            self.analysis.conclude(builder.session)
+                klass = None
+            if klass == OTHER:
+                self.analysis.sessions.remove(builder.session)
+            else:
+                self.analysis.conclude(builder.session)
+        elif not self._settled:
+            self._settle()
         self.state = self.DONE
+
+    # -- what the connection was: session class, server name, egress --------------
+    def _facts(self) -> ConnectionFacts:
+        c = self.conn
+        client_isn, server_isn = c.isns
+        r = c.reassemblers
+        session = self.session
+        fact = ConnectionFacts(
+            c.stream, format_address(*c.client), format_address(*c.server), bytes(c.server[0]),
+            next((answer for address, answer in self._dns_answers if address == bytes(c.server[0])), None),
+            ConnectionPrint(client_isn, server_isn, self._client_head, c.first_time,
+                            (bytes(c.client[0]), bytes(c.server[0])))
+            if c.first_time is not None else None,
+            encrypted=session is not None and session.transport == "tls",
+            tcp_bytes=(r[CLIENT].next_offset, r[SERVER].next_offset) if r else (0, 0),
+            span=((c.first_frame, c.first_time), (c.last_frame, c.last_time)),
+            protocol="dns" if self.state == self.DNS else "http" if self._req_parser is not None
+            else "unknown")
+        builder = self.builder
+        tls = self._tls
+        add_tls_facts(fact, TlsInfo(**tls.info) if tls is not None else None,
+                      tls.client_hello_frame if tls is not None else None,
+                      builder.tls_activity if builder is not None else None,
+                      builder.record_timeline if builder is not None else None, self.state == self.CUT)
+        return fact
+
+    def _settle(self) -> str:
+        """Class, server name and egress of this connection (connections.py); an `other`
+        connection only adds to the capture's summary."""
+        self._settled = True
+        return self.analysis.census.settle(self.session, self._facts(), self.builder)
+
+    # -- headers-only TLS ------------------------------------------------------------
+    def _start_cut(self, frame: int) -> None:
+        """Stop reading TLS records (they are cut): count TCP segments instead."""
+        self.state = self.CUT
+        self._cut_last = [None, None]  # frame of the last segment counted per direction
+        hello = self._tls.client_hello_frame
+        self._cut_note = (
+            f"Headers-only capture: the packets were cut by the capture's snap length, so the TLS "
+            f"records cannot be read{'' if hello else ' (the ClientHello is cut short, not missing)'}. "
+            f"Client bytes, rates and silences are measured from TCP lengths and sequence numbers; "
+            f"each TCP segment with data counts as one unit.")
+        if hello is None and self.builder is not None:
+            self.builder.anomaly("tls-handshake-cut", frame, None, CLIENT, {})
+
+    def _cut_segment(self, direction: int, size: int, frame: int, ts: float) -> None:
+        # A cut packet arrives as its captured bytes then a hole, both at its frame: one unit.
+        if self._cut_last[direction] == frame:
+            self.builder.tls_activity.bytes[direction] += size
+            return
+        self._cut_last[direction] = frame
+        self.builder.tls_record(TlsRecord(direction, 23, size, frame, ts))
 
     def _finish_layers(self) -> None:
         if self._failed:
             return
-        if self._tls is not None:
+        if self._tls is not None and self.state != self.CUT:
             self._tls_events(self._tls.finish())
         if self.state == self.SNIFF and self.conn.syn_frame is None:
             self._try_midstream(final=True)
@@ -226,6 +320,8 @@ class ConnectionAnalyzer:
             self._http_data(direction, data, frame, ts)
         elif st == self.SNIFF:
             self._sniff_data(direction, data, frame, ts)
+        elif st == self.DNS and direction == SERVER:
+            self._dns.feed(data, frame)
 
     def _tcp_evidence(self) -> None:
         reassemblers = self.conn.reassemblers
@@ -244,6 +340,18 @@ class ConnectionAnalyzer:
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
         data = bytes(data)
+        if direction == CLIENT and self._client_head is None:
+            self._client_head = head_checksum(data)
+        if self.conn.server[1] == 53 and self._tls is None:
+            # DNS over TCP: its answers name the servers of other connections.
+            self.state = self.DNS
+            self._dns = DnsTcpStream(self.analysis.dns)
+            for chunk, f, _t in self._sniff[SERVER]:
+                self._dns.feed(chunk, f)
+            self._sniff = ([], [])
+            if direction == SERVER:
+                self._dns.feed(data, frame)
+            return
         self._sniff[direction].append((data, frame, ts))
         self._sniff_len[direction] += len(data)
         client_bytes = _head(self._sniff[CLIENT])
@@ -272,17 +380,22 @@ class ConnectionAnalyzer:
             self._try_midstream(final=False)
 
     def _give_up(self) -> None:
-        self.state = self.DONE
         self._sniff = ([], [])
         if self._tls is None:
+            self._settle()  # counted with the bytes seen so far: nobody follows it further
+            self.state = self.DONE
             self.conn.ignore()
         elif self.session is not None and self.session.transport == "tls-decrypted" and \
                 not self.builder.requested:
             # Decrypted, and not a WebSocket inside: ordinary HTTPS, not ours to report.
             self.analysis.sessions.remove(self.session)
             self.builder = None
+            self._settle()
             self._tls = None
+            self.state = self.DONE
             self.conn.ignore()
+        else:
+            self.state = self.DONE
 
     # -- TLS -------------------------------------------------------------------
     def _start_tls(self) -> None:
@@ -501,6 +614,8 @@ class CaptureAnalyzer:
         self._tcp_packet = self.tracker.packet
         self._tcp_segment = self.tracker.segment
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
+        self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
+        self.analysis.decoder = self.decoder
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
@@ -572,7 +687,10 @@ class CaptureAnalyzer:
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
-        sessions = sorted(self.analysis.sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
+        connections, sessions = self.analysis.census.summary(self.tracker.stats["connections"],
+                                                             self.analysis.sessions)
+        self.report.connections = connections
+        sessions = sorted(sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
             s.index = i
         self.report.sessions = sessions
@@ -584,6 +702,17 @@ class CaptureAnalyzer:
             self.report.stats["messages_not_kept"] = {"server_text_limit": budget.limit,
                                                       "messages": budget.dropped}
         return sessions
+
+    def settle(self, session: Session, builder: SessionBuilder, tls_info: Optional[dict],
+               client_hello_frame: Optional[int], server_address: bytes,
+               dns_answer: Optional[tuple] = None) -> str:
+        """Class, server name and egress of a session built by another engine (which knows
+        no TCP byte counts): returns its class; an `other` one is the caller's to drop."""
+        s = session
+        facts = ConnectionFacts(s.tcp_stream, s.client, s.server, server_address, dns_answer, None,
+                                encrypted=s.transport == "tls")
+        add_tls_facts(facts, tls_info, client_hello_frame, builder.tls_activity, builder.record_timeline)
+        return self.analysis.census.settle(session, facts, builder)
 
     def conclude(self, session: Session) -> None:
         # Runs as soon as a connection ends, so streaming and live views get final sessions.

@@ -8,13 +8,14 @@ the number of frames.
 """
 from __future__ import annotations
 
+from collections import deque
 from typing import Callable, Optional
 
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
 from .limits import SESSION_ANOMALY_RECORDS, SESSION_KEPT_MESSAGES, SESSION_KEPT_TEXT_CHARS
 from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, CloseFrame,
-                    EmptyBinary, Gap, Message, Session, TlsInfo)
+                    EmptyBinary, Gap, Message, Session, TcpEndEvent, TlsInfo)
 from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
                                OP_PONG, OP_TEXT)
 
@@ -36,16 +37,12 @@ class TextBudget:
 class _Silence:
     """One running silence measurement: the time since the last qualifying client frame."""
 
-    __slots__ = ("kind", "since_frame", "since_time", "active")
+    __slots__ = ("kind", "since_frame", "since_time")
 
     def __init__(self, kind: str):
         self.kind = kind
         self.since_frame: Optional[int] = None
         self.since_time: Optional[float] = None
-        self.active = False
-
-    def start(self, frame: int, ts: float) -> None:
-        self.since_frame, self.since_time, self.active = frame, ts, True
 
 
 class ActivityTimeline:
@@ -115,32 +112,31 @@ class ClientSilence:
         self.gaps: list[Gap] = []
         self.any = _Silence("any")
         self.audio = _Silence("audio")
-        self.measuring = False
+        self.measuring = False  # both silences are running
         self.opened = False
 
     def open(self, frame: Optional[int], ts: float) -> None:
-        self.any.start(frame, ts)
-        self.audio.start(frame, ts)
+        for silence in (self.any, self.audio):
+            silence.since_frame, silence.since_time = frame, ts
         self.measuring = self.opened = True
 
     def activity(self, frame: int, ts: float, audio: bool) -> None:
         """A client frame (or record) at `ts`; `audio`: it carries audio bytes."""
-        if not self.opened:
-            # Picked up mid-stream, or TLS without keys: silence is measured from here.
-            self.open(frame, ts)
-            return
         if not self.measuring:
+            if not self.opened:
+                # Picked up mid-stream, or TLS without keys: silence is measured from here.
+                self.open(frame, ts)
             return
         threshold = self.threshold
         silence = self.any
-        if silence.active and ts - silence.since_time > threshold:
+        if ts - silence.since_time > threshold:
             self._gap(silence, frame, ts, "frame")
-        silence.since_frame, silence.since_time, silence.active = frame, ts, True
+        silence.since_frame, silence.since_time = frame, ts
         if audio:
             silence = self.audio
-            if silence.active and ts - silence.since_time > threshold:
+            if ts - silence.since_time > threshold:
                 self._gap(silence, frame, ts, "frame")
-            silence.since_frame, silence.since_time, silence.active = frame, ts, True
+            silence.since_frame, silence.since_time = frame, ts
 
     def client_close(self, frame: int, ts: float) -> None:
         """The client's close frame: it ends the "any" silence as a frame does and the audio
@@ -165,13 +161,10 @@ class ClientSilence:
     def stop(self) -> None:
         self.measuring = False
         self.opened = True
-        self.any.active = self.audio.active = False
 
     def _end(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
-        if silence.active:
-            if ts - silence.since_time > self.threshold:
-                self._gap(silence, frame, ts, ended_by)
-            silence.active = False
+        if ts - silence.since_time > self.threshold:
+            self._gap(silence, frame, ts, ended_by)
 
     def _gap(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
         """The silence from silence.since_* to (frame, ts) was over the threshold."""
@@ -182,9 +175,11 @@ class ClientSilence:
 class TlsActivity:
     """What the wire proves without keys: application-data records per direction."""
 
-    __slots__ = ("records", "bytes", "first", "last", "alerts")
+    __slots__ = ("records", "bytes", "first", "last", "alerts", "tail")
+    TAIL = 4  # last records kept per direction (the encrypted close rules read the server's)
 
     def __init__(self):
+        self.tail = (deque(maxlen=self.TAIL), deque(maxlen=self.TAIL))  # (length, frame, time)
         self.records = [0, 0]
         self.bytes = [0, 0]
         self.first = [None, None]  # (frame, time)
@@ -197,6 +192,7 @@ class TlsActivity:
         if self.first[direction] is None:
             self.first[direction] = (frame, ts)
         self.last[direction] = (frame, ts)
+        self.tail[direction].append((length, frame, ts))
 
     def to_json(self) -> dict:
         out = {}
@@ -430,7 +426,8 @@ class SessionBuilder:
         """Raw evidence from any layer, as it happens.  Past SESSION_ANOMALY_RECORDS records
         each kind is still counted, with its first and last frame."""
         s = self.session
-        if len(s.anomalies) < SESSION_ANOMALY_RECORDS:
+        if len(s.anomalies) < SESSION_ANOMALY_RECORDS or kind == "internal-error":
+            # (an internal error is at most one per connection and its details are the point)
             s.anomalies.append(Anomaly(kind, frame, ts, direction, detail or {}))
             return
         tally = s.anomaly_overflow.get(kind)
@@ -456,18 +453,19 @@ class SessionBuilder:
     def tcp_end(self, ev: TcpEnd) -> None:
         close = self.session.close
         kind = ev.kind
-        if close.tcp_end != "rst" and (close.tcp_end == "open" or kind == "rst"):
-            if close.tcp_end == "open":
-                close.tcp_end_by = DIRECTION_NAMES[ev.direction]
-                close.tcp_end_frame, close.tcp_end_time = ev.frame, ev.time
-            close.tcp_end = kind
+        by = DIRECTION_NAMES[ev.direction]
+        close.tcp_ends.append(TcpEndEvent(kind, by, ev.frame, ev.time))
+        if close.tcp_end == "open":
+            # The first end (FIN or RST) is what ended the connection; a RST after a FIN is
+            # listed in tcp_ends (Close.later_rst), it does not relabel the FIN.
+            close.tcp_end, close.tcp_end_by, close.tcp_end_frame, close.tcp_end_time = kind, by, ev.frame, ev.time
         self.silence.end(ev.frame, ev.time, "tcp-end")
         if self.record_silence is not None:
             self.record_silence.end(ev.frame, ev.time, "tcp-end")
 
     def finish(self, capture_end: Optional[float], end_frame: Optional[int] = None,
                end_time: Optional[float] = None, tls_info: Optional[TlsInfo] = None,
-               no_keys_note: Optional[str] = None) -> Session:
+               no_keys_note: Optional[str] = None, gaps_measured_on: Optional[str] = None) -> Session:
         """The connection is over.  `capture_end`: the capture's last packet time (a silence
         still running is measured up to it).  `tls_info`: the TLS layer's facts, for a TLS
         connection; when nothing was decrypted, silences and the timeline come from the
@@ -475,19 +473,19 @@ class SessionBuilder:
         s = self.session
         if end_frame is not None:
             s.end_frame, s.end_time = end_frame, end_time
-        still_open = s.close.tcp_end == "open"
-        if still_open and capture_end is not None:
+        # A silence still running (no close, no TCP end) is measured up to the capture's end.
+        if capture_end is not None:
             self.silence.end(None, capture_end, "capture-end")
-        else:
-            self.silence.stop()
+        self.silence.stop()
         s.gaps = sorted(self.silence.gaps, key=lambda g: (g.start, g.kind))
         if tls_info is not None:
-            self._finish_tls(tls_info, capture_end if still_open else None, no_keys_note)
+            self._finish_tls(tls_info, capture_end, no_keys_note, gaps_measured_on or "tls-records")
         if self.deepgram is not None:
             self.deepgram.finish(s)
         return s
 
-    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str]) -> None:
+    def _finish_tls(self, info: TlsInfo, capture_end: Optional[float], note: Optional[str],
+                    gaps_measured_on: str = "tls-records") -> None:
         s = self.session
         decrypted = s.transport == "tls-decrypted" and s.frames[CLIENT].total + s.frames[SERVER].total > 0
         if not decrypted:
@@ -496,14 +494,12 @@ class SessionBuilder:
             if records is not None:
                 if capture_end is not None:
                     records.end(None, capture_end, "capture-end")
-                else:
-                    records.stop()
                 # Records cannot be told apart, so there is no audio-only measurement to offer.
                 s.gaps = sorted((g for g in records.gaps if g.kind == "any"), key=lambda g: g.start)
             else:
                 s.gaps = []
             s.timeline = self.record_timeline if self.record_timeline is not None else ActivityTimeline()
-            info.gaps_measured_on = "tls-records"
+            info.gaps_measured_on = gaps_measured_on
             if note:
                 info.note = note
         activity = (self.tls_activity or TlsActivity()).to_json()

@@ -101,3 +101,21 @@ def test_an_exception_in_one_connection_becomes_its_internal_error_finding(monke
     out = json.loads(capsys.readouterr().out)
     assert [[f["id"] for f in s["findings"]] for s in out["captures"][0]["sessions"]][:2] == \
         [[f.id for f in s.findings] for s in healthy[:2]]
+
+
+def test_an_exception_in_one_finding_rule_costs_that_rule_only(monkeypatch):
+    from analyzer.findings import registry
+
+    path = str(CAPTURES / "dg_net0001.pcap")
+    healthy = [f.id for f in analyze_capture(path).sessions[0].findings]  # (loads every rule)
+
+    def broken(s, ctx):
+        raise KeyError("no such field")
+
+    monkeypatch.setattr(registry, "RULES", [("broken", broken)] + list(registry.RULES))
+    (s,) = analyze_capture(path).sessions
+    assert [f.id for f in s.findings] == ["internal-error"] + healthy
+    err = s.findings[0]
+    assert (err.severity, err.frames, err.details) == (
+        "error", [], {"count": 1, "exception": "KeyError", "layer": "findings (broken)",
+                      "message": "'no such field'"})

@@ -113,7 +113,7 @@ def test_parallel_report_equals_sequential(fmt, tmp_path):
     assert outs["1"][0] == 1
     if fmt == "json":
         doc = json.loads(outs["1"][2])
-        assert len(doc["captures"]) == len([p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng")])
+        assert len(doc["captures"]) == len([p for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng")])
 
 
 def test_parallel_errors_are_reported_in_input_order(tmp_path):

@@ -169,6 +169,17 @@ def test_a_rst_after_a_fin_is_recorded_and_the_first_end_keeps_its_sender_and_fr
     assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("rst", "client", 7, T + 3.0)
 
 
+def test_a_connection_that_never_opened_measures_nothing():
+    b = builder(open_at=None)
+    frame(b, CLIENT, 3, T + 1.0, OP_TEXT, 5)  # no 101 and no pickup: this opens the measurement
+    b.tcp_end(TcpEnd("fin", SERVER, 4, T + 20.0))
+    assert gaps(b, capture_end=T + 40.0) == [("any", 19.0, 3, 4, "tcp-end"), ("audio", 19.0, 3, 4, "tcp-end")]
+    b = builder(open_at=None)
+    b.tcp_end(TcpEnd("rst", CLIENT, 4, T + 20.0))
+    s = b.finish(T + 40.0, end_frame=9, end_time=T + 40.0)
+    assert (s.gaps, s.end_frame, s.end_time, s.close.tcp_end_by) == ([], 9, T + 40.0, "client")
+
+
 def test_a_fin_after_a_rst_changes_nothing():
     b = builder()
     b.tcp_end(TcpEnd("rst", SERVER, 9, T + 4.0))
@@ -182,6 +193,7 @@ def test_a_fin_after_a_rst_changes_nothing():
 def test_tls_records_are_measured_with_the_same_rules_when_nothing_is_decrypted():
     b = builder(open_at=None)
     b.session.transport = "tls"
+    b.tls_record(TlsRecord(CLIENT, 23, 100, 4, T - 11.0))
     b.tls_record(TlsRecord(CLIENT, 23, 100, 5, T))
     b.tls_record(TlsRecord(SERVER, 23, 300, 6, T + 1.0))
     b.tls_record(TlsRecord(CLIENT, 23, 100, 7, T + 10.0))  # exactly the threshold: no gap
@@ -189,10 +201,20 @@ def test_tls_records_are_measured_with_the_same_rules_when_nothing_is_decrypted(
     assert b.client_silence_since() == T + 20.5
     s = b.finish(T + 31.0, tls_info=TlsInfo(version="TLS 1.3"), no_keys_note="no keys")
     assert [(g.kind, g.seconds, g.after_frame, g.before_frame, g.ended_by) for g in s.gaps] == \
-        [("any", 10.5, 7, 8, "frame"), ("any", 10.5, 8, None, "capture-end")]
+        [("any", 11.0, 4, 5, "frame"), ("any", 10.5, 7, 8, "frame"), ("any", 10.5, 8, None, "capture-end")]
     tls = s.tls
     assert (tls.gaps_measured_on, tls.note, tls.version) == ("tls-records", "no keys", "TLS 1.3")
-    assert tls.activity["client"]["app_records"] == 3 and tls.activity["server"]["app_record_bytes"] == 300
+    assert tls.activity["client"]["app_records"] == 4 and tls.activity["server"]["app_record_bytes"] == 300
+
+
+def test_the_tcp_end_ends_the_record_silence_too():
+    b = builder(open_at=None)
+    b.session.transport = "tls"
+    b.tls_record(TlsRecord(CLIENT, 23, 100, 5, T))
+    b.tcp_end(TcpEnd("fin", CLIENT, 9, T + 12.0))
+    s = b.finish(T + 60.0, tls_info=TlsInfo())
+    assert [(g.kind, g.seconds, g.after_frame, g.before_frame, g.ended_by) for g in s.gaps] == \
+        [("any", 12.0, 5, 9, "tcp-end")]
 
 
 # -- the running silence a live view shows ---------------------------------------------

@@ -120,7 +120,7 @@ def test_native_report_names_its_engine():
 def test_decode_as_rules_follow_what_native_found():
     plain = analyze_capture(str(CAPTURES / "dg_multi.pcapng"))
     assert decode_as_rules(plain) == {"tcp.port==18012": "http"}
-    tls = analyze_capture(str(CAPTURES / "tls13_aes128_success.pcap"))
+    tls = analyze_capture(str(CAPTURES / "tls13_aes128_success.pcap"), Options(server_names=("localhost",)))
     assert tls.sessions[0].transport == "tls"
     assert decode_as_rules(tls) == {"tcp.port==18021": "tls", "tls.port==18021": "http"}
 
@@ -151,8 +151,10 @@ def test_report_command_without_tshark(tmp_path, monkeypatch, capsys):
 def test_tls_without_keys():
     """No key log: both engines see an encrypted session and measure gaps on TLS records."""
     path = str(CAPTURES / "tls13_net0001.pcap")
-    native = analyze_capture(path)
-    other = analyze_capture_tshark(path, Options(), native=native)
+    # A short stream to "localhost" is a session without keys when named as a server.
+    options = Options(server_names=("localhost",))
+    native = analyze_capture(path, options)
+    other = analyze_capture_tshark(path, options, native=native)
     (s,) = other.sessions
     assert (s.transport, s.websocket) == ("tls", False)
     assert [(g.kind, g.after_frame, g.before_frame, round(g.seconds, 6)) for g in s.gaps] == \

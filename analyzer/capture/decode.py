@@ -52,7 +52,7 @@ class PacketDecoder:
 
     __slots__ = ("packets", "tcp", "non_ip", "non_tcp", "ipv4_fragments", "ipv6_fragments",
                  "snaplen_truncated", "malformed", "unsupported_linktypes", "fragment_frames",
-                 "muted", "_muted_ports")
+                 "muted", "_muted_ports", "dns_sink")
 
     def __init__(self) -> None:
         self.packets = 0
@@ -69,6 +69,9 @@ class PacketDecoder:
         # both directions.
         self.muted: set = set()
         self._muted_ports: set = set()  # sport << 16 | dport of the muted keys: a cheap first test
+        # dns_sink(payload, frame_no) gets the payload of every UDP datagram from port 53
+        # (DNS answers name the servers); None leaves UDP undecoded.
+        self.dns_sink = None
 
     def mute(self, key) -> None:
         """Drop the packets of this (src, dst, sport, dport) flow, both ways, SYNs excepted."""
@@ -120,6 +123,8 @@ class PacketDecoder:
                                 else _NO_PAYLOAD, 0)
                 elif total_len >= 20:
                     self.non_tcp += 1
+                    if protocol == 17 and self.dns_sink is not None:
+                        self._udp(frame_no, data, 34, 14 + total_len)
                     return None
 
         # Link layer -> (offset of the IP header, IP version).
@@ -211,10 +216,12 @@ class PacketDecoder:
                 if len(self.fragment_frames) < _MAX_FRAGMENT_FRAMES:
                     self.fragment_frames.append(frame_no)
                 return None
+            tcp_start = offset + header_len
             if protocol != 6:
                 self.non_tcp += 1
+                if protocol == 17 and self.dns_sink is not None:
+                    self._udp(frame_no, data, tcp_start, ip_end)
                 return None
-            tcp_start = offset + header_len
         elif version == 6:
             if size < offset + 40:
                 return self._short_ip_header(data, offset, size, 6, 4, 40)
@@ -248,6 +255,8 @@ class PacketDecoder:
                 tcp_start += extension_len
             if next_header != 6:
                 self.non_tcp += 1
+                if next_header == 17 and self.dns_sink is not None:
+                    self._udp(frame_no, data, tcp_start, ip_end)
                 return None
         else:
             self.malformed += 1
@@ -272,6 +281,14 @@ class PacketDecoder:
         self.snaplen_truncated += 1
         return (src, dst, sport, dport, seq, ack, flags, memoryview(data)[payload_start:size],
                 ip_end - (payload_start if payload_start > size else size))
+
+    def _udp(self, frame_no: int, data, start: int, ip_end: int) -> None:
+        """A UDP datagram: hand a DNS answer's payload (source port 53) to dns_sink."""
+        if start + 8 > len(data) or data[start] != 0 or data[start + 1] != 53:
+            return
+        end = min(ip_end, len(data))  # a snap length may have cut it; the parser copes
+        if end > start + 8:
+            self.dns_sink(memoryview(data)[start + 8:end], frame_no)
 
     def _short_ip_header(self, data, offset: int, size: int, version: int, length_at: int,
                          length_base: int):

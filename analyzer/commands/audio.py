@@ -130,7 +130,10 @@ def run(args) -> int:
         return EXIT_INPUT
     sessions = report.sessions
     if not sessions:
-        error(f"{path}: no WebSocket sessions in this capture")
+        others = report.connections.other.count if report.connections is not None else 0
+        hint = (f" ({others} other TCP connection(s): ordinary traffic, or TLS that was not "
+                "decrypted (pass --keylog))" if others else "")
+        error(f"{path}: no WebSocket sessions in this capture{hint}")
         return EXIT_INPUT
     if args.session is not None:
         if args.session > len(sessions):

@@ -42,6 +42,12 @@ def add_parser(sub) -> None:
                         "json/markdown/html)")
 
 
+def add_server_name_option(p) -> None:
+    p.add_argument("--server-name", action="append", default=[], metavar="PATTERN", dest="server_names",
+                   help="also treat servers named PATTERN (shell wildcards, e.g. '*.asr.corp.example') as "
+                        "Deepgram: self-hosted deployments (repeatable; *.deepgram.com always is)")
+
+
 def add_analysis_options(p) -> None:
     p.add_argument("--gap-threshold", type=float, default=10.0, metavar="SECONDS",
                    help="report client silences longer than this (default 10, Deepgram's NET-0001 timeout)")
@@ -49,6 +55,10 @@ def add_analysis_options(p) -> None:
                    help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact API keys, tokens and JWTs (the report then contains secrets)")
+    add_server_name_option(p)
+    p.add_argument("--all", action="store_true", dest="list_all",
+                   help="list every other TCP connection (ordinary HTTPS, h2, DNS...) in full, not only "
+                        "their summary")
     p.add_argument("--engine", choices=("native", "tshark"), default="native",
                    help="native (default, fast) or tshark: the same report built from Wireshark's dissectors")
     limits = p.add_argument_group("limits against hostile or broken captures (each hit is a finding)")
@@ -79,7 +89,9 @@ def options_from(args):
     keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
     if keylog and not os.path.isfile(keylog):
         return None, f"{keylog}: key log file not found"
-    options = Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets)
+    options = Options(gap_threshold=args.gap_threshold, keylog=keylog, show_secrets=args.show_secrets,
+                      server_names=tuple(getattr(args, "server_names", None) or ()),
+                      list_all=bool(getattr(args, "list_all", False)))
     for flag, field, _ in LIMIT_FLAGS:
         value = getattr(args, field, None)
         if value is not None:

@@ -18,7 +18,7 @@ import sys
 import time
 
 from ..cli import EXIT_INPUT, error
-from .report import FORMATS, exit_code, render
+from .report import FORMATS, add_server_name_option, exit_code, render
 
 REFRESH_PER_SECOND = 4
 KEYLOG_LAG = 1.0  # seconds packets wait for their TLS secrets to reach the key log file
@@ -41,6 +41,7 @@ def add_parser(sub) -> None:
                         "one file, no limit)")
     w.add_argument("--ring-files", type=int, default=5, metavar="N",
                    help="with --write and a ring size: keep the newest N files (default 5)")
+    add_server_name_option(w)
     w.add_argument("--gap-threshold", type=float, default=10.0, metavar="SECONDS",
                    help="client silence that turns red and becomes a finding (default 10, Deepgram's "
                         "NET-0001 timeout); yellow from half of it")
@@ -98,7 +99,8 @@ def run(args) -> int:
     if args.show_secrets:
         sys.stderr.write("dgcap: warning: --show-secrets: this report contains API keys and tokens; "
                          "do not attach it to a ticket\n")
-    options = Options(gap_threshold=args.gap_threshold, show_secrets=args.show_secrets)
+    options = Options(gap_threshold=args.gap_threshold, show_secrets=args.show_secrets,
+                      server_names=tuple(args.server_names))
     ring_bytes = int(args.ring_size * 1_000_000) if args.ring_size else None
     cap = LiveCapture(args.interface, args.filter, options, write=args.write, ring_bytes=ring_bytes,
                       ring_files=args.ring_files, keylog=keylog,

@@ -194,6 +194,12 @@ def _client_gap(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     return _sentence(f"The client sent no audio for {seconds:.1f} s{after}{at}: {step}")
 
 
+def _encrypted_timing(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
+    """What an encrypted stream's record timing reads as (findings/encrypted_rules.py),
+    without the part saying what keys would add."""
+    return _sentence(found[0].message.split(" With the TLS keys")[0].rstrip(". "))
+
+
 def _empty_binary_frame(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
     f = found[0]
     treat = "Deepgram treats as end of stream" if dg else "some servers treat as end of stream"
@@ -217,6 +223,10 @@ DIAGNOSIS_PRIORITY: tuple[tuple[str, Sentence], ...] = (
     ("abnormal-closure", _abnormal_closure),  # TCP end without close frames
     ("no-audio-received", _no_audio_received),  # Metadata: SHA-256 of empty input
     ("audio-undecodable", _audio_undecodable),  # Metadata: 0 s of audio
+    # Encrypted streams to Deepgram without keys: what the record timing is consistent with.
+    ("encrypted-net0001", _encrypted_timing),
+    ("encrypted-server-closed", _encrypted_timing),
+    ("encrypted-client-closed", _encrypted_timing),
     ("client-gap", _client_gap),  # silences: any frame first, then audio only
     ("audio-gap", _client_gap),
     ("empty-binary-frame", _empty_binary_frame),

@@ -42,6 +42,7 @@ import time
 from typing import Optional
 
 from ..capture import CaptureError, format_address
+from ..egress import OTHER
 from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
@@ -318,6 +319,10 @@ class _Builder:
         self.options = options
         self.table = table
         self.native_roles = {s.tcp_stream: s.client for s in native.sessions}
+        # The DNS answers the native engine matched to each session's server (this engine
+        # reads no DNS): (name, frame) by tcp.stream.
+        self.native_dns = {s.tcp_stream: s.server_name.dns_answer() for s in native.sessions
+                           if s.server_name is not None and s.server_name.dns_answer() is not None}
         # The native CaptureAnalyzer provides the sessions' shared state (new_session) and
         # the conclude step (finding rules, display filters, diagnosis, session hook).
         self.capture = CaptureAnalyzer(options, report)
@@ -434,6 +439,11 @@ class _Builder:
             tls_info = tls_state.info(ca.builder, options.keylog)
         last_time = self.table.last_time
         session = ca.finish(last_time, tls_info)
+        hello = tls_state.client_hello_frame if tls_state is not None else None
+        if self.capture.settle(session, ca.builder, tls_info, hello, bytes(ca.server[0]),
+                               self.native_dns.get(info.stream)) == OTHER:
+            self.capture.sessions.remove(session)  # not a session: one of the other connections
+            return
         self.capture.conclude(session)
 
 
@@ -520,6 +530,7 @@ class _TlsState:
 
     def __init__(self):
         self.client_hello: Optional[dict] = None
+        self.client_hello_frame: Optional[int] = None
         self.server_hello: Optional[dict] = None
         self.server_hello_frame: Optional[tuple] = None
         self.first: Optional[tuple] = None
@@ -533,6 +544,7 @@ class _TlsState:
             self.first = (p.frame, p.time)
         if t.client_hello is not None and self.client_hello is None:
             self.client_hello = t.client_hello
+            self.client_hello_frame = p.frame
         if t.server_hello is not None and self.server_hello is None:
             self.server_hello = t.server_hello
             self.server_hello_frame = (p.frame, p.time)

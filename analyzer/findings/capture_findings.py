@@ -27,8 +27,11 @@ def capture_findings(cap, decoder, report: CaptureReport) -> list[Finding]:
                            {"count": frags}))
     if st.get("snaplen_truncated"):
         out.append(Finding("snaplen-truncated", WARNING,
-                           f"{st['snaplen_truncated']} packets were cut by the capture's snap length; "
-                           "their missing bytes are reported as holes. Capture with -s 0 to keep whole packets.",
+                           f"{st['snaplen_truncated']} packets were cut by the capture's snap length (a "
+                           "headers-only capture). Bytes, rates and silences of TLS connections are "
+                           "measured from TCP lengths and sequence numbers, and their missing bytes are "
+                           "not reported per connection; payload in plain-text connections is reported "
+                           "as holes. Capture with -s 0 to keep whole packets.",
                            [], None, {"count": st["snaplen_truncated"]}))
     unsupported = st.get("unsupported_linktypes") or {}
     if unsupported:

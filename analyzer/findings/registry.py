@@ -8,9 +8,9 @@ Adding a diagnosis = adding one decorated function in one rules module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
-from ..model import Finding, Session
+from ..model import ERROR, Finding, Session
 
 RuleFn = Callable[[Session, "RuleContext"], Iterable[Finding]]
 RULES: list[tuple[str, RuleFn]] = []
@@ -29,9 +29,24 @@ def rule(fn: RuleFn) -> RuleFn:
 def run_rules(session: Session, ctx: RuleContext) -> list[Finding]:
     _load_rule_modules()
     found: list[Finding] = []
-    for _name, fn in RULES:
-        found.extend(fn(session, ctx) or ())
+    for name, fn in RULES:
+        try:
+            found.extend(fn(session, ctx) or ())
+        except Exception as e:  # a bug in one rule costs that rule's findings, not the session's
+            found.append(internal_error_finding(type(e).__name__, f"findings ({name})", str(e) or repr(e),
+                                                None, None))
     return found
+
+
+def internal_error_finding(exception: str, layer: str, message: str, frame: Optional[int],
+                           time: Optional[float]) -> Finding:
+    """dgcap itself failed while analysing a session: say where, so the rest stays trustworthy."""
+    where = f"No. {frame}" if frame is not None else "the end of the connection"
+    return Finding("internal-error", ERROR,
+                   f"dgcap hit an internal error: {exception} in the {layer} layer at {where}: {message}; "
+                   "what follows it on this connection was not analysed (please report this bug with "
+                   "the capture).", [frame] if frame is not None else [], time,
+                   {"count": 1, "exception": exception, "layer": layer, "message": message})
 
 
 def display_filter(tcp_stream: int, frames: list[int]) -> str:
@@ -54,4 +69,4 @@ def _load_rule_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import deepgram_endpoint_rules, deepgram_rules, rules  # noqa: F401
+    from . import deepgram_endpoint_rules, deepgram_rules, encrypted_rules, rules  # noqa: F401

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
 from ..timefmt import clock
-from .registry import RuleContext, rule
+from .registry import RuleContext, internal_error_finding, rule
 
 MAX_FRAMES_LISTED = 20
 
@@ -133,6 +133,14 @@ def close_codes(s: Session, ctx: RuleContext):
                       [cf.frame], cf.time, {"side": side, "code": cf.code, "reason": cf.reason})
 
 
+@rule
+def internal_errors(s: Session, ctx: RuleContext):
+    for a in s.anomalies:
+        if a.kind == "internal-error":
+            d = a.detail
+            yield internal_error_finding(d["exception"], d["layer"], d["message"], a.frame, a.time)
+
+
 # Protocol anomalies recorded by the layers -> findings, grouped per kind.
 ANOMALY_FINDINGS = {
     "unmasked-client-frame": (WARNING, "client frames are not masked (RFC 6455 §5.1 requires it)"),
@@ -166,7 +174,8 @@ ANOMALY_FINDINGS = {
     "tls-unsupported-cipher": (WARNING, "the TLS cipher suite cannot be decrypted by dgcap (only AEAD suites)"),
     "tls-desync": (WARNING, "TLS record framing was lost after missing data; decryption stopped"),
     "tls-no-handshake": (INFO, "the TLS handshake is not in the capture, so keys cannot be matched"),
-    "internal-error": (ERROR, "dgcap hit an internal error on this connection"),
+    "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
+                                "the server name and TLS version cannot be read"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
 }
 
@@ -180,6 +189,8 @@ def anomalies(s: Session, ctx: RuleContext):
     for kind in s.anomaly_overflow:
         grouped.setdefault(kind, [])
     for kind, items in grouped.items():
+        if kind == "internal-error":
+            continue  # internal_errors: one finding each
         tally = s.anomaly_overflow.get(kind)
         severity, text = ANOMALY_FINDINGS.get(kind, (WARNING, kind.replace("-", " ")))
         frames = {a.frame for a in items if a.frame is not None}
@@ -209,12 +220,5 @@ def anomalies(s: Session, ctx: RuleContext):
         if kind == "tcp-hole":
             details["bytes"] = hole_bytes
             msg += f"; {details['bytes']} bytes missing"
-        if kind == "internal-error":
-            first = items[0] if items else None
-            if first is not None:
-                details.update(first.detail)
-                msg += (f": {first.detail.get('exception')} in the {first.detail.get('layer')} layer at "
-                        f"{frame_ref(first.frame)}: {first.detail.get('message')}; the rest of this "
-                        "connection was not analysed (please report this bug with the capture)")
         first_time = min(times, default=None)
         yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)

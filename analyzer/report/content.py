@@ -18,8 +18,8 @@ from .text import (clock, close_summary, duration, finding_counts, frames_summar
                    handshake_summary, sorted_findings)
 
 SEVERITIES = ("error", "warning", "info")
-SESSION_COLUMNS = ("#", "client → server", "endpoint", "transport", "handshake", "dg-request-id",
-                   "frames C/S", "close", "findings")
+SESSION_COLUMNS = ("#", "client → server", "server name", "endpoint", "transport", "handshake",
+                   "dg-request-id", "frames C/S", "close", "findings")
 FRAME_COLUMNS = ("", "text", "binary", "empty bin", "cont", "ping", "pong", "close", "payload bytes",
                  "first", "last")
 GAP_COLUMNS = ("kind", "seconds", "from", "to", "ended by")
@@ -68,7 +68,7 @@ def safe_link(url: Any) -> Optional[str]:
 def capture_line(cap: CaptureReport) -> str:
     return (f"{cap.format}{' (gzip)' if cap.compressed else ''}, {cap.packets} packets, "
             f"{clock(cap.first_time, date=True)} to {clock(cap.last_time)} UTC "
-            f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} WebSocket session(s)")
+            f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} session(s)")
 
 
 def session_title(s: Session) -> str:
@@ -96,7 +96,8 @@ def findings_badge(s: Session) -> str:
 
 
 def session_row(s: Session) -> list[str]:
-    return [str(s.index), f"{s.client} → {s.server}", s.endpoint or "-", s.transport,
+    return [str(s.index), f"{s.client} → {s.server}", s.server_name.name if s.server_name else "-",
+            s.endpoint or "-", s.transport,
             handshake_summary(s), s.handshake.dg_request_id or "-", frames_summary(s), close_summary(s),
             findings_badge(s)]
 
@@ -182,6 +183,10 @@ def close_rows(s: Session) -> list[Row]:
         end += f" from the {c.tcp_end_by}"
         note = frame_ref(c.tcp_end_frame, c.tcp_end_time)
     rows.append(Row("TCP end", end, note, "error" if c.tcp_end == "rst" else ""))
+    later = c.later_rst
+    if later is not None:
+        rows.append(Row("Later RST", f"from the {later.by}, {later.time - c.tcp_end_time:.1f} s after the "
+                        f"{c.tcp_end.upper()}", frame_ref(later.frame, later.time)))
     return rows
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 from .. import __version__
 from ..model import CaptureReport, Report, Session
 from . import content as C
+from . import egress_text
 from .summary import GROUPS, headline
 from .timeline import legend_html, timeline_svg
 from .text import clock, finding_counts
@@ -169,6 +170,9 @@ def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
     sev = C.worst_severity(s) or "ok"
     items = C.finding_items(s.findings)
     out = [f'<article class="session sev-{sev}" id="{h(key)}"><h3>{h(C.session_title(s))}</h3>']
+    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
+        if line:
+            out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
     diagnosis = s.diagnosis
     if diagnosis:
         out.append(f'<p class="diagnosis sev-{sev}">{h(diagnosis)}</p>')
@@ -215,6 +219,14 @@ def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list) -> str
         out.append(f'<p class="error"><b>Could not read:</b> {h(cap.error)}</p></section>')
         return "".join(out)
     out.append(f"<p>{h(C.capture_line(cap))}</p>")
+    for line in egress_text.deepgram_headline(cap):
+        out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
+    connections = egress_text.connections_line(cap)
+    if connections:
+        out.append(f"<p>{h(connections)}</p>")
+    others = egress_text.other_rows(cap)
+    if others:
+        out.append("<h4>Other connections</h4>" + _grid(egress_text.OTHER_COLUMNS, others))
     if cap.findings:
         out.append(_findings_html(C.finding_items(cap.findings), f"c{ci}"))
     if not cap.sessions:

@@ -13,6 +13,7 @@ from typing import Optional
 from .. import __version__
 from ..model import CaptureReport, Report, Session
 from . import content as C
+from . import egress_text
 from .summary import GROUPS, headline
 from .text import clock
 
@@ -117,6 +118,9 @@ def _explanation(x: C.Explanation) -> list[str]:
 def _session(s: Session, transcript: bool) -> list[str]:
     sev = C.worst_severity(s)
     out = [f"### {esc(C.session_title(s))}", ""]
+    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
+        if line:
+            out += [f"**{esc(line)}**", ""]
     diagnosis = s.diagnosis
     if diagnosis:
         out += [f"> **{esc(sev or 'ok')}:** {esc(diagnosis)}", ""]
@@ -156,6 +160,15 @@ def _capture(cap: CaptureReport, transcript: bool) -> list[str]:
     if cap.error:
         return out + [f"**Could not read:** {esc(cap.error)}", ""]
     out += [para(C.capture_line(cap)), ""]
+    for line in egress_text.deepgram_headline(cap):
+        out += [f"**{esc(line)}**", ""]
+    connections = egress_text.connections_line(cap)
+    if connections:
+        out += [para(connections), ""]
+    others = egress_text.other_rows(cap)
+    if others:
+        out += ["**Other connections**", ""]
+        out += _table(egress_text.OTHER_COLUMNS, [[esc(v) for v in r] for r in others]) + [""]
     if cap.findings:
         out += _findings(C.finding_items(cap.findings))
     if not cap.sessions:

@@ -8,6 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..model import CLIENT, SERVER, CaptureReport, Report, Session
+from . import egress_text
 from .text import (clock, close_summary, duration, finding_counts, frames_summary,
                    handshake_summary, sorted_findings)
 
@@ -30,8 +31,21 @@ def _capture(cap: CaptureReport, console: Console, transcript: bool) -> None:
     console.print(
         f"{cap.format}{' (gzip)' if cap.compressed else ''}, {cap.packets} packets, "
         f"{clock(cap.first_time, date=True)} to {clock(cap.last_time)} UTC "
-        f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} WebSocket session(s)",
+        f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} session(s)",
         highlight=False)
+    for line in egress_text.deepgram_headline(cap):
+        console.print(Text(line, style="bold"), highlight=False)
+    connections = egress_text.connections_line(cap)
+    if connections:
+        console.print(connections, highlight=False)
+    others = egress_text.other_rows(cap)
+    if others:
+        t = Table(title="Other connections", title_justify="left", expand=False)
+        for col in egress_text.OTHER_COLUMNS:
+            t.add_column(col, overflow="fold")
+        for row in others:
+            t.add_row(*row)
+        console.print(t)
     engine = cap.stats.get("engine") or {}
     if engine.get("name") not in (None, "native"):
         console.print(Text(f"Built by the {engine['name']} engine {engine.get('version', '')}".rstrip(),
@@ -48,8 +62,8 @@ def _capture(cap: CaptureReport, console: Console, transcript: bool) -> None:
 
 def _summary_table(cap: CaptureReport) -> Table:
     t = Table(title="Sessions", title_justify="left", show_lines=False, expand=False)
-    for col in ("#", "client → server", "endpoint", "transport", "handshake", "dg-request-id",
-                "frames C/S", "close", "findings"):
+    for col in ("#", "client → server", "server name", "endpoint", "transport", "handshake",
+                "dg-request-id", "frames C/S", "close", "findings"):
         t.add_column(col, overflow="fold")
     for s in cap.sessions:
         c = finding_counts(s)
@@ -60,7 +74,8 @@ def _summary_table(cap: CaptureReport) -> Table:
             badge.append(f"{c['warning']} warn ", style="yellow")
         if c["info"]:
             badge.append(f"{c['info']} info", style="cyan")
-        t.add_row(str(s.index), f"{s.client} → {s.server}", s.endpoint or "-", s.transport,
+        t.add_row(str(s.index), f"{s.client} → {s.server}", s.server_name.name if s.server_name else "-",
+                  s.endpoint or "-", s.transport,
                   handshake_summary(s), s.handshake.dg_request_id or "-", frames_summary(s),
                   close_summary(s), badge if badge.plain else Text("ok", style="green"))
     return t
@@ -68,6 +83,9 @@ def _summary_table(cap: CaptureReport) -> Table:
 
 def _session_panel(s: Session, transcript: bool) -> Panel:
     parts = []
+    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
+        if line:
+            parts.append(Text(line, style="bold"))
     diagnosis = s.diagnosis
     if diagnosis:
         worst = min((f.severity for f in s.findings), key=lambda x: {"error": 0, "warning": 1}.get(x, 2),
@@ -161,6 +179,10 @@ def _close(s: Session) -> Table:
     if c.tcp_end != "open":
         end += f" from the {c.tcp_end_by} (No. {c.tcp_end_frame}, {clock(c.tcp_end_time)})"
     t.add_row("TCP end", end)
+    later = c.later_rst
+    if later is not None:
+        t.add_row("Later RST", f"from the {later.by} (No. {later.frame}, {clock(later.time)}), "
+                  f"{later.time - c.tcp_end_time:.1f} s after the {c.tcp_end.upper()}")
     return t
 
 

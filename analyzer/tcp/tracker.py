@@ -133,6 +133,13 @@ class Connection:
         side, frame_no, ts = self._rst
         return (side ^ self._client_side, frame_no, ts)
 
+    @property
+    def isns(self):
+        """(client, server) base sequence numbers as Wireshark takes them (None if unknown)."""
+        side = self._client_side
+        bases = (self._base0, self._base1)
+        return (bases[side], bases[side ^ 1])
+
     def swap_roles(self) -> None:
         self._client_side ^= 1
 

@@ -131,6 +131,7 @@ class TlsConnection:
         self._version: Optional[int] = None
         self._server_certificate_seen = False
         self._midstream_reported = False
+        self.client_hello_frame: Optional[int] = None  # where the SNI was read
         self._info: dict[str, Any] = {
             "version": None, "sni": None, "alpn_offered": [], "alpn": None,
             "cipher_suite": None, "cipher_suite_id": None, "resumed": False,
@@ -628,6 +629,7 @@ class TlsConnection:
                           error=str(exc))
             return
         self._client_hello = hello
+        self.client_hello_frame = frame
         info = self._info
         info["sni"] = hello.sni
         info["alpn_offered"] = list(hello.alpn)
