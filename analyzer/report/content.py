@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import CLIENT, SERVER, CaptureReport, Finding, Session
+from ..model import CLIENT, SERVER, CaptureReport, Finding, Session, gap_end
 from .text import (clock, close_summary, duration, finding_counts, frames_summary,
                    handshake_summary, sorted_findings)
 
@@ -164,7 +164,7 @@ def frame_rows(s: Session) -> list[list[str]]:
 
 def gap_rows(s: Session) -> list[list[str]]:
     return [[g.kind, f"{g.seconds:.3f}", f"No. {g.after_frame} {clock(g.start)}",
-             f"{'No. ' + str(g.before_frame) if g.before_frame else '-'} {clock(g.end)}", g.ended_by]
+             f"{'No. ' + str(g.before_frame) if g.before_frame else '-'} {clock(g.end)}", gap_end(s, g)]
             for g in s.gaps]
 
 
@@ -222,8 +222,33 @@ def explanation(s: Session) -> Optional[Explanation]:
     if x is None:
         return None
     heading = f"{x.label}: {x.entry.title}" if x.entry.title else x.label
-    return Explanation(heading, x.entry.explanation, x.evidence, list(x.entry.steps),
+    text = normal_end_text(s) if x.entry.name == "normal" else x.entry.explanation
+    return Explanation(heading, text, x.evidence, list(x.entry.steps),
                        safe_link(x.link) or safe_link(x.entry.doc), x.frame, x.time)
+
+
+def normal_end_text(s: Session) -> str:
+    """A 1000 close explained by what happened: whether the client ended the stream
+    (CloseStream, Close, an empty binary frame) and who closed the WebSocket first."""
+    dg, c = s.deepgram, s.close
+    end = dg.stream_end if dg is not None else None
+    server = f"Deepgram's close (No. {c.server.frame})" if c.server is not None else "Deepgram's close"
+    if end is not None:
+        article = "an " if end.type[0].islower() else ""
+        sent = f"the client sent {article}{end.type} (No. {end.frame})"
+        if c.initiator == "client" and c.client is not None:
+            return (f"The client ended the stream: {sent}, then closed the WebSocket itself "
+                    f"(No. {c.client.frame}) before {server}; results still on the way may be lost.")
+        summary = " and the summary Metadata" if dg.metadata is not None else ""
+        rest = "audio" if "speak" in (s.endpoint or "") else "results"
+        return (f"The stream ended normally: {sent}, Deepgram sent its remaining {rest}{summary}, "
+                f"then closed (No. {c.server.frame})." if c.server is not None else
+                f"The stream ended normally: {sent}.")
+    if c.initiator == "client" and c.client is not None:
+        return (f"The client closed the WebSocket (No. {c.client.frame}) without ending the stream first "
+                f"(no CloseStream); {server} only answered it, so results for the last audio may be lost.")
+    return (f"Deepgram closed the WebSocket with 1000{' (No. ' + str(c.server.frame) + ')' if c.server else ''} "
+            "although the client never ended the stream (no CloseStream).")
 
 
 def deepgram_rows(s: Session) -> list[Row]:
