@@ -192,6 +192,23 @@ ANOMALY_FINDINGS = {
 }
 
 
+def _keylog_wording(kind: str, items, ctx: RuleContext, severity: str, text: str) -> tuple[str, str]:
+    """Why a TLS session was not decrypted, naming the key log the user gave: a wrong key log
+    is not the same as none."""
+    name = ctx.keylog_name
+    if kind == "tls-no-keys" and name:
+        reasons = {a.detail.get("reason") for a in items}
+        if "client random not in key log" in reasons:
+            return WARNING, (f"{name} has no entry for this session's client random: it holds keys for other "
+                             "connections only (record this client's run with SSLKEYLOGFILE)")
+        return WARNING, (f"{name} holds 0 usable secrets, so this encrypted session cannot be read "
+                         "(WebSocket frames are not visible)")
+    if kind == "tls-bad-record-mac" and name:
+        return severity, (f"wrong secret (bad record MAC): the secrets in {name} for this session's client "
+                          "random do not decrypt its records (wrong or stale keys); decryption stopped")
+    return severity, text
+
+
 @rule
 def anomalies(s: Session, ctx: RuleContext):
     grouped = defaultdict(list)
@@ -218,6 +235,7 @@ def anomalies(s: Session, ctx: RuleContext):
             times.extend(t for t in (tally.first_time,) if t is not None)
         frames = sorted(frames)
         dirs = sorted(DIRECTION_NAMES[d] for d in directions)
+        severity, text = _keylog_wording(kind, items, ctx, severity, text)
         msg = text[0].upper() + text[1:]
         if dirs:
             msg += f" (from the {' and the '.join(dirs)})"

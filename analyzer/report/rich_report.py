@@ -185,8 +185,9 @@ def _grid(console: Console, title: Optional[str], columns: Sequence[str], rows: 
 
 def _findings(console: Console, items: list[C.FindingItem], indent: int) -> None:
     for f in items:
+        where = " at ".join(x for x in (f.frames, f.time) if x != "-")
         _line(console, Text.assemble((f.severity, SEVERITY_STYLE.get(f.severity, "")), " ", (f.id, "bold"),
-                                     f"  {f.frames} at {f.time}"), indent=indent)
+                                     f"  {where}" if where else ""), indent=indent)
         _line(console, f.message, indent=indent + 2)
         if f.display_filter:
             _line(console, f"filter: {f.display_filter}", "dim", indent + 2)
