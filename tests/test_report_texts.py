@@ -79,3 +79,17 @@ def test_anomaly_texts_are_sentences():
     assert got == ["A TLS record was cut off at the end of the connection (from the client): once, frame 282.",
                    "TLS record bytes are missing from the capture (from the client and the server): 2 times, "
                    "frames 300, 310."]
+
+
+def test_server_empty_binary_frames_are_counted():
+    """docs/json-contract.md: empty_binary counts both directions; only the client's are
+    Deepgram's end-of-stream signal (session.empty_binary)."""
+    from support.deepgram_session import ScriptedSession
+    from analyzer.model import CLIENT, SERVER
+    script = ScriptedSession(path="/v1/speak")
+    script.server_binary(0, 1.0, frame=10)
+    script.server_binary(320, 1.1, frame=11)
+    script.client_binary(0, 1.2, frame=12)
+    s = script.finish()
+    assert (s.frames[SERVER].empty_binary, s.frames[SERVER].binary) == (1, 2)
+    assert (s.frames[CLIENT].empty_binary, [e.frame for e in s.empty_binary]) == (1, [12])
