@@ -838,5 +838,6 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA, "tool": "dgcap", "options": self.options,
+        from . import __version__
+        return {"schema": SCHEMA, "tool": "dgcap", "tool_version": __version__, "options": self.options,
                 "captures": [c.to_json() for c in self.captures]}

@@ -14,7 +14,7 @@ from analyzer.report.content import explanation, gap_rows
 from analyzer.report.html import render_html
 from analyzer.report.markdown import render_markdown
 from analyzer.report.rich_report import render_rich
-from test_report_helpers import REPO, analyzed
+from test_report_helpers import REPO, analyzed, run_cli
 
 
 def _session(name: str):
@@ -93,3 +93,19 @@ def test_server_empty_binary_frames_are_counted():
     s = script.finish()
     assert (s.frames[SERVER].empty_binary, s.frames[SERVER].binary) == (1, 2)
     assert (s.frames[CLIENT].empty_binary, [e.frame for e in s.empty_binary]) == (1, [12])
+
+
+def test_json_names_the_tool_version():
+    import json
+    from analyzer import __version__
+    r = run_cli("report", "captures/dg_success.pcap", "--format", "json")
+    doc = json.loads(r.stdout)
+    assert (doc["tool"], doc["tool_version"]) == ("dgcap", __version__)
+
+
+def test_report_help_has_a_description_and_the_exit_codes():
+    r = run_cli("report", "--help")
+    assert r.returncode == 0
+    assert "Report every WebSocket session in pcap/pcapng captures" in r.stdout
+    assert r.stdout.rstrip().endswith("exit codes:\n  0  no error finding\n  1  at least one error finding\n"
+                                      "  2  input or usage error (one line on stderr)")

@@ -22,7 +22,13 @@ MACHINE_FORMATS = ("json", "markdown", "html")
 
 
 def add_parser(sub) -> None:
-    r = sub.add_parser("report", help="report every WebSocket session in the captures")
+    import argparse
+    from ..cli import EXIT_CODES_HELP
+    r = sub.add_parser("report", help="report every WebSocket session in the captures",
+                       description="Report every WebSocket session in pcap/pcapng captures (Deepgram's live "
+                                   "APIs and any WebSocket): each session's verdict, the facts behind it, "
+                                   "findings with Wireshark filters, and Deepgram's explanation.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
