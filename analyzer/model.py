@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
+from .servername import ServerName
+
 if TYPE_CHECKING:  # Deepgram-layer value objects held by DeepgramSummary / AudioSummary
     from .deepgram.audio import WavInfo
     from .deepgram.closeexplain import CloseExplanation
@@ -103,6 +105,9 @@ class Handshake:
 
     def request_header(self, name: str) -> Optional[str]:
         return _header(self.request_headers, name)
+
+    def response_header(self, name: str) -> Optional[str]:
+        return _header(self.response_headers, name)
 
     def to_json(self) -> dict:
         return {
@@ -662,6 +667,76 @@ class DeepgramSummary:
 
 
 @dataclass
+class ProxyLeg:
+    """One TCP connection of a stream relayed by an HTTP proxy."""
+    leg: str  # client-to-proxy | proxy-to-server
+    tcp_stream: int
+    client: str
+    server: str
+    start_frame: Optional[int] = None
+    end_frame: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"leg": self.leg, "tcp_stream": self.tcp_stream, "client": self.client,
+                "server": self.server, "start_frame": self.start_frame,
+                "end_frame": self.end_frame}
+
+
+@dataclass
+class ProxyInfo:
+    """The session went through an HTTP proxy: a CONNECT tunnel, or a forward proxy given
+    an absolute-form request target (`GET http://host/path`)."""
+    kind: str  # connect | forward
+    authority: str  # CONNECT's host:port, or the absolute target's host[:port]
+    request_frame: Optional[int] = None
+    request_time: Optional[float] = None
+    # The proxy's answer to a CONNECT (None for forward proxies: the origin's 101 is the
+    # handshake's response; None too when no answer is in the capture).
+    status: Optional[int] = None
+    reason: Optional[str] = None
+    response_frame: Optional[int] = None
+    response_time: Optional[float] = None
+    # Both legs, when the proxy-to-server connection is in the capture too (legs.py).
+    legs: list[ProxyLeg] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return self.kind == "connect" and self.status is not None and not 200 <= self.status < 300
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "authority": self.authority,
+                "request_frame": self.request_frame, "request_time": self.request_time,
+                "status": self.status, "reason": self.reason,
+                "response_frame": self.response_frame, "response_time": self.response_time,
+                "legs": [leg.to_json() for leg in self.legs]}
+
+
+@dataclass
+class TunnelLayer:
+    """One encapsulation around a session's packets (capture/decode.py decodes them)."""
+    type: str  # vxlan | vxlan-gpe | geneve | gre | erspan1/2/3 | gtpu | mpls | mpls-in-ip | pppoe | ipip | ip6in4 | ip4in6 | ip6in6
+    id: Optional[int] = None  # VNI, TEID, GRE key, ERSPAN or PPPoE session id, MPLS label
+    id_name: Optional[str] = None  # vni | teid | key | session_id | label (None: the header has no id)
+    outer_src: Optional[str] = None  # the enclosing IP header's addresses (None for MPLS, PPPoE)
+    outer_dst: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return {"type": self.type, "id": self.id, "id_name": self.id_name,
+                "outer_src": self.outer_src, "outer_dst": self.outer_dst}
+
+
+@dataclass
+class MissingData:
+    """Stream bytes one direction sent that are not in the capture (TCP holes), exact totals."""
+    holes: int = 0
+    bytes: int = 0
+    first_frame: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"holes": self.holes, "bytes": self.bytes, "first_frame": self.first_frame}
+
+
+@dataclass
 class TlsInfo:
     """A TLS session's handshake facts, decryption state and record activity."""
     version: Optional[str] = None
@@ -741,6 +816,14 @@ class Session:
     messages_dropped: int = 0  # text messages not kept because of the per-session cap
     findings: list[Finding] = field(default_factory=list)
     tcp_retransmissions: Optional[int] = None  # set when the TCP layer saw any
+    # An HTTP proxy on the way (CONNECT tunnel or forward proxy); None when there is none.
+    proxy: Optional[ProxyInfo] = None
+    # Which server the client meant (SNI, Host, CONNECT authority or DNS), as egress reports it.
+    server_name: Optional[ServerName] = None
+    # Encapsulations the packets came in, outermost first (empty: not tunnelled).
+    tunnel: list[TunnelLayer] = field(default_factory=list)
+    # Per direction (client, server): TCP bytes missing from the capture; None when none.
+    missing: tuple[Optional[MissingData], Optional[MissingData]] = (None, None)
     tls: Optional[TlsInfo] = None  # TLS sessions only
     # The Deepgram layer's results (DeepgramAnalyzer.finish); None when it did not run.
     endpoint: Optional[str] = None  # listen | listen-v2 | speak | speak-v2 | agent | other
@@ -784,6 +867,16 @@ class Session:
         }
         if self.tcp_retransmissions is not None:
             out["tcp_retransmissions"] = self.tcp_retransmissions
+        if self.proxy is not None:
+            out["proxy"] = self.proxy.to_json()
+        if self.server_name is not None:
+            out["server_name"] = self.server_name.to_json()
+        if self.tunnel:
+            out["tunnel"] = [layer.to_json() for layer in self.tunnel]
+        if self.missing[CLIENT] is not None or self.missing[SERVER] is not None:
+            out["missing"] = {name: None if m is None else m.to_json()
+                              for name, m in (("client", self.missing[CLIENT]),
+                                              ("server", self.missing[SERVER]))}
         if self.tls is not None:
             out["tls"] = self.tls.to_json()
         if self.endpoint is not None:

@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from .capture import CaptureError, PacketDecoder, capture_files, format_address, open_capture
+from .capture import (CaptureError, PacketDecoder, capture_files, format_address, open_capture,
+                      tunnel_layers)
 from .connections import ConnectionCensus, ConnectionFacts, add_tls_facts
 from .copies import ConnectionPrint, head_checksum
 from .dns import DnsNames, DnsTcpStream
@@ -20,14 +21,17 @@ from .deepgram.diagnosis import diagnose
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .findings.capture_findings import capture_findings
 from .findings.registry import RuleContext, display_filter, run_rules
-from .http import RequestParser, ResponseParser, is_websocket_upgrade, looks_like_request
+from .http import (RequestParser, ResponseParser, absolute_form_authority, is_websocket_upgrade,
+                   looks_like_request)
+from .legs import link_proxy_legs
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
-from .model import CLIENT, SERVER, WARNING, CaptureReport, Finding, Session, TlsInfo
+from .model import CLIENT, SERVER, WARNING, CaptureReport, Finding, MissingData, ProxyInfo, Session, TlsInfo
+from .servername import ServerName, host_without_port, is_deepgram_host
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
 from .tls.connection import CT_APPLICATION_DATA
-from .websocket import FrameParser, MessageAssembler, find_stream_start
+from .websocket import FrameParser, MessageAssembler, find_stream_start, midstream_evidence_enough
 
 
 @dataclass
@@ -73,6 +77,7 @@ class _Analysis:
         self.last_time: Optional[float] = None
         self.keylog = KeyLog()
         self.capture = None
+        self.decoder: Optional[PacketDecoder] = None
         self.conclude: Callable[[Session], None] = lambda session: None
         self._secrets_seen = 0
         limit = options.max_kept_server_text
@@ -136,6 +141,12 @@ class ConnectionAnalyzer:
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
+        self._proxy: Optional[ProxyInfo] = None  # an HTTP proxy on the way (CONNECT, forward)
+        self._connect_wait = False  # a CONNECT was sent, the proxy's answer is not in yet
+        # The tunnel path of the packet that opened the connection (None when untunnelled).
+        decoder = analysis.decoder
+        self.tunnel = decoder.tunnel if decoder is not None and \
+            decoder.tunnel_frame == conn.first_frame else None
         self._client_head = None  # crc32 of the client's first bytes (copies.py)
         self._dns = None  # DnsTcpStream of a DNS-over-TCP connection
         self._settled = False
@@ -188,6 +199,16 @@ class ConnectionAnalyzer:
             self._internal_error(e, frame, ts)
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
+        if direction == SERVER and self.state == self.HTTP and self._awaiting_response() \
+                and self._resp_parser.head is not None:
+            # A response whose body runs until close (a proxy's error page) completes with
+            # the server's FIN or RST, as Wireshark shows it.
+            try:
+                resp = self._resp_parser.finish()
+                if resp is not None:
+                    self._on_response(resp, frame, ts)
+            except Exception as e:
+                self._internal_error(e, frame, ts)
         if self.builder is not None:
             try:
                 self.builder.tcp_end(TcpEnd(kind, direction, frame, ts))
@@ -236,6 +257,9 @@ class ConnectionAnalyzer:
             span=((c.first_frame, c.first_time), (c.last_frame, c.last_time)),
             protocol="dns" if self.state == self.DNS else "http" if self._req_parser is not None
             else "unknown")
+        proxy = session.proxy if session is not None else None
+        if proxy is not None and proxy.kind == "connect":  # the tunnel's server is named there
+            fact.connect, fact.connect_frame = host_without_port(proxy.authority), proxy.request_frame
         builder = self.builder
         tls = self._tls
         add_tls_facts(fact, TlsInfo(**tls.info) if tls is not None else None,
@@ -279,8 +303,7 @@ class ConnectionAnalyzer:
             self._tls_events(self._tls.finish())
         if self.state == self.SNIFF and self.conn.syn_frame is None:
             self._try_midstream(final=True)
-        if self.state == self.HTTP and self._req_parser is not None and self.builder is not None \
-                and self.builder.requested and not self.builder.answered:
+        if self.state == self.HTTP and self._req_parser is not None and self._awaiting_response():
             resp = self._resp_parser.finish()
             if resp is not None:
                 self._on_response(resp, None, None)
@@ -337,6 +360,10 @@ class ConnectionAnalyzer:
                                      {"stream_offset": offset, "bytes": length})
         if retrans:
             self.builder.session.tcp_retransmissions = retrans
+        missing = tuple(MissingData(r.hole_count, r.hole_bytes, r.holes[0][2] if r.holes else None)
+                        if r.hole_count else None for r in reassemblers)
+        if missing[CLIENT] is not None or missing[SERVER] is not None:
+            self.builder.session.missing = missing
 
     # -- deciding what the connection carries -----------------------------------
     def _sniff_data(self, direction: int, data, frame: int, ts: float) -> None:
@@ -421,7 +448,9 @@ class ConnectionAnalyzer:
                 continue
             elif kind == "record":
                 if ev[2] == CT_APPLICATION_DATA:
-                    self.builder.tls_record(TlsRecord(*ev[1:]))
+                    # The layer's ("record", direction, type, length, frame, ts) as the typed
+                    # event, built in C (one per record: TLS without keys is all records).
+                    self.builder.tls_record(_as_tls_record(TlsRecord, ev[1:]))
             elif kind == "handshake":
                 if ev[1].get("decryption") == "ok":
                     self.builder.session.transport = "tls-decrypted"
@@ -452,7 +481,8 @@ class ConnectionAnalyzer:
             start = find_stream_start([d for d, _, _ in self._sniff[direction]])
             if start is not None:
                 found[direction] = start
-        if not found:
+        if not found or not midstream_evidence_enough([run for _, _, run in found.values()]):
+            # Noise that happens to parse as a frame or two is not a session: wait for more.
             if final or max(self._sniff_len) >= PROTOCOL_DECISION_BYTES:
                 self._give_up()
             return
@@ -483,7 +513,9 @@ class ConnectionAnalyzer:
     # -- HTTP upgrade ----------------------------------------------------------
     def _http_data(self, direction: int, data, frame: int, ts: float) -> None:
         if direction == CLIENT:
-            if self.builder is None or not self.builder.requested:
+            if self._connect_wait:
+                self._early(bytes(data), frame, ts)  # sent before the proxy's answer came
+            elif self.builder is None or not self.builder.requested:
                 req = self._req_parser.feed(data)
                 if req is None:
                     if self._req_parser.error:
@@ -530,14 +562,40 @@ class ConnectionAnalyzer:
         self._early_len += len(data)
 
     def _on_request(self, req, frame: int, ts: float) -> None:
+        if req.method == "CONNECT" and self._proxy is None:
+            # A proxy tunnel: its answer decides whether the bytes after it are sniffed.
+            self._proxy = ProxyInfo("connect", req.target, frame, ts)
+            self._connect_wait = True
+            self._resp_parser = ResponseParser("CONNECT", self.analysis.options.max_http_header)
+            return
         if not is_websocket_upgrade(req):
             # Plain HTTP: not a WebSocket attempt, nothing for us here.
             self._give_up()
             return
+        if self._proxy is None:
+            authority = absolute_form_authority(req.target)
+            if authority is not None:  # `GET ws://host/path`: sent to a forward proxy
+                self._proxy = ProxyInfo("forward", authority, frame, ts)
         self._new_session(frame, ts)
         self.builder.request(HandshakeRequest(req, frame, ts))
 
+    def _awaiting_response(self) -> bool:
+        return self._connect_wait or (self.builder is not None and self.builder.requested
+                                      and not self.builder.answered)
+
     def _on_response(self, resp, frame: Optional[int], ts: Optional[float]) -> None:
+        if self._connect_wait:
+            self._connect_wait = False
+            proxy = self._proxy
+            proxy.status, proxy.reason = resp.status, resp.reason
+            proxy.response_frame, proxy.response_time = frame, ts
+            if 200 <= resp.status < 300:
+                self._tunnel_open(frame, ts)
+            else:  # refused (407, 403, 502...): its own outcome, a session with a finding
+                self._new_session(proxy.request_frame, proxy.request_time)
+                self._early_client = []
+                self.state = self.DONE
+            return
         if self.builder is None:
             self.state = self.DONE
             return
@@ -553,6 +611,18 @@ class ConnectionAnalyzer:
         else:
             self.state = self.DONE
             self._early_client = []
+
+    def _tunnel_open(self, frame: Optional[int], ts: Optional[float]) -> None:
+        """The proxy said 2xx: from here on it relays bytes, sniffed like a new connection's
+        (TLS, decrypted with the key log, or a plain HTTP Upgrade)."""
+        early, self._early_client, self._early_len = self._early_client, [], 0
+        rest = self._resp_parser.leftover
+        self._req_parser = self._resp_parser = None
+        self.state = self.SNIFF
+        for data, f, t in early:
+            self.data(CLIENT, data, f, t)
+        if rest:
+            self.data(SERVER, rest, frame, ts)
 
     # -- WebSocket -------------------------------------------------------------
     def _open_websocket(self, deflate, extensions: bool) -> None:
@@ -591,6 +661,15 @@ class ConnectionAnalyzer:
         c = self.conn
         self.builder = self.analysis.new_session(format_address(*c.client), format_address(*c.server),
                                                  c.stream, c.first_frame, c.first_time)
+        s = self.builder.session
+        if self.tunnel is not None:
+            s.tunnel = tunnel_layers(self.tunnel)
+        proxy = self._proxy
+        if proxy is not None:
+            s.proxy = proxy
+            host = host_without_port(proxy.authority)
+            s.server_name = ServerName(host, "connect" if proxy.kind == "connect" else "host",
+                                       proxy.request_frame, deepgram=is_deepgram_host(host))
 
 
 class CaptureAnalyzer:
@@ -617,6 +696,7 @@ class CaptureAnalyzer:
                     "'LABEL <client random> <secret>'): no TLS session can be decrypted with it.",
                     details={"keylog": os.path.basename(options.keylog), "skipped_lines": skipped}))
         self.decoder = PacketDecoder()
+        self.analysis.decoder = self.decoder
         self._decode = self.decoder.decode
         self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis),
                                   max_connections=options.max_connections)
@@ -637,7 +717,7 @@ class CaptureAnalyzer:
         if self.first_time is None:
             self.first_time = ts
         self.last_time = ts
-        seg = self._decode(frame_no, linktype, data)
+        seg = self._decode(frame_no, linktype, data, ts)
         if seg is not None:
             self.analysis.last_time = ts
             self._tcp_segment(frame_no, ts, seg)
@@ -663,13 +743,13 @@ class CaptureAnalyzer:
         try:
             if progress is None:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
             else:
                 for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data)
+                    seg = decode(frame_no, linktype, data, ts)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
@@ -697,8 +777,9 @@ class CaptureAnalyzer:
     def finish(self) -> list[Session]:
         self.analysis.last_time = self.last_time
         self.tracker.finish()
-        connections, sessions = self.analysis.census.summary(self.tracker.stats["connections"],
-                                                             self.analysis.sessions)
+        self.decoder.finish()  # fragments still incomplete are lost now
+        connections, sessions = self.analysis.census.summary(
+            self.tracker.stats["connections"], link_proxy_legs(self.analysis.sessions))
         self.report.connections = connections
         sessions = sorted(sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
@@ -733,6 +814,9 @@ class CaptureAnalyzer:
         hook = self.options.session_hook
         if hook is not None:
             hook(session)
+
+
+_as_tls_record = tuple.__new__
 
 
 def _head(chunks, size: int = 16) -> bytes:

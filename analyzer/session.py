@@ -374,6 +374,11 @@ class SessionBuilder:
             close.server = cf
         if close.initiator is None:
             close.initiator = DIRECTION_NAMES[direction]
+        elif close.client is not None and close.server is not None and \
+                close.client.frame is not None and close.server.frame is not None:
+            # Data held back by a hole can be delivered after the peer's later close: the
+            # capture's order (frame numbers) says who closed first.
+            close.initiator = "client" if close.client.frame < close.server.frame else "server"
 
     def _keep(self, direction: int, m) -> None:
         s = self.session

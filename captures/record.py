@@ -821,6 +821,38 @@ async def s_tls_net0001(ctx: Ctx) -> None:
     await net0001_pattern(ctx.client())
 
 
+@scenario(name="tls13_multi", port=18041,
+          tls={"version": "TLSv1.3", "suite": "TLS_AES_128_GCM_SHA256",
+               "ciphersuites": "TLS_AES_128_GCM_SHA256"},
+          expect=[SUCCESS_EXPECT[0],
+                  {"websocket": True, "findings": ["empty-binary-frame"],
+                   "close": ["server", 1000, 1000], "tcp_end": "fin"},
+                  {"websocket": True, "findings": [], "close": ["server", 1008, 1008],
+                   "tcp_end": "fin", "server_close_reason": fdg.DATA0000_REASON}],
+          description="Three concurrent sessions over TLS 1.3 (TLS_AES_128_GCM_SHA256), one "
+                      "key log for all (tls13_multi.keys): dg_success's pattern (stream 0); "
+                      "1 s audio then an empty binary frame (stream 1); a JSON document sent "
+                      "as binary -> close 1008 DATA-0000 (stream 2).  For `dgcap extract`: "
+                      "one session's packets and secrets must not decrypt another's.")
+async def s_tls_multi(ctx: Ctx) -> None:
+    a, b, c = ctx.client(), ctx.client(), ctx.client()
+
+    async def run_b() -> None:
+        await asyncio.sleep(0.5)
+        assert await b.open()
+        await b.stream(1.0)
+        await b.send_binary(b"")
+        await b.closed()
+
+    async def run_c() -> None:
+        await asyncio.sleep(1.0)
+        assert await c.open()
+        await c.send_binary(json.dumps({"type": "Audio", "data": "UklGRiQAAABXQVZF"}).encode())
+        await c.closed()
+
+    await asyncio.gather(success_pattern(a), run_b(), run_c())
+
+
 # ====================================================================== child process
 async def child_main(name: str, workdir: str) -> dict:
     sc = SCENARIOS[name]

@@ -190,27 +190,75 @@ def test_ipv6_atomic_fragment_is_a_whole_packet():
     assert_only(decoder, tcp=1)
 
 
-def test_ipv4_fragments_counted_not_decoded():
+def test_ipv4_fragments_reassembled_at_the_last_fragment():
     decoder = PacketDecoder()
     first = synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000, total_length=36)  # MF
     second = synth.ipv4(SEGMENT_V4[16:], flags_fragment=2)  # offset 16 bytes
     assert decoder.decode(7, 228, first) is None
-    assert decoder.decode(8, 228, second) is None
+    assert as_plain(decoder.decode(8, 228, second)) == EXPECTED_V4
     assert decoder.decode(9, 228, IP_V4) is not None  # DF alone is not a fragment
-    assert decoder.stats["ipv4_fragments"] == 2
-    assert decoder.stats["tcp"] == 1
-    assert decoder.fragment_frames == [7, 8]
+    decoder.finish()
+    stats = decoder.stats
+    assert (stats["ipv4_fragments"], stats["tcp"], stats["fragments_reassembled"],
+            stats["fragments_unreassembled"]) == (1, 2, 1, 0)
+    assert decoder.fragment_frames == []
 
 
-def test_ipv6_fragments_counted_not_decoded():
+def test_ipv4_fragments_out_of_order_and_duplicated():
+    decoder = PacketDecoder()
+    first = synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000, total_length=36)
+    second = synth.ipv4(SEGMENT_V4[16:], flags_fragment=2)
+    assert decoder.decode(1, 228, second) is None
+    assert decoder.decode(2, 228, second) is None  # a copy: no conflict
+    assert as_plain(decoder.decode(3, 228, first)) == EXPECTED_V4
+    assert "fragment_conflicts" not in decoder.stats
+
+
+def test_ipv4_overlapping_fragments_with_different_bytes_are_a_conflict():
+    decoder = PacketDecoder()
+    first = synth.ipv4(SEGMENT_V4[:24], flags_fragment=0x2000)  # MF, bytes [0, 24)
+    bad = synth.ipv4(b"X" * 8, flags_fragment=0x2000 | 2)  # [16, 24) again, other bytes
+    second = synth.ipv4(SEGMENT_V4[16:], flags_fragment=2)  # [16, end), the true bytes
+    assert decoder.decode(1, 228, first) is None
+    assert decoder.decode(2, 228, bad) is None
+    assert as_plain(decoder.decode(3, 228, second)) == EXPECTED_V4  # the first copy wins
+    # Frame 2 disagrees with frame 1, frame 3 with frame 2.
+    assert decoder.stats["fragment_conflicts"] == 2
+    assert decoder.fragments.conflict_frames == [2, 3]
+
+
+def test_ipv6_fragments_reassembled_with_the_first_fragments_next_header():
     decoder = PacketDecoder()
     first = synth.ipv6(SEGMENT_V6[:24], extensions=[synth.ipv6_fragment(0, more=True)])
     last = synth.ipv6(SEGMENT_V6[24:], extensions=[synth.ipv6_extension(0, 8),
                                                    synth.ipv6_fragment(3, more=False)])
     assert decoder.decode(4, 229, first) is None
-    assert decoder.decode(5, 229, last) is None
-    assert decoder.stats["ipv6_fragments"] == 2
-    assert decoder.fragment_frames == [4, 5]
+    assert as_plain(decoder.decode(5, 229, last)) == EXPECTED_V6
+    assert (decoder.stats["ipv6_fragments"], decoder.stats["tcp"]) == (1, 1)
+
+
+def test_incomplete_datagram_expires_after_the_timeout_in_capture_time():
+    decoder = PacketDecoder()
+    first = synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000, total_length=36)
+    second = synth.ipv4(SEGMENT_V4[16:], flags_fragment=2)
+    other = synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000, ident=9)
+    assert decoder.decode(1, 228, first, 100.0) is None
+    assert decoder.decode(2, 228, other, 131.0) is None  # 31 s later: frame 1 is given up
+    assert decoder.decode(3, 228, second, 131.5) is None  # starts a new datagram, incomplete
+    decoder.finish()
+    assert decoder.stats["fragments_unreassembled"] == 3
+    assert decoder.fragment_frames == [1, 2, 3]
+
+
+def test_fragment_table_is_bounded_in_datagrams():
+    decoder = PacketDecoder()
+    decoder.fragments.max_datagrams = 4
+    for ident in range(10):
+        decoder.decode(ident + 1, 228, synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000,
+                                                  ident=ident))
+    assert len(decoder.fragments.pending) == 4
+    assert decoder.stats["fragments_unreassembled"] == 6
+    assert decoder.fragment_frames == [1, 2, 3, 4, 5, 6]
 
 
 def test_fragment_frames_keeps_the_first_100():
@@ -218,7 +266,9 @@ def test_fragment_frames_keeps_the_first_100():
     fragment = synth.ipv4(SEGMENT_V4[:16], flags_fragment=0x2000, total_length=36)
     for frame_no in range(1, 151):
         decoder.decode(frame_no, 228, fragment)
+    decoder.finish()
     assert decoder.stats["ipv4_fragments"] == 150
+    assert decoder.stats["fragments_unreassembled"] == 150
     assert decoder.fragment_frames == list(range(1, 101))
 
 
@@ -293,7 +343,8 @@ def _outcomes(decoder: PacketDecoder, returned_with_missing: int) -> int:
     s = decoder.stats
     return (s["tcp"] + s["non_ip"] + s["non_tcp"] + s["ipv4_fragments"] + s["ipv6_fragments"]
             + s["malformed"] + sum(s["unsupported_linktypes"].values())
-            + s["snaplen_truncated"] - returned_with_missing)
+            + s["snaplen_truncated"] + sum(s.get("undecoded", {}).values())
+            - returned_with_missing)
 
 
 @settings(max_examples=400, deadline=None)

@@ -556,6 +556,11 @@ SCENARIOS = {
         S(endpoint="listen", ids={"handshake-cause"}, check=_handshake_401_wrong_key),
         S(endpoint="listen", ids=set(), check=_empty_binary, metadata=True, latency=True, transcript=True),
     ],
+    "tls13_multi.pcap": [
+        SUCCESS,
+        S(endpoint="listen", ids=set(), check=_empty_binary, metadata=True, latency=True, transcript=True),
+        S(endpoint="listen", ids={"deepgram-close", "json-in-binary"}, check=_data0000),
+    ],
     "dg_401.pcap": [S(endpoint="listen", ids={"handshake-cause"}, check=_handshake_401_no_prefix)],
     "dg_400.pcap": [S(endpoint="listen", ids={"handshake-cause"}, check=_handshake_400)],
     "dg_net0001.pcap": [S(endpoint="listen", ids={"deepgram-close"}, check=_net0001, latency=True)],

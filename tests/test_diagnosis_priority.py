@@ -44,9 +44,11 @@ def test_evidence_without_a_finding_says_nothing():
 
 def test_the_first_finding_id_in_the_table_speaks():
     ids = [finding_id for finding_id, _ in DIAGNOSIS_PRIORITY]
-    assert ids == ["handshake-cause", "handshake-failed", "handshake-unanswered", "server-error",
-                   "deepgram-close", "close-code", "abnormal-closure", "no-audio-received",
-                   "audio-undecodable", "client-gap", "audio-gap", "empty-binary-frame"]
+    assert ids == ["proxy-refused", "handshake-cause", "handshake-failed", "handshake-unanswered",
+                   "server-error", "deepgram-close", "close-code", "data-missing",
+                   "abnormal-closure", "no-audio-received", "audio-undecodable",
+                   "encrypted-net0001", "encrypted-server-closed", "encrypted-client-closed",
+                   "client-gap", "audio-gap", "empty-binary-frame"]
     empty = Finding("empty-binary-frame", WARNING, "empty", frames=[8], time=T0 + 0.2,
                     details={"frame": 8})
     no_audio = Finding("no-audio-received", ERROR, "no audio", frames=[18], time=T0 + 12.2,
@@ -73,3 +75,13 @@ def test_findings_outside_the_table_errors_first_then_warnings():
     # Among warnings, OTHER_FINDINGS_PRIORITY: text-not-json before chunk-size.
     assert diagnose(listen_session([warning, later])) == "Text is not JSON."
     assert diagnose(listen_session([GAP, error])) == GAP_SENTENCE  # the table comes first
+
+
+def test_missing_data_speaks_before_an_abnormal_closure_and_a_refused_proxy_first():
+    missing = Finding("data-missing", WARNING, "Part of the session is missing from the capture: "
+                      "418 bytes the server sent (1 gap, first at frame 83); server messages in "
+                      "them are lost.", frames=[83])
+    abnormal = Finding("abnormal-closure", ERROR, "abnormal", frames=[90])
+    assert diagnose(listen_session([abnormal, missing])) == missing.message
+    refused = Finding("proxy-refused", ERROR, "The proxy refused CONNECT h:443 with 407.")
+    assert diagnose(listen_session([missing, refused])) == refused.message

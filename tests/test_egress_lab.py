@@ -1,7 +1,7 @@
 """Issue 13 on the recorded egress captures (captures/lab/, truth in <name>.truth.json, made by
 captures/lab/record_lab.py): did the audio leave, to Deepgram, how much, and when did it stop,
-without keys.  Truth values come from the lab's own logs and tshark; the frame numbers below
-were read with tshark (`tshark -r captures/lab/egress_net0001.pcap -Y "tcp.stream==1"`)."""
+without keys.  Expected values come from the truth files (the lab's own logs and tshark) and,
+where a truth file does not list a frame, from tshark itself (the independent oracle)."""
 import functools
 import json
 import os
@@ -35,8 +35,20 @@ def cli(*args):
                                                                "COLUMNS": "200"})
 
 
+def tshark_fields(name: str, display_filter: str, *fields: str) -> list[list[str]]:
+    args = ["tshark", "-r", os.path.join(LAB, f"{name}.pcap"), "-Y", display_filter, "-T", "fields"]
+    for f in fields:
+        args += ["-e", f]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
 def stream_truth(t: dict) -> dict:
     return t["egress"][0]
+
+
+def connection(t: dict, tcp_stream: int) -> dict:
+    return next(c for c in t["connections"] if c["tcp_stream"] == tcp_stream)
 
 
 def deepgram_tcp_stream(t: dict) -> int:
@@ -50,7 +62,7 @@ def within(value, expected, fraction):
 def test_mixed_without_keys_lists_exactly_the_deepgram_stream():
     t, cap = truth("egress_mixed"), report("egress_mixed")
     # The chat WebSocket is encrypted and not shaped like an upload: without keys it is one of
-    # the other connections (with keys it is a session: the next test).
+    # the other connections (with keys it is a session: see below).
     assert [s.tcp_stream for s in cap.sessions] == [deepgram_tcp_stream(t)]
     assert cap.connections.total == t["connection_counts"]["total"] == 31
     assert (cap.connections.sessions, cap.connections.other.count, cap.connections.copies) == (1, 30, 0)
@@ -60,10 +72,11 @@ def test_mixed_without_keys_lists_exactly_the_deepgram_stream():
         "chat.example.test": 1, "172.31.10.53": 1}  # the DNS-over-TCP connection has no name
     s = cap.sessions[0]
     e, want = s.egress, stream_truth(t)
+    conn = connection(t, s.tcp_stream)
     assert s.connection_class == "encrypted-stream"
-    assert s.server_name.to_json() == {"name": "api.deepgram.com", "source": "sni", "frame": 42,
-                                       "deepgram": True,
-                                       "dns_frame": t["dns"]["api.deepgram.com"]["a_answer_frame_before_stream"]}
+    assert s.server_name.to_json() == {
+        "name": "api.deepgram.com", "source": "sni", "frame": conn["tls"]["client_hello_frame"],
+        "deepgram": True, "dns_frame": t["dns"]["api.deepgram.com"]["a_answer_frame_before_stream"]}
     assert (e.client_bytes, e.units, e.unit) == (want["client_tls_appdata_bytes"],
                                                  want["client_tls_appdata_records"], "records")
     assert (e.first_frame, e.last_frame) == (want["first_client_appdata_frame"],
@@ -72,20 +85,29 @@ def test_mixed_without_keys_lists_exactly_the_deepgram_stream():
     assert within(e.active_bytes_per_second, want["bytes_per_second"], 0.02)
     assert e.consistent_with == "16 kHz 16-bit mono (linear16) in real time"
     assert not [f for x in cap.sessions for f in x.findings if f.id in SILENCE_FINDINGS]
-    ids = sorted((f.id, tuple(f.frames)) for f in s.findings)
-    assert ids == [("encrypted-client-closed", (1606, 1607)), ("tls-no-keys", (44,))]
-    assert (s.close.tcp_end, s.close.tcp_end_by, s.close.tcp_end_frame) == ("fin", "client", 1607)
+    fin = conn["fins"][0]
+    assert (fin["by"], conn["tcp_end"]) == ("client", "fin")
+    assert sorted(f.id for f in s.findings) == ["encrypted-client-closed", "tls-no-keys"]
+    closed = next(f for f in s.findings if f.id == "encrypted-client-closed")
+    assert closed.frames == [want["last_client_appdata_frame"], fin["frame"]]
+    assert (s.close.tcp_end, s.close.tcp_end_by, s.close.tcp_end_frame) == ("fin", "client", fin["frame"])
 
 
 def test_mixed_headline_and_first_line_in_every_format():
     t = truth("egress_mixed")
     want = stream_truth(t)
-    line = ("Audio left the network: 645.5 kB in 205 records over 20.0 s (32.3 kB/s, consistent with "
-            "16 kHz 16-bit mono (linear16) in real time) to api.deepgram.com 172.31.10.20:443 (SNI in "
-            "No. 42, DNS answer No. 38).")
-    headline = (f"Session 1 to Deepgram (api.deepgram.com, 172.31.10.20:443): "
-                f"{want['client_tls_appdata_bytes']:,} client bytes (645.5 kB) over 20.0 s active at "
-                f"32.3 kB/s, last client data No. 1606 at ")
+    conn = connection(t, want["tcp_stream"])
+    kb = f"{want['client_tls_appdata_bytes'] / 1000:.1f} kB"
+    rate = f"{want['bytes_per_second'] / 1000:.1f} kB/s"
+    line = (f"Audio left the network: {kb} in {want['client_tls_appdata_records']} records over "
+            f"{want['active_seconds']:.1f} s ({rate}, consistent with 16 kHz 16-bit mono (linear16) in "
+            f"real time) to api.deepgram.com {conn['server']} (SNI in No. "
+            f"{conn['tls']['client_hello_frame']}, DNS answer No. "
+            f"{t['dns']['api.deepgram.com']['a_answer_frame_before_stream']}).")
+    headline = (f"Session 1 to Deepgram (api.deepgram.com, {conn['server']}): "
+                f"{want['client_tls_appdata_bytes']:,} client bytes ({kb}) over "
+                f"{want['active_seconds']:.1f} s active at {rate}, last client data No. "
+                f"{want['last_client_appdata_frame']} at ")
     path = os.path.join("captures", "lab", "egress_mixed.pcap")
     rich = cli(path)
     assert rich.returncode == 0, rich.stderr
@@ -106,7 +128,7 @@ def test_mixed_headline_and_first_line_in_every_format():
 
 def test_mixed_with_keys_both_websockets_are_sessions():
     t, cap = truth("egress_mixed"), report("egress_mixed", keys=True)
-    assert [s.tcp_stream for s in cap.sessions] == [s["tcp_stream"] for s in t["sessions"]] == [1, 4]
+    assert [s.tcp_stream for s in cap.sessions] == [s["tcp_stream"] for s in t["sessions"]]
     assert [s.connection_class for s in cap.sessions] == ["websocket", "websocket"]
     dg, chat = cap.sessions
     assert (dg.server_name.name, dg.server_name.source) == ("api.deepgram.com", "sni")
@@ -123,15 +145,20 @@ def test_all_lists_every_other_connection():
     listed = cap.connections.listed
     assert sorted(o.tcp_stream for o in listed) == sorted(
         c["tcp_stream"] for c in t["connections"] if c["class"] != "deepgram-stream")
-    # The truth sums tcp.len, retransmissions included; dgcap counts each byte once.  The one
-    # retransmission among them: frame 1243 of tcp.stream 26, 38 bytes (tcp.analysis.retransmission).
-    retransmitted = {26: 38}
+    # The truth sums tcp.len, retransmissions included; dgcap counts each byte once.
+    retransmitted: dict = {}
+    for stream, port, length in tshark_fields("egress_mixed", "tcp.analysis.retransmission && tcp.len > 0",
+                                              "tcp.stream", "tcp.srcport", "tcp.len"):
+        key = (int(stream), int(port))
+        retransmitted[key] = retransmitted.get(key, 0) + int(length)
     for o in listed:
-        c = next(c for c in t["connections"] if c["tcp_stream"] == o.tcp_stream)
+        c = connection(t, o.tcp_stream)
         assert (o.client, o.server, o.first_frame, o.last_frame) == (c["client"], c["server"],
                                                                      c["first_frame"], c["last_frame"])
+        client_port, server_port = (int(x.rsplit(":", 1)[1]) for x in (c["client"], c["server"]))
         assert (o.client_bytes, o.server_bytes) == (
-            c["client_payload_bytes"] - retransmitted.get(o.tcp_stream, 0), c["server_payload_bytes"])
+            c["client_payload_bytes"] - retransmitted.get((o.tcp_stream, client_port), 0),
+            c["server_payload_bytes"] - retransmitted.get((o.tcp_stream, server_port), 0))
     assert "Other connections" in cli(os.path.join("captures", "lab", "egress_mixed.pcap"), "--all").stdout
 
 
@@ -141,18 +168,29 @@ def test_net0001_diagnosed_from_timing_with_exit_code_1():
     s = cap.sessions[0]
     net = [f for f in s.findings if f.id == "encrypted-net0001"]
     assert len(net) == 1 and net[0].severity == "error"
-    # Last client record before the silence, the server's 129-byte close record, the server's FIN.
-    assert net[0].frames == [725, 1078, 1083]
-    fin = next(x for x in t["connections"] if x["tcp_stream"] == 1)["fins"][0]
-    assert (fin["by"], fin["frame"]) == ("server", 1083)
-    assert net[0].details["server_record_bytes"] == 129
+    # The last client record before the silence, the server's short close record (the one sent
+    # when the lab's server logged its close), the server's FIN: records read with tshark.
+    records = [(int(f), float(ts), int(port), int(n.split(",")[0])) for f, ts, port, n in tshark_fields(
+        "egress_net0001", f"tcp.stream == {s.tcp_stream} && (tls.record.opaque_type == 23 || "
+                          "tls.record.content_type == 23)",
+        "frame.number", "frame.time_epoch", "tcp.srcport", "tls.record.length")]
+    client_port = int(s.client.rsplit(":", 1)[1])
+    close_at = t["deepgram"]["net0001"]["close_time"]
+    server_close = min((r for r in records if r[2] != client_port), key=lambda r: abs(r[1] - close_at))
+    last_client = max((r for r in records if r[2] == client_port and r[1] < server_close[1]),
+                      key=lambda r: r[1])
+    fin = connection(t, s.tcp_stream)["fins"][0]
+    assert fin["by"] == "server"
+    assert net[0].frames == [last_client[0], server_close[0], fin["frame"]]
+    assert net[0].details["server_record_bytes"] == server_close[3] <= 300
     assert abs(net[0].details["silence_seconds"] - t["deepgram"]["net0001"]["silence_seconds"]) < 0.01
     assert "NET-0001" in net[0].message and "SSLKEYLOGFILE" in net[0].message
+    assert s.diagnosis.startswith("Consistent with Deepgram's NET-0001 timeout")
     # The rate is over the active period: the 10 s silence is listed and left out.
     want = stream_truth(t)
     e = s.egress
     assert e.client_bytes == want["client_tls_appdata_bytes"]
-    assert [(x["after_frame"], x["before_frame"]) for x in e.silences] == [(725, 1080)]
+    assert [x["after_frame"] for x in e.silences] == [last_client[0]]
     active = want["active_seconds"] - e.silences[0]["seconds"]
     assert within(e.active_seconds, active, 0.02)
     assert within(e.active_bytes_per_second, want["client_tls_appdata_bytes"] / active, 0.02)
@@ -167,7 +205,7 @@ def test_nat_both_sides_counts_the_stream_once():
     first, second = t["egress"]
     assert [s.tcp_stream for s in cap.sessions] == [first["tcp_stream"]]
     s = cap.sessions[0]
-    other = next(c for c in t["connections"] if c["tcp_stream"] == second["tcp_stream"])
+    other = connection(t, second["tcp_stream"])
     assert s.copy.to_json() == {"client": other["client"], "server": other["server"],
                                 "tcp_stream": other["tcp_stream"], "first_frame": other["first_frame"],
                                 "last_frame": other["last_frame"]}
@@ -187,7 +225,8 @@ def test_headers_only_bytes_and_one_capture_note():
     assert within(s.egress.client_bytes, want["client_tls_appdata_bytes"], 0.01)
     assert within(s.egress.active_bytes_per_second, want["bytes_per_second"], 0.02)
     assert [f.id for f in cap.findings] == ["snaplen-truncated"]
-    assert [(f.id, f.frames) for f in s.findings] == [("tls-handshake-cut", [42])]
+    hello = connection(t, s.tcp_stream)["tls"]["client_hello_frame"]
+    assert [(f.id, f.frames) for f in s.findings] == [("tls-handshake-cut", [hello])]
     tls = s.to_json()["tls"]
     assert tls["gaps_measured_on"] == "tcp-segments"
     assert "the ClientHello is cut short, not missing" in tls["note"]

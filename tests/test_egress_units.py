@@ -227,3 +227,59 @@ def test_tcp_end_is_the_first_end_and_a_later_rst_is_listed():
     reset = Session(index=2, client="10.0.0.1:5001", server="10.0.0.2:443", tcp_stream=1)
     SessionBuilder(reset, 10.0).tcp_end(TcpEnd("rst", CLIENT, 7, 5.0))
     assert (reset.close.tcp_end, reset.close.tcp_end_by, reset.close.later_rst) == ("rst", "client", None)
+
+
+def _keyless_stream(client_last, server_records, ends, gaps=()):
+    """A keyless encrypted stream to api.deepgram.com, as the rules read it."""
+    from analyzer.egress import egress_summary
+    from analyzer.model import Session, TcpEndEvent
+    from analyzer.servername import ServerName
+    s = Session(index=1, client="10.0.0.1:5000", server="172.31.10.20:443", tcp_stream=3, transport="tls")
+    s.connection_class = "encrypted-stream"
+    s.server_name = ServerName("api.deepgram.com", "sni", 4, deepgram=True)
+    s.gaps = list(gaps)
+    s.egress = egress_summary(320_000, 100, "records", (10, 1000.0), client_last, s.gaps)
+    s.egress.server_last_records = [{"length": n, "frame": f, "time": t} for n, f, t in server_records]
+    s.close.tcp_ends = [TcpEndEvent(*e) for e in ends]
+    first = s.close.tcp_ends[0]
+    s.close.tcp_end, s.close.tcp_end_by, s.close.tcp_end_frame, s.close.tcp_end_time = \
+        first.kind, first.by, first.frame, first.time
+    return s
+
+
+def _timing_findings(s):
+    from analyzer.findings import encrypted_rules
+    from analyzer.findings.registry import RuleContext
+    ctx = RuleContext()
+    return [(f.id, f.severity, f.frames) for rule in (encrypted_rules.encrypted_net0001,
+                                                      encrypted_rules.encrypted_client_closed,
+                                                      encrypted_rules.encrypted_server_closed)
+            for f in rule(s, ctx)]
+
+
+def test_encrypted_timing_rules():
+    # The server ends it while the client is still sending: DATA-0000 or NET-0000, only keys tell.
+    s = _keyless_stream((500, 1030.0), [(300, 498, 1029.9), (120, 501, 1030.2)],
+                        [("fin", "server", 502, 1030.3), ("fin", "client", 503, 1030.4)])
+    assert _timing_findings(s) == [("encrypted-server-closed", "error", [502, 500])]
+    # The client stopped 5 s before the server ended it: not "still sending", not NET-0001.
+    s = _keyless_stream((500, 1025.0), [(120, 501, 1030.2)], [("fin", "server", 502, 1030.3)])
+    assert _timing_findings(s) == []
+    # The client closes first.
+    s = _keyless_stream((500, 1030.0), [(300, 498, 1029.9)], [("fin", "client", 501, 1030.1)])
+    assert _timing_findings(s) == [("encrypted-client-closed", "info", [500, 501])]
+    # NET-0001: 10 s of silence, a short server record at its end, the server's FIN after it.
+    silence = Gap("client", "any", 1020.0, 1030.05, 10.05, 400, 501, "frame")
+    s = _keyless_stream((502, 1030.06), [(129, 500, 1030.0), (19, 503, 1030.07)],
+                        [("fin", "client", 504, 1030.08), ("fin", "server", 505, 1030.09)], [silence])
+    assert _timing_findings(s) == [("encrypted-net0001", "error", [400, 500, 505])]
+    # A long record at the end of the silence is not a close frame; a 9 s silence is not 10 s.
+    s.egress.server_last_records[0]["length"] = 900
+    assert _timing_findings(s) == [("encrypted-client-closed", "info", [502, 504])]
+    short = Gap("client", "any", 1021.0, 1030.05, 9.05, 400, 501, "frame")
+    s = _keyless_stream((502, 1030.06), [(129, 500, 1030.0)],
+                        [("fin", "server", 505, 1030.09)], [short])
+    assert _timing_findings(s) == [("encrypted-server-closed", "error", [505, 502])]
+    # Not a Deepgram host: no timing verdict.
+    s.server_name.deepgram = False
+    assert _timing_findings(s) == []

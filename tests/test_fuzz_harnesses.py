@@ -89,11 +89,12 @@ def test_seeds_come_from_every_kind_of_sample():
     # Every capture file; a seed per plain-text connection with HTTP; both directions of
     # every WebSocket; the TLS connections with key logs; every session's messages.
     assert kinds["pcap"] == kinds["pipeline"] == len(seeds.capture_paths()) + 3
-    assert len(seeds.tls_streams()) == 6
+    assert len(seeds.tls_streams()) == 9
     # TLS 1.2 key logs have a CLIENT_RANDOM line, TLS 1.3 ones four traffic secrets (one of
-    # them embedded in the pcapng).
+    # them embedded in the pcapng); tls13_multi's three connections share one key log with
+    # the secrets of all three.
     assert sorted(keylog.count("CLIENT_RANDOM ") + keylog.count("_TRAFFIC_SECRET") // 4
-                  for keylog, _, _ in seeds.tls_streams()) == [1] * 6
+                  for keylog, _, _ in seeds.tls_streams()) == [1] * 6 + [3] * 3
     heads = seeds.http_heads()
     assert any(h.startswith(b"GET /v1/listen?") for h in heads)
     assert any(h.startswith(b"HTTP/1.1 101 ") for h in heads)

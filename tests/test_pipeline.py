@@ -166,13 +166,14 @@ def test_cli_exit_codes_and_errors(tmp_path):
 
 
 def test_cli_folder_output_file_and_threshold(tmp_path):
+    from test_report_helpers import sample_folder
     out = tmp_path / "r.json"
-    r = _dgcap("report", str(CAPTURES), "--format", "json", "-o", str(out), "--gap-threshold", "6")
+    r = _dgcap("report", str(sample_folder(tmp_path)), "--format", "json", "-o", str(out),
+               "--gap-threshold", "6")
     assert r.returncode == 1 and r.stdout == ""
     doc = json.loads(out.read_text())
     names = sorted(Path(c["path"]).name for c in doc["captures"])
-    # The folder is walked recursively (captures/lab/ holds the network-lab recordings).
-    assert names == sorted(p.name for p in CAPTURES.rglob("*") if p.suffix in (".pcap", ".pcapng"))
+    assert names == sorted(p.name for p in CAPTURES.glob("*") if p.suffix in (".pcap", ".pcapng"))
     assert doc["options"]["gap_threshold"] == 6.0
     silence = next(c for c in doc["captures"] if c["path"].endswith("dg_silence_7s.pcap"))
     (s,) = silence["sessions"]

@@ -38,6 +38,18 @@ def sample_captures() -> list[Path]:
     return sorted(p for p in CAPTURES.iterdir() if CAPTURE_RE.search(p.name))
 
 
+def sample_folder(tmp: Path) -> Path:
+    """The top-level sample captures (with their key logs and expectations) as one folder,
+    without captures/lab/: the network-lab recordings (about 11 MB) are checked by
+    tests/test_lab_truth.py and would only slow the folder-report tests down."""
+    folder = tmp / "samples"
+    folder.mkdir()
+    for p in CAPTURES.iterdir():
+        if p.is_file():
+            (folder / p.name).symlink_to(p)
+    return folder
+
+
 def corpus_captures() -> list[Path]:
     return sorted(p for p in CORPUS.rglob("*") if CAPTURE_RE.search(p.name))
 
@@ -290,6 +302,30 @@ class Browser:
                     for e in events if e.get("method") == "Runtime.consoleAPICalled"]
         return {"loaded": loaded, "requests": [u for u in requests if not u.startswith(("file:", "data:"))],
                 "all_requests": requests, "errors": errors, "console": console, "value": value, "pdf": printed}
+
+    def evaluate_at(self, url: str, expression: str, timeout: float = 60):
+        """Open `url` (e.g. DevTools' own frontend, devtools://devtools/bundled/devtools_app.html),
+        wait for its load event, and return the value of `expression` (promises awaited)."""
+        events: list = []
+        target = self._call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self._call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        try:
+            self._call("Page.enable", session=session, events=events)
+            self._call("Page.navigate", {"url": url}, session=session, events=events)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not any(e.get("method") == "Page.loadEventFired" for e in events):
+                try:
+                    events.append(json.loads(self.ws.recv(timeout=1)))
+                except TimeoutError:
+                    continue
+            result = self._call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
+                                                     "awaitPromise": True}, session=session, events=events,
+                                timeout=timeout)
+        finally:
+            self._call("Target.closeTarget", {"targetId": target}, events=events)
+        if "exceptionDetails" in result:
+            raise RuntimeError(json.dumps(result["exceptionDetails"])[:2000])
+        return result["result"].get("value")
 
     def close(self) -> None:
         try:

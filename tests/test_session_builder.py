@@ -139,6 +139,12 @@ def test_fragmented_binary_messages_count_as_audio():
     assert sum(v[4] for v in bins.values()) == 300  # client audio bytes: frames 3, 4 and 5
 
 
+def test_a_one_byte_audio_fragment_is_audio():
+    b = builder()
+    frame(b, CLIENT, 3, T + 10.5, OP_BINARY, 1, fin=False)
+    assert gaps(b) == [("any", 10.5, 2, 3, "frame"), ("audio", 10.5, 2, 3, "frame")]
+
+
 def test_empty_binary_frames_are_counted_for_their_own_direction_and_are_not_audio():
     b = builder()
     frame(b, SERVER, 3, T + 1.0, OP_BINARY, 0)
@@ -162,11 +168,15 @@ def test_control_frames_from_the_client_are_activity_but_not_audio():
 # -- the TCP end ------------------------------------------------------------------------
 
 def test_a_rst_after_a_fin_is_recorded_and_the_first_end_keeps_its_sender_and_frame():
+    # The FIN ended the connection; the later RST is listed as such (issue 13: it used to
+    # relabel the end "rst" while keeping the FIN's sender and frame).
     b = builder()
     b.tcp_end(TcpEnd("fin", CLIENT, 7, T + 3.0))
     b.tcp_end(TcpEnd("rst", SERVER, 9, T + 4.0))
     c = b.session.close
-    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("rst", "client", 7, T + 3.0)
+    assert (c.tcp_end, c.tcp_end_by, c.tcp_end_frame, c.tcp_end_time) == ("fin", "client", 7, T + 3.0)
+    assert (c.later_rst.by, c.later_rst.frame, c.later_rst.time) == ("server", 9, T + 4.0)
+    assert [(e.kind, e.by, e.frame) for e in c.tcp_ends] == [("fin", "client", 7), ("rst", "server", 9)]
 
 
 def test_a_connection_that_never_opened_measures_nothing():
@@ -251,3 +261,39 @@ def test_gap_model_values_are_exact():
     frame(b, CLIENT, 3, T + 10.75)
     (g,) = [g for g in b.finish(None).gaps if g.kind == "any"]
     assert g == Gap("client", "any", T, T + 10.75, 10.75, 2, 3, "frame")
+
+
+# -- counts, timeline and the frame hook, per direction ------------------------------------
+
+def test_every_opcode_is_counted_for_its_direction_with_the_timeline_and_hook_seeing_each_frame():
+    seen = []
+
+    class Hooks:
+        frame_hook = staticmethod(lambda session, direction, f: seen.append((session, direction, f.frame)))
+
+    b = SessionBuilder(Session(0, "10.0.0.1:5000", "10.0.0.2:80", 0), 10.0, hooks=Hooks)
+    b.response(HandshakeResponse(Response("HTTP/1.1", 101, "", []), 2, T))
+    script = [  # (direction, frame, at, opcode, length, fin)
+        (CLIENT, 3, T + 0.1, OP_BINARY, 100, True), (SERVER, 4, T + 0.2, OP_BINARY, 50, True),
+        (CLIENT, 5, T + 0.3, OP_BINARY, 1, False), (CLIENT, 6, T + 0.4, OP_PING, 4, True),
+        (CLIENT, 7, T + 0.5, OP_CONTINUATION, 7, True), (CLIENT, 8, T + 1.2, OP_TEXT, 10, True),
+        (SERVER, 9, T + 1.3, OP_TEXT, 20, True), (SERVER, 10, T + 1.4, OP_TEXT, 21, True),
+        (CLIENT, 11, T + 1.5, 0x9, 2, True), (SERVER, 12, T + 1.6, 0xA, 3, True),
+        (CLIENT, 13, T + 1.7, 0xA, 5, True), (CLIENT, 14, T + 2.1, 3, 6, True),
+        (SERVER, 15, T + 2.2, 11, 8, True), (SERVER, 16, T + 2.3, OP_BINARY, 0, True),
+        (SERVER, 17, T + 2.4, OP_CLOSE, 2, True), (CLIENT, 18, T + 2.5, 0xA, 1, True),
+        (CLIENT, 19, T + 2.6, 3, 1, True), (CLIENT, 20, T + 2.7, OP_BINARY, 2, True),
+        (SERVER, 21, T + 2.8, OP_CLOSE, 2, True),
+    ]
+    for direction, no, at, opcode, length, fin in script:
+        frame(b, direction, no, at, opcode, length, fin)
+    client, server = (b.session.frames[d].to_json() for d in (CLIENT, SERVER))
+    assert client == {"text": 1, "binary": 3, "empty_binary": 0, "continuation": 1, "ping": 2, "pong": 2,
+                      "close": 0, "other": 2, "payload_bytes": 139, "first_frame": 3, "last_frame": 20}
+    assert server == {"text": 2, "binary": 2, "empty_binary": 0, "continuation": 0, "ping": 0, "pong": 1,
+                      "close": 2, "other": 1, "payload_bytes": 106, "first_frame": 4, "last_frame": 21}
+    assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.8)
+    # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]
+    assert b.timeline.to_json()["bins"] == [[0, 4, 1, 112, 50, 108], [1, 3, 3, 17, 44, 0],
+                                            [2, 4, 4, 10, 12, 2]]
+    assert seen == [(b.session, d, no) for d, no, *_ in script]

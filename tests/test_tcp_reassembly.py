@@ -200,7 +200,7 @@ def test_stream_longer_than_4_gib_keeps_growing_offsets():
 
 
 def test_hole_detected_by_ack_releases_buffered_data():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.segment(1, memoryview(b"abc"), 1, 0.1)        # 0..2
     r.segment(10, memoryview(b"xyz"), 2, 0.2)       # 9..11; 3..8 never captured
     assert r.acked(1 + 3, 3, 0.3) == ()             # the peer acks what we saw: nothing
@@ -212,7 +212,7 @@ def test_hole_detected_by_ack_releases_buffered_data():
 
 
 def test_ack_beyond_everything_seen_is_a_hole_up_to_the_ack():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.segment(1, memoryview(b"abc"), 1, 0.1)
     assert as_bytes(r.acked(21, 2, 0.2)) == [(None, 2, 0.2, 17)]
     assert r.holes == [(3, 17, 2, 0.2)]
@@ -229,14 +229,14 @@ def test_old_and_duplicate_acks_do_nothing():
 
 
 def test_ack_landing_inside_a_buffered_segment_releases_all_of_it():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.segment(6, memoryview(b"fghij"), 1, 0.0)      # 5..9
     assert as_bytes(r.acked(1 + 7, 2, 0.2)) == [(None, 2, 0.2, 5), (b"fghij", 1, 0.0, 0)]
     assert r.next_offset == 10
 
 
 def test_ack_declares_several_holes_between_buffered_segments():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.segment(3, memoryview(b"cd"), 1, 0.0)         # 2..3
     r.segment(9, memoryview(b"ij"), 2, 0.0)         # 8..9
     got = as_bytes(r.acked(1 + 12, 3, 0.3))
@@ -264,7 +264,7 @@ def test_flush_with_nothing_pending_returns_nothing():
 
 
 def test_data_arriving_after_its_hole_was_declared_is_dropped():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.acked(11, 1, 0.1)
     assert as_bytes(r.segment(1, memoryview(b"0123456789"), 2, 0.2)) == []
     assert r.next_offset == 10
@@ -347,7 +347,7 @@ def test_fin_ack_is_not_a_hole_and_marks_the_fin_acked():
 
 
 def test_fin_after_missing_data_bounds_the_hole():
-    r = fresh(0)
+    r = fresh(0, max_ack_wait=0)  # ACKed bytes not seen are missing at once
     r.segment(1, memoryview(b"abc"), 1, 0.1)
     r.fin(11)                          # FIN after 10 data bytes: 3..9 missing
     assert not r.fin_reached
@@ -445,3 +445,54 @@ def test_dropped_segments_become_exact_holes(case, max_pending):
     if max_pending >= len(data):
         # ...and with room to buffer, every captured byte is delivered.
         assert r.hole_bytes == seen_end - sum(covered[:seen_end])
+
+
+# --- late data: an ACK is not proof that the bytes are missing ---------------------------------
+
+def test_acked_data_arriving_later_fills_the_range_without_a_hole():
+    r = fresh(0)
+    r.segment(1, memoryview(b"abc"), 1, 0.1)
+    assert r.acked(1 + 9, 2, 0.2) == ()             # the peer acks 6 bytes we have not seen
+    assert as_bytes(r.segment(4, memoryview(b"defghi"), 3, 0.3)) == [(b"defghi", 3, 0.3, 0)]
+    assert r.holes == () and r.hole_count == 0
+    assert as_bytes(r.flush(4, 0.4)) == []
+
+
+def test_acked_data_never_seen_is_a_hole_after_the_wait_at_the_acks_frame():
+    r = fresh(0, max_ack_wait=3.0)
+    r.segment(1, memoryview(b"abc"), 1, 0.1)
+    assert r.acked(1 + 9, 2, 0.2) == ()
+    assert r.segment(20, memoryview(b"late"), 3, 3.1) == ()  # 2.9 s after the ACK: waits
+    got = as_bytes(r.segment(24, memoryview(b"!"), 4, 3.2))  # 3.0 s: the range is lost
+    assert got == [(None, 2, 0.2, 6)]
+    assert r.holes == [(3, 6, 2, 0.2)]
+    # The data after the ACKed range is still waiting for bytes 9..18 (nobody ACKed them).
+    assert r.pending_bytes == 5
+
+
+def test_acked_range_waits_only_until_buffered_bytes_pass_max_pending():
+    r = fresh(0, max_pending=8)
+    r.segment(1, memoryview(b"abc"), 1, 0.1)
+    assert r.acked(1 + 5, 2, 0.2) == ()             # 2 bytes acked, not seen
+    got = as_bytes(r.segment(6, memoryview(b"0123456789"), 3, 0.3))  # 10 bytes behind them
+    assert got == [(None, 2, 0.2, 2), (b"0123456789", 3, 0.3, 0)]
+
+
+def test_flush_declares_acked_bytes_never_seen_at_the_acks_frame():
+    r = fresh(0)
+    r.segment(1, memoryview(b"abc"), 1, 0.1)
+    r.acked(1 + 7, 2, 0.2)
+    r.acked(1 + 10, 3, 0.3)
+    assert as_bytes(r.flush(9, 0.9)) == [(None, 2, 0.2, 4), (None, 3, 0.3, 3)]
+
+
+def test_a_direction_always_late_never_makes_a_hole():
+    # A span port whose server direction is 100 ms behind: every ACK comes first.
+    r = fresh(0)
+    delivered = 0
+    for i in range(200):  # 20 s of 100-byte messages, each ACKed 100 ms before it shows
+        t = i * 0.1
+        assert r.acked(1 + 100 * (i + 1), 2 * i, t) == ()
+        chunks = r.segment(1 + 100 * i, memoryview(bytes(100)), 2 * i + 1, t + 0.1)
+        delivered += sum(len(c[0]) for c in chunks)
+    assert delivered == 20000 and r.hole_count == 0

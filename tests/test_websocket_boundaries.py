@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from analyzer.websocket import FrameParser, MessageAssembler, find_frame_sync
+from analyzer.websocket import FrameParser, MessageAssembler, find_frame_sync, find_stream_start
 from analyzer.websocket.frames import Frame
 
 MASK = b"\x11\x22\x33\x44"
@@ -95,3 +95,40 @@ def test_a_resync_needs_three_chained_headers_after_the_hole():
     # 6 bytes of the first frame, then the 3 missing and 5 garbage bytes skipped.
     assert parser.anomalies == [("sync-lost", 2, 0.2, {"skipped": 3, "offset": 6}),
                                 ("resync", 3, 0.3, {"skipped": 8, "offset": 14})]
+
+
+def test_a_chain_from_a_packet_start_through_the_end_wins_over_an_earlier_chance_run():
+    # Offset 0 holds three plausible empty headers; the packet start at 6 chains a ping,
+    # a close and a text frame exactly to the end of the data.
+    chain = header(9, 1) + b"p" + header(8, 2) + b"\x03\xe8" + header(1, 3) + b"abc"
+    data = header(2, 0) * 3 + chain
+    assert find_frame_sync(data) == 0
+    assert find_frame_sync(data, prefer=[6]) == 6
+    assert find_frame_sync(data, prefer=[len(data)]) == 0  # a start at the very end is no start
+    assert find_frame_sync(data, prefer=[8]) == 0  # from 8 ("p": RSV bits) nothing chains: the ordinary search
+    assert find_frame_sync(chain + b"\x03", prefer=[0]) == 0  # one byte past the last frame: still the tail
+    masked = header(2, 0, masked=True) * 2 + header(1, 1, masked=True) + b"x"
+    assert find_frame_sync(b"\x03" + masked, from_client=True, prefer=[1]) == 1
+    assert find_frame_sync(b"\x03" + masked, from_client=False, prefer=[1]) is None
+
+
+def test_find_stream_start_reports_the_offset_across_packets_and_whether_frames_are_masked():
+    masked = header(2, 0, masked=True) * 3
+    assert find_stream_start([b"\x03\x03", masked[:4], masked[4:]]) == (2, True)
+    assert find_stream_start([header(2, 0) * 3]) == (0, False)
+    assert find_stream_start([b"\x03" * 4]) is None
+    assert find_stream_start([]) is None
+
+
+@pytest.mark.parametrize("fin, found", [(True, True), (False, False)])
+def test_a_close_frame_must_be_final_to_be_plausible(fin, found):
+    data = GARBAGE + header(8, 0, fin=fin) + header(2, 0) * 2
+    assert find_frame_sync(data) == (len(GARBAGE) if found else None)
+
+
+@pytest.mark.parametrize("opcode, deflate, found", [(1, True, True), (2, True, True), (0, True, False),
+                                                    (8, True, False), (1, False, False)])
+def test_rsv1_is_plausible_only_on_text_and_binary_frames_with_deflate(opcode, deflate, found):
+    first = bytes([0x80 | 0x40 | opcode, 0])  # RSV1 set
+    data = GARBAGE + first + header(2, 0) * 2
+    assert find_frame_sync(data, deflate=deflate) == (len(GARBAGE) if found else None)

@@ -3,9 +3,10 @@
     cap = open_capture(path)              # CaptureError for anything that is not a readable capture
     dec = PacketDecoder()
     for frame_no, ts, linktype, data in cap.packets():
-        seg = dec.decode(frame_no, linktype, data)
+        seg = dec.decode(frame_no, linktype, data, ts)
 """
-from .decode import PacketDecoder, format_address
+from .decode import PacketDecoder, format_address, tunnel_layers
 from .reader import Capture, CaptureError, capture_files, looks_like_capture, open_capture
 
-__all__ = ["open_capture", "capture_files", "looks_like_capture", "Capture", "CaptureError", "PacketDecoder", "format_address"]
+__all__ = ["open_capture", "capture_files", "looks_like_capture", "Capture", "CaptureError",
+           "PacketDecoder", "format_address", "tunnel_layers"]

@@ -20,6 +20,7 @@ from typing import Optional
 from ..cli import EXIT_INPUT, EXIT_OK, error
 from ..model import CLIENT, DIRECTION_NAMES, SERVER, Session
 from ..websocket import OP_BINARY, OP_CONTINUATION, OP_TEXT
+from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
 
 # Server payload bytes kept per frame in the second pass (the pipeline only streams
 # client payloads; server frames arrive whole through frame_hook).  Larger frames
@@ -64,7 +65,7 @@ def add_parser(sub) -> None:
         description="Write each WebSocket session's audio to a file, to check that it is the "
                     "expected audio and plays back.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    add_capture_arguments(p)
     p.add_argument("--session", type=int, metavar="N",
                    help="only session N (numbered as in `dgcap report`); default: every session with audio")
     p.add_argument("--direction", choices=("client", "server"),
@@ -72,8 +73,6 @@ def add_parser(sub) -> None:
                         "client's otherwise (/v1/listen, /v2/listen, agent)")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="output file, folder or pattern (see below)")
-    p.add_argument("--keylog", metavar="FILE",
-                   help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
 
 
 class _Target:
@@ -99,34 +98,15 @@ class _Target:
 
 
 def run(args) -> int:
-    from ..capture import CaptureError
     from ..deepgram.export import DIRECTIONS, default_direction, has_audio, plan_export
     from ..pipeline import Options
 
     path = args.capture
-    if not os.path.isfile(path):
-        error(f"{path}: no such file")
+    keylog, ok = check_inputs(args)
+    if not ok:
         return EXIT_INPUT
-    keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
-    if keylog and not os.path.isfile(keylog):
-        error(f"{keylog}: key log file not found")
-        return EXIT_INPUT
-    if args.session is not None and args.session < 1:
-        error("--session must be a session number (1 or more)")
-        return EXIT_INPUT
-
-    try:
-        report = _analyze(path, Options(keylog=keylog))
-    except CaptureError as e:
-        _capture_error(path, e)
-        return EXIT_INPUT
-    except OSError as e:
-        error(f"{e.filename or path}: {e.strerror or e}")
-        return EXIT_INPUT
+    report = analyze_or_explain(path, Options(keylog=keylog), "interrupted: no audio file written")
     if report is None:
-        return EXIT_INPUT
-    if report.stats.get("interrupted"):
-        error("interrupted: no audio file written")
         return EXIT_INPUT
     sessions = report.sessions
     if not sessions:
@@ -136,12 +116,10 @@ def run(args) -> int:
         error(f"{path}: no WebSocket sessions in this capture{hint}")
         return EXIT_INPUT
     if args.session is not None:
-        if args.session > len(sessions):
-            count = len(sessions)
-            which = "1 session" if count == 1 else f"{count} sessions (1-{count})"
-            error(f"{path}: no session {args.session}; the capture has {which}")
+        one = pick_session(path, sessions, args.session)
+        if one is None:
             return EXIT_INPUT
-        sessions = [sessions[args.session - 1]]
+        sessions = [one]
 
     failed = False
     chosen: list[tuple[Session, int]] = []
@@ -197,30 +175,6 @@ def run(args) -> int:
     return EXIT_INPUT if failed else EXIT_OK
 
 
-def _analyze(path: str, options):
-    """analyze_capture, with internal errors as one line (None) instead of a traceback."""
-    from ..capture import CaptureError
-    from ..pipeline import analyze_capture
-    try:
-        return analyze_capture(path, options)
-    except (CaptureError, OSError):
-        raise
-    except MemoryError:
-        error(f"{path}: out of memory while analysing (please report this capture)")
-        return None
-    except Exception as e:  # a bug must not become a traceback in a user's terminal
-        if os.environ.get("DGCAP_DEBUG"):
-            raise
-        error(f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
-              "please report it)")
-        return None
-
-
-def _capture_error(path: str, e: Exception) -> None:
-    msg = str(e)
-    error(msg if msg.startswith(path) else f"{path}: {msg}")
-
-
 def _no_audio_reason(s: Session, direction: int) -> str:
     hs = s.handshake
     if hs.status is not None and hs.status != 101:
@@ -234,7 +188,6 @@ def _no_audio_reason(s: Session, direction: int) -> str:
 
 def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> Optional[list[bool]]:
     """Second pass: stream the payloads, then close, name and rename every file."""
-    from ..capture import CaptureError
     from ..deepgram.export import AudioWriter
     from ..pipeline import Options
 
@@ -285,15 +238,8 @@ def _write(path: str, keylog: Optional[str], targets: list[_Target], namer) -> O
                       frame_hook=frame_hook if need_server else None)
     if need_server:
         options.keep_binary = SERVER_KEEP
-    try:
-        report = _analyze(path, options)
-    except CaptureError as e:  # it was readable a moment ago
-        _capture_error(path, e)
-        return None
+    report = analyze_or_explain(path, options, "interrupted: no audio file written")
     if report is None:
-        return None
-    if report.stats.get("interrupted"):
-        error("interrupted: no audio file written")
         return None
 
     results = []

@@ -17,8 +17,8 @@ from typing import Callable, Optional
 from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, write_output
 from ..model import CaptureReport, Report
 
-FORMATS = ("rich", "json", "markdown", "html")
-MACHINE_FORMATS = ("json", "markdown", "html")
+FORMATS = ("rich", "json", "markdown", "html", "har")
+MACHINE_FORMATS = ("json", "markdown", "html", "har")
 
 
 def add_parser(sub) -> None:
@@ -32,7 +32,10 @@ def add_parser(sub) -> None:
     r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
-                        "support ticket; html is one self-contained file with a timeline per session)")
+                        "support ticket; html is one self-contained file with a timeline per session), "
+                        "or har (HAR 1.2 with every WebSocket message, for Chrome DevTools and HAR viewers)")
+    r.add_argument("--har-binary", action="store_true",
+                   help="with --format har: binary messages as base64 (default: length and SHA-256)")
     r.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
     add_analysis_options(r)
     r.add_argument("--transcript", action="store_true", help="show the final transcript of each session")
@@ -331,12 +334,21 @@ def run(args) -> int:
         sys.stderr.write("dgcap: warning: --show-secrets: this report contains API keys and tokens; "
                          "do not attach it to a ticket\n")
     stream = _stream_writer(args) if args.stream else None
+    message_log = None
+    if args.format == "har":  # the messages are collected through a hook: one process
+        from ..message_log import MessageLog
+        message_log = MessageLog(keep_binary_data=args.har_binary, redact=not args.show_secrets)
+        options, jobs = message_log.attach(options), 1
     captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine, jobs=jobs,
                                           progress=not args.quiet, stream=stream)
     if not captures:
         return EXIT_INPUT
     report = Report(captures=captures, options={"gap_threshold": args.gap_threshold,
                                                 "secrets_redacted": not args.show_secrets})
+    if message_log is not None:
+        from ..report.har import render_har
+        write_output(lambda f: _write_json(f, render_har(captures, message_log, args.har_binary)), args.output)
+        return exit_code(captures, input_error)
     render(report, args)
     return exit_code(captures, input_error)
 
@@ -350,6 +362,11 @@ def _stream_writer(args) -> Callable[[str], None]:
         out.write(line + "\n")
         out.flush()
     return write
+
+
+def _write_json(f, doc) -> None:
+    json.dump(doc, f, indent=2, ensure_ascii=False)
+    f.write("\n")
 
 
 def render(report: Report, args) -> None:
@@ -367,10 +384,7 @@ def render(report: Report, args) -> None:
             doc["summary"] = summary
             doc["captures"] = captures
         # Streamed: the text of a large report is never held in memory as a whole.
-        def write_json(f) -> None:
-            json.dump(doc, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-        write_output(write_json, args.output)
+        write_output(lambda f: _write_json(f, doc), args.output)
         return
     if fmt == "markdown":
         from ..report.markdown import render_markdown

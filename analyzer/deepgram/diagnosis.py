@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from ..model import ERROR, WARNING, Finding, Session
+from ..model import CLIENT, ERROR, SERVER, WARNING, Finding, Session
 from . import endpoints as ep
 from .closeexplain import (CLIENT_GAP, KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER,
                            format_name, is_deepgram, session_endpoint)
@@ -213,13 +213,20 @@ Sentence = Callable[[Session, list[Finding], bool], Optional[str]]
 
 # The priority order of the diagnosis: the first finding id present in the session
 # speaks (its sentence function gets every finding with that id; None passes on).
+def _own_message(s: Session, found: list[Finding], dg: bool) -> Optional[str]:
+    """Findings whose message already is the diagnosis (what happened and the next step)."""
+    return _sentence(found[0].message)
+
+
 DIAGNOSIS_PRIORITY: tuple[tuple[str, Sentence], ...] = (
+    ("proxy-refused", _own_message),  # the stream never got past an HTTP proxy
     ("handshake-cause", _handshake_cause),  # Deepgram's reason for a rejected upgrade
     ("handshake-failed", _handshake_failed),  # any other rejected upgrade
     ("handshake-unanswered", _handshake_unanswered),
     ("server-error", _server_error),  # an explicit Error message from Deepgram
     ("deepgram-close", _deepgram_close),  # Deepgram's close code, with its evidence
     ("close-code", _close_code),  # another server's, or the client's, unusual close code
+    ("data-missing", _own_message),  # bytes not in the capture: messages lost, never "normal"
     ("abnormal-closure", _abnormal_closure),  # TCP end without close frames
     ("no-audio-received", _no_audio_received),  # Metadata: SHA-256 of empty input
     ("audio-undecodable", _audio_undecodable),  # Metadata: 0 s of audio

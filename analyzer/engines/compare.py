@@ -107,7 +107,12 @@ def compare_reports(native: CaptureReport, tshark: CaptureReport) -> list[Differ
             out.append(Difference(path, None, key, nj.get(key), tj.get(key)))
     ns = {s["tcp_stream"]: s for s in nj["sessions"]}
     ts = {s["tcp_stream"]: s for s in tj["sessions"]}
+    # Native folds a proxy-to-server connection into its client leg's session (legs.py).
+    folded = {leg["tcp_stream"] for s in nj["sessions"] for leg in (s.get("proxy") or {}).get("legs", ())
+              if leg["leg"] == "proxy-to-server"}
     for stream in sorted(set(ns) | set(ts)):
+        if stream in folded and stream not in ns:
+            continue
         if stream not in ts:
             out.append(Difference(path, stream, "session", _label(ns[stream]), None))
         elif stream not in ns:

@@ -46,7 +46,7 @@ from ..egress import OTHER
 from ..events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from ..http import Request, Response, is_websocket_upgrade
 from ..http.head import parse_query
-from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, Session, TlsInfo
+from ..model import CLIENT, ERROR, SERVER, CaptureReport, Finding, MissingData, Session, TlsInfo
 from ..pipeline import CaptureAnalyzer, Options, analyze_capture
 from ..session import SessionBuilder
 from ..tls.connection import CT_APPLICATION_DATA
@@ -291,6 +291,15 @@ class _TsharkConnection:
     def anomaly(self, direction: Optional[int], kind: str, frame: int, ts: float, detail: dict) -> None:
         if self.builder is not None:
             self.builder.anomaly(kind, frame, ts, direction, detail)
+            if kind == "tcp-hole" and direction is not None:
+                # Exact totals per side, as native's reassembler gives them (Session.missing).
+                session = self.builder.session
+                missing = list(session.missing)
+                found = missing[direction] or MissingData(0, 0, frame)
+                found.holes += 1
+                found.bytes += detail.get("bytes", 0)
+                missing[direction] = found
+                session.missing = tuple(missing)
 
     def tcp_end(self, kind: str, direction: int, frame: int, ts: float) -> None:
         if self.builder is not None:

@@ -521,6 +521,11 @@ def _packet(p) -> Packet:
             # A protocol above TLS: the record was decrypted (tls.app_data_proto alone only
             # names the protocol a decode-as rule expects, with or without keys).
             pkt.tls.decrypted = True
+    if pkt.tls is not None and (pkt.http or pkt.ws):
+        # HTTP or WebSocket in a TLS packet was read from decrypted records.  The loop above
+        # only notices layers it does not handle (data-text-lines after a text frame): a
+        # session of binary and close frames only (tls13_multi's DATA-0000) was "no keys".
+        pkt.tls.decrypted = True
     for f in pkt.ws:
         if f.fragments is not None:
             # The reassembled message shows as text or as data after the final fragment.

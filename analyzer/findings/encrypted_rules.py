@@ -36,6 +36,15 @@ def _keyless_deepgram(s: Session) -> bool:
             and s.egress.last_frame is not None)
 
 
+def _ended_first_by(s: Session, side: str):
+    """The TCP end event when `side` ended this keyless Deepgram stream first and the timing
+    is not NET-0001's (that rule speaks for it); else None."""
+    if not _keyless_deepgram(s) or not s.close.tcp_ends or s.close.tcp_ends[0].by != side \
+            or _net0001(s) is not None:
+        return None
+    return s.close.tcp_ends[0]
+
+
 def _first_end(s: Session, by: str = None, kind: str = None):
     """The first TCP end event (FIN or RST) matching `by`/`kind`: (kind, by, frame, time)."""
     for end in s.close.tcp_ends:
@@ -87,10 +96,10 @@ def encrypted_net0001(s: Session, ctx: RuleContext):
 @rule
 def encrypted_client_closed(s: Session, ctx: RuleContext):
     """The client stopped sending and ended the connection first."""
-    if not _keyless_deepgram(s) or not s.close.tcp_ends or s.close.tcp_ends[0].by != "client" \
-            or _net0001(s) is not None:
+    end = _ended_first_by(s, "client")
+    if end is None:
         return
-    e, end = s.egress, s.close.tcp_ends[0]
+    e = s.egress
     after = [r for r in s.egress.server_last_records if r["time"] > e.last_time]
     answered = (f"; the server sent {len(after)} record(s) after the client's last one"
                 if after else "; the server sent nothing after the client's last record")
@@ -109,12 +118,10 @@ def encrypted_client_closed(s: Session, ctx: RuleContext):
 @rule
 def encrypted_server_closed(s: Session, ctx: RuleContext):
     """The server ended the connection while the client was still sending."""
-    if not _keyless_deepgram(s) or not s.close.tcp_ends or s.close.tcp_ends[0].by != "server" \
-            or _net0001(s) is not None:
+    end = _ended_first_by(s, "server")
+    if end is None or s.egress.last_time < end.time - STILL_SENDING_SECONDS:
         return
-    e, end = s.egress, s.close.tcp_ends[0]
-    if e.last_time < end.time - STILL_SENDING_SECONDS:
-        return
+    e = s.egress
     yield Finding(
         "encrypted-server-closed", ERROR,
         f"The server ended the connection ({end.kind.upper()} No. {end.frame} at {clock(end.time)}) "

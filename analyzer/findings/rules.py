@@ -252,3 +252,56 @@ def anomalies(s: Session, ctx: RuleContext):
             msg += f"; {details['bytes']} bytes missing"
         first_time = min(times, default=None)
         yield Finding(kind, severity, msg + ".", frames[:MAX_FRAMES_LISTED], first_time, details)
+
+
+# What to do about a proxy's refusal of a CONNECT, by status.
+_PROXY_STEPS = {
+    407: "the proxy wants credentials: configure the client with the proxy's user and password "
+         "(Proxy-Authorization), or use a proxy that lets it through",
+    403: "the proxy's policy forbids this destination or port: ask the network team to allow it",
+    502: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    503: "the proxy could not reach the server: check the proxy's DNS and its route out",
+    504: "the proxy timed out reaching the server: check its route out and any firewall after it",
+}
+
+
+@rule
+def proxy_refused(s: Session, ctx: RuleContext):
+    """A proxy answered a CONNECT with anything but 2xx: the stream never reached the server."""
+    proxy = s.proxy
+    if proxy is None or not proxy.refused:
+        return
+    step = _PROXY_STEPS.get(proxy.status, "check the proxy's log for why it refused")
+    reason = f" {proxy.reason}" if proxy.reason else ""
+    at = f" (frame {proxy.response_frame})" if proxy.response_frame is not None else ""
+    frames = [f for f in (proxy.request_frame, proxy.response_frame) if f is not None]
+    yield Finding("proxy-refused", ERROR,
+                  f"The proxy refused CONNECT {proxy.authority} with {proxy.status}{reason}{at}: "
+                  f"{step}.", frames, proxy.response_time,
+                  {"status": proxy.status, "authority": proxy.authority})
+
+
+@rule
+def data_missing(s: Session, ctx: RuleContext):
+    """TCP bytes a peer sent are not in the capture (exact totals, Session.missing): whatever
+    they held (server messages, audio, a close frame) is lost, so the session is never
+    called normal.  tcp-hole lists where; this says how much, per side."""
+    parts, frames, details = [], [], {}
+    for side, m, held in (("server", s.missing[SERVER], "server messages"),
+                          ("client", s.missing[CLIENT], "client frames")):
+        if m is None:
+            continue
+        first = f", first at frame {m.first_frame}" if m.first_frame is not None else ""
+        parts.append(f"{m.bytes:,} bytes the {side} sent ({m.holes} gap{'s' if m.holes != 1 else ''}"
+                     f"{first}); {held} in them are lost")
+        if m.first_frame is not None:
+            frames.append(m.first_frame)
+        details[f"{side}_bytes"] = m.bytes
+        details[f"{side}_holes"] = m.holes
+    if not parts:
+        return
+    yield Finding("data-missing", WARNING,
+                  "Part of the session is missing from the capture: " + "; ".join(parts) +
+                  ". Counts, timings and the close are incomplete: capture on the client or "
+                  "server host, or check the capture point for drops.", sorted(frames), None,
+                  details)

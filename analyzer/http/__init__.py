@@ -8,6 +8,7 @@ from .body_content import body_text, parse_error_body
 from .head import looks_like_request, looks_like_response
 from .message import Request, Response
 from .parser import RequestParser, ResponseParser
+from .proxy import absolute_form_authority
 from .websocket import (WEBSOCKET_GUID, deflate_agreement, is_websocket_upgrade, parse_extensions,
                         websocket_accept)
 
@@ -15,5 +16,5 @@ __all__ = [
     "looks_like_request", "looks_like_response",
     "RequestParser", "ResponseParser", "Request", "Response",
     "websocket_accept", "parse_extensions", "deflate_agreement", "WEBSOCKET_GUID", "is_websocket_upgrade",
-    "parse_error_body", "body_text",
+    "parse_error_body", "body_text", "absolute_form_authority",
 ]

@@ -66,6 +66,11 @@ class _MessageParser:
             rest = rest[used:] if self._body.error is None else b""
         return self._complete(rest)
 
+    @property
+    def head(self):
+        """The message as soon as its head is parsed (its body may still be coming), else None."""
+        return self._message
+
     def finish(self):
         """The connection ended.  Returns the message if its head was complete, else None."""
         if self._message is None:

@@ -107,9 +107,46 @@ def frame_ref(frame: Optional[int], ts: Optional[float]) -> str:
     return f"No. {frame}, {clock(ts)}" if frame is not None else clock(ts)
 
 
+def path_rows(s: Session) -> list[Row]:
+    """How the stream travelled: tunnels around its packets, an HTTP proxy and its legs, the
+    server name the client asked for, and bytes missing from the capture."""
+    rows: list[Row] = []
+    if s.tunnel:
+        rows.append(Row("Tunnel", " in ".join(
+            layer.type + (f" {layer.id_name} {layer.id}" if layer.id is not None and layer.id_name
+                          else "")
+            + (f" ({layer.outer_src} → {layer.outer_dst})" if layer.outer_src else "")
+            for layer in reversed(s.tunnel))))
+    proxy = s.proxy
+    if proxy is not None:
+        if proxy.kind == "connect":
+            answer = (f"{proxy.status} {proxy.reason or ''}".strip() if proxy.status is not None
+                      else "no answer in the capture")
+            rows.append(Row("Proxy", f"CONNECT {proxy.authority} → {answer}",
+                            frame_ref(proxy.response_frame or proxy.request_frame,
+                                      proxy.response_time or proxy.request_time),
+                            "error" if proxy.refused else "code"))
+        else:
+            rows.append(Row("Proxy", f"forward proxy (absolute-form request to {proxy.authority})",
+                            frame_ref(proxy.request_frame, proxy.request_time), "code"))
+        for leg in proxy.legs:
+            rows.append(Row(f"Leg {leg.leg}", f"{leg.client} → {leg.server} "
+                                              f"(tcp.stream {leg.tcp_stream})"))
+    if s.server_name is not None:
+        rows.append(Row("Server name", f"{s.server_name.name} (from {s.server_name.source})",
+                        f"No. {s.server_name.frame}" if s.server_name.frame else ""))
+    for side, missing in (("client", s.missing[CLIENT]), ("server", s.missing[SERVER])):
+        if missing is not None:
+            rows.append(Row(f"Missing ({side})", f"{missing.bytes:,} bytes in {missing.holes} "
+                                                 f"gap{'s' if missing.holes != 1 else ''}",
+                            f"No. {missing.first_frame}" if missing.first_frame else "",
+                            "error"))
+    return rows
+
+
 def handshake_rows(s: Session) -> list[Row]:
     hs = s.handshake
-    rows: list[Row] = []
+    rows: list[Row] = path_rows(s)
     if hs.request_frame is not None:
         rows.append(Row("Request", f"{hs.method} {hs.target}", frame_ref(hs.request_frame, hs.request_time),
                         "code"))

@@ -23,6 +23,10 @@ _WRAP = 0x100000000
 NO_CHUNKS = ()
 # Evidence lists keep the first entries only; the *_count / *_bytes totals keep counting.
 MAX_RECORDS = 100
+# How long (capture seconds) bytes the peer ACKed may take to appear before they are a hole.
+ACK_WAIT_SECONDS = 3.0
+# ACKed-but-unseen ranges remembered per direction (each ACK that went further adds one).
+MAX_ACK_WAITS = 4096
 
 _END = itemgetter(1)
 
@@ -34,6 +38,14 @@ class StreamReassembler:
     a memoryview of in-order bytes (``hole_size`` 0), or ``None`` with
     ``hole_size`` > 0 bytes that were sent but are absent from the capture.
     The frame of a chunk is the packet whose arrival made it deliverable.
+
+    An ACK from the peer for bytes not seen yet is not taken as proof that they are lost:
+    span ports and taps that merge two directions with different delays put the data after
+    its ACK.  The acknowledged range waits (`_acked`, a queue of (target offset, frame, ts)
+    per ACK that went further) until the data comes, and becomes a hole only when it has
+    waited `max_ack_wait` seconds of capture time (checked on the next packet of either
+    direction), when the buffered data behind it passes `max_pending` bytes, or at flush().
+    The hole then carries the frame and time of the ACK that first acknowledged it.
     """
 
     __slots__ = (
@@ -41,11 +53,15 @@ class StreamReassembler:
         "next_offset", "pending_bytes", "retransmissions",
         "conflicts", "conflict_count", "holes", "hole_count", "hole_bytes",
         "fin_offset", "fin_acked",
-        "_next_seq", "_pending", "_recent", "_recent_bytes",
+        "_next_seq", "_pending", "_recent", "_recent_bytes", "max_ack_wait", "_acked",
     )
 
-    def __init__(self, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024):
+    def __init__(self, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024,
+                 max_ack_wait: float = ACK_WAIT_SECONDS):
         self.max_pending = max_pending
+        self.max_ack_wait = max_ack_wait
+        # ACKed ranges not seen yet: deque of [target offset, frame, ts], targets increasing.
+        self._acked: deque | None = None
         # How many recently delivered bytes are kept (by reference) to compare
         # retransmitted bytes against; 0 turns the comparison off.
         self.verify_window = verify_window
@@ -100,6 +116,14 @@ class StreamReassembler:
         if self._next_seq is None:
             self._next_seq = seq
         self.fin_offset = self._offset(seq)
+        acked = self._acked
+        if acked and acked[-1][0] > self.fin_offset:
+            # The peer ACKed the FIN before it showed (a late direction): it takes one
+            # sequence number but no stream byte, so no range waits beyond it.
+            self.fin_acked = True
+            for entry in acked:
+                if entry[0] > self.fin_offset:
+                    entry[0] = self.fin_offset
 
     def acked(self, ack, frame_no, ts):
         nxt_seq = self._next_seq
@@ -118,12 +142,41 @@ class StreamReassembler:
             target = fin
             if target <= self.next_offset:
                 return NO_CHUNKS
+        acked = self._acked
+        if acked is None:
+            acked = self._acked = deque()
+        if not acked or target > acked[-1][0]:
+            if len(acked) >= MAX_ACK_WAITS:
+                acked[-1][0] = target  # bounded: the newest range grows instead
+            else:
+                acked.append([target, frame_no, ts])
+        return self._expire_acked(ts)
+
+    def _expire_acked(self, now):
+        """Declare missing the ACKed ranges that waited too long (or past the byte bound)."""
+        acked = self._acked
+        nxt = self.next_offset
+        while acked and acked[0][0] <= nxt:
+            acked.popleft()
+        if not acked:
+            return NO_CHUNKS
+        if now - acked[0][2] < self.max_ack_wait and self.pending_bytes <= self.max_pending:
+            return NO_CHUNKS
         out = []
-        self._advance(target, frame_no, ts, out)
-        return out
+        while acked and (now - acked[0][2] >= self.max_ack_wait
+                         or self.pending_bytes > self.max_pending):
+            target, frame_no, ts = acked.popleft()
+            if target > self.next_offset:
+                self._advance(target, frame_no, ts, out)
+        return out or NO_CHUNKS
 
     def flush(self, frame_no, ts):
         out = []
+        acked = self._acked
+        while acked:  # acknowledged, never seen: lost after all
+            target, ack_frame, ack_ts = acked.popleft()
+            if target > self.next_offset:
+                self._advance(target, ack_frame, ack_ts, out)
         pending = self._pending
         if pending:
             self._advance(pending[-1][1], frame_no, ts, out)
@@ -178,6 +231,10 @@ class StreamReassembler:
         out = []
         if self._pending[0][0] == self.next_offset:
             self._drain(frame_no, ts, out)
+        if self._acked:
+            expired = self._expire_acked(ts)
+            if expired:
+                out.extend(expired)
         if self.pending_bytes > self.max_pending:
             while self.pending_bytes > self.max_pending:
                 self._advance(self._pending[0][0], frame_no, ts, out)

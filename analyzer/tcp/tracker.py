@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .reassembly import SEQ_MASK, StreamReassembler
+from .reassembly import ACK_WAIT_SECONDS, SEQ_MASK, StreamReassembler
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -181,9 +181,10 @@ class TcpTracker:
     """
 
     def __init__(self, factory, max_pending: int = 4 * 1024 * 1024, verify_window: int = 32 * 1024,
-                 max_connections: int = 0):
+                 max_connections: int = 0, max_ack_wait: float = ACK_WAIT_SECONDS):
         self._factory = factory
         self.max_pending = max_pending
+        self.max_ack_wait = max_ack_wait  # see StreamReassembler: ACKed data may come later
         self.verify_window = verify_window
         self.max_connections = max_connections
         self._live = 0
@@ -338,8 +339,8 @@ class TcpTracker:
         conn._on_data = handler.data
         conn._on_hole = handler.hole
         conn._state = _LIVE
-        conn._r = (StreamReassembler(self.max_pending, self.verify_window),
-                   StreamReassembler(self.max_pending, self.verify_window))
+        conn._r = (StreamReassembler(self.max_pending, self.verify_window, self.max_ack_wait),
+                   StreamReassembler(self.max_pending, self.verify_window, self.max_ack_wait))
         if self.max_connections:
             self._live += 1
             evictable = self._evictable

@@ -21,9 +21,8 @@ from .hello import (ClientHello, ServerHello, parse_client_hello, parse_encrypte
                     parse_server_hello)
 from ..model import CLIENT, DIRECTION_NAMES, SERVER
 from .keylog import KeyLog
-from .kdf import tls12_key_block
-from .records import MIN_SEALED_RECORD, Tls12ChachaOpener, Tls12GcmOpener, Tls13Opener, open_at
-from .suites import CIPHER_SUITES, TLS12_GCM, TLS13, suite_name, version_name
+from .records import MIN_SEALED_RECORD, Tls13Opener, open_at, tls12_openers
+from .suites import CIPHER_SUITES, TLS13, suite_name, version_name
 
 
 CT_CHANGE_CIPHER_SPEC, CT_ALERT, CT_HANDSHAKE, CT_APPLICATION_DATA, CT_HEARTBEAT = 20, 21, 22, 23, 24
@@ -768,14 +767,9 @@ class TlsConnection:
             self._set_status("no-keys", "the key log has no CLIENT_RANDOM (master secret) line")
             self._anomaly("tls-no-keys", None, frame, ts, missing=["CLIENT_RANDOM"])
             return
-        iv_length = 4 if suite.protection == TLS12_GCM else 12
-        client_key, server_key, client_iv, server_iv = tls12_key_block(
-            suite.hash_name, master_secret, self._client_hello.random, self._server_hello.random,
-            suite.key_length, iv_length)
-        opener_class = Tls12GcmOpener if suite.protection == TLS12_GCM else Tls12ChachaOpener
         client, server = self._dirs
-        client.next_opener = opener_class(suite, client_key, client_iv)
-        server.next_opener = opener_class(suite, server_key, server_iv)
+        client.next_opener, server.next_opener = tls12_openers(
+            suite, master_secret, self._client_hello.random, self._server_hello.random)
         client.status = server.status = "ok"
         self._update_decryption_info(None)
 

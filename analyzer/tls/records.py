@@ -14,8 +14,8 @@ from typing import Optional
 
 from cryptography.exceptions import InvalidTag
 
-from .kdf import tls13_next_traffic_secret, tls13_traffic_key_iv
-from .suites import CipherSuite
+from .kdf import tls12_key_block, tls13_next_traffic_secret, tls13_traffic_key_iv
+from .suites import TLS12_GCM, CipherSuite
 
 
 class Tls13Opener:
@@ -100,6 +100,16 @@ class Tls12ChachaOpener:
 
     def explicit_seq(self, record: memoryview) -> Optional[int]:
         return None
+
+
+def tls12_openers(suite: CipherSuite, master_secret: bytes, client_random: bytes,
+                  server_random: bytes) -> tuple:
+    """(client opener, server opener) of a TLS 1.2 AEAD suite from the master secret."""
+    iv_length = 4 if suite.protection == TLS12_GCM else 12
+    client_key, server_key, client_iv, server_iv = tls12_key_block(
+        suite.hash_name, master_secret, client_random, server_random, suite.key_length, iv_length)
+    opener_class = Tls12GcmOpener if suite.protection == TLS12_GCM else Tls12ChachaOpener
+    return opener_class(suite, client_key, client_iv), opener_class(suite, server_key, server_iv)
 
 
 # Smallest sealed record on the wire (header + 1 byte of TLS 1.3 inner type + 16-byte tag):

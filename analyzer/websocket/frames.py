@@ -14,15 +14,17 @@ rules (masking, control frames, RSV bits, fragmentation) are the business of
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_right
 
 import struct
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from ..limits import PARSER_ANOMALY_RECORDS
 
 __all__ = [
     "OP_CONTINUATION", "OP_TEXT", "OP_BINARY", "OP_CLOSE", "OP_PING", "OP_PONG",
-    "OPCODE_NAMES", "Frame", "FrameParser", "find_frame_sync", "find_stream_start", "unmask",
+    "OPCODE_NAMES", "Frame", "FrameParser", "find_frame_sync", "find_stream_start",
+    "frame_run_evidence", "midstream_evidence_enough", "unmask",
 ]
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
@@ -200,9 +202,97 @@ def find_frame_sync(data, from_client: Optional[bool] = None, deflate: bool = Fa
     return None
 
 
-def find_stream_start(pieces: list) -> Optional[tuple[int, bool]]:
+# A connection picked up mid-stream is taken for WebSocket only on this much evidence: frames
+# that make sense in sequence, starting in more than one packet, all masked or all unmasked.
+MIDSTREAM_MIN_FRAMES = 3
+MIDSTREAM_MIN_PACKETS = 2
+
+
+def frame_run_evidence(data, start: int, packet_starts: Sequence[int] = (),
+                       allow_rsv1: bool = True) -> tuple[int, int, Optional[int]]:
+    """Walk the chain of frame headers from `start` to the end of `data` (or to the first
+    header that cannot follow): (evidence frames, packets, mask bit).
+
+    Evidence frames are the ones whose place in the sequence makes sense: data frames,
+    control frames, and continuations of a message the run itself started (a continuation
+    with no message in progress could be any bytes).  `packets` is how many of the packets
+    (their offsets in `packet_starts`) hold the start of a frame of the run.  The mask bit is
+    1 or 0 when every frame agrees, -1 when they disagree (not one peer's frame stream), None
+    when there is no frame.
+    """
+    n = len(data)
+    pos = start
+    evidence = 0
+    in_message: Optional[bool] = None  # unknown before the run's first data frame
+    masked: Optional[int] = None
+    packets = set()
+    while n - pos >= 2:
+        b0, b1 = data[pos], data[pos + 1]
+        opcode = b0 & 0x0F
+        if opcode not in _VALID_OPCODES:
+            break
+        rsv = b0 & 0x70
+        if rsv and not (allow_rsv1 and rsv == 0x40 and (opcode == 1 or opcode == 2)):
+            break
+        fin = b0 >> 7
+        length = b1 & 0x7F
+        bit = b1 >> 7
+        if opcode >= 8:
+            if not fin or length > 125:
+                break
+            counts = True
+        elif opcode == 0:
+            if in_message is False:
+                break  # a continuation after a final frame: not a frame stream
+            counts = in_message is True
+            if counts:
+                in_message = not fin
+            elif fin:
+                in_message = False  # the unknown message in progress ends here
+        else:
+            if in_message:
+                break  # a new message inside one not finished
+            counts = True
+            in_message = not fin
+        header_len = 2 + (2 if length == 126 else 8 if length == 127 else 0) + (4 if bit else 0)
+        if n - pos < header_len:
+            break
+        if length == 126:
+            length = _unpack_u16(data, pos + 2)[0]
+            if length < 126:
+                break
+        elif length == 127:
+            length = _unpack_u64(data, pos + 2)[0]
+            if length < 65536 or length >> 63:
+                break
+        if masked is None:
+            masked = bit
+        elif masked != bit:
+            masked = -1
+        if counts:
+            evidence += 1
+            packets.add(bisect_right(packet_starts, pos))
+        pos += header_len + length
+    return evidence, len(packets), masked
+
+
+def midstream_evidence_enough(runs) -> bool:
+    """Is what frame_run_evidence found, per direction, enough to call a connection whose
+    start is missing a WebSocket?  Several frames in sequence, in more than one packet, each
+    direction's frames all masked or all unmasked, and not both directions masked alike
+    (a client masks, a server does not)."""
+    runs = [r for r in runs if r is not None]
+    if any(masked == -1 for _, _, masked in runs):
+        return False
+    if len(runs) == 2 and runs[0][0] and runs[1][0] and runs[0][2] == runs[1][2]:
+        return False
+    return (sum(r[0] for r in runs) >= MIDSTREAM_MIN_FRAMES
+            and sum(r[1] for r in runs) >= MIDSTREAM_MIN_PACKETS)
+
+def find_stream_start(pieces: list) -> Optional[tuple[int, bool, tuple]]:
     """Where a WebSocket frame stream starts in one direction's first bytes of a connection
-    picked up mid-stream: (offset into the joined pieces, is the frame masked), or None.
+    picked up mid-stream: (offset into the joined pieces, is the frame masked, the run's
+    evidence from frame_run_evidence), or None.
 
     `pieces` are the payloads of consecutive packets: their starts are the preferred
     offsets (see find_frame_sync).
@@ -217,7 +307,8 @@ def find_stream_start(pieces: list) -> Optional[tuple[int, bool]]:
     offset = find_frame_sync(buf, None, prefer=starts)
     if offset is None:
         return None
-    return offset, bool(buf[offset + 1] & 0x80) if offset + 1 < len(buf) else False
+    masked = bool(buf[offset + 1] & 0x80) if offset + 1 < len(buf) else False
+    return offset, masked, frame_run_evidence(buf, offset, starts)
 
 
 BinarySink = Callable[[Frame, Union[bytes, memoryview, int]], None]

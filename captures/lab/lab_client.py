@@ -12,7 +12,9 @@ PLAN (JSON) says what to do, all concurrently, with start offsets in seconds:
            {"kind": "connect"|"absolute", "url": "http://host:port"} routes it via a proxy
   chat:    a `websockets` client to the chat echo service (text messages, close 1000)
   fetches: curl (HTTP/2 or HTTP/1.1 over TLS), one connection per fetch
-  idle:    HTTPS keep-alive connections (Python ssl): one GET, then quiet for `idle` seconds
+  idle:    HTTPS keep-alive connections (Python ssl): one GET, then quiet for `idle` seconds,
+           then closed (or, with "reset", aborted with an RST without reading the server's
+           earlier FIN)
 Every TLS client writes its secrets to PLAN["keylog"] (ssl keylog_filename, curl
 SSLKEYLOGFILE).  Writes PLAN["log"]: what each connection did, with wall-clock times
 (time.time()) and local ports, so record_lab.py can map each one to its tcp.stream.
@@ -179,8 +181,8 @@ class Run:
         except asyncio.TimeoutError:
             await ws.close()
         proto = ws.protocol
-        rec["close_sent"] = [proto.close_sent.code, proto.close_sent.reason] if proto.close_sent else None
-        rec["close_rcvd"] = [proto.close_rcvd.code, proto.close_rcvd.reason] if proto.close_rcvd else None
+        for key, frame in (("close_sent", proto.close_sent), ("close_rcvd", proto.close_rcvd)):
+            rec[key] = [frame.code, frame.reason] if frame else None
         rec["close_rcvd_then_sent"] = proto.close_rcvd_then_sent
         rec["end"] = time.time()
 
@@ -229,11 +231,41 @@ class Run:
         rec.update(local_ip=lip, local_port=int(lport), peer=f"{rip}:443",
                    http_version=ver, status=int(code), body_bytes=int(float(size)))
 
+    def idle_then_reset(self, p: dict, rec: dict) -> None:
+        """Blocking: one GET, then never read again (the server's FIN and close_notify sit
+        unread in the socket), then abort with RST (SO_LINGER 0) after `idle` seconds."""
+        host = urlsplit(p["url"]).hostname
+        raw = socket.create_connection((host, 443), timeout=10)
+        s = self.ssl_ctx(["http/1.1"]).wrap_socket(raw, server_hostname=host)
+        rec["local_port"] = s.getsockname()[1]
+        rec["peer"] = "%s:%d" % s.getpeername()[:2]
+        s.sendall(f"GET {urlsplit(p['url']).path or '/'} HTTP/1.1\r\nHost: {host}\r\n"
+                  "User-Agent: lab-keepalive/1\r\nConnection: keep-alive\r\n\r\n".encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += s.recv(4096)
+        head, body = buf.split(b"\r\n\r\n", 1)
+        length = int(next(ln.split(b":")[1] for ln in head.split(b"\r\n")
+                          if ln.lower().startswith(b"content-length:")))
+        while len(body) < length:
+            body += s.recv(4096)
+        rec["status"] = int(head.split()[1])
+        rec["last_data_time"] = time.time()
+        time.sleep(p["idle"])
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        rec["reset_time"] = time.time()
+        s.close()
+
     async def idle(self, p: dict) -> None:
         await self.at(p["offset"])
         host = urlsplit(p["url"]).hostname
         rec: dict[str, Any] = {"class": "idle-keepalive", "url": p["url"], "start": time.time()}
         self.log["connections"].append(rec)
+        if p.get("reset"):
+            await asyncio.wait_for(asyncio.to_thread(self.idle_then_reset, p, rec),
+                                   p["idle"] + 20)
+            rec["end"] = time.time()
+            return
         r, w = await asyncio.wait_for(asyncio.open_connection(
             host, 443, ssl=self.ssl_ctx(["http/1.1"]), family=socket.AF_INET), 10)
         rec["local_port"] = w.get_extra_info("sockname")[1]
@@ -258,9 +290,29 @@ class Run:
             pass
         rec["end"] = time.time()
 
+    async def attempt(self, a: dict) -> None:
+        """A WebSocket open through a proxy that is expected to refuse the CONNECT."""
+        await self.at(a["offset"])
+        rec: dict[str, Any] = {"class": "proxy-refused", "url": a["url"], "proxy": a["proxy"],
+                               "start": time.time()}
+        self.log["connections"].append(rec)
+        kw: dict[str, Any] = dict(proxy=a["proxy"], open_timeout=10, ping_interval=None,
+                                  additional_headers={"Authorization": "Token " + API_KEY})
+        if a["url"].startswith("wss:"):
+            kw["ssl"] = self.ssl_ctx(["http/1.1"])
+        try:
+            ws = await connect(a["url"], **kw)
+            await ws.close()
+            rec["proxy_status"] = 200
+        except InvalidProxyStatus as e:
+            rec.update(proxy_status=e.response.status_code,
+                       proxy_reason=e.response.reason_phrase)
+        rec["end"] = time.time()
+
     async def main(self) -> None:
         p = self.plan
         tasks = []
+        tasks += [self.attempt(a) for a in p.get("attempts", [])]
         if p.get("dns"):
             tasks.append(self.dns(p["dns"], 0.0))
         if p.get("dns_tcp"):
@@ -287,7 +339,8 @@ class AbsoluteFormConnection(ClientConnection):
 
         def absolute(request):
             uri = protocol.uri
-            request.path = f"http://{uri.host}{'' if uri.port == 80 else f':{uri.port}'}{request.path}"
+            port = "" if uri.port == 80 else f":{uri.port}"
+            request.path = f"http://{uri.host}{port}{request.path}"
             return send_request(request)
         protocol.send_request = absolute
 

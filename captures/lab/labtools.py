@@ -7,7 +7,6 @@ streams, records, WebSocket frames).  tests/test_lab_truth.py re-derives a few o
 from __future__ import annotations
 
 import datetime as _dt
-import ipaddress
 import json
 import os
 import re
@@ -17,7 +16,6 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from decimal import Decimal
 from typing import Any, Iterable, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -325,7 +323,7 @@ def dns_answers(path: str, extra: Iterable[str] = ()) -> list[dict]:
     for r in rows:
         out.append({"frame": int(r["frame.number"]), "time": float(r["frame.time_epoch"]),
                     "transport": "tcp" if r["tcp.stream"] else "udp",
-                    "id": int(r["dns.id"], 16) if r["dns.id"].startswith("0x") else int(r["dns.id"]),
+                    "id": int(r["dns.id"], 0),
                     "name": r["dns.qry.name"], "qtype": int(r["dns.qry.type"]),
                     "cnames": r["dns.cname"].split(",") if r["dns.cname"] else [],
                     "a": r["dns.a"].split(",") if r["dns.a"] else [],
@@ -383,19 +381,26 @@ def ws_summary(frames: list[dict], client: str) -> dict:
     return out
 
 
-def http_upgrade(path: str, stream: int, keylog: Optional[str] = None,
-                 extra: Iterable[str] = ()) -> dict:
+def http_exchange(path: str, stream: int, keylog: Optional[str] = None,
+                  extra: Iterable[str] = ()) -> dict:
+    """The first HTTP request and response of a stream (CONNECT or GET), as tshark sees them;
+    request_bytes = length of the request head (what precedes a CONNECT tunnel's bytes)."""
     ex = list(extra) + ["-Y", f"tcp.stream == {stream} and http"]
     rows = fields(path, ["frame.number", "http.request.method", "http.request.uri",
-                         "http.response.code", "http.host"], keylog=keylog, extra=ex)
+                         "http.response.code", "http.response.phrase", "http.host",
+                         "tcp.len"], keylog=keylog, extra=ex)
     out: dict[str, Any] = {}
     for r in rows:
         if r["http.request.method"] and "request_frame" not in out:
-            out.update(request_frame=int(r["frame.number"]), method=r["http.request.method"],
-                       uri=r["http.request.uri"], host=r["http.host"])
+            out.update(request_frame=int(r["frame.number"]),
+                       method=r["http.request.method"].split(",")[0],
+                       target=r["http.request.uri"].split(",")[0], host=r["http.host"] or None)
+            if out["method"] == "CONNECT":
+                out["request_bytes"] = int(last(r["tcp.len"]))
         elif r["http.response.code"] and "response_frame" not in out:
             out.update(response_frame=int(r["frame.number"]),
-                       status=int(r["http.response.code"].split(",")[0]))
+                       status=int(r["http.response.code"].split(",")[0]),
+                       reason=r["http.response.phrase"].split(",")[0])
     return out
 
 

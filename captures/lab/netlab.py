@@ -143,12 +143,12 @@ def up() -> None:
         raise
 
 
-def vxlan_up(inner_mtu: int | None = None) -> None:
-    """Two namespaces with a real kernel vxlan (VNI 4242, UDP 4789) over a veth underlay.
+def vxlan_up(inner_mtu: int | None = None, dstport: int = 4789) -> None:
+    """Two namespaces with a real kernel vxlan (VNI 4242, UDP dstport) over a veth underlay.
 
     inner_mtu=1500 over the 1500-byte underlay makes the kernel fragment the outer IPv4
     packets (the vxlan device is not bound to a lower device, so its MTU may exceed
-    underlay-50; DF is not set on the outer header).
+    underlay-50; DF is not set on the outer header, nor on the inner packets).
     """
     for ns in (VXA, VXB):
         if ns in sh("ip", "netns", "list", check=False).stdout.split():
@@ -159,13 +159,23 @@ def vxlan_up(inner_mtu: int | None = None) -> None:
         veth(VXA, "u0", f"{VX_UNDER_A}/24", VXB, "u0", f"{VX_UNDER_B}/24")
         for ns, local, remote, inner in ((VXA, VX_UNDER_A, VX_UNDER_B, VX_INNER_A),
                                          (VXB, VX_UNDER_B, VX_UNDER_A, VX_INNER_B)):
-            ip(ns, "link", "add", "vxlan0", "type", "vxlan", "id", str(VNI), "dstport", "4789",
-               "local", local, "remote", remote, "df", "unset")
+            ip(ns, "link", "add", "vxlan0", "type", "vxlan", "id", str(VNI), "dstport",
+               str(dstport), "local", local, "remote", remote, "df", "unset")
+            # Without a lower device the vxlan MTU defaults to 1500: say 1450 (1500 - 50)
+            # unless the caller wants oversized inner packets.
+            ip(ns, "link", "set", "vxlan0", "mtu", str(inner_mtu or 1450))
             if inner_mtu:
-                ip(ns, "link", "set", "vxlan0", "mtu", str(inner_mtu))
+                # Inner packets without DF: otherwise the vxlan device answers a too-big
+                # inner packet with ICMP "fragmentation needed" and TCP shrinks its segments.
+                sh("sysctl", "-qw", "net.ipv4.ip_no_pmtu_disc=1", ns=ns)
             ip(ns, "addr", "add", f"{inner}/24", "dev", "vxlan0")
             ip(ns, "link", "set", "vxlan0", "up")
             quiet_offloads(ns, "vxlan0")
+            if inner_mtu:
+                # A locked route MTU ignores the PMTU the vxlan device learns from its
+                # underlay (else TCP shrinks to 1450-byte packets after the first fragments).
+                ip(ns, "route", "replace", "192.168.77.0/24", "dev", "vxlan0", "mtu", "lock",
+                   str(inner_mtu))
     except BaseException:
         for ns in (VXA, VXB):
             sh("ip", "netns", "del", ns, check=False)

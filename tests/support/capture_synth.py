@@ -7,6 +7,8 @@ from __future__ import annotations
 import struct
 from typing import Iterable, Optional, Sequence
 
+from analyzer.capture.pcapng_writer import pcapng_block, pcapng_options  # noqa: F401 - part of this module's API
+
 CLIENT_MAC = b"\x02\x00\x00\x00\x00\x01"
 SERVER_MAC = b"\x02\x00\x00\x00\x00\x02"
 CLIENT_IP = b"\x0a\x00\x00\x01"
@@ -97,19 +99,6 @@ def pcap(records: Iterable[tuple], linktype: int = 1, nano: bool = False, big_en
         wire_length = record[3] if len(record) > 3 else len(data)
         out.append(struct.pack(endian + "IIII", seconds, fraction, len(data), wire_length) + data)
     return b"".join(out)
-
-
-def pcapng_block(block_type: int, body: bytes, endian: str = "<") -> bytes:
-    body += b"\x00" * (-len(body) % 4)
-    length = len(body) + 12
-    return struct.pack(endian + "II", block_type, length) + body + struct.pack(endian + "I", length)
-
-
-def pcapng_options(options: Iterable[tuple], endian: str = "<") -> bytes:
-    out = b""
-    for code, value in options:
-        out += struct.pack(endian + "HH", code, len(value)) + value + b"\x00" * (-len(value) % 4)
-    return out + struct.pack(endian + "HH", 0, 0) if out else b""
 
 
 def shb(endian: str = "<") -> bytes:

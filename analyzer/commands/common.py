@@ -1,0 +1,89 @@
+"""What several commands do before their own work: the capture and --keylog arguments, their
+checks, analysing the capture with one line (never a traceback) on failure, picking a session
+by its number."""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ..cli import error
+
+
+def add_capture_arguments(p) -> None:
+    """CAPTURE and --keylog, as every single-capture command takes them."""
+    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    p.add_argument("--keylog", metavar="FILE",
+                   help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
+
+
+def check_inputs(args) -> tuple[Optional[str], bool]:
+    """(key log path or None, ok) for args.capture, args.keylog and args.session (if any);
+    not ok after one line on stderr."""
+    path = args.capture
+    if not os.path.isfile(path):
+        error(f"{path}: no such file")
+        return None, False
+    keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
+    if keylog and not os.path.isfile(keylog):
+        error(f"{keylog}: key log file not found")
+        return None, False
+    if getattr(args, "session", None) is not None and args.session < 1:
+        error("--session must be a session number (1 or more)")
+        return None, False
+    return keylog, True
+
+
+def analyze(path: str, options):
+    """analyze_capture, with internal errors as one line (None) instead of a traceback.
+    CaptureError and OSError propagate."""
+    from ..capture import CaptureError
+    from ..pipeline import analyze_capture
+    try:
+        return analyze_capture(path, options)
+    except (CaptureError, OSError):
+        raise
+    except MemoryError:
+        error(f"{path}: out of memory while analysing (please report this capture)")
+        return None
+    except Exception as e:  # a bug must not become a traceback in a user's terminal
+        if os.environ.get("DGCAP_DEBUG"):
+            raise
+        error(f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
+              "please report it)")
+        return None
+
+
+def capture_error(path: str, e: Exception) -> None:
+    msg = str(e)
+    error(msg if msg.startswith(path) else f"{path}: {msg}")
+
+
+def analyze_or_explain(path: str, options, interrupted: str = "interrupted"):
+    """analyze(path, options), or None after one line on stderr (unreadable capture,
+    internal error, Ctrl-C: `interrupted` says what was not done)."""
+    from ..capture import CaptureError
+    try:
+        report = analyze(path, options)
+    except CaptureError as e:
+        capture_error(path, e)
+        return None
+    except OSError as e:
+        error(f"{e.filename or path}: {e.strerror or e}")
+        return None
+    if report is not None and report.stats.get("interrupted"):
+        error(interrupted)
+        return None
+    return report
+
+
+def pick_session(path: str, sessions: list, number: int):
+    """Session `number` (1-based, as numbered by `dgcap report`), or None after one line."""
+    if not sessions:
+        error(f"{path}: no WebSocket sessions in this capture")
+        return None
+    if number > len(sessions):
+        count = len(sessions)
+        which = "1 session" if count == 1 else f"{count} sessions (1-{count})"
+        error(f"{path}: no session {number}; the capture has {which}")
+        return None
+    return sessions[number - 1]
