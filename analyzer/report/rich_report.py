@@ -88,8 +88,9 @@ def _capture(cap: CaptureReport, console: Console, transcript: bool, view: C.Vie
     engine = cap.stats.get("engine") or {}
     if engine.get("name") not in (None, "native"):
         _line(console, f"Built by the {engine['name']} engine {engine.get('version', '')}".rstrip(), "dim")
-    if cap.findings:
-        _findings(console, C.finding_items(cap.findings), 0)
+    for f in C.finding_items(cap.findings):
+        _line(console, Text(f"[{f.severity}] {f.id}: {f.message}", style=SEVERITY_STYLE.get(f.severity, "")),
+              hang=2)
     if not cap.sessions:
         _line(console, "No WebSocket sessions or upgrade attempts found.", "dim")
         return
