@@ -170,8 +170,8 @@ class ConnectionCensus:
 
     def server_name(self, facts: ConnectionFacts) -> Optional[ServerName]:
         sn = choose_server_name(
-            [("sni", facts.sni, facts.sni_frame), ("host", facts.host, facts.host_frame),
-             ("connect", facts.connect, facts.connect_frame)],
+            [("connect", facts.connect, facts.connect_frame), ("sni", facts.sni, facts.sni_frame),
+             ("host", facts.host, facts.host_frame)],
             facts.dns_answer)
         if sn is not None:
             sn.deepgram = self.hosts.matches(sn.name)
@@ -194,8 +194,12 @@ class ConnectionCensus:
         if facts.host is None and hs is not None and hs.request_frame is not None:
             facts.host, facts.host_frame = hs.request_header("host"), hs.request_frame
         sn = self.server_name(facts)
+        # A proxy that refused the tunnel to a known streaming host ended that stream's
+        # attempt: it is kept as one, like a rejected upgrade.
+        refused = session is not None and session.proxy is not None and session.proxy.refused \
+            and sn is not None and sn.deepgram
         if session is not None and session.websocket or session is not None and \
-                session.handshake.request_frame is not None:
+                session.handshake.request_frame is not None or refused:
             session.connection_class = WEBSOCKET
             session.server_name = sn
             session.egress = websocket_egress(session)

@@ -362,7 +362,9 @@ class ConnectionAnalyzer:
             self.builder.session.tcp_retransmissions = retrans
         missing = tuple(MissingData(r.hole_count, r.hole_bytes, r.holes[0][2] if r.holes else None)
                         if r.hole_count else None for r in reassemblers)
-        if missing[CLIENT] is not None or missing[SERVER] is not None:
+        # In a headers-only capture (state CUT) every payload is missing by design: the
+        # capture's one snap-length note says so, not a per-session data-missing finding.
+        if self.state != self.CUT and (missing[CLIENT] is not None or missing[SERVER] is not None):
             self.builder.session.missing = missing
 
     # -- deciding what the connection carries -----------------------------------

@@ -15,7 +15,8 @@ from typing import Iterable, Optional
 # agent.deepgram.com (Voice Agent); deepgram-protocol.md, "Endpoints".
 DEEPGRAM_HOST_PATTERNS = ("deepgram.com", "*.deepgram.com")
 
-SOURCES = ("sni", "host", "connect", "dns")
+# A CONNECT names the tunnel's server before anything inside it does (issue 14).
+SOURCES = ("connect", "sni", "host", "dns")
 
 
 @dataclass

@@ -143,9 +143,8 @@ def report(capture: Path, *args: str) -> str:
                            "-o", str(out), *args, str(capture)],
                           capture_output=True, env=env, cwd=ROOT, timeout=120)
     assert b"Traceback" not in proc.stderr and proc.returncode in (0, 1), proc.stderr
-    text = out.read_text() + proc.stdout.decode() + proc.stderr.decode()
-    out.unlink()
-    return text
+    from test_report_helpers import take_output
+    return take_output(out).decode() + proc.stdout.decode() + proc.stderr.decode()
 
 
 @pytest.fixture(scope="module")

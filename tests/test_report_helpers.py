@@ -79,6 +79,20 @@ def analyzed(path: str, keylog: Optional[str] = None):
     return Report(captures=captures, options={"gap_threshold": 10.0, "secrets_redacted": True})
 
 
+def take_output(out: Path) -> bytes:
+    """The report written with -o OUT, then removed: the file's bytes, or for --format parquet
+    (a folder of compressed tables) the tables' values as JSON text, so a search sees them."""
+    if out.is_dir():
+        import pyarrow.parquet as pq
+        data = b"".join(json.dumps(pq.read_table(t).to_pylist(), default=str, ensure_ascii=False).encode()
+                        for t in sorted(out.iterdir()))
+        shutil.rmtree(out)
+        return data
+    data = out.read_bytes()
+    out.unlink()
+    return data
+
+
 def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: Optional[dict] = None):
     """`dgcap ARGS` from this checkout (whatever `dgcap` on PATH points to)."""
     e = dict(os.environ)

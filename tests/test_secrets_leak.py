@@ -122,9 +122,8 @@ def run_report(args, tmp: Path) -> bytes:
                           capture_output=True, env=env, cwd=ROOT, timeout=300)
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode in (0, 1), proc.stderr.decode(errors="replace")
-    data = out.read_bytes()
-    out.unlink()
-    return data + proc.stdout + proc.stderr
+    from test_report_helpers import take_output
+    return take_output(out) + proc.stdout + proc.stderr
 
 
 def leaks(output: bytes, secrets: dict) -> list[str]:

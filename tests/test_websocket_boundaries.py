@@ -114,8 +114,9 @@ def test_a_chain_from_a_packet_start_through_the_end_wins_over_an_earlier_chance
 
 def test_find_stream_start_reports_the_offset_across_packets_and_whether_frames_are_masked():
     masked = header(2, 0, masked=True) * 3
-    assert find_stream_start([b"\x03\x03", masked[:4], masked[4:]]) == (2, True)
-    assert find_stream_start([header(2, 0) * 3]) == (0, False)
+    # (offset, masked, (evidence frames, packets holding a frame start, mask bit))
+    assert find_stream_start([b"\x03\x03", masked[:4], masked[4:]]) == (2, True, (3, 2, 1))
+    assert find_stream_start([header(2, 0) * 3]) == (0, False, (3, 1, 0))
     assert find_stream_start([b"\x03" * 4]) is None
     assert find_stream_start([]) is None
 

@@ -2,12 +2,15 @@
 
 Formats: rich (terminal), json (docs/json-contract.md, validated by
 analyzer/schema/dgcap.report.schema.json), markdown and html (self-contained, with a
-timeline chart per session) for support tickets.  Several captures (or a folder) get
-a cross-capture summary first; `-j N` analyses them in N processes (the report keeps
-the input order); `--stream` prints a line per session as soon as its connection ends.
+timeline chart per session) for support tickets; for fleets of captures, jsonl (one
+record per line, written as each session ends) and parquet (three tables in a folder),
+see analyzer/fleet/.  Several captures (or a folder) get a cross-capture summary first;
+`-j N` analyses them in N processes (the report keeps the input order), `--scheduler`
+on a Dask cluster; `--stream` prints a line per session as soon as its connection ends.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -17,8 +20,13 @@ from typing import Callable, Optional
 from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, write_output
 from ..model import CaptureReport, Report
 
-FORMATS = ("rich", "json", "markdown", "html", "har")
-MACHINE_FORMATS = ("json", "markdown", "html", "har")
+# Documents rendered from the whole Report at the end (har's messages are collected through a
+# hook as the analysis goes); record formats are written as the analysis goes (sessions as they
+# end), so they never hold the fleet in memory.
+DOCUMENT_FORMATS = ("rich", "json", "markdown", "html")
+RECORD_FORMATS = ("jsonl", "parquet")
+FORMATS = DOCUMENT_FORMATS + ("har",) + RECORD_FORMATS
+MACHINE_FORMATS = ("json", "markdown", "html", "har", "jsonl")
 
 
 def add_parser(sub) -> None:
@@ -33,10 +41,13 @@ def add_parser(sub) -> None:
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
                         "support ticket; html is one self-contained file with a timeline per session), "
-                        "or har (HAR 1.2 with every WebSocket message, for Chrome DevTools and HAR viewers)")
+                        "har (HAR 1.2 with every WebSocket message, for Chrome DevTools and HAR viewers), "
+                        "jsonl (one record per line as sessions end, for a SIEM) or parquet (tables "
+                        "captures/sessions/findings.parquet in the folder given with -o)")
     r.add_argument("--har-binary", action="store_true",
                    help="with --format har: binary messages as base64 (default: length and SHA-256)")
-    r.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    r.add_argument("-o", "--output", metavar="FILE",
+                   help="write the report to FILE instead of stdout (a folder for --format parquet)")
     add_analysis_options(r)
     r.add_argument("--transcript", action="store_true", help="show the final transcript of each session")
     focus = r.add_argument_group("what the report shows (rich, markdown, html; json always has every session)")
@@ -54,6 +65,10 @@ def add_parser(sub) -> None:
     r.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="analyse N captures in parallel processes (0: one per CPU; default 1); the "
                         "report keeps the order of the input")
+    r.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
+                   help="analyse the captures on Dask: 'local' starts a cluster of -j N worker processes "
+                        "on this machine (with Dask's dashboard), an address uses a running cluster whose "
+                        "workers see the same paths (needs: pip install 'dgcap[fleet]')")
     r.add_argument("--stream", action="store_true",
                    help="print a one-line summary of each session as soon as its connection ends, then "
                         "the full report (on stderr when the report itself goes to stdout as "
@@ -120,40 +135,75 @@ def options_from(args):
 
 
 def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
-                  progress: bool = False, stream: Optional[Callable[[str], None]] = None):
+                  progress: bool = False, stream: Optional[Callable[[str], None]] = None,
+                  records=None, scheduler: Optional[str] = None):
     """Analyse every capture under `paths`. Returns (captures, input_error).
 
     jobs > 1 analyses captures in that many processes (results in input order);
     progress shows a progress bar on stderr (when it is a terminal); stream receives a
-    one-line summary of each session as soon as its connection ends (already redacted).
+    one-line summary of each session as soon as its connection ends (already redacted);
+    records (a fleet.records.RecordSink) receives each capture's line records as its
+    sessions end, and the captures returned then have no sessions (the records are the
+    output); scheduler ("local" or a Dask scheduler address) runs the captures on Dask.
     """
-    from ..pipeline import capture_files
-    from ..report.progress import ProgressDisplay
+    files = find_captures(paths)
+    if files is None:
+        return [], True
+    return analyze_files(files, options, show_secrets, engine, jobs=jobs, progress=progress, stream=stream,
+                         records=records, scheduler=scheduler)
 
+
+def find_captures(paths) -> Optional[list[str]]:
+    """The capture files under `paths`, or None after printing why there are none."""
+    from ..pipeline import capture_files
     for p in paths:
         if not os.path.exists(p):
             error(f"{p}: no such file or folder")
-            return [], True
+            return None
     files = capture_files(paths)
     if not files:
         error(f"no capture files (pcap/pcapng) found in {', '.join(paths)}")
-        return [], True
+        return None
+    return files
+
+
+def analyze_files(files, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
+                  progress: bool = False, stream=None, records=None, scheduler: Optional[str] = None):
+    """analyze_paths for a list of capture files (found already)."""
+    from ..report.progress import ProgressDisplay
     display = ProgressDisplay(files, enabled=progress and sys.stderr.isatty())
+    sink = records.write if records is not None else None
+    parallel = scheduler is not None or (jobs > 1 and len(files) > 1)
+
+    def lost(path: str, why: str):
+        """A capture whose worker never returned: its error row, in the records too."""
+        result = (CaptureReport(path=path, format=None, error=f"worker failed: {why}"),
+                  f"{path}: the worker analysing it failed ({why})")
+        if sink is not None:
+            from ..fleet.records import CaptureRef, capture_records, file_sha256
+            sink(capture_records(CaptureRef(path, file_sha256(path)), result[0].to_json(), 0, 0))
+        return result
+
     try:
-        if jobs > 1 and len(files) > 1:
-            results = _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream)
+        if scheduler is not None:
+            from ..fleet.cluster import analyze_on_dask
+            results = analyze_on_dask(files, scheduler, jobs, display, _dask_task,
+                                      (options, show_secrets, engine, stream is not None, sink is not None),
+                                      stream, sink, lost)
+        elif parallel:
+            results = _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream, sink, lost)
         else:
             results = []
             for i, path in enumerate(files):
-                opts = _with_hooks(options, path, show_secrets, stream,
-                                   (lambda b, n, i=i: display.update(i, b, n)) if display.enabled else None)
-                result = _analyze_one(path, opts, show_secrets, engine)
+                result = _capture_task(path, options, show_secrets, engine, line=stream, records=sink,
+                                       progress=(lambda b, n, i=i: display.update(i, b, n))
+                                       if display.enabled else None)
                 display.done(i)
                 _report_problems(path, result)
                 results.append(result)
     finally:
         display.close()
-    if jobs > 1 and len(files) > 1:
+    if parallel:
         for path, result in zip(files, results):
             _report_problems(path, result)
     captures = [cap for cap, _ in results]
@@ -161,25 +211,54 @@ def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *,
     return captures, input_error
 
 
-def _with_hooks(options, path: str, show_secrets: bool, stream, progress):
-    """A copy of `options` with the progress callback and the --stream session hook."""
+def _capture_task(path: str, options, show_secrets: bool, engine: str, *, line=None, progress=None,
+                  records=None):
+    """One capture, wherever it runs: (CaptureReport, problem).
+
+    line(str) gets the --stream line of each session as it ends; records(list) gets the
+    capture's line records (sessions as they end, the capture record last), and then the
+    CaptureReport returned has no sessions: the records carry them.
+    """
+    recorder = None
+    if records is not None:
+        from ..fleet.records import CaptureRecorder, CaptureRef, file_sha256
+        recorder = CaptureRecorder(CaptureRef(path, file_sha256(path)), records, show_secrets)
+    opts = _with_hooks(options, path, show_secrets, line, progress, recorder)
+    # The recorder redacts each session as it ends (before its record is made): not twice.
+    cap, problem = _analyze_one(path, opts, not show_secrets and recorder is None, engine)
+    if recorder is not None:
+        recorder.capture_ended(cap)
+        cap = copy.copy(cap)
+        cap.sessions = []
+    return cap, problem
+
+
+def _with_hooks(options, path: str, show_secrets: bool, stream, progress, recorder=None):
+    """A copy of `options` with the progress callback and the session hooks (records, --stream)."""
     changes = {}
     if progress is not None:
         changes["progress"] = progress
-    if stream is not None:
+    if stream is not None or recorder is not None:
         from ..report.progress import stream_line
         previous = options.session_hook
 
         def hook(session, previous=previous):
             if previous is not None:
                 previous(session)
-            stream(stream_line(path, session, show_secrets))
+            if recorder is not None:
+                recorder.session_ended(session)
+            if stream is not None:
+                stream(stream_line(path, session, show_secrets))
         changes["session_hook"] = hook
     return dataclasses.replace(options, **changes) if changes else options
 
 
-def _analyze_one(path: str, options, show_secrets: bool, engine: str):
-    """(CaptureReport, problem) for one file; problem is None, or the error line to print."""
+def _analyze_one(path: str, options, redact: bool, engine: str):
+    """(CaptureReport, problem) for one file; problem is None, or the error line to print.
+
+    redact: mask the secrets of every session of the report (False with --show-secrets,
+    and when a CaptureRecorder has redacted them as they ended).
+    """
     from ..capture import CaptureError
     from ..pipeline import analyze_capture
     if engine == "tshark":
@@ -200,7 +279,7 @@ def _analyze_one(path: str, options, show_secrets: bool, engine: str):
         return (CaptureReport(path=path, format=None, error=f"internal error: {e}"),
                 f"{path}: internal error: {type(e).__name__}: {e} (set DGCAP_DEBUG=1 for details; "
                 "please report it)")
-    if not show_secrets:
+    if redact:
         for s in cap.sessions:
             redact_session(s)
     return cap, None
@@ -230,15 +309,32 @@ def _worker_init(queue) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _worker(index: int, path: str, options, show_secrets: bool, engine: str, stream: bool, progress: bool):
+def _worker(index: int, path: str, options, show_secrets: bool, engine: str, stream: bool, progress: bool,
+            records: bool = False):
     q = _worker_queue
     send_line = (lambda line: q.put(("line", index, line))) if stream and q is not None else None
     send_progress = ((lambda b, n: q.put(("progress", index, b, n))) if progress and q is not None else None)
-    opts = _with_hooks(options, path, show_secrets, send_line, send_progress)
-    return _analyze_one(path, opts, show_secrets, engine)
+    send_records = (lambda batch: q.put(("records", index, batch))) if records and q is not None else None
+    try:
+        return _capture_task(path, options, show_secrets, engine, line=send_line, progress=send_progress,
+                             records=send_records)
+    finally:
+        if q is not None:
+            # After everything this capture sent: the parent waits for it, so no line or
+            # record still in the pipe when the result arrives is lost.
+            q.put(("end", index))
 
 
-def _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream):
+def _dask_task(path: str, options, show_secrets: bool, engine: str, stream: bool, records: bool):
+    """One capture on a Dask worker: (CaptureReport, problem, lines, records), gathered by the client."""
+    lines: list[str] = []
+    batches: list[dict] = []
+    cap, problem = _capture_task(path, options, show_secrets, engine, line=lines.append if stream else None,
+                                 records=batches.extend if records else None)
+    return cap, problem, lines, batches
+
+
+def _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream, records, lost):
     import multiprocessing
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -248,7 +344,18 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     # Callbacks do not cross process boundaries: workers add their own.
     base = dataclasses.replace(options, progress=None, session_hook=None)
-    q = ctx.Queue() if (stream is not None or display.enabled) else None
+    q = ctx.Queue() if (stream is not None or display.enabled or records is not None) else None
+    ended: set[int] = set()
+
+    def handle(msg) -> None:
+        if msg[0] == "line" and stream is not None:
+            stream(msg[2])
+        elif msg[0] == "records":
+            records(msg[2])
+        elif msg[0] == "progress":
+            display.update(msg[1], msg[2], msg[3])
+        elif msg[0] == "end":
+            ended.add(msg[1])
 
     def drain() -> None:
         while q is not None:
@@ -256,15 +363,13 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
                 msg = q.get_nowait()
             except queue_mod.Empty:
                 return
-            if msg[0] == "line" and stream is not None:
-                stream(msg[2])
-            elif msg[0] == "progress":
-                display.update(msg[1], msg[2], msg[3])
+            handle(msg)
 
     ex = ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx,
                              initializer=_worker_init, initargs=(q,))
     try:
-        futures = [ex.submit(_worker, i, path, base, show_secrets, engine, stream is not None, display.enabled)
+        futures = [ex.submit(_worker, i, path, base, show_secrets, engine, stream is not None, display.enabled,
+                             records is not None)
                    for i, path in enumerate(files)]
         index = {f: i for i, f in enumerate(futures)}
         pending = set(futures)
@@ -274,24 +379,27 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
             for f in done:
                 display.done(index[f])
             display.refresh()
-        # Lines a worker put just before returning may still be in the pipe.
+        # What a worker put just before returning may still be in the pipe: wait for the
+        # end mark of every capture whose worker returned (a dead one sends none).
         if q is not None:
             import time
-            deadline = time.monotonic() + 0.5
-            while time.monotonic() < deadline:
+            returned = {i for f, i in index.items() if f.exception() is None}
+            deadline = time.monotonic() + 60
+            while not returned <= ended and time.monotonic() < deadline:
                 try:
-                    msg = q.get(timeout=0.05)
+                    handle(q.get(timeout=0.1))
                 except queue_mod.Empty:
-                    break
-                if msg[0] == "line" and stream is not None:
-                    stream(msg[2])
+                    pass
+            if not returned <= ended:
+                missing = ", ".join(files[i] for i in sorted(returned - ended))
+                sys.stderr.write(f"dgcap: warning: the last lines or records of {missing} did not arrive from "
+                                 "their worker in 60 s; they may be incomplete\n")
         results = []
         for path, f in zip(files, futures):
             try:
                 results.append(f.result())
             except BrokenProcessPool as e:
-                results.append((CaptureReport(path=path, format=None, error=f"worker process died: {e}"),
-                                f"{path}: the worker process analysing it died (out of memory?)"))
+                results.append(lost(path, f"worker process died (out of memory?): {e}"))
         ex.shutdown(wait=True)
         return results
     except BaseException:
@@ -329,18 +437,24 @@ def run(args) -> int:
     if args.jobs < 0:
         error("-j/--jobs must be 0 (one per CPU) or a positive number of processes")
         return EXIT_INPUT
+    problem = _fleet_problem(args)
+    if problem:
+        error(problem)
+        return EXIT_INPUT
     jobs = args.jobs or os.cpu_count() or 1
     if args.show_secrets:
         sys.stderr.write("dgcap: warning: --show-secrets: this report contains API keys and tokens; "
                          "do not attach it to a ticket\n")
     stream = _stream_writer(args) if args.stream else None
+    if args.format in RECORD_FORMATS:
+        return _run_records(args, options, jobs, stream)
     message_log = None
     if args.format == "har":  # the messages are collected through a hook: one process
         from ..message_log import MessageLog
         message_log = MessageLog(keep_binary_data=args.har_binary, redact=not args.show_secrets)
         options, jobs = message_log.attach(options), 1
     captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine, jobs=jobs,
-                                          progress=not args.quiet, stream=stream)
+                                          progress=not args.quiet, stream=stream, scheduler=args.scheduler)
     if not captures:
         return EXIT_INPUT
     report = Report(captures=captures, options={"gap_threshold": args.gap_threshold,
@@ -353,8 +467,55 @@ def run(args) -> int:
     return exit_code(captures, input_error)
 
 
+def _fleet_problem(args) -> Optional[str]:
+    """Why the parquet format or --scheduler cannot run here (checked before any work), or None."""
+    if args.format == "parquet":
+        from ..fleet.parquet import MISSING_PYARROW, pyarrow_available
+        if not args.output:
+            return "--format parquet writes a folder of tables: give it with -o DIR"
+        if os.path.exists(args.output) and not os.path.isdir(args.output):
+            return f"{args.output}: not a folder (--format parquet writes captures/sessions/findings.parquet there)"
+        if not pyarrow_available():
+            return MISSING_PYARROW
+    if args.scheduler is not None:
+        from ..fleet.cluster import scheduler_problem
+        return scheduler_problem(args.scheduler)
+    return None
+
+
+def _run_records(args, options, jobs: int, stream) -> int:
+    """jsonl and parquet: records written as the captures are analysed; exit code from the records."""
+    files = find_captures(args.paths)
+    if files is None:
+        return EXIT_INPUT
+    outcome = {}
+
+    def analyse(sink) -> None:
+        outcome["captures"], outcome["input_error"] = analyze_files(
+            files, options, args.show_secrets, args.engine, jobs=jobs, progress=not args.quiet, stream=stream,
+            records=sink, scheduler=args.scheduler)
+        sink.close()
+        outcome["sink"] = sink
+
+    if args.format == "jsonl":
+        from ..fleet.records import JsonlSink
+        write_output(lambda f: analyse(JsonlSink(None if f is sys.stdout else f)), args.output)
+    else:
+        from ..fleet.parquet import ParquetSink
+        os.makedirs(args.output, exist_ok=True)
+        sink = ParquetSink(args.output)
+        try:
+            analyse(sink)
+        except BaseException:
+            sink.abort()
+            raise
+    if outcome["input_error"]:
+        return EXIT_INPUT
+    return EXIT_FINDINGS if outcome["sink"].error_findings else EXIT_OK
+
+
 def _stream_writer(args) -> Callable[[str], None]:
-    """--stream lines go to stdout, unless the report itself is json/markdown/html on stdout."""
+    """--stream lines go to stdout, unless the report itself is json/markdown/html/jsonl on stdout."""
     to_stderr = args.format in MACHINE_FORMATS and not args.output
 
     def write(line: str) -> None:

@@ -18,7 +18,7 @@ import sys
 import time
 
 from ..cli import EXIT_INPUT, error
-from .report import FORMATS, add_server_name_option, exit_code, render
+from .report import DOCUMENT_FORMATS, add_server_name_option, exit_code, render
 
 REFRESH_PER_SECOND = 4
 KEYLOG_LAG = 1.0  # seconds packets wait for their TLS secrets to reach the key log file
@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
                    help="client silence that turns red and becomes a finding (default 10, Deepgram's "
                         "NET-0001 timeout); yellow from half of it")
     w.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
-    w.add_argument("--format", choices=FORMATS, default="rich", help="final report format")
+    w.add_argument("--format", choices=DOCUMENT_FORMATS, default="rich", help="final report format")
     w.add_argument("-o", "--output", metavar="FILE", help="write the final report to FILE instead of stdout")
     w.add_argument("--show-secrets", action="store_true",
                    help="do not redact API keys, tokens and JWTs")
