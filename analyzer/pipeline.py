@@ -714,6 +714,10 @@ class CaptureAnalyzer:
                                 keylog_name=os.path.basename(options.keylog) if options.keylog else None)
         self.analysis.conclude = self.conclude
 
+    def name_keylog(self, path: str) -> None:
+        """A key log given some other way (followed live): findings name it."""
+        self._ctx.keylog_name = os.path.basename(path)
+
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
         self.packets = frame_no
         if self.first_time is None:
