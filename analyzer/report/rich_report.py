@@ -168,8 +168,8 @@ def _grid(console: Console, title: Optional[str], columns: Sequence[str], rows: 
     widths = [max([cell_len(c)] + [cell_len(str(r[i])) for r in rows]) for i, c in enumerate(columns)]
     natural = indent + sum(widths) + 3 * len(columns) + 1
     if natural <= console.width:
-        t = Table(box=None if title is None else None, pad_edge=False, show_edge=False, padding=(0, 1))
-        for i, col in enumerate(columns):
+        t = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+        for col in columns:
             t.add_column(col, no_wrap=True, header_style="bold")
         for r in rows:
             t.add_row(*[str(x) for x in r])
@@ -178,8 +178,9 @@ def _grid(console: Console, title: Optional[str], columns: Sequence[str], rows: 
     for r in rows:
         head = str(r[0])
         parts = [f"{col} {val}" for col, val in zip(columns[1:], r[1:]) if val not in ("", "-")]
-        text = Text(f"{columns[0]} {head}" if columns[0] and columns[0] != "#" else
-                    (f"#{head}" if columns[0] == "#" else head), style="bold")
+        # "#3: ...", "tcp.stream 4: ...", or the row's own name ("client: ...")
+        name = f"#{head}" if columns[0] == "#" else f"{columns[0]} {head}" if columns[0] else head
+        text = Text(name, style="bold")
         text.append(": " + " · ".join(parts))
         _line(console, text, indent=indent, hang=2)
 
