@@ -19,6 +19,8 @@ from typing import Optional
 from . import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
+EXIT_CODES_HELP = ("exit codes:\n  0  no error finding\n  1  at least one error finding\n"
+                   "  2  input or usage error (one line on stderr)")
 COMMANDS = ["report", "audio", "watch", "verify", "extract", "messages"]
 
 

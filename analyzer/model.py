@@ -160,6 +160,26 @@ class FrameCounts:
                 "first_frame": self.first_frame, "last_frame": self.last_frame}
 
 
+
+def gap_end(s: "Session", g: "Gap") -> str:
+    """What ended a silence, named by frame and side the same way everywhere (finding text,
+    the gaps table, the HTML timeline): "the server's close frame (No. 30)"."""
+    c = s.close
+    ref = f" (No. {g.before_frame})" if g.before_frame is not None else ""
+    if g.before_frame is not None and c.server is not None and g.before_frame == c.server.frame:
+        return f"the server's close frame{ref}"
+    if g.before_frame is not None and c.client is not None and g.before_frame == c.client.frame:
+        return f"the client's close frame{ref}"
+    if g.ended_by == "frame":
+        return f"the client's next frame{ref}"
+    if g.ended_by == "tcp-end":
+        end = (c.tcp_end or "").upper()
+        by = f" from the {c.tcp_end_by}" if c.tcp_end_by else ""
+        return f"the TCP {end}{by}{ref}" if end in ("FIN", "RST") else f"the TCP end{ref}"
+    if g.ended_by == "capture-end":
+        return "the end of the capture"
+    return f"a close frame{ref}"
+
 @dataclass
 class Gap:
     direction: str  # "client" (only client gaps are measured today)
@@ -911,5 +931,6 @@ class Report:
     options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA, "tool": "dgcap", "options": self.options,
+        from . import __version__
+        return {"schema": SCHEMA, "tool": "dgcap", "tool_version": __version__, "options": self.options,
                 "captures": [c.to_json() for c in self.captures]}

@@ -6,6 +6,7 @@ parsing and builds no session (session.SessionBuilder does, from the layers' eve
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -24,7 +25,7 @@ from .http import (RequestParser, ResponseParser, absolute_form_authority, is_we
                    looks_like_request)
 from .legs import link_proxy_legs
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
-from .model import CLIENT, SERVER, CaptureReport, MissingData, ProxyInfo, Session, TlsInfo
+from .model import CLIENT, SERVER, WARNING, CaptureReport, Finding, MissingData, ProxyInfo, Session, TlsInfo
 from .servername import ServerName, host_without_port, is_deepgram_host
 from .session import SessionBuilder, TextBudget
 from .tcp import TcpTracker
@@ -685,9 +686,17 @@ class CaptureAnalyzer:
         self.analysis = _Analysis(self.report, options)
         if options.keylog:
             try:
-                self.analysis.keylog.load_file(options.keylog)
+                loaded = self.analysis.keylog.load_file(options.keylog)
             except OSError as e:
                 raise CaptureError(f"cannot read key log {options.keylog}: {e.strerror or e}") from None
+            if not loaded:
+                skipped = self.analysis.keylog.skipped_lines
+                self.report.findings.append(Finding(
+                    "keylog-empty", WARNING,
+                    f"{os.path.basename(options.keylog)} holds 0 usable secrets ({skipped} line"
+                    f"{'' if skipped == 1 else 's'} not in the NSS key log format "
+                    "'LABEL <client random> <secret>'): no TLS session can be decrypted with it.",
+                    details={"keylog": os.path.basename(options.keylog), "skipped_lines": skipped}))
         self.decoder = PacketDecoder()
         self.analysis.decoder = self.decoder
         self._decode = self.decoder.decode
@@ -701,8 +710,13 @@ class CaptureAnalyzer:
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
         self.packets = 0
-        self._ctx = RuleContext(gap_threshold=options.gap_threshold)
+        self._ctx = RuleContext(gap_threshold=options.gap_threshold,
+                                keylog_name=os.path.basename(options.keylog) if options.keylog else None)
         self.analysis.conclude = self.conclude
+
+    def name_keylog(self, path: str) -> None:
+        """A key log given some other way (followed live): findings name it."""
+        self._ctx.keylog_name = os.path.basename(path)
 
     def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
         self.packets = frame_no
@@ -838,6 +852,15 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
         report.stats["interrupted"] = True
     analyzer.finish()
     report.packets = cap.packet_count
+    keylog = analyzer.analysis.keylog
+    if options.keylog and len(keylog) and keylog.lookups and not keylog.matches:
+        name = os.path.basename(options.keylog)
+        report.findings.append(Finding(
+            "keylog-no-match", WARNING,
+            f"{name} has no entry for the client random of any of the {keylog.lookups} TLS session(s) in "
+            f"this capture (it holds secrets for {len(keylog)} other connection(s)): it was recorded for "
+            "another run; record this client's run with SSLKEYLOGFILE.",
+            details={"keylog": name, "tls_sessions": keylog.lookups, "client_randoms": len(keylog)}))
     report.findings.extend(capture_findings(cap, analyzer.decoder, report))
     return report
 

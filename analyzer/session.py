@@ -315,9 +315,12 @@ class SessionBuilder:
         if op == OP_BINARY:
             counts.binary += 1
             data_opcode = OP_BINARY
-            if length == 0 and direction == CLIENT:
+            if length == 0:
+                # Counted in both directions (the JSON contract); only the client's is Deepgram's
+                # end-of-stream signal, listed for the empty-binary-frame finding.
                 counts.empty_binary += 1
-                self.session.empty_binary.append(EmptyBinary(frame_no, ts))
+                if direction == CLIENT:
+                    self.session.empty_binary.append(EmptyBinary(frame_no, ts))
         elif op == OP_TEXT:
             counts.text += 1
             data_opcode = OP_TEXT

@@ -113,7 +113,7 @@ def test_mixed_headline_and_first_line_in_every_format():
     assert rich.returncode == 0, rich.stderr
     flat = " ".join(rich.stdout.replace("│", " ").split())
     assert headline in flat and line in flat
-    assert flat.index(headline) < flat.index("Sessions")
+    assert flat.index(headline) < flat.index("Session 1: ")
     assert "31 TCP connection(s): 1 session(s), 30 other" in flat
     for fmt in ("markdown", "html"):
         out = cli(path, "--format", fmt)

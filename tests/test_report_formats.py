@@ -5,6 +5,8 @@ computed with tshark) where those exist, and against dgcap's own findings otherw
 """
 from __future__ import annotations
 
+import json
+
 import html
 import re
 from pathlib import Path
@@ -66,8 +68,8 @@ def test_reports_carry_the_expected_values(path):
         for side, label in (("client", "Client close"), ("server", "Server close")):
             cf = close.get(side)
             if cf:
-                code_text = str(cf["code"]) if cf["code"] is not None else "(empty)"
-                value = f"{code_text} {cf['reason']!r}"
+                reason = json.dumps(cf["reason"], ensure_ascii=False) if cf["reason"] else "(no reason)"
+                value = f"{cf['code']} {reason}" if cf["code"] is not None else "(empty: no code, no reason)"
                 frame_note = f"No. {cf['frame']}, "
                 row = re.search(rf"^\| {label} \| (.*) \|$", md_s, re.M)
                 assert row and esc(value) in row.group(1) and frame_note in row.group(1), (label, row)

@@ -8,6 +8,8 @@ controls prove both detectors fire.
 """
 from __future__ import annotations
 
+import json
+
 import html
 import re
 from pathlib import Path
@@ -137,7 +139,7 @@ def test_hostile_capture_is_shown_not_executed(browser, tmp_path):
     assert facts["bold"] == bolds_in_clean_report  # only the report's own <b> labels
     assert HOSTILE_UA in facts["text"]
     assert HOSTILE_REQUEST_ID in facts["text"]
-    assert repr(HOSTILE_REASON) in facts["text"]  # the close reason, quoted like the rich report
+    assert json.dumps(HOSTILE_REASON) in facts["text"]  # the close reason, quoted like the rich report
     assert "<script>alert(2)</script> | `x`" in facts["text"]  # the transcript
     assert facts["title"] == "dgcap report: hostile.pcap"
 

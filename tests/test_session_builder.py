@@ -151,7 +151,7 @@ def test_empty_binary_frames_are_counted_for_their_own_direction_and_are_not_aud
     frame(b, CLIENT, 4, T + 2.0, OP_BINARY, 0)
     frame(b, CLIENT, 5, T + 13.0, OP_BINARY, 0)
     s = b.session
-    assert (s.frames[SERVER].binary, s.frames[SERVER].empty_binary) == (1, 0)
+    assert (s.frames[SERVER].binary, s.frames[SERVER].empty_binary) == (1, 1)  # both directions count (docs/json-contract.md)
     assert (s.frames[CLIENT].binary, s.frames[CLIENT].empty_binary) == (2, 2)
     assert [(e.frame, e.time) for e in s.empty_binary] == [(4, T + 2.0), (5, T + 13.0)]
     assert gaps(b) == [("any", 11.0, 4, 5, "frame")]
@@ -290,7 +290,7 @@ def test_every_opcode_is_counted_for_its_direction_with_the_timeline_and_hook_se
     client, server = (b.session.frames[d].to_json() for d in (CLIENT, SERVER))
     assert client == {"text": 1, "binary": 3, "empty_binary": 0, "continuation": 1, "ping": 2, "pong": 2,
                       "close": 0, "other": 2, "payload_bytes": 139, "first_frame": 3, "last_frame": 20}
-    assert server == {"text": 2, "binary": 2, "empty_binary": 0, "continuation": 0, "ping": 0, "pong": 1,
+    assert server == {"text": 2, "binary": 2, "empty_binary": 1, "continuation": 0, "ping": 0, "pong": 1,
                       "close": 2, "other": 1, "payload_bytes": 106, "first_frame": 4, "last_frame": 21}
     assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.8)
     # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]

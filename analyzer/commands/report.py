@@ -30,7 +30,13 @@ MACHINE_FORMATS = ("json", "markdown", "html", "har", "jsonl")
 
 
 def add_parser(sub) -> None:
-    r = sub.add_parser("report", help="report every WebSocket session in the captures")
+    import argparse
+    from ..cli import EXIT_CODES_HELP
+    r = sub.add_parser("report", help="report every WebSocket session in the captures",
+                       description="Report every WebSocket session in pcap/pcapng captures (Deepgram's live "
+                                   "APIs and any WebSocket): each session's verdict, the facts behind it, "
+                                   "findings with Wireshark filters, and Deepgram's explanation.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
@@ -44,6 +50,15 @@ def add_parser(sub) -> None:
                    help="write the report to FILE instead of stdout (a folder for --format parquet)")
     add_analysis_options(r)
     r.add_argument("--transcript", action="store_true", help="show the final transcript of each session")
+    focus = r.add_argument_group("what the report shows (rich, markdown, html; json always has every session)")
+    focus.add_argument("--session", type=int, action="append", default=[], metavar="N", dest="session_numbers",
+                       help="show only session N (the # column; repeatable)")
+    focus.add_argument("--errors-only", action="store_true", help="show only sessions with an error finding")
+    focus.add_argument("--summary", action="store_true", dest="summary_only",
+                       help="show the capture lines, the summary and the sessions table, no session details")
+    focus.add_argument("--width", type=int, metavar="N",
+                       help="terminal report width in columns (default: the terminal's, or 120 when written "
+                            "to a file or a pipe)")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar (it is shown on stderr when a capture takes more than half a "
                         "second and stderr is a terminal)")
@@ -413,6 +428,12 @@ def run(args) -> int:
     if problem:
         error(problem)
         return EXIT_INPUT
+    if getattr(args, "width", None) is not None and args.width < 40:
+        error("--width must be at least 40 columns")
+        return EXIT_INPUT
+    if any(n < 1 for n in getattr(args, "session_numbers", None) or ()):
+        error("--session takes a session number from the # column (1 or more)")
+        return EXIT_INPUT
     if args.jobs < 0:
         error("-j/--jobs must be 0 (one per CPU) or a positive number of processes")
         return EXIT_INPUT
@@ -511,8 +532,11 @@ def _write_json(f, doc) -> None:
 
 def render(report: Report, args) -> None:
     from ..report.summary import cross_summary
+    from ..report.content import ViewOptions
     fmt = args.format
     transcript = getattr(args, "transcript", False)
+    view = ViewOptions(tuple(getattr(args, "session_numbers", None) or ()), bool(getattr(args, "errors_only", False)),
+                       bool(getattr(args, "summary_only", False)))
     summary = cross_summary(report.captures) if len(report.captures) > 1 else None
     if fmt == "json":
         doc = report.to_json()
@@ -525,21 +549,22 @@ def render(report: Report, args) -> None:
         return
     if fmt == "markdown":
         from ..report.markdown import render_markdown
-        write_output(render_markdown(report, transcript=transcript, summary=summary), args.output)
+        write_output(render_markdown(report, transcript=transcript, summary=summary, view=view), args.output)
         return
     if fmt == "html":
         from ..report.html import render_html
-        write_output(render_html(report, transcript=transcript, summary=summary), args.output)
+        write_output(render_html(report, transcript=transcript, summary=summary, view=view), args.output)
         return
     from rich.console import Console
-    from ..report.rich_report import render_rich
+    from ..report.rich_report import console_width, render_rich
     from ..report.summary import render_summary_rich
+    width = console_width(getattr(args, "width", None), not args.output and sys.stdout.isatty())
     if args.output:
-        console = Console(record=True, width=120, file=open(os.devnull, "w"))
+        console = Console(record=True, width=width, file=open(os.devnull, "w"))
     else:
-        console = Console()
+        console = Console(width=width)
     if summary is not None:
         render_summary_rich(summary, console)
-    render_rich(report, console, transcript=transcript)
+    render_rich(report, console, transcript=transcript, view=view)
     if args.output:
         write_output(console.export_text(), args.output)

@@ -19,6 +19,7 @@ RULES: list[tuple[str, RuleFn]] = []
 @dataclass
 class RuleContext:
     gap_threshold: float = 10.0
+    keylog_name: Optional[str] = None  # the key log file the user gave (its name only), if any
 
 
 def rule(fn: RuleFn) -> RuleFn:

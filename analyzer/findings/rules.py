@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session
+from ..model import CLIENT, DIRECTION_NAMES, ERROR, INFO, SERVER, WARNING, Finding, Session, gap_end
 from ..timefmt import clock
 from .registry import RuleContext, internal_error_finding, rule
 
@@ -66,11 +66,8 @@ def gaps(s: Session, ctx: RuleContext):
     for g in s.gaps:
         what = "WebSocket frame of any kind" if g.kind == "any" else "audio (binary) frame"
         start = "the 101 response" if g.after_frame == s.handshake.response_frame else "the client's last frame"
-        end = {"frame": "the next client frame", "close": "the server's close frame",
-               "tcp-end": "the TCP end", "capture-end": "the end of the capture"}[g.ended_by]
         msg = (f"The client sent no {what} for {g.seconds:.3f} s: from {start} ({frame_ref(g.after_frame)} at "
-               f"{clock(g.start)}) to {end} ({frame_ref(g.before_frame)} at {clock(g.end)}); "
-               f"threshold {ctx.gap_threshold:g} s.")
+               f"{clock(g.start)}) to {gap_end(s, g)} at {clock(g.end)}; threshold {ctx.gap_threshold:g} s.")
         yield Finding("client-gap" if g.kind == "any" else "audio-gap", WARNING, msg,
                       [f for f in (g.after_frame, g.before_frame) if f is not None], g.start,
                       {"seconds": round(g.seconds, 6), "after_frame": g.after_frame,
@@ -177,7 +174,39 @@ ANOMALY_FINDINGS = {
     "tls-handshake-cut": (INFO, "the TLS ClientHello is in the capture but cut short by the snap length: "
                                 "the server name and TLS version cannot be read"),
     "midstream": (INFO, "the connection started before the capture: no handshake; frames found by content"),
+    "frame-payload-missing": (WARNING, "a frame's payload is missing from the capture"),
+    "length-msb-set": (WARNING, "a 64-bit frame length has its most significant bit set (RFC 6455 §5.2 "
+                                "forbids it)"),
+    "resync-failed": (WARNING, "no next frame header was found after missing data"),
+    "sync-lost": (WARNING, "WebSocket framing was lost after missing data"),
+    "tls-truncated-record": (WARNING, "a TLS record was cut off at the end of the connection"),
+    "tls-hole": (WARNING, "TLS record bytes are missing from the capture"),
+    "tls-resync": (WARNING, "bytes were skipped to find the next TLS record after missing data"),
+    "tls-records-skipped": (WARNING, "TLS records were skipped after missing data (not decrypted)"),
+    "tls-handshake-incomplete": (INFO, "the TLS handshake is not complete in the capture"),
+    "tls-early-data-skipped": (INFO, "TLS 0-RTT early data was skipped (not decrypted)"),
+    "tls-unexpected-content-type": (WARNING, "a TLS record has an unexpected content type"),
+    "tls-bad-alert": (WARNING, "a TLS alert record is malformed"),
+    "tls-renegotiation": (WARNING, "a TLS 1.2 renegotiation was seen (not decrypted past it)"),
+    "tls-bad-handshake": (WARNING, "a TLS handshake message could not be parsed"),
 }
+
+
+def _keylog_wording(kind: str, items, ctx: RuleContext, severity: str, text: str) -> tuple[str, str]:
+    """Why a TLS session was not decrypted, naming the key log the user gave: a wrong key log
+    is not the same as none."""
+    name = ctx.keylog_name
+    if kind == "tls-no-keys" and name:
+        reasons = {a.detail.get("reason") for a in items}
+        if "client random not in key log" in reasons:
+            return WARNING, (f"{name} has no entry for this session's client random: it holds keys for other "
+                             "connections only (record this client's run with SSLKEYLOGFILE)")
+        return WARNING, (f"{name} holds 0 usable secrets, so this encrypted session cannot be read "
+                         "(WebSocket frames are not visible)")
+    if kind == "tls-bad-record-mac" and name:
+        return severity, (f"wrong secret (bad record MAC): the secrets in {name} for this session's client "
+                          "random do not decrypt its records (wrong or stale keys); decryption stopped")
+    return severity, text
 
 
 @rule
@@ -206,14 +235,15 @@ def anomalies(s: Session, ctx: RuleContext):
             times.extend(t for t in (tally.first_time,) if t is not None)
         frames = sorted(frames)
         dirs = sorted(DIRECTION_NAMES[d] for d in directions)
+        severity, text = _keylog_wording(kind, items, ctx, severity, text)
         msg = text[0].upper() + text[1:]
         if dirs:
-            msg += f" ({', '.join(dirs)})"
-        msg += f": {count} time{'s' if count != 1 else ''}"
+            msg += f" (from the {' and the '.join(dirs)})"
+        msg += ": " + ("once" if count == 1 else f"{count} times")
         if frames:
             shown = ", ".join(str(f) for f in frames[:MAX_FRAMES_LISTED])
             more = f" and {len(frames) - MAX_FRAMES_LISTED} more" if len(frames) > MAX_FRAMES_LISTED else ""
-            msg += f", frames {shown}{more}"
+            msg += f", {'frame' if len(frames) == 1 else 'frames'} {shown}{more}"
         if tally is not None:
             msg += f" (the last {tally.count} past the record limit: only counted, last at frame {tally.last_frame})"
         details = {"count": count}

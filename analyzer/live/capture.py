@@ -163,6 +163,8 @@ class LiveCapture:
         self.report = CaptureReport(path=write or f"live:{interface}", format="pcapng")
         self.analyzer = CaptureAnalyzer(options, self.report)
         self.follower = KeyLogFollower(keylog, self.analyzer.analysis.keylog) if keylog else None
+        if keylog:  # findings name the followed key log as `dgcap report --keylog` does
+            self.analyzer.name_keylog(keylog)
         self.writer: Optional[RingWriter] = None
         self.stream: Optional[PcapngStream] = None
         self.proc: Optional[subprocess.Popen] = None

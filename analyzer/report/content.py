@@ -9,11 +9,12 @@ the renderer's job (everything here may come from a hostile capture).
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import CLIENT, SERVER, CaptureReport, Finding, Session
+from ..model import CLIENT, SERVER, CaptureReport, Finding, Session, gap_end
 from .text import (clock, close_summary, duration, finding_counts, frames_summary,
                    handshake_summary, sorted_findings)
 
@@ -200,8 +201,20 @@ def frame_rows(s: Session) -> list[list[str]]:
 
 def gap_rows(s: Session) -> list[list[str]]:
     return [[g.kind, f"{g.seconds:.3f}", f"No. {g.after_frame} {clock(g.start)}",
-             f"{'No. ' + str(g.before_frame) if g.before_frame else '-'} {clock(g.end)}", g.ended_by]
+             f"{'No. ' + str(g.before_frame) if g.before_frame else '-'} {clock(g.end)}", gap_end(s, g)]
             for g in s.gaps]
+
+
+def close_frame_text(cf) -> str:
+    """'1011 "NET-0001 ..."', '1000 (no reason)', '(empty)': the same words in every format."""
+    if cf.code is None:
+        return "(empty: no code, no reason)"
+    return f"{cf.code} {quoted_reason(cf.reason)}"
+
+
+def quoted_reason(reason: Optional[str]) -> str:
+    """A close reason in double quotes (JSON escapes: a newline stays visible as \\n)."""
+    return json.dumps(reason, ensure_ascii=False) if reason else "(no reason)"
 
 
 def close_rows(s: Session) -> list[Row]:
@@ -209,8 +222,7 @@ def close_rows(s: Session) -> list[Row]:
     rows = []
     for name, cf in (("Client close", c.client), ("Server close", c.server)):
         if cf is not None:
-            code = str(cf.code) if cf.code is not None else "(empty)"
-            rows.append(Row(name, f"{code} {cf.reason!r}", frame_ref(cf.frame, cf.time),
+            rows.append(Row(name, close_frame_text(cf), frame_ref(cf.frame, cf.time),
                             "" if cf.code in (1000, None) else "error"))
     if c.initiator:
         rows.append(Row("Closed first by", c.initiator))
@@ -247,8 +259,33 @@ def explanation(s: Session) -> Optional[Explanation]:
     if x is None:
         return None
     heading = f"{x.label}: {x.entry.title}" if x.entry.title else x.label
-    return Explanation(heading, x.entry.explanation, x.evidence, list(x.entry.steps),
+    text = normal_end_text(s) if x.entry.name == "normal" else x.entry.explanation
+    return Explanation(heading, text, x.evidence, list(x.entry.steps),
                        safe_link(x.link) or safe_link(x.entry.doc), x.frame, x.time)
+
+
+def normal_end_text(s: Session) -> str:
+    """A 1000 close explained by what happened: whether the client ended the stream
+    (CloseStream, Close, an empty binary frame) and who closed the WebSocket first."""
+    dg, c = s.deepgram, s.close
+    end = dg.stream_end if dg is not None else None
+    server = f"Deepgram's close (No. {c.server.frame})" if c.server is not None else "Deepgram's close"
+    if end is not None:
+        article = "an " if end.type[0].islower() else ""
+        sent = f"the client sent {article}{end.type} (No. {end.frame})"
+        if c.initiator == "client" and c.client is not None:
+            return (f"The client ended the stream: {sent}, then closed the WebSocket itself "
+                    f"(No. {c.client.frame}) before {server}; results still on the way may be lost.")
+        summary = " and the summary Metadata" if dg.metadata is not None else ""
+        rest = "audio" if "speak" in (s.endpoint or "") else "results"
+        return (f"The stream ended normally: {sent}, Deepgram sent its remaining {rest}{summary}, "
+                f"then closed (No. {c.server.frame})." if c.server is not None else
+                f"The stream ended normally: {sent}.")
+    if c.initiator == "client" and c.client is not None:
+        return (f"The client closed the WebSocket (No. {c.client.frame}) without ending the stream first "
+                f"(no CloseStream); {server} only answered it, so results for the last audio may be lost.")
+    return (f"Deepgram closed the WebSocket with 1000{' (No. ' + str(c.server.frame) + ')' if c.server else ''} "
+            "although the client never ended the stream (no CloseStream).")
 
 
 def deepgram_rows(s: Session) -> list[Row]:
@@ -331,8 +368,12 @@ def stream_rows(s: Session) -> list[Row]:
     latency = s.latency
     if latency is not None and latency.samples:
         rows.append(Row("Latency", f"p50 {latency.p50} s, p95 {latency.p95} s, "
-                        f"max {latency.max} s ({latency.samples} samples)"))
+                        f"max {latency.max} s ({plural(latency.samples, 'sample')})"))
     return rows
+
+
+def plural(n: int, word: str, words: Optional[str] = None) -> str:
+    return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
 def tls_rows(s: Session) -> list[Row]:
@@ -351,6 +392,11 @@ def tls_rows(s: Session) -> list[Row]:
     if tls.decryption_error:
         text += f": {tls.decryption_error}"
     rows.append(Row("Decryption", text, style="" if dec == "ok" else "error"))
+    records = tls.records or {}
+    if any(records.values()):
+        rows.append(Row("Records", ", ".join(
+            f"{side} {plural(records.get(side, 0), 'record')} ({(tls.record_bytes or {}).get(side, 0):,} bytes)"
+            for side in ("client", "server"))))
     if tls.alerts:
         rows.append(Row("Alerts", ", ".join(
             f"{a['direction']} level {a['level']} description {a['description']} (No. {a['frame']})"
@@ -362,3 +408,140 @@ def tls_rows(s: Session) -> list[Row]:
 
 def transcript(s: Session) -> str:
     return s.transcript or ""
+
+
+# -- one session as sections: every renderer draws exactly these, in this order -------
+
+
+@dataclass
+class Section:
+    """A titled part of a session: key/value rows, a grid, findings, an explanation or text."""
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    columns: tuple[str, ...] = ()
+    grid: list[list[str]] = field(default_factory=list)
+    findings: list[FindingItem] = field(default_factory=list)
+    explanation: Optional[Explanation] = None
+    text: str = ""
+    block: str = ""  # preformatted (a response body)
+
+
+@dataclass
+class SessionView:
+    title: str
+    severity: str  # error | warning | info | ok
+    verdict: Optional[str]  # the one-line diagnosis
+    lead: list[str]  # the egress and copy lines
+    facts: list[Row]  # what the verdict rests on: status, dg-error, request id, close
+    sections: list[Section]
+
+
+def verdict_facts(s: Session) -> list[Row]:
+    """The facts behind the verdict, shown right under it."""
+    hs = s.handshake
+    rows = [Row("Handshake", handshake_summary(s),
+                frame_ref(hs.response_frame, hs.response_time) if hs.response_frame is not None else "",
+                "" if hs.status in (101, None) else "error")]
+    if hs.dg_error:
+        rows.append(Row("dg-error", hs.dg_error, style="error"))
+    rid = hs.dg_request_id or (s.deepgram.request_id if s.deepgram is not None else None)
+    if rid:
+        rows.append(Row("dg-request-id", rid, style="code"))
+    c = s.close
+    for name, cf in (("Client close", c.client), ("Server close", c.server)):
+        if cf is not None:
+            rows.append(Row(name, close_frame_text(cf), frame_ref(cf.frame, cf.time),
+                            "" if cf.code in (1000, None) else "error"))
+    if s.websocket and c.client is None and c.server is None:
+        end = {"fin": "FIN", "rst": "RST"}.get(c.tcp_end)
+        rows.append(Row("Close", f"no close frame; TCP {end} from the {c.tcp_end_by}" if end
+                        else "no close frame; still open at the end of the capture",
+                        frame_ref(c.tcp_end_frame, c.tcp_end_time) if end else "",
+                        "error" if c.tcp_end == "rst" else ""))
+    return rows
+
+
+def session_view(s: Session, transcript_wanted: bool = False) -> SessionView:
+    # Findings and Deepgram's explanation first: the evidence for the verdict, then the details.
+    sections = []
+    items = finding_items(s.findings)
+    if items:
+        sections.append(Section("Findings", findings=items))
+    x = explanation(s)
+    if x is not None:
+        sections.append(Section("Deepgram: " + x.heading, explanation=x))
+    sections.append(Section("Handshake", rows=[r for r in handshake_rows(s) if r.label != "Body"]))
+    if s.handshake.body:
+        sections.append(Section("Response body", block=handshake_body(s)))
+    if s.websocket:
+        sections.append(Section("Frames", columns=FRAME_COLUMNS, grid=frame_rows(s)))
+    if s.gaps:
+        sections.append(Section("Client silences over the threshold", columns=GAP_COLUMNS, grid=gap_rows(s)))
+    sections.append(Section("Close", rows=close_rows(s)))
+    for title, rows in (("Deepgram", deepgram_rows(s)), ("Stream", stream_rows(s)), ("TLS", tls_rows(s))):
+        if rows:
+            sections.append(Section(title, rows=rows))
+    headers = header_rows(s)
+    if headers:
+        sections.append(Section("Headers", columns=("", "header", "value"), grid=[list(h) for h in headers]))
+    if transcript_wanted and transcript(s):
+        sections.append(Section("Transcript", text=transcript(s)))
+    from . import egress_text
+    lead = [line for line in (egress_text.egress_line(s), egress_text.copy_line(s)) if line]
+    return SessionView(session_title(s), worst_severity(s) or "ok", s.diagnosis, lead, verdict_facts(s),
+                       sections)
+
+
+# -- which sessions a report shows (--session, --errors-only) --------------------------
+
+
+@dataclass
+class ViewOptions:
+    sessions: tuple[int, ...] = ()  # session indexes to show (empty: all)
+    errors_only: bool = False
+    summary_only: bool = False
+
+    def shown(self, cap: CaptureReport) -> list[Session]:
+        if self.summary_only:
+            return []
+        out = cap.sessions
+        if self.sessions:
+            out = [s for s in out if s.index in self.sessions]
+        if self.errors_only:
+            out = [s for s in out if worst_severity(s) == "error"]
+        return out
+
+    def note(self, cap: CaptureReport) -> Optional[str]:
+        """What was left out, said in the report itself."""
+        shown = len(self.shown(cap))
+        if shown == len(cap.sessions):
+            return None
+        why = []
+        if self.summary_only:
+            why.append("--summary")
+        if self.sessions:
+            why.append("--session " + ",".join(str(i) for i in self.sessions))
+        if self.errors_only:
+            why.append("--errors-only")
+        return f"Showing {shown} of {plural(len(cap.sessions), 'session')} ({' '.join(why)})."
+
+
+SUMMARY_FROM = 6  # a capture with more sessions than a handful opens with a summary
+
+
+def capture_summary_lines(cap: CaptureReport) -> list[str]:
+    """A capture's sessions counted by severity, top finding, handshake and close (each line
+    sums to the number of sessions), with example session numbers."""
+    from .summary import GROUPS, cross_summary
+    summary = cross_summary([cap])
+    lines = [f"{plural(summary['sessions'], 'session')} ({summary['websocket_sessions']} WebSocket): "
+             f"{summary['sessions_with_errors']} with errors, {summary['sessions_with_warnings']} with "
+             f"warnings only, {summary['sessions_ok']} without either."]
+    for key, title in GROUPS:
+        parts = []
+        for g in summary[key]:
+            examples = ", ".join(f"#{e['session']}" for e in g["examples"])
+            more = " …" if g["sessions"] > len(g["examples"]) else ""
+            parts.append(f"{g['key']} {g['sessions']} ({examples}{more})")
+        lines.append(f"By {title}: " + "; ".join(parts) + ".")
+    return lines

@@ -167,15 +167,15 @@ MAX_CHARTS = 300  # a report of thousands of sessions stays openable
 
 
 def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
-    sev = C.worst_severity(s) or "ok"
+    v = C.session_view(s, transcript)
+    sev = v.severity
     items = C.finding_items(s.findings)
-    out = [f'<article class="session sev-{sev}" id="{h(key)}"><h3>{h(C.session_title(s))}</h3>']
-    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
-        if line:
-            out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
-    diagnosis = s.diagnosis
-    if diagnosis:
-        out.append(f'<p class="diagnosis sev-{sev}">{h(diagnosis)}</p>')
+    out = [f'<article class="session sev-{sev}" id="{h(key)}"><h3>{h(v.title)}</h3>']
+    if v.verdict:
+        out.append(f'<p class="diagnosis sev-{sev}">{h(v.verdict)}</p>')
+    for line in v.lead:
+        out.append(f'<p class="egress"><strong>{h(line)}</strong></p>')
+    out.append('<div class="facts">' + _kv(v.facts) + "</div>")
     drawn = timeline_svg(s, items, key) if chart else None
     if not chart and s.websocket:
         out.append(f'<p class="note">Timeline omitted: the report has more than {MAX_CHARTS} WebSocket '
@@ -185,35 +185,30 @@ def _session(s: Session, key: str, transcript: bool, chart: bool = True) -> str:
         out.append(f'<figure class="chart">{svg}{legend_html(used, s.transport == "tls")}<figcaption>'
                    "Timeline: times are seconds from the first packet shown; hover a mark for its frame "
                    "number and time.</figcaption></figure>")
-    out.append('<div class="cols"><div><h4>Handshake</h4>' + _kv(C.handshake_rows(s)) + "</div>")
-    out.append("<div><h4>Close</h4>" + _kv(C.close_rows(s)) + "</div></div>")
-    if s.websocket:
-        out.append("<h4>Frames</h4>" + _grid(C.FRAME_COLUMNS, C.frame_rows(s)))
-    if s.gaps:
-        out.append("<h4>Client silences over the threshold</h4>" + _grid(C.GAP_COLUMNS, C.gap_rows(s), 1))
-    if items:
-        out.append("<h4>Findings</h4>" + _findings_html(items, key))
-    x = C.explanation(s)
-    if x is not None:
-        out.append(_explain_html(x))
-    dg_rows = C.deepgram_rows(s)
-    if dg_rows:
-        out.append("<h4>Deepgram</h4>" + _kv(dg_rows))
-    detail = C.stream_rows(s) + C.tls_rows(s)
-    if detail:
-        out.append("<h4>Stream</h4>" + _kv(detail))
-    headers = C.header_rows(s)
-    if headers:
-        out.append('<h4>Headers</h4><table class="headers kv">' + "".join(
-            f'<tr><td class="muted">{h(d)}</td><th>{h(n)}</th><td><code>{h(v)}</code></td></tr>'
-            for d, n, v in headers) + "</table>")
-    if transcript and C.transcript(s):
-        out.append(f"<h4>Transcript</h4><p>{h(C.transcript(s))}</p>")
+    for sec in v.sections:
+        if sec.explanation is not None:
+            out.append(_explain_html(sec.explanation))
+            continue
+        out.append(f"<h4>{h(sec.title)}</h4>")
+        if sec.rows:
+            out.append(_kv(sec.rows))
+        if sec.columns and sec.title == "Headers":
+            out.append('<table class="headers kv">' + "".join(
+                f'<tr><td class="muted">{h(d)}</td><th>{h(n)}</th><td><code>{h(val)}</code></td></tr>'
+                for d, n, val in sec.grid) + "</table>")
+        elif sec.columns:
+            out.append(_grid(sec.columns, sec.grid, 1))
+        if sec.findings:
+            out.append(_findings_html(sec.findings, key))
+        if sec.text:
+            out.append(f"<p>{h(sec.text)}</p>")
+        if sec.block:
+            out.append(f'<pre class="code">{h(sec.block)}</pre>')
     out.append("</article>")
     return "".join(out)
 
 
-def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list) -> str:
+def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list, view: C.ViewOptions) -> str:
     out = [f'<section class="capture" id="c{ci}"><h2>Capture <code>{h(cap.path)}</code></h2>']
     if cap.error:
         out.append(f'<p class="error"><b>Could not read:</b> {h(cap.error)}</p></section>')
@@ -232,6 +227,12 @@ def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list) -> str
     if not cap.sessions:
         out.append('<p class="muted">No WebSocket sessions or upgrade attempts found.</p></section>')
         return "".join(out)
+    if len(cap.sessions) >= C.SUMMARY_FROM or view.summary_only:
+        out.append('<h4>Summary</h4><ul class="summary">'
+                   + "".join(f"<li>{h(line)}</li>" for line in C.capture_summary_lines(cap)) + "</ul>")
+    note = view.note(cap)
+    if note:
+        out.append(f'<p class="note">{h(note)}</p>')
     head = "".join(f"<th>{h(c)}</th>" for c in C.SESSION_COLUMNS)
     rows = []
     for s in cap.sessions:
@@ -241,7 +242,7 @@ def _capture(cap: CaptureReport, ci: int, transcript: bool, charts: list) -> str
                     + "".join(f"<td>{h(v)}</td>" for v in cells[1:-1]) + f"<td>{_badges(s)}</td></tr>")
     out.append(f'<h4>Sessions</h4><table class="grid sessions"><thead><tr>{head}</tr></thead>'
                f'<tbody>{"".join(rows)}</tbody></table>')
-    for s in cap.sessions:
+    for s in view.shown(cap):
         allowed = charts[0] < MAX_CHARTS
         if allowed and s.websocket:
             charts[0] += 1
@@ -269,7 +270,9 @@ def _summary(summary: dict) -> str:
     return "".join(out)
 
 
-def render_html(report: Report, transcript: bool = False, summary: Optional[dict] = None) -> str:
+def render_html(report: Report, transcript: bool = False, summary: Optional[dict] = None,
+                view: Optional[C.ViewOptions] = None) -> str:
+    view = view or C.ViewOptions()
     names = ", ".join(c.path.rsplit("/", 1)[-1] for c in report.captures[:3])
     if len(report.captures) > 3:
         names += f" and {len(report.captures) - 3} more"
@@ -287,7 +290,7 @@ def render_html(report: Report, transcript: bool = False, summary: Optional[dict
         body.append(_summary(summary))
     charts = [0]
     for ci, cap in enumerate(report.captures):
-        body.append(_capture(cap, ci, transcript, charts))
+        body.append(_capture(cap, ci, transcript, charts, view))
     body.append('<footer>Frame numbers are Wireshark\'s "No." column; paste a finding\'s filter into '
                 "Wireshark's display filter bar to see its evidence. Times are UTC.</footer>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

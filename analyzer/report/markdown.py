@@ -116,46 +116,35 @@ def _explanation(x: C.Explanation) -> list[str]:
 
 
 def _session(s: Session, transcript: bool) -> list[str]:
-    sev = C.worst_severity(s)
-    out = [f"### {esc(C.session_title(s))}", ""]
-    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
-        if line:
-            out += [f"**{esc(line)}**", ""]
-    diagnosis = s.diagnosis
-    if diagnosis:
-        out += [f"> **{esc(sev or 'ok')}:** {esc(diagnosis)}", ""]
-    out += ["#### Handshake", ""] + _kv([r for r in C.handshake_rows(s) if r.label != "Body"])
-    if s.handshake.body:
-        out += ["Response body:", "", block(C.handshake_body(s)), ""]
-    if s.websocket:
-        out += ["#### Frames", ""] + _table(C.FRAME_COLUMNS, [[esc(v) for v in r] for r in C.frame_rows(s)]) + [""]
-    if s.gaps:
-        out += ["#### Client silences over the threshold", ""]
-        out += _table(C.GAP_COLUMNS, [[esc(v) for v in r] for r in C.gap_rows(s)]) + [""]
-    out += ["#### Close", ""] + _kv(C.close_rows(s))
-    items = C.finding_items(s.findings)
-    if items:
-        out += ["#### Findings", ""] + _findings(items)
-    x = C.explanation(s)
-    if x is not None:
-        out += _explanation(x)
-    dg_rows = C.deepgram_rows(s)
-    if dg_rows:
-        out += ["#### Deepgram", ""] + _kv(dg_rows)
-    detail = C.stream_rows(s) + C.tls_rows(s)
-    if detail:
-        out += ["#### Stream", ""] + _kv(detail)
-    headers = C.header_rows(s)
-    if headers:
-        out += ["#### Headers", ""]
-        out += _table(("", "header", "value"), [[esc(d), esc(n), code(v, cell=True)] for d, n, v in headers])
-        out += [""]
-    if transcript and C.transcript(s):
-        out += ["#### Transcript", "", para(C.transcript(s)), ""]
+    v = C.session_view(s, transcript)
+    out = [f"### {esc(v.title)}", ""]
+    if v.verdict:
+        out += [f"> **{esc(v.severity)}:** {esc(v.verdict)}", ""]
+    for line in v.lead:
+        out += [f"**{esc(line)}**", ""]
+    out += _kv(v.facts)
+    for sec in v.sections:
+        if sec.explanation is not None:
+            out += _explanation(sec.explanation)
+            continue
+        out += [f"#### {esc(sec.title)}", ""]
+        out += _kv(sec.rows)
+        if sec.columns:
+            if sec.title == "Headers":
+                rows = [[esc(d), esc(n), code(val, cell=True)] for d, n, val in sec.grid]
+            else:
+                rows = [[esc(x) for x in r] for r in sec.grid]
+            out += _table(sec.columns, rows) + [""]
+        if sec.findings:
+            out += _findings(sec.findings)
+        if sec.text:
+            out += [para(sec.text), ""]
+        if sec.block:
+            out += [block(sec.block), ""]
     return out
 
 
-def _capture(cap: CaptureReport, transcript: bool) -> list[str]:
+def _capture(cap: CaptureReport, transcript: bool, view: C.ViewOptions) -> list[str]:
     out = [f"## Capture {code(cap.path)}", ""]
     if cap.error:
         return out + [f"**Could not read:** {esc(cap.error)}", ""]
@@ -173,9 +162,14 @@ def _capture(cap: CaptureReport, transcript: bool) -> list[str]:
         out += _findings(C.finding_items(cap.findings))
     if not cap.sessions:
         return out + ["No WebSocket sessions or upgrade attempts found.", ""]
+    if len(cap.sessions) >= C.SUMMARY_FROM or view.summary_only:
+        out += ["**Summary**", ""] + [f"- {esc(line)}" for line in C.capture_summary_lines(cap)] + [""]
+    note = view.note(cap)
+    if note:
+        out += [f"_{esc(note)}_", ""]
     out += ["**Sessions**", ""]
     out += _table(C.SESSION_COLUMNS, [[esc(v) for v in C.session_row(s)] for s in cap.sessions]) + [""]
-    for s in cap.sessions:
+    for s in view.shown(cap):
         out += _session(s, transcript)
     return out
 
@@ -191,7 +185,9 @@ def _summary(summary: dict) -> list[str]:
     return out
 
 
-def render_markdown(report: Report, transcript: bool = False, summary: Optional[dict] = None) -> str:
+def render_markdown(report: Report, transcript: bool = False, summary: Optional[dict] = None,
+                    view: Optional[C.ViewOptions] = None) -> str:
+    view = view or C.ViewOptions()
     opts = report.options or {}
     meta = [f"dgcap {__version__}", "schema dgcap.report/1"]
     if "gap_threshold" in opts:
@@ -203,7 +199,7 @@ def render_markdown(report: Report, transcript: bool = False, summary: Optional[
     if summary is not None:
         out += _summary(summary)
     for cap in report.captures:
-        out += _capture(cap, transcript)
+        out += _capture(cap, transcript, view)
     out += ["---", "", "Frame numbers are Wireshark's \"No.\" column; paste a finding's filter into "
             "Wireshark's display filter bar to see its evidence. Times are UTC.", ""]
     return "\n".join(out)

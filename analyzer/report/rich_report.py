@@ -1,222 +1,222 @@
-"""The terminal report (rich): a summary table, then one panel per session."""
+"""The terminal report (rich), drawn from the same content as Markdown and HTML (content.py).
+
+Each session opens with its verdict and the facts behind it, then the details.  Tables
+are drawn only when they fit the width; otherwise each row is stacked as "column value"
+pairs, so an address, port, frame number or request id is never split across lines
+(text wraps at spaces only, and none of those contain one).
+"""
 from __future__ import annotations
 
-from rich.console import Console, Group
-from rich.markup import escape
-from rich.panel import Panel
+import re
+from typing import Optional, Sequence
+
+from rich.cells import cell_len
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..model import CLIENT, SERVER, CaptureReport, Report, Session
-from .content import path_rows
+from ..model import CaptureReport, Report
+from . import content as C
 from . import egress_text
-from .text import (clock, close_summary, duration, finding_counts, frames_summary,
-                   handshake_summary, sorted_findings)
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
-INTERESTING_HEADERS = ("host", "authorization", "sec-websocket-protocol", "sec-websocket-extensions",
-                       "user-agent", "dg-request-id", "dg-error", "dg-model-name", "content-type")
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan", "ok": "green"}
+VERDICT_STYLE = {"error": "bold red", "warning": "bold yellow", "info": "bold cyan", "ok": "bold green"}
+ROW_STYLE = {"error": "red", "muted": "dim", "code": "", "": ""}
+INDENT = 2
 
 
-def render_rich(report: Report, console: Console, transcript: bool = False) -> None:
+def render_rich(report: Report, console: Console, transcript: bool = False,
+                view: Optional[C.ViewOptions] = None) -> None:
+    view = view or C.ViewOptions()
     for cap in report.captures:
-        _capture(cap, console, transcript)
+        _capture(cap, console, transcript, view)
 
 
-def _capture(cap: CaptureReport, console: Console, transcript: bool) -> None:
-    title = Text.assemble(("Capture ", "bold"), (cap.path, "bold magenta"))
-    console.rule(title)
+# A word for wrapping: non-blank characters, with a frame reference "No. 123" kept whole.
+WORD = re.compile(r"(?:No\. \d|\S)+")
+
+
+def wrap(text: Text, width: int) -> list[Text]:
+    """`text` in lines of at most `width` cells, broken at spaces only (never inside an
+    address, id or "No. N"); a single word longer than the width is folded."""
+    plain = text.plain
+    lines: list[Text] = []
+    start = end = None
+    for m in WORD.finditer(plain):
+        a, b = m.span()
+        while b - a > width:  # fold an over-long word
+            if start is not None:
+                lines.append(text[start:end])
+                start = None
+            lines.append(text[a:a + width])
+            a += width
+        if start is None:
+            start, end = a, b
+        elif cell_len(plain[start:b]) <= width:
+            end = b
+        else:
+            lines.append(text[start:end])
+            start, end = a, b
+    if start is not None:
+        lines.append(text[start:end])
+    return lines or [Text("")]
+
+
+def _line(console: Console, text, style: str = "", indent: int = 0, hang: int = 0) -> None:
+    """Print `text` wrapped to the console width, `indent` cells in (continuations `hang` more)."""
+    t = text if isinstance(text, Text) else Text(str(text), style=style)
+    width = max(console.width - indent - hang, 20)
+    for i, piece in enumerate(wrap(t, width)):
+        pad = indent + (hang if i else 0)
+        console.print(Text(" " * pad) + piece, highlight=False, no_wrap=True, overflow="ignore", crop=False)
+
+
+def _capture(cap: CaptureReport, console: Console, transcript: bool, view: C.ViewOptions) -> None:
+    console.rule(Text.assemble(("Capture ", "bold"), (cap.path, "bold magenta")))
     if cap.error:
-        console.print(Text(f"Could not read: {cap.error}", style="bold red"))
+        _line(console, f"Could not read: {cap.error}", "bold red")
         return
-    console.print(
-        f"{cap.format}{' (gzip)' if cap.compressed else ''}, {cap.packets} packets, "
-        f"{clock(cap.first_time, date=True)} to {clock(cap.last_time)} UTC "
-        f"({duration(cap.first_time, cap.last_time)}), {len(cap.sessions)} session(s)",
-        highlight=False)
+    _line(console, C.capture_line(cap))
     for line in egress_text.deepgram_headline(cap):
-        console.print(Text(line, style="bold"), highlight=False)
+        _line(console, line, "bold")
     connections = egress_text.connections_line(cap)
     if connections:
-        console.print(connections, highlight=False)
+        _line(console, connections)
     others = egress_text.other_rows(cap)
     if others:
-        t = Table(title="Other connections", title_justify="left", expand=False)
-        for col in egress_text.OTHER_COLUMNS:
-            t.add_column(col, overflow="fold")
-        for row in others:
-            t.add_row(*row)
-        console.print(t)
+        _grid(console, "Other connections", egress_text.OTHER_COLUMNS, others)
     engine = cap.stats.get("engine") or {}
     if engine.get("name") not in (None, "native"):
-        console.print(Text(f"Built by the {engine['name']} engine {engine.get('version', '')}".rstrip(),
-                           style="dim"))
-    for f in cap.findings:
-        console.print(Text(f"[{f.severity}] {f.id}: {f.message}", style=SEVERITY_STYLE.get(f.severity, "")))
+        _line(console, f"Built by the {engine['name']} engine {engine.get('version', '')}".rstrip(), "dim")
+    for f in C.finding_items(cap.findings):
+        _line(console, Text(f"[{f.severity}] {f.id}: {f.message}", style=SEVERITY_STYLE.get(f.severity, "")),
+              hang=2)
     if not cap.sessions:
-        console.print(Text("No WebSocket sessions or upgrade attempts found.", style="dim"))
+        _line(console, "No WebSocket sessions or upgrade attempts found.", "dim")
         return
-    console.print(_summary_table(cap))
-    for s in cap.sessions:
-        console.print(_session_panel(s, transcript))
+    if len(cap.sessions) >= C.SUMMARY_FROM or view.summary_only:
+        _line(console, "Summary", "bold")
+        for line in C.capture_summary_lines(cap):
+            _line(console, line, indent=INDENT)
+    note = view.note(cap)
+    if note:
+        _line(console, note, "dim")
+    shown = view.shown(cap)
+    if len(shown) > 1 or (view.summary_only and cap.sessions):
+        listed = shown if not view.summary_only else cap.sessions
+        _grid(console, "Sessions", C.SESSION_COLUMNS, [C.session_row(s) for s in listed])
+    for s in shown:
+        _session(console, C.session_view(s, transcript))
 
 
-def _summary_table(cap: CaptureReport) -> Table:
-    t = Table(title="Sessions", title_justify="left", show_lines=False, expand=False)
-    for col in ("#", "client → server", "server name", "endpoint", "transport", "handshake",
-                "dg-request-id", "frames C/S", "close", "findings"):
-        t.add_column(col, overflow="fold")
-    for s in cap.sessions:
-        c = finding_counts(s)
-        badge = Text()
-        if c["error"]:
-            badge.append(f"{c['error']} error ", style="bold red")
-        if c["warning"]:
-            badge.append(f"{c['warning']} warn ", style="yellow")
-        if c["info"]:
-            badge.append(f"{c['info']} info", style="cyan")
-        t.add_row(str(s.index), f"{s.client} → {s.server}", s.server_name.name if s.server_name else "-",
-                  s.endpoint or "-", s.transport,
-                  handshake_summary(s), s.handshake.dg_request_id or "-", frames_summary(s),
-                  close_summary(s), badge if badge.plain else Text("ok", style="green"))
-    return t
+def _session(console: Console, v: C.SessionView) -> None:
+    console.print()
+    _line(console, v.title, "bold reverse")
+    verdict = v.verdict or "No finding: nothing went wrong that dgcap can see."
+    _line(console, Text.assemble((v.severity.upper() if v.severity != "ok" else "OK", SEVERITY_STYLE[v.severity]),
+                                 "  ", (verdict, VERDICT_STYLE[v.severity])))
+    for line in v.lead:
+        _line(console, line, "bold")
+    _rows(console, v.facts)
+    for section in v.sections:
+        _section(console, section)
 
 
-def _session_panel(s: Session, transcript: bool) -> Panel:
-    parts = []
-    for line in (egress_text.egress_line(s), egress_text.copy_line(s)):
-        if line:
-            parts.append(Text(line, style="bold"))
-    diagnosis = s.diagnosis
-    if diagnosis:
-        worst = min((f.severity for f in s.findings), key=lambda x: {"error": 0, "warning": 1}.get(x, 2),
-                    default="info")
-        parts.append(Text(diagnosis, style="bold red" if worst == "error" else
-                          "bold yellow" if worst == "warning" else "bold green"))
-    parts.append(_handshake(s))
-    if s.websocket:
-        parts.append(_frames_table(s))
-    if s.gaps:
-        parts.append(_gaps_table(s))
-    parts.append(_close(s))
-    if s.findings:
-        parts.append(_findings(s))
-    explained = _explanation(s)
-    if explained is not None:
-        parts.append(explained)
-    if transcript and s.transcript:
-        parts.append(Text.assemble(("Transcript: ", "bold"), s.transcript))
-    title = f"Session {s.index}: {s.client} → {s.server}  (tcp.stream {s.tcp_stream}, {s.transport})"
-    return Panel(Group(*parts), title=escape(title), title_align="left")
+def _section(console: Console, sec: C.Section) -> None:
+    if sec.explanation is not None:
+        _explanation(console, sec.explanation)
+        return
+    _line(console, sec.title, "bold underline")
+    if sec.rows:
+        _rows(console, sec.rows, INDENT)
+    if sec.columns:
+        _grid(console, None, sec.columns, sec.grid, INDENT)
+    if sec.findings:
+        _findings(console, sec.findings, INDENT)
+    if sec.text:
+        _line(console, sec.text, indent=INDENT)
+    if sec.block:
+        for line in sec.block.splitlines() or [""]:
+            _line(console, line, indent=INDENT)
 
 
-def _handshake(s: Session) -> Table:
-    hs = s.handshake
-    t = Table.grid(padding=(0, 1))
-    t.add_column(style="bold", no_wrap=True)
-    t.add_column(overflow="fold")
-    for row in path_rows(s):
-        note = f"  ({row.note})" if row.note else ""
-        t.add_row(row.label, Text(row.value + note, style="red" if row.style == "error" else ""))
-    if hs.request_frame is not None:
-        t.add_row("Request", Text(f"{hs.method} {hs.target}  (No. {hs.request_frame}, {clock(hs.request_time)})"))
-    elif s.midstream:
-        t.add_row("Request", Text("not in the capture (connection picked up mid-stream)"))
-    if hs.status is not None:
-        t.add_row("Response", Text(f"{hs.status} {hs.reason or ''}  (No. {hs.response_frame}, "
-                                   f"{clock(hs.response_time)})"))
-    elif hs.request_frame is not None:
-        t.add_row("Response", Text("none in the capture", style="red"))
-    if hs.dg_request_id:
-        t.add_row("dg-request-id", Text(hs.dg_request_id))
-    if hs.dg_error:
-        t.add_row("dg-error", Text(hs.dg_error, style="red"))
-    if hs.body:
-        t.add_row("Body", Text(hs.body[:500]))
-    for name, value in hs.request_headers:
-        if name.lower() in INTERESTING_HEADERS:
-            t.add_row(f"> {name}", Text(value))
-    for name, value in hs.response_headers:
-        if name.lower() in INTERESTING_HEADERS and name.lower() not in ("dg-request-id", "dg-error"):
-            t.add_row(f"< {name}", Text(value))
-    if hs.deflate:
-        t.add_row("Compression", Text("permessage-deflate " + ", ".join(
-            f"{k}={v}" for k, v in hs.deflate.items())))
-    return t
+def _rows(console: Console, rows: Sequence[C.Row], indent: int = 0) -> None:
+    """Label/value lines; values wrap under themselves."""
+    if not rows:
+        return
+    label_width = min(max(cell_len(r.label) for r in rows), 24) + 2
+    for r in rows:
+        line = Text(r.label.ljust(label_width), style="bold")
+        line.append(r.value, style=ROW_STYLE.get(r.style, ""))
+        if r.note:
+            line.append(f" ({r.note})", style="dim")
+        _line(console, line, indent=indent, hang=label_width)
 
 
-def _frames_table(s: Session) -> Table:
-    t = Table(title="Frames", title_justify="left", box=None, pad_edge=False)
-    for col in ("", "text", "binary", "empty bin", "cont", "ping", "pong", "close", "payload bytes",
-                "first", "last"):
-        t.add_column(col, justify="right" if col else "left")
-    for name, c in (("client", s.frames[CLIENT]), ("server", s.frames[SERVER])):
-        t.add_row(name, str(c.text), str(c.binary), str(c.empty_binary), str(c.continuation), str(c.ping),
-                  str(c.pong), str(c.close), f"{c.payload_bytes:,}",
-                  f"No. {c.first_frame}" if c.first_frame else "-",
-                  f"No. {c.last_frame}" if c.last_frame else "-")
-    return t
+def _indented(console: Console, renderable, indent: int) -> None:
+    if indent:
+        from rich.padding import Padding
+        renderable = Padding(renderable, (0, 0, 0, indent))
+    console.print(renderable)
 
 
-def _gaps_table(s: Session) -> Table:
-    t = Table(title="Client silences over the threshold", title_justify="left", box=None, pad_edge=False)
-    for col in ("kind", "seconds", "from", "to", "ended by"):
-        t.add_column(col)
-    for g in s.gaps:
-        t.add_row(g.kind, f"{g.seconds:.3f}", f"No. {g.after_frame} {clock(g.start)}",
-                  f"{'No. ' + str(g.before_frame) if g.before_frame else '-'} {clock(g.end)}", g.ended_by)
-    return t
+def _grid(console: Console, title: Optional[str], columns: Sequence[str], rows: list[list[str]],
+          indent: int = 0) -> None:
+    """A table when its natural width fits, else one stacked block per row."""
+    if title:
+        _line(console, title, "bold underline", indent)
+    widths = [max([cell_len(c)] + [cell_len(str(r[i])) for r in rows]) for i, c in enumerate(columns)]
+    natural = indent + sum(widths) + 3 * len(columns) + 1
+    if natural <= console.width:
+        t = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+        for col in columns:
+            t.add_column(col, no_wrap=True, header_style="bold")
+        for r in rows:
+            t.add_row(*[str(x) for x in r])
+        _indented(console, t, indent)
+        return
+    for r in rows:
+        head = str(r[0])
+        parts = [f"{col} {val}" for col, val in zip(columns[1:], r[1:]) if val not in ("", "-")]
+        # "#3: ...", "tcp.stream 4: ...", or the row's own name ("client: ...")
+        name = f"#{head}" if columns[0] == "#" else f"{columns[0]} {head}" if columns[0] else head
+        text = Text(name, style="bold")
+        text.append(": " + " · ".join(parts))
+        _line(console, text, indent=indent, hang=2)
 
 
-def _close(s: Session) -> Table:
-    t = Table.grid(padding=(0, 1))
-    t.add_column(style="bold", no_wrap=True)
-    t.add_column(overflow="fold")
-    c = s.close
-    for name, cf in (("Client close", c.client), ("Server close", c.server)):
-        if cf is not None:
-            code = cf.code if cf.code is not None else "(empty)"
-            t.add_row(name, Text(f"{code} {cf.reason!r}  (No. {cf.frame}, {clock(cf.time)})"))
-    if c.initiator:
-        t.add_row("Closed first by", c.initiator)
-    end = {"fin": "FIN", "rst": "RST", "open": "still open at the end of the capture"}[c.tcp_end]
-    if c.tcp_end != "open":
-        end += f" from the {c.tcp_end_by} (No. {c.tcp_end_frame}, {clock(c.tcp_end_time)})"
-    t.add_row("TCP end", end)
-    later = c.later_rst
-    if later is not None:
-        t.add_row("Later RST", f"from the {later.by} (No. {later.frame}, {clock(later.time)}), "
-                  f"{later.time - c.tcp_end_time:.1f} s after the {c.tcp_end.upper()}")
-    return t
-
-
-def _findings(s: Session) -> Table:
-    t = Table(title="Findings", title_justify="left", box=None, pad_edge=False, show_header=False)
-    t.add_column(no_wrap=True)
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold")
-    for f in sorted_findings(s.findings):
-        t.add_row(Text(f.severity, style=SEVERITY_STYLE.get(f.severity, "")), Text(f.id, style="bold"),
-                  Text(f.message))
+def _findings(console: Console, items: list[C.FindingItem], indent: int) -> None:
+    for f in items:
+        where = " at ".join(x for x in (f.frames, f.time) if x != "-")
+        _line(console, Text.assemble((f.severity, SEVERITY_STYLE.get(f.severity, "")), " ", (f.id, "bold"),
+                                     f"  {where}" if where else ""), indent=indent)
+        _line(console, f.message, indent=indent + 2)
         if f.display_filter:
-            t.add_row("", "", Text(f"filter: {f.display_filter}", style="dim"))
-    return t
+            _line(console, f"filter: {f.display_filter}", "dim", indent + 2)
 
 
-def _explanation(s: Session):
-    """Deepgram's explanation of the server's close code, with next steps (report/content.py)."""
-    from .content import explanation
-    x = explanation(s)
-    if x is None:
-        return None
-    lines = [Text.assemble(("Deepgram: ", "bold"), (x.heading, "bold"))]
+def _explanation(console: Console, x: C.Explanation) -> None:
+    _line(console, Text.assemble(("Deepgram: ", "bold"), (x.heading, "bold")))
+    if x.frame is not None:
+        _line(console, f"Server close at No. {x.frame}, {C.clock(x.time)}.", "dim", INDENT)
     if x.text:
-        lines.append(Text(x.text))
+        _line(console, x.text, indent=INDENT)
     if x.evidence:
-        lines.append(Text.assemble(("In this capture: ", "bold"), x.evidence))
+        _line(console, Text.assemble(("In this capture: ", "bold"), x.evidence), indent=INDENT)
     if x.steps:
-        lines.append(Text("Next steps:", style="bold"))
-        lines += [Text(f"  {i}. {step}") for i, step in enumerate(x.steps, 1)]
+        _line(console, "Next steps:", "bold", INDENT)
+        for i, step in enumerate(x.steps, 1):
+            _line(console, f"{i}. {step}", indent=INDENT + 2)
     if x.link:
-        lines.append(Text(f"More: {x.link}", style="dim"))
-    return Group(*lines)
+        _line(console, f"More: {x.link}", "dim", INDENT)
+
+
+def console_width(requested: Optional[int], to_terminal: bool) -> Optional[int]:
+    """--width, else the terminal's (COLUMNS too), else 120 for a file or a pipe."""
+    if requested:
+        return requested
+    if to_terminal:
+        return None
+    import os
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 120

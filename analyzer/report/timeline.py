@@ -16,7 +16,7 @@ from html import escape
 from typing import Iterable, Optional
 
 from ..deepgram.messages import NOT_JSON, NO_TYPE, parse_text
-from ..model import CLIENT, Session
+from ..model import CLIENT, Session, gap_end
 from .content import FindingItem
 from .text import clock
 
@@ -240,8 +240,7 @@ def timeline_svg(s: Session, items: list[FindingItem], key: str) -> Optional[tup
         y0, y1 = (AUDIO_TOP, AUDIO_BOTTOM) if audio_only else (SHADE_TOP, FR_BOTTOM)
         text = f"{'no audio' if audio_only else 'silence'} {g.seconds:.3f} s"
         tip = (f"client {'audio ' if audio_only else ''}gap {g.seconds:.3f} s: No. {g.after_frame} "
-               f"{clock(g.start)} to {'No. ' + str(g.before_frame) if g.before_frame else '-'} "
-               f"{clock(g.end)} (ended by {g.ended_by})")
+               f"{clock(g.start)} to {clock(g.end)}, ended by {gap_end(s, g)}")
         used.add("gap-audio" if audio_only else "gap")
         add(f'<g class="{"gap-audio" if audio_only else "gap"}"><title>{_e(tip)}</title>'
             f'<rect x="{gx0:.1f}" y="{y0}" width="{wid:.1f}" height="{y1 - y0}"/>')

@@ -25,6 +25,10 @@ class KeyLog:
     def __init__(self) -> None:
         self._by_client_random: dict[bytes, dict[str, bytes]] = {}
         self.skipped_lines = 0  # malformed lines or unknown labels
+        # Lookups by TLS sessions, and how many found secrets: a key log that matches none
+        # of the capture's sessions is reported as such (once per session, not per record).
+        self.lookups = 0
+        self.matches = 0
 
     def load_file(self, path: Union[str, os.PathLike]) -> int:
         """Add the secrets of a key log file; returns how many were added.  OSError propagates."""
@@ -59,7 +63,10 @@ class KeyLog:
 
     def secrets(self, client_random: bytes) -> dict[str, bytes]:
         """label -> secret for one connection (empty when the key log does not know it)."""
-        return self._by_client_random.get(bytes(client_random), {})
+        found = self._by_client_random.get(bytes(client_random), {})
+        self.lookups += 1
+        self.matches += bool(found)
+        return found
 
     def __len__(self) -> int:
         return len(self._by_client_random)
