@@ -18,6 +18,12 @@ def add_capture_arguments(p) -> None:
     add_server_name_option(p)
 
 
+def capture_options(args, keylog: Optional[str], **fields):
+    """The pipeline Options every single-capture command starts from (key log, server names)."""
+    from ..pipeline import Options
+    return Options(keylog=keylog, server_names=tuple(args.server_names), **fields)
+
+
 def check_inputs(args) -> tuple[Optional[str], bool]:
     """(key log path or None, ok) for args.capture, args.keylog and args.session (if any);
     not ok after one line on stderr."""

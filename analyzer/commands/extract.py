@@ -33,7 +33,8 @@ from urllib.parse import quote, quote_plus, unquote_plus
 from .. import __version__
 from ..cli import EXIT_INPUT, EXIT_OK, error
 from ..model import CLIENT, SERVER, Session
-from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
+from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
+                     pick_session)
 
 # Bytes at the start of each direction searched for secrets: the HTTP upgrade request and
 # response (Options.max_http_header bounds them the same way).
@@ -82,14 +83,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import Options
     from .audio import capture_stem
 
     path = args.capture
     keylog, ok = check_inputs(args)
     if not ok:
         return EXIT_INPUT
-    report = analyze_or_explain(path, Options(keylog=keylog, server_names=tuple(args.server_names)))
+    report = analyze_or_explain(path, capture_options(args, keylog))
     if report is None:
         return EXIT_INPUT
     if args.session is not None:

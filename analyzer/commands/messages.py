@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from ..cli import EXIT_INPUT, EXIT_OK, error, write_output
 from ..message_log import LoggedMessage, MessageLog, binary_summary
 from ..websocket import OP_CLOSE, OP_TEXT
-from .common import add_capture_arguments, analyze_or_explain, check_inputs, pick_session
+from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
+                     pick_session)
 
 
 def add_parser(sub) -> None:
@@ -32,7 +33,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..pipeline import Options
     from ..redact import redact_session
 
     path = args.capture
@@ -40,7 +40,7 @@ def run(args) -> int:
     if not ok:
         return EXIT_INPUT
     log = MessageLog(redact=not args.show_secrets)
-    report = analyze_or_explain(path, log.attach(Options(keylog=keylog, server_names=tuple(args.server_names))))
+    report = analyze_or_explain(path, log.attach(capture_options(args, keylog)))
     if report is None:
         return EXIT_INPUT
     sessions = report.sessions
