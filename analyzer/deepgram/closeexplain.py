@@ -53,6 +53,12 @@ def session_endpoint(session: Session) -> str:
     return session.endpoint or ep.endpoint_for_path(session.handshake.path)
 
 
+def endpoint_knowledge(session: Session):
+    """(endpoint, its EndpointKnowledge or None) of the session's path."""
+    endpoint = session_endpoint(session)
+    return endpoint, ep.knowledge(endpoint)
+
+
 def is_deepgram(session: Session) -> bool:
     """Whether Deepgram wording applies: a Deepgram path, host or response header."""
     if session.deepgram is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..deepgram import endpoints as ep
-from ..deepgram.closeexplain import format_name, is_deepgram, session_endpoint
+from ..deepgram.closeexplain import endpoint_knowledge, format_name, is_deepgram, session_endpoint
 from ..deepgram.codes import code_clause, explain_code
 from ..deepgram.endpoints import agent, listen_v1, speak_v1
 from ..deepgram.fmt import plural
@@ -75,8 +75,7 @@ def deepgram_greeting(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 def deepgram_keepalive_fit(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     """KeepAlive sent where the endpoint has no KeepAlive message."""
     dg = session.deepgram
-    endpoint = session_endpoint(session)
-    known = ep.knowledge(endpoint)
+    endpoint, known = endpoint_knowledge(session)
     if dg is None or known is None or not dg.keepalive.count or known.keepalive_message:
         return []
     ka = dg.keepalive
@@ -230,8 +229,7 @@ def deepgram_configure(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 def deepgram_unexpected_statusless_close(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     """A close frame without status is Flux's normal end only after CloseStream."""
     dg = session.deepgram
-    endpoint = session_endpoint(session)
-    known = ep.knowledge(endpoint)
+    endpoint, known = endpoint_knowledge(session)
     close = session.close.server
     if (dg is None or known is None or close is None or close.code is not None
             or None not in known.normal_closes or dg.stream_end is not None

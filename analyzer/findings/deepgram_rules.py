@@ -12,8 +12,8 @@ from typing import Iterable
 from ..deepgram import audio as au
 from ..deepgram import endpoints as ep
 from ..deepgram.codes import code_clause, explain_code
-from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, format_name,
-                                     is_deepgram, session_endpoint)
+from ..deepgram.closeexplain import (KEEPALIVE_WITHOUT_AUDIO, WAITED_FOR_SERVER, endpoint_knowledge,
+                                     format_name, is_deepgram, session_endpoint)
 from ..deepgram.fmt import plural, shorten
 from ..timefmt import clock
 from ..deepgram.messages import EMPTY_SHA256
@@ -21,6 +21,11 @@ from ..deepgram.params import query_value
 from ..model import ERROR, INFO, WARNING, AudioSummary, DeepgramSummary, Finding, Session
 from .registry import RuleContext, rule
 
+
+def _deepgram(session: Session):
+    """The session's DeepgramSummary when Deepgram wording applies to it, else None."""
+    dg = session.deepgram
+    return dg if dg is not None and is_deepgram(session) else None
 
 
 def _opened(session: Session) -> bool:
@@ -48,8 +53,8 @@ def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Fin
 
 @rule
 def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = session.deepgram
-    if dg is None or not is_deepgram(session):
+    dg = _deepgram(session)
+    if dg is None:
         return []
     hs = session.handshake
     # already reported by handshake-cause
@@ -76,12 +81,11 @@ def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 
 @rule
 def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = session.deepgram
-    if dg is None or not is_deepgram(session):
+    dg = _deepgram(session)
+    if dg is None:
         return []
     out = []
-    endpoint = session_endpoint(session)
-    known = ep.knowledge(endpoint)
+    endpoint, known = endpoint_knowledge(session)
     # What a binary frame is to this endpoint: audio, or (text-to-speech) not accepted.
     binary_is = ("the text-to-speech socket accepts only text frames (a binary frame gets "
                  "close 1003 MESSAGE-0000)" if endpoint == ep.SPEAK else
@@ -137,8 +141,7 @@ def _finalize_flushed(dg: DeepgramSummary) -> bool:
 @rule
 def deepgram_stream_end(session: Session, ctx: RuleContext) -> Iterable[Finding]:
     dg, audio = session.deepgram, session.audio
-    endpoint = session_endpoint(session)
-    known = ep.knowledge(endpoint)
+    endpoint, known = endpoint_knowledge(session)
     if (dg is None or audio is None or known is None or known.end_message is None
             or not _opened(session)):
         return []
@@ -429,8 +432,8 @@ def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Fi
 
 @rule
 def deepgram_server_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = session.deepgram
-    if dg is None or not is_deepgram(session):
+    dg = _deepgram(session)
+    if dg is None:
         return []
     out = []
     for events, fid, severity, what in ((dg.server_errors, "server-error", ERROR, "an Error"),

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..model import CaptureReport, Session
-from .text import sorted_findings
+from .text import handshake_summary, sorted_findings
 
 MAX_EXAMPLES = 3
 GROUPS = (("by_top_finding", "top finding"), ("by_handshake", "handshake"), ("by_close", "close"))
@@ -22,14 +22,7 @@ def top_finding(s: Session) -> str:
 
 
 def handshake_kind(s: Session) -> str:
-    hs = s.handshake
-    if hs.status is not None:
-        return str(hs.status)
-    if hs.request_frame is not None:
-        return "no response"
-    if s.midstream:
-        return "not captured"
-    return "none"
+    return handshake_summary(s, none="none", reason=False)
 
 
 def close_kind(s: Session) -> str:

@@ -12,15 +12,17 @@ def clock(ts: float | None, date: bool = False) -> str:
     return timefmt.clock(ts, date, missing="-")
 
 
-def handshake_summary(s: Session) -> str:
+def handshake_summary(s: Session, none: str = "-", reason: bool = True) -> str:
+    """The handshake in a few words: its status (with the reason), or what is missing;
+    `none` when there was no handshake at all."""
     hs = s.handshake
     if hs.status is not None:
-        return f"{hs.status} {hs.reason or ''}".strip()
+        return f"{hs.status} {hs.reason or ''}".strip() if reason else str(hs.status)
     if hs.request_frame is not None:
         return "no response"
     if s.midstream:
         return "not captured"
-    return "-"
+    return none
 
 
 def close_summary(s: Session) -> str:

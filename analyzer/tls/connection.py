@@ -621,11 +621,8 @@ class TlsConnection:
     def _on_client_hello(self, d: _Direction, body: bytes, frame, ts) -> None:
         if self._client_hello is not None:
             return  # the second ClientHello after a HelloRetryRequest keeps the same random
-        try:
-            hello = parse_client_hello(body)
-        except ValueError as exc:
-            self._anomaly("tls-bad-handshake", d, frame, ts, message_type=HS_CLIENT_HELLO,
-                          error=str(exc))
+        hello = self._parse_handshake(parse_client_hello, HS_CLIENT_HELLO, d, body, frame, ts)
+        if hello is None:
             return
         self._client_hello = hello
         self.client_hello_frame = frame
@@ -643,12 +640,18 @@ class TlsConnection:
         else:
             self._setup_decryption(frame, ts)
 
-    def _on_server_hello(self, d: _Direction, body: bytes, frame, ts) -> None:
+    def _parse_handshake(self, parse, message_type: int, d: _Direction, body: bytes, frame, ts):
+        """parse(body), or None after a tls-bad-handshake anomaly when it cannot be parsed."""
         try:
-            hello = parse_server_hello(body)
+            return parse(body)
         except ValueError as exc:
-            self._anomaly("tls-bad-handshake", d, frame, ts, message_type=HS_SERVER_HELLO,
+            self._anomaly("tls-bad-handshake", d, frame, ts, message_type=message_type,
                           error=str(exc))
+            return None
+
+    def _on_server_hello(self, d: _Direction, body: bytes, frame, ts) -> None:
+        hello = self._parse_handshake(parse_server_hello, HS_SERVER_HELLO, d, body, frame, ts)
+        if hello is None:
             return
         self._version = hello.version
         if hello.hello_retry:
@@ -672,11 +675,8 @@ class TlsConnection:
         self._setup_decryption(frame, ts)
 
     def _on_encrypted_extensions(self, d: _Direction, body: bytes, frame, ts) -> None:
-        try:
-            extensions = parse_encrypted_extensions(body)
-        except ValueError as exc:
-            self._anomaly("tls-bad-handshake", d, frame, ts, message_type=HS_ENCRYPTED_EXTENSIONS,
-                          error=str(exc))
+        extensions = self._parse_handshake(parse_encrypted_extensions, HS_ENCRYPTED_EXTENSIONS, d, body, frame, ts)
+        if extensions is None:
             return
         self._info["alpn"] = extensions.alpn
         self._info["early_data_accepted"] = extensions.early_data_accepted

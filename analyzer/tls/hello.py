@@ -75,6 +75,12 @@ def _alpn_names(data: bytes) -> list[str]:
     return out
 
 
+def _selected_alpn(data: bytes) -> Optional[str]:
+    """The server's choice: ServerHello (TLS 1.2) and EncryptedExtensions carry one name."""
+    names = _alpn_names(data)
+    return names[0] if names else None
+
+
 @dataclass
 class ClientHello:
     legacy_version: int
@@ -153,8 +159,7 @@ def parse_server_hello(body: bytes) -> ServerHello:
         if ext_type == EXT_SUPPORTED_VERSIONS and len(data) >= 2:
             hello.selected_version = int.from_bytes(data[:2], "big")
         elif ext_type == EXT_ALPN:
-            names = _alpn_names(data)
-            hello.alpn = names[0] if names else None
+            hello.alpn = _selected_alpn(data)
         elif ext_type == EXT_PRE_SHARED_KEY:
             hello.psk_accepted = True
     return hello
@@ -172,8 +177,7 @@ def parse_encrypted_extensions(body: bytes) -> EncryptedExtensions:
     for ext_type, data in _extensions(_Reader(body)):
         out.extensions.append(ext_type)
         if ext_type == EXT_ALPN:
-            names = _alpn_names(data)
-            out.alpn = names[0] if names else None
+            out.alpn = _selected_alpn(data)
         elif ext_type == EXT_EARLY_DATA:
             out.early_data_accepted = True
     return out
