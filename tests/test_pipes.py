@@ -143,6 +143,20 @@ def test_cut_or_corrupt_pipe_reports_like_the_file(tmp_path, damage):
     assert json.loads(from_pipe.stdout)["captures"][0]["bytes"] == len(data)
 
 
+def test_cut_gzip_pipe_reports_like_the_file(tmp_path):
+    data = gzip.compress((CAPTURES / "dg_multi.pcapng").read_bytes(), mtime=0)[:30000]
+    path = tmp_path / "cut.pcapng.gz"
+    path.write_bytes(data)
+    from_file = dgcap("report", path, "--format", "json")
+    from_pipe = dgcap("report", "-", "--format", "json", input=data)
+    assert from_pipe.returncode == from_file.returncode == 1
+    assert from_pipe.stdout == named(from_file.stdout, path, "-")
+    (finding,) = json.loads(from_pipe.stdout)["captures"][0]["findings"]
+    assert from_pipe.stderr == named(from_file.stderr, path, "-") == f"dgcap: warning: -: {finding['message']}\n".encode()
+    assert finding["message"].endswith("of the decompressed data: Compressed file ended before the end-of-stream "
+                                       "marker was reached. The report covers the 40 packets before it.")
+
+
 def test_pipe_is_read_as_it_arrives(tmp_path):
     """Packets come out before the writer has written the rest: the pipe is never read whole."""
     data = capture_bytes("dg_success.pcap")
@@ -228,3 +242,12 @@ def test_audio_of_a_process_substitution_is_refused():
     assert (result.returncode, result.stderr.decode()) == (
         2, f"dgcap: error: {name}: a pipe can be read only once, and dgcap audio reads the capture twice (its "
            "sessions, then their audio): save it to a file first\n")
+
+
+def test_a_fifo_inside_a_folder_is_not_opened(tmp_path):
+    """`dgcap report DIR` looks at regular files only: a FIFO in the folder would block it."""
+    os.mkfifo(tmp_path / "waiting.pcap")
+    (tmp_path / "dg_401.pcap").write_bytes(capture_bytes("dg_401.pcap"))
+    result = dgcap("report", tmp_path, "--format", "json")
+    assert result.returncode == 1  # dg_401's handshake-failed
+    assert [c["path"] for c in json.loads(result.stdout)["captures"]] == [str(tmp_path / "dg_401.pcap")]

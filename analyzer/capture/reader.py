@@ -677,8 +677,12 @@ def _not_a_capture(magic: bytes, compressed: bool, pipe: bool = False) -> str:
 
 
 def looks_like_capture(path: str) -> bool:
-    """Is this file a pcap or pcapng (maybe gzip-compressed), by its magic number?"""
+    """Is this file a pcap or pcapng (maybe gzip-compressed), by its magic number?  Only
+    regular files: opening a FIFO found in a folder would wait for a writer forever, and
+    reading its first bytes would take them from whoever reads it next."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
