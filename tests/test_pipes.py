@@ -251,3 +251,18 @@ def test_a_fifo_inside_a_folder_is_not_opened(tmp_path):
     result = dgcap("report", tmp_path, "--format", "json")
     assert result.returncode == 1  # dg_401's handshake-failed
     assert [c["path"] for c in json.loads(result.stdout)["captures"]] == [str(tmp_path / "dg_401.pcap")]
+
+
+def test_progress_of_a_pipe_counts_bytes_without_a_total(monkeypatch):
+    import io
+    from rich.console import Console
+    from analyzer.report.progress import ProgressDisplay
+    monkeypatch.setattr("analyzer.report.progress.time.monotonic", lambda: 100.0)
+    buf = io.StringIO()
+    display = ProgressDisplay(["-"], enabled=True, delay=0,
+                              console=Console(file=buf, force_terminal=True, width=100))
+    display.update(0, 800_000, 40000)
+    display.done(0)
+    display.close()
+    # rich's DownloadColumn without a total; a pipe taken as 0 bytes long showed "0/1 bytes"
+    assert "800.0/? kB" in buf.getvalue()
