@@ -108,9 +108,9 @@ def test_verify_counts_what_it_could_not_compare(tmp_path):
     assert code == 2
     assert err == (f"dgcap: error: {bad}: tshark cannot read it: The file appears to be damaged or corrupt. "
                    "(pcap: File has 251211883-byte packet, bigger than maximum of 262144)\n")
-    assert out.splitlines() == [
-        f"agree  {good}: 1 session, 10 packets",
+    assert out.splitlines() == [  # in the order given
         f"failed {bad}: not compared (the error is on stderr)",
+        f"agree  {good}: 1 session, 10 packets",
         f"1 of 2 captures: engines agree, 1 could not be read (native vs tshark {tshark_version()}); known tshark "
         "limitations: docs/tshark-differences.md"]
 

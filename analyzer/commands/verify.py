@@ -90,7 +90,7 @@ def run(args) -> int:
         write_output(json.dumps(_json(results, failed, version), indent=2, ensure_ascii=False, default=str) + "\n",
                      args.output)
     else:
-        _rich(results, failed, version, args.output)
+        _rich(files, results, failed, version, args.output)
     if failed:
         return EXIT_INPUT
     return EXIT_FINDINGS if any(diffs for *_, diffs in results) else EXIT_OK
@@ -139,7 +139,7 @@ def _value(v) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _rich(results, failed, version: str, output) -> None:
+def _rich(files, results, failed, version: str, output) -> None:
     """Status lines never wrap (a path broken across lines cannot be copied); a table of
     differences that does not fit the width is shown stacked, a difference per block."""
     from rich.console import Console
@@ -154,7 +154,12 @@ def _rich(results, failed, version: str, output) -> None:
     def line(text: str) -> None:
         console.print(text, soft_wrap=True)
 
-    for path, native, other, diffs in results:
+    compared = {path: (native, other, diffs) for path, native, other, diffs in results}
+    for path in files:  # in the order given, failures too
+        if path not in compared:
+            line(f"[red]failed[/red] {escape(path)}: not compared (the error is on stderr)")
+            continue
+        native, other, diffs = compared[path]
         sessions = len(native.sessions)
         if not diffs:
             line(f"[green]agree[/green]  {escape(path)}: {sessions} session{'s' if sessions != 1 else ''}, "
@@ -183,8 +188,6 @@ def _rich(results, failed, version: str, output) -> None:
                 line(f"  [dim]{escape(d.group)}[/dim] {escape(d.name)}")
                 line(f"    native: {escape(_value(d.native))}")
                 line(f"    tshark {version}: {escape(_value(d.tshark))}")
-    for path, _line in failed:
-        line(f"[red]failed[/red] {escape(path)}: not compared (the error is on stderr)")
     line(escape(summary_line(results, failed, version)))
     if output:
         write_output(console.export_text(), output)
