@@ -38,7 +38,8 @@ def add_parser(sub) -> None:
                                    "APIs and any WebSocket): each session's verdict, the facts behind it, "
                                    "findings with Wireshark filters, and Deepgram's explanation.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
+    r.add_argument("paths", nargs="+", metavar="PATH",
+                   help="capture files or folders (searched recursively); - for standard input (a pipe)")
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
                         "support ticket; html is one self-contained file with a timeline per session), "
