@@ -19,8 +19,19 @@ from typing import Optional
 from . import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
-EXIT_CODES_HELP = ("exit codes:\n  0  no error finding\n  1  at least one error finding\n"
-                   "  2  input or usage error (one line on stderr)")
+INPUT_ERROR_HELP = "input or usage error (one line on stderr)"
+
+
+def exit_codes_help(ok: str, findings: Optional[str] = None, input_error: str = INPUT_ERROR_HELP) -> str:
+    """The "exit codes:" block that ends every command's --help (one line per code)."""
+    lines = ["exit codes:", f"  0  {ok}"]
+    if findings is not None:
+        lines.append(f"  1  {findings}")
+    lines.append(f"  2  {input_error}")
+    return "\n".join(lines)
+
+
+EXIT_CODES_HELP = exit_codes_help("no error finding", "at least one error finding")
 COMMANDS = ["report", "audio", "watch", "verify", "extract", "messages"]
 
 

@@ -840,7 +840,6 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
     options = options or Options()
     cap = open_capture(path)
     report = CaptureReport(path=path, format=cap.format, compressed=cap.compressed)
-    report.bytes = cap.size
     analyzer = CaptureAnalyzer(options, report)
     analyzer.use_secrets_from(cap)
     progress = options.progress
@@ -848,8 +847,10 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
         with cap:
             analyzer.feed(cap.packets(), None if progress is None else
                           (lambda frame_no: progress(cap.bytes_read, frame_no)))
+            cap.read_to_end()  # a pipe's size is known at its end
     except KeyboardInterrupt:
         report.stats["interrupted"] = True
+    report.bytes = cap.size
     analyzer.finish()
     report.packets = cap.packet_count
     keylog = analyzer.analysis.keylog

@@ -85,3 +85,41 @@ def test_missing_data_speaks_before_an_abnormal_closure_and_a_refused_proxy_firs
     assert diagnose(listen_session([abnormal, missing])) == missing.message
     refused = Finding("proxy-refused", ERROR, "The proxy refused CONNECT h:443 with 407.")
     assert diagnose(listen_session([missing, refused])) == refused.message
+
+
+# -- the order of findings does not depend on which rule module was imported first ----------
+
+def _findings_of_dg_401(first_import: str) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    code = (f"import {first_import}\n"
+            "from analyzer.pipeline import analyze_capture\n"
+            "from analyzer.report.summary import top_finding\n"
+            "s = analyze_capture('captures/dg_401.pcap').sessions[0]\n"
+            "print([f.id for f in s.findings], top_finding(s))")
+    return subprocess.run([sys.executable, "-c", code], cwd=repo, env={"PYTHONPATH": str(repo)},
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+
+
+def test_rule_order_is_fixed_whatever_is_imported_first():
+    # handshake-cause and handshake-failed have the same severity and time (the 401 response).
+    expected = "['handshake-cause', 'handshake-failed'] handshake-cause\n"
+    assert _findings_of_dg_401("analyzer.findings.rules") == expected
+    assert _findings_of_dg_401("analyzer.findings.deepgram_rules") == expected
+    assert _findings_of_dg_401("analyzer.pipeline") == expected
+
+
+def test_ties_in_the_report_follow_the_diagnosis_order():
+    from analyzer.report.text import sorted_findings
+    same_time = T0 + 1.0
+    failed = Finding("handshake-failed", ERROR, "failed", frames=[4, 6], time=same_time)
+    cause = Finding("handshake-cause", ERROR, "cause", frames=[6], time=same_time)
+    unlisted_b = Finding("zz-unlisted", ERROR, "b", time=same_time)
+    unlisted_a = Finding("aa-unlisted", ERROR, "a", time=same_time)
+    no_closestream = Finding("no-closestream", ERROR, "c", time=same_time)
+    earlier_warning = Finding("client-gap", WARNING, "gap", time=T0)
+    ordered = sorted_findings([unlisted_b, earlier_warning, failed, no_closestream, unlisted_a, cause])
+    assert [f.id for f in ordered] == ["handshake-cause", "handshake-failed", "no-closestream", "aa-unlisted",
+                                       "zz-unlisted", "client-gap"]

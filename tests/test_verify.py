@@ -124,3 +124,51 @@ def test_keylog_is_used_by_both_engines(capsys, monkeypatch):
     monkeypatch.setenv("SSLKEYLOGFILE", str(keys))
     code, result = verify_json(capsys, path)
     assert (code, result["captures"][0]["sessions"][0]["transport"]) == (0, "tls-decrypted")
+
+
+def tshark_version() -> str:
+    from analyzer.engines.tshark import find_tshark, tshark_version
+    return tshark_version(find_tshark())
+
+
+def deep_folder(tmp_path: Path) -> Path:
+    """A folder whose path is over 120 characters: lines naming it must still not wrap."""
+    folder = tmp_path.joinpath(*["a-rather-long-folder-name"] * 5)
+    folder.mkdir(parents=True)
+    assert len(str(folder)) > 120
+    return folder
+
+
+@needs_tshark
+def test_long_path_at_80_columns(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    folder = deep_folder(tmp_path)
+    path = one_byte_close(folder)
+    agreeing = folder / "dg_401.pcap"
+    agreeing.write_bytes((CAPTURES / "dg_401.pcap").read_bytes())
+    assert main(["verify", str(path), str(agreeing)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        # The table (137 columns) does not fit in 80: one block per difference instead.
+        f"differ {path}: 2 differences",
+        "tcp.stream eq 0  10.0.0.1:40000 -> 10.0.0.2:18099",
+        "  findings findings",
+        '    native: ["close-payload-one-byte", "closed-before-metadata"]',
+        f'    tshark {tshark_version()}: ["closed-before-metadata"]',
+        "  findings findings.close-payload-one-byte.frames",
+        "    native: [14]",
+        f"    tshark {tshark_version()}: -",
+        f"agree  {agreeing}: 1 session, 10 packets",
+        f"1 of 2 captures: engines agree, 1 differs (native vs tshark {tshark_version()}); known tshark limitations: "
+        "docs/tshark-differences.md",
+    ]
+
+
+@needs_tshark
+def test_long_path_in_a_file(tmp_path, capsys):
+    path = one_byte_close(deep_folder(tmp_path))
+    out_file = tmp_path / "verify.txt"
+    assert main(["verify", str(path), "-o", str(out_file)]) == 1
+    lines = out_file.read_text().splitlines()
+    assert lines[:3] == [f"differ {path}: 2 differences", "tcp.stream eq 0  10.0.0.1:40000 -> 10.0.0.2:18099",
+                         "┏" + "━" * 10 + "┳" + "━" * 40 + "┳" + "━" * 54 + "┳" + "━" * 28 + "┓"]
+    assert max(len(line) for line in lines[2:-1]) == 137  # the table, whole, in the file's 140 columns

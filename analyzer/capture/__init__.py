@@ -6,7 +6,7 @@
         seg = dec.decode(frame_no, linktype, data, ts)
 """
 from .decode import PacketDecoder, format_address, tunnel_layers
-from .reader import Capture, CaptureError, capture_files, looks_like_capture, open_capture
+from .reader import STDIN, Capture, CaptureError, capture_files, is_pipe, looks_like_capture, open_capture
 
-__all__ = ["open_capture", "capture_files", "looks_like_capture", "Capture", "CaptureError",
+__all__ = ["open_capture", "is_pipe", "STDIN", "capture_files", "looks_like_capture", "Capture", "CaptureError",
            "PacketDecoder", "format_address", "tunnel_layers"]

@@ -34,8 +34,7 @@ import os
 import stat
 import struct
 import zlib
-from typing import Iterator, Optional
-
+from typing import Callable, Iterator, Optional
 
 
 class CaptureError(Exception):
@@ -115,6 +114,8 @@ def _read_function(reader):
     f = reader.f
     if isinstance(f, gzip.GzipFile):
         return io.BufferedReader(_GzipChunks(f), 1 << 16).read
+    if reader.file_size is None:  # a pipe (no position): open_capture buffered it already
+        return f.read
     try:
         position = f.tell()
         fast = open(f.fileno(), "rb", buffering=_READ_BUFFER, closefd=False)
@@ -134,6 +135,10 @@ class _CaptureFile:
     compressed) and closing it."""
 
     f = None
+    # Bytes in the file, to check block lengths against before reading them; None for a pipe
+    # and for gzip (their end is found by reading).
+    file_size: Optional[int] = None
+    compressed = False
 
     def close(self) -> None:
         if isinstance(self.f, gzip.GzipFile):
@@ -198,7 +203,7 @@ class _PcapFile(_CaptureFile):
                        linktype, data)
                 offset += 16 + caplen
         except _STREAM_ERRORS as exc:
-            self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
+            self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))
 
 
 # A block Wireshark gives a frame number to that carries no packet.
@@ -208,6 +213,9 @@ _NUMBERED_ONLY = object()
 class _PcapNgFile(_CaptureFile):
     """pcapng: Section Header, Interface Description and Decryption Secrets blocks parsed
     here, packets from every kind of packet block (see module docstring)."""
+
+    # Called with each block's type once the block is read whole (stream.PcapngStream's tee).
+    _block_read: Optional[Callable[[int], None]] = None
 
     def __init__(self, filename, fdesc, magic):  # noqa: D107
         self.filename = filename
@@ -297,8 +305,8 @@ class _PcapNgFile(_CaptureFile):
     def records(self) -> Iterator[tuple]:
         read = self._read = _read_function(self)
         offset = self._shb_len
-        compressed = isinstance(self.f, gzip.GzipFile)
-        file_size = None if compressed else os.fstat(self.f.fileno()).st_size
+        file_size = self.file_size
+        block_read = self._block_read
         frame_no = 0
         last_ts = 0.0
         endian = self.endian
@@ -315,6 +323,8 @@ class _PcapNgFile(_CaptureFile):
                 block_type, block_len = unpack_head(head)
                 if block_type == _SHB_TYPE:
                     self._read_block_shb(head[4:])
+                    if block_read is not None:
+                        block_read(_SHB_TYPE)
                     offset += self._shb_len
                     endian = self.endian
                     unpack_head = struct.Struct(endian + "II").unpack
@@ -339,6 +349,8 @@ class _PcapNgFile(_CaptureFile):
                     self.truncated = (offset, f"corrupt pcapng block at byte {offset}: lengths at "
                                               f"start ({block_len}) and end differ")
                     return
+                if block_read is not None:
+                    block_read(block_type)
 
                 packet = self._pcapng_block(block_type, block_len, rest, last_ts)
                 if packet is not None:
@@ -352,8 +364,7 @@ class _PcapNgFile(_CaptureFile):
         except _CorruptBlock as exc:
             self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
         except _STREAM_ERRORS as exc:
-            self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
-
+            self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))
 
     def _pcapng_block(self, block_type: int, block_len: int, rest: bytes, last_ts: float):
         """One pcapng block after its 8-byte head: (ts, linktype, data) for a packet,
@@ -416,28 +427,82 @@ class _PcapNgFile(_CaptureFile):
         # Any other block (NRB, ISB, unknown) carries nothing we use.
         return None
 
-def _stream_error_message(offset: int, frame_no: int, exc: BaseException) -> str:
+def _stream_error_message(offset: int, frame_no: int, exc: BaseException, compressed: bool) -> str:
     detail = str(exc) or type(exc).__name__
-    return (f"reading stopped after frame {frame_no} at byte {offset} of the decompressed "
-            f"data: {detail}")
+    of_what = " of the decompressed data" if compressed else ""
+    return f"reading stopped after frame {frame_no} at byte {offset}{of_what}: {detail}"
+
+
+# The capture path that means standard input (`tcpdump -w - | dgcap report -`).  It is also
+# the capture's name in reports and error lines, as typed.
+STDIN = "-"
+
+
+class _CountingPipe(io.RawIOBase):
+    """A pipe's reads, counted: a pipe has neither a size nor a position to ask."""
+
+    def __init__(self, raw: io.FileIO):
+        super().__init__()
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        if n:
+            self.count += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class Capture:
     """An open capture file.  Iterate `packets()` once; `truncated` is final when it ends.
 
     Frame numbers may skip: a pcapng custom block takes a Wireshark number but is
-    not a packet.
+    not a packet.  A pipe (`-`, a FIFO, /dev/stdin, `<(...)`) is read the same way, in
+    the same bounded buffers, by the same record loops; only its size is known at the end
+    (`read_to_end()`).
     """
 
-    def __init__(self, path: str, reader, fmt: str, compressed: bool, size: int):
+    def __init__(self, path: str, reader, fmt: str, compressed: bool, size: int,
+                 pipe: Optional[_CountingPipe] = None):
         self.path = path
         self.format = fmt
         self.compressed = compressed
-        self.size = size
+        self._size = size
+        self._pipe = pipe
         self._reader = reader
         self._raw_file = reader.f.fileobj if compressed else reader.f
         self._started = False
         self._closed_bytes_read: Optional[int] = None
+
+    @property
+    def streamed(self) -> bool:
+        """Read from a pipe: it can be read only once (no second pass, no second engine)."""
+        return self._pipe is not None
+
+    @property
+    def size(self) -> int:
+        """Bytes in the file; for a pipe, the bytes read so far (all of them after read_to_end())."""
+        return self._pipe.count if self._pipe is not None else self._size
+
+    def read_to_end(self) -> None:
+        """For a pipe whose records ended early (a corrupt record): count the rest of its bytes
+        without keeping them, so that `size` is what the same bytes in a file would give, and
+        the program writing into the pipe is not cut off."""
+        if self._pipe is None or self._pipe.closed:
+            return
+        chunk = bytearray(_READ_BUFFER)
+        try:
+            while self._pipe.readinto(chunk):
+                pass
+        except OSError:
+            pass
 
     def packets(self) -> Iterator[tuple]:
         """Yield (frame_no, ts, linktype, data) in file order; frame_no is Wireshark's No."""
@@ -466,6 +531,8 @@ class Capture:
     def bytes_read(self) -> int:
         if self._closed_bytes_read is not None:
             return self._closed_bytes_read
+        if self._pipe is not None:
+            return self._pipe.count
         try:
             fast = getattr(self._reader, "_fast_file", None)  # see _read_function()
             if fast is not None:
@@ -489,21 +556,42 @@ class Capture:
         self.close()
 
 
-def open_capture(path) -> Capture:
-    """Open a pcap or pcapng file (gzip-compressed or not, detected by content)."""
-    path = os.fspath(path)
+def is_pipe(path: str) -> bool:
+    """Is this capture path read as a stream: `-`, or a FIFO, /dev/stdin, `<(...)`, a device?"""
+    if path == STDIN:
+        return True
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise CaptureError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise CaptureError(f"{path}: cannot open: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise CaptureError(f"{path}: is a directory, not a capture file")
-    if st.st_size == 0:
-        raise CaptureError(f"{path}: empty file (0 bytes)")
+    except OSError:
+        return False
+    return not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)
 
-    fdesc, magic = _open_with_magic(path)
+
+def open_capture(path) -> Capture:
+    """Open a pcap or pcapng file (gzip-compressed or not, detected by content), or a pipe:
+    `-` (standard input), a FIFO, /dev/stdin, a process substitution `<(...)`."""
+    path = os.fspath(path)
+    pipe = None
+    if path == STDIN:
+        pipe = _open_pipe(path, None)
+        size = 0
+    else:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise CaptureError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise CaptureError(f"{path}: is a directory, not a capture file")
+        if stat.S_ISREG(st.st_mode):
+            if st.st_size == 0:
+                raise CaptureError(f"{path}: empty file (0 bytes)")
+        else:
+            pipe = _open_pipe(path, path)
+        size = st.st_size
+
+    fdesc, magic = _open_with_magic(path, pipe)
 
     compressed = isinstance(fdesc, gzip.GzipFile)
     if magic in _PCAP_MAGICS:
@@ -512,7 +600,9 @@ def open_capture(path) -> Capture:
         cls, fmt = _PcapNgFile, "pcapng"
     else:
         _close(fdesc, compressed)
-        raise CaptureError(f"{path}: {_not_a_capture(magic, compressed)}")
+        if pipe is not None and not magic and not compressed:
+            raise CaptureError(f"{path}: empty input (0 bytes)")
+        raise CaptureError(f"{path}: {_not_a_capture(magic, compressed, pipe is not None)}")
 
     try:
         reader = cls(path, fdesc, magic)
@@ -525,14 +615,31 @@ def open_capture(path) -> Capture:
         else:
             detail = str(exc) or f"unreadable {fmt} file header"
         raise CaptureError(f"{path}: not a readable {fmt} file: {detail}") from None
-    return Capture(path, reader, fmt, compressed, st.st_size)
+    reader.compressed = compressed
+    reader.file_size = None if compressed or pipe is not None else size
+    return Capture(path, reader, fmt, compressed, size, pipe)
 
 
-def _open_with_magic(path: str) -> tuple:
-    """Open a file and read its first 4 bytes; a gzip file is opened through GzipFile and
-    the magic is the first 4 decompressed bytes.  Returns (file object, magic)."""
+def _open_pipe(path: str, name: Optional[str]) -> _CountingPipe:
+    """The raw, counted reads of standard input (name None) or of the pipe at `path`."""
     try:
-        raw = open(path, "rb")
+        raw = io.FileIO(os.dup(0) if name is None else name, "rb")
+    except OSError as exc:
+        what = "standard input" if name is None else "it"
+        raise CaptureError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if raw.isatty():
+        raw.close()
+        raise CaptureError(f"{path}: is a terminal, not a capture: pipe one in "
+                           f"(tcpdump -w - | dgcap report -)")
+    return _CountingPipe(raw)
+
+
+def _open_with_magic(path: str, pipe: Optional[_CountingPipe] = None) -> tuple:
+    """Open a file (or buffer a pipe) and read its first 4 bytes; a gzip file is opened
+    through GzipFile and the magic is the first 4 decompressed bytes.  Returns (file
+    object, magic)."""
+    try:
+        raw = open(path, "rb") if pipe is None else io.BufferedReader(pipe, _READ_BUFFER)
     except OSError as exc:
         raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
     try:
@@ -556,8 +663,8 @@ def _close(fdesc, compressed: bool) -> None:
     fdesc.close()
 
 
-def _not_a_capture(magic: bytes, compressed: bool) -> str:
-    where = "gzip-compressed data" if compressed else "file"
+def _not_a_capture(magic: bytes, compressed: bool, pipe: bool = False) -> str:
+    where = "gzip-compressed data" if compressed else "input" if pipe else "file"
     if magic in (b"\xa1\xb2\xcd\x34", b"\x34\xcd\xb2\xa1"):
         return (f"{where} is a 'modified' (Kuznetsov) pcap, which is not supported; "
                 f"convert it with: editcap -F pcap IN OUT")
@@ -570,8 +677,12 @@ def _not_a_capture(magic: bytes, compressed: bool) -> str:
 
 
 def looks_like_capture(path: str) -> bool:
-    """Is this file a pcap or pcapng (maybe gzip-compressed), by its magic number?"""
+    """Is this file a pcap or pcapng (maybe gzip-compressed), by its magic number?  Only
+    regular files: opening a FIFO found in a folder would wait for a writer forever, and
+    reading its first bytes would take them from whoever reads it next."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
@@ -592,7 +703,7 @@ def capture_files(paths: list[str]) -> list[str]:
     """Expand folders (recursively) into the capture files inside, found by magic number."""
     out: list[str] = []
     for p in paths:
-        if os.path.isdir(p):
+        if p != STDIN and os.path.isdir(p):
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for name in sorted(files):

@@ -1,11 +1,8 @@
-"""pcapng from a pipe (`dumpcap -w -`): packets as their blocks arrive.
+"""pcapng from dumpcap's pipe (`dumpcap -w -`) for `dgcap watch`, with a copy of every block.
 
-`open_capture()` reads files: its pcapng loop checks every block length against the
-file size, which a pipe does not have.  `PcapngStream` is the same reader for a
-stream: the Section Header, Interface Description and Decryption Secrets blocks are
-parsed by `reader._PcapNgFile`'s own methods; the packet blocks are decoded with the
-same rules (frame numbers are Wireshark's, corrupt blocks end the stream with the same
-`truncated` messages a file reader gives for a file holding the same bytes).
+`PcapngStream` is `reader._PcapNgFile` (the reader of files and of pipes opened by
+`open_capture`, same block loop, same messages for a cut or corrupt stream) reading
+through a tee.
 
 Every byte read is handed to `on_block(block_type, raw_bytes)` once its block is
 complete (`block_type` None for the partial block a cut stream ends in), so a copy
@@ -17,11 +14,9 @@ written by the caller is the exact file a file reader would analyse identically.
 """
 from __future__ import annotations
 
-import struct
 from typing import Callable, Iterator, Optional
 
-from .reader import (_MAX_BLOCK_LEN, _NUMBERED_ONLY, _PCAPNG_MAGIC, _SHB_TYPE,
-                     CaptureError, _CorruptBlock, _PcapNgFile)
+from .reader import _PCAPNG_MAGIC, _SHB_TYPE, CaptureError, _PcapNgFile
 
 BlockSink = Callable[[Optional[int], bytes], None]
 
@@ -64,6 +59,7 @@ class PcapngStream(_PcapNgFile):
         self.bytes_read = 0
         self._pending = bytearray()
         self._on_block = on_block
+        self._block_read = self._emit  # records() calls it as each block is read whole
         self._started = False
         tee = _TeeReader(stream, self)
         magic = tee.read(4)
@@ -99,65 +95,9 @@ class PcapngStream(_PcapNgFile):
             raise RuntimeError("PcapngStream.packets() can be iterated only once")
         self._started = True
         try:
-            yield from self._records()
+            yield from self.records()
         finally:
             self._emit(None)  # the bytes of a block cut short, if the stream ended in one
-
-    def _records(self) -> Iterator[tuple]:
-        read = self._read
-        offset = self._shb_len
-        frame_no = 0
-        last_ts = 0.0
-        endian = self.endian
-        unpack_head = struct.Struct(endian + "II").unpack
-        unpack_u32 = struct.Struct(endian + "I").unpack_from
-        emit = self._emit
-        try:
-            while True:
-                head = read(8)
-                if len(head) != 8:
-                    if head:
-                        self.truncated = (offset, f"file ends inside the header of the pcapng block "
-                                                  f"at byte {offset} ({len(head)} of 8 bytes present)")
-                    return
-                block_type, block_len = unpack_head(head)
-                if block_type == _SHB_TYPE:
-                    self._read_block_shb(head[4:])
-                    emit(_SHB_TYPE)
-                    offset += self._shb_len
-                    endian = self.endian
-                    unpack_head = struct.Struct(endian + "II").unpack
-                    unpack_u32 = struct.Struct(endian + "I").unpack_from
-                    continue
-                if block_len < 12 or block_len & 3 or block_len > _MAX_BLOCK_LEN:
-                    self.truncated = (offset, f"corrupt pcapng block at byte {offset}: "
-                                              f"block length {block_len} (type 0x{block_type:08x})")
-                    return
-                rest = read(block_len - 8)  # body and trailing length
-                if len(rest) != block_len - 8:
-                    self.truncated = (offset, f"file ends inside the pcapng block at byte {offset} "
-                                              f"(type 0x{block_type:08x}, {block_len} bytes, "
-                                              f"{len(rest) + 8} present)")
-                    return
-                if unpack_u32(rest, block_len - 12)[0] != block_len:
-                    self.truncated = (offset, f"corrupt pcapng block at byte {offset}: lengths at "
-                                              f"start ({block_len}) and end differ")
-                    return
-                emit(block_type)
-
-                packet = self._pcapng_block(block_type, block_len, rest, last_ts)
-                if packet is not None:
-                    frame_no += 1  # Wireshark numbers these blocks
-                    if packet is not _NUMBERED_ONLY:
-                        self.packet_count += 1
-                        last_ts, linktype, data = packet
-                        yield frame_no, last_ts, linktype, data
-                offset += block_len
-        except _CorruptBlock as exc:
-            self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
-        except (EOFError, OSError) as exc:
-            self.truncated = (offset, f"reading stopped after frame {frame_no} at byte {offset}: "
-                                      f"{exc or type(exc).__name__}")
 
 
 def open_stream(stream, on_block: Optional[BlockSink] = None, name: str = "-") -> PcapngStream:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from ..cli import EXIT_INPUT, EXIT_OK, error
+from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help
 from ..model import CLIENT, DIRECTION_NAMES, SERVER, Session
 from ..websocket import OP_BINARY, OP_CONTINUATION, OP_TEXT
 from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
@@ -53,11 +53,12 @@ output names (-o):
                          (capture name without extension) and {ext} (wav, ogg, ...),
                          e.g. -o 'audio/{stem}-{n}.{ext}'
 
-prints one line per written file: path, format, bytes, seconds.
-exit status: 0 every selected session written; 2 input error (bad capture, no such
-session, no audio, audio that cannot be wrapped); files that could be written are
-written anyway.
-"""
+prints one line per written file: path, format, bytes, seconds; files that could be
+written are written even when another session fails.
+
+""" + exit_codes_help("every selected session written", None,
+                      "input or usage error (bad capture, no such session, no audio, audio that\n"
+                      "     cannot be wrapped; one line on stderr)")
 
 
 def add_parser(sub) -> None:

@@ -9,9 +9,11 @@ from typing import Optional
 from ..cli import error
 
 
-def add_capture_arguments(p) -> None:
+def add_capture_arguments(p, one_pass: bool = False) -> None:
     """CAPTURE and --keylog, as every single-capture command takes them."""
-    p.add_argument("capture", metavar="CAPTURE", help="pcap or pcapng file")
+    p.add_argument("capture", metavar="CAPTURE",
+                   help="pcap or pcapng file (gzip too), or - for standard input" if one_pass else
+                   "pcap or pcapng file (gzip too); not - or a pipe: it is read twice")
     p.add_argument("--keylog", metavar="FILE",
                    help="TLS key log (NSS format) to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     from .report import add_server_name_option  # one definition of the flag for every command
@@ -24,12 +26,40 @@ def capture_options(args, keylog: Optional[str], **fields):
     return Options(keylog=keylog, server_names=tuple(args.server_names), **fields)
 
 
+# Why a command cannot take a pipe (`-`, a FIFO, `<(...)`): it reads the capture twice.
+READS_TWICE = {
+    "audio": "dgcap audio reads the capture twice (its sessions, then their audio)",
+    "extract": "dgcap extract reads the capture twice (its sessions, then their packets)",
+    "verify": "dgcap verify reads each capture twice (once per engine)",
+    "tshark": "the tshark engine reads each capture twice (dgcap finds the WebSocket ports, then tshark dissects)",
+}
+
+
+def pipe_problem(path: str, reads_twice: Optional[str]) -> Optional[str]:
+    """The error line for a pipe given to a command that reads its capture twice, or None."""
+    from ..capture import STDIN, is_pipe
+    if reads_twice is None or not is_pipe(path):
+        return None
+    what = "standard input" if path == STDIN else "a pipe"
+    return f"{path}: {what} can be read only once, and {reads_twice}: save it to a file first"
+
+
 def check_inputs(args) -> tuple[Optional[str], bool]:
     """(key log path or None, ok) for args.capture, args.keylog and args.session (if any);
-    not ok after one line on stderr."""
+    not ok after one line on stderr.  `-` is standard input, for the commands that read the
+    capture once."""
+    from ..capture import STDIN
     path = args.capture
-    if not os.path.isfile(path):
+    if os.path.isdir(path) and path != STDIN:
+        error(f"{path}: is a folder; dgcap {args.command} takes one capture file "
+              "(dgcap report takes folders)")
+        return None, False
+    if path != STDIN and not os.path.exists(path):
         error(f"{path}: no such file")
+        return None, False
+    problem = pipe_problem(path, READS_TWICE.get(args.command))
+    if problem:
+        error(problem)
         return None, False
     keylog = args.keylog or os.environ.get("SSLKEYLOGFILE") or None
     if keylog and not os.path.isfile(keylog):
@@ -61,9 +91,15 @@ def analyze(path: str, options):
         return None
 
 
-def capture_error(path: str, e: Exception) -> None:
+def capture_error_line(path: str, e: Exception) -> str:
+    """The error line for a capture that cannot be read: the path once (open_capture's
+    messages start with it, the tshark engine's do not)."""
     msg = str(e)
-    error(msg if msg.startswith(path) else f"{path}: {msg}")
+    return msg if msg.startswith(f"{path}: ") else f"{path}: {msg}"
+
+
+def capture_error(path: str, e: Exception) -> None:
+    error(capture_error_line(path, e))
 
 
 def analyze_or_explain(path: str, options, interrupted: str = "interrupted"):

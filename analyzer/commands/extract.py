@@ -31,7 +31,7 @@ from typing import Optional
 from urllib.parse import quote, quote_plus, unquote_plus
 
 from .. import __version__
-from ..cli import EXIT_INPUT, EXIT_OK, error
+from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help
 from ..model import CLIENT, SERVER, Session
 from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
                      pick_session)
@@ -59,8 +59,8 @@ secrets:
   opened, the key overwritten and the records sealed again with the same keys.
   --keep-secrets keeps the original bytes and says so in the section comment.
 
-exit status: 0 written; 2 input error (bad capture, no such session or finding).
-"""
+""" + exit_codes_help("written", None, "input or usage error (bad capture, no such session or finding; one line\n"
+                                     "     on stderr)")
 
 
 def add_parser(sub) -> None:
@@ -109,6 +109,10 @@ def run(args) -> int:
     output = args.output or default_name
     if os.path.isdir(output):
         error(f"{output}: is a folder; give a file name")
+        return EXIT_INPUT
+    folder = os.path.dirname(output)
+    if folder and not os.path.isdir(folder):  # checked here: the temporary file's name would be the error's
+        error(f"-o {output}: folder {folder} does not exist")
         return EXIT_INPUT
     if args.keep_secrets:
         sys.stderr.write("dgcap: warning: --keep-secrets: the extracted capture contains API keys "

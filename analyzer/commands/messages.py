@@ -4,12 +4,13 @@ type, length, and the text (unmasked, inflated, secrets redacted) or a binary su
 (length and SHA-256)."""
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from datetime import datetime, timezone
 
-from ..cli import EXIT_INPUT, EXIT_OK, error, write_output
+from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help, write_output
 from ..message_log import LoggedMessage, MessageLog, binary_summary
 from ..websocket import OP_CLOSE, OP_TEXT
 from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
@@ -21,8 +22,11 @@ def add_parser(sub) -> None:
                        description="Print the WebSocket messages of each session in order: time, "
                                    "frame, direction, type, length, and the text (unmasked and "
                                    "inflated) or a binary summary (length and SHA-256). Secrets "
-                                   "are redacted.")
-    add_capture_arguments(p)
+                                   "are redacted.",
+                       epilog=exit_codes_help("printed", None, "input or usage error (bad capture, no such session, no "
+                                                               "WebSocket session;\n     one line on stderr)"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_capture_arguments(p, one_pass=True)
     p.add_argument("--session", type=int, metavar="N",
                    help="only session N (numbered as in `dgcap report`); default every session")
     p.add_argument("--format", choices=("text", "jsonl"), default="text",

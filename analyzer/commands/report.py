@@ -19,6 +19,7 @@ from typing import Callable, Optional
 
 from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, write_output
 from ..model import CaptureReport, Report
+from .common import READS_TWICE, capture_error_line
 
 # Documents rendered from the whole Report at the end (har's messages are collected through a
 # hook as the analysis goes); record formats are written as the analysis goes (sessions as they
@@ -37,7 +38,8 @@ def add_parser(sub) -> None:
                                    "APIs and any WebSocket): each session's verdict, the facts behind it, "
                                    "findings with Wireshark filters, and Deepgram's explanation.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("paths", nargs="+", metavar="PATH", help="capture files or folders (searched recursively)")
+    r.add_argument("paths", nargs="+", metavar="PATH",
+                   help="capture files or folders (searched recursively); - for standard input (a pipe)")
     r.add_argument("--format", choices=FORMATS, default="rich",
                    help="rich (terminal, default), json (machine-readable), markdown or html (for a "
                         "support ticket; html is one self-contained file with a timeline per session), "
@@ -146,25 +148,50 @@ def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *,
     sessions end, and the captures returned then have no sessions (the records are the
     output); scheduler ("local" or a Dask scheduler address) runs the captures on Dask.
     """
-    files = find_captures(paths)
+    files = find_captures(paths, READS_TWICE["tshark"] if engine == "tshark" else None, jobs, scheduler)
     if files is None:
         return [], True
     return analyze_files(files, options, show_secrets, engine, jobs=jobs, progress=progress, stream=stream,
                          records=records, scheduler=scheduler)
 
 
-def find_captures(paths) -> Optional[list[str]]:
-    """The capture files under `paths`, or None after printing why there are none."""
+def find_captures(paths, reads_twice: Optional[str] = None, jobs: int = 1,
+                  scheduler: Optional[str] = None) -> Optional[list[str]]:
+    """The capture files under `paths`, or None after printing why there are none.
+
+    `-` is standard input (once).  reads_twice: why the command cannot take a pipe (None: it
+    can); jobs, scheduler: as analyze_files gets them (worker processes do not share our
+    standard input).
+    """
+    from ..capture import STDIN
     from ..pipeline import capture_files
+    from .common import pipe_problem
+    if paths.count(STDIN) > 1:
+        error("-: standard input can be given only once")
+        return None
     for p in paths:
-        if not os.path.exists(p):
+        if p != STDIN and not os.path.exists(p):
             error(f"{p}: no such file or folder")
             return None
     files = capture_files(paths)
     if not files:
         error(f"no capture files (pcap/pcapng) found in {', '.join(paths)}")
         return None
+    for p in files:
+        problem = pipe_problem(p, reads_twice)
+        if problem:
+            error(problem)
+            return None
+    if STDIN in files and _parallel(files, jobs, scheduler):
+        error("-: standard input cannot be handed to worker processes (-j/--scheduler): "
+              "save it to a file, or drop -j/--scheduler")
+        return None
     return files
+
+
+def _parallel(files: list, jobs: int, scheduler: Optional[str]) -> bool:
+    """Do these captures go to worker processes?"""
+    return scheduler is not None or (jobs > 1 and len(files) > 1)
 
 
 def analyze_files(files, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
@@ -173,7 +200,7 @@ def analyze_files(files, options, show_secrets: bool, engine: str = "native", *,
     from ..report.progress import ProgressDisplay
     display = ProgressDisplay(files, enabled=progress and sys.stderr.isatty())
     sink = records.write if records is not None else None
-    parallel = scheduler is not None or (jobs > 1 and len(files) > 1)
+    parallel = _parallel(files, jobs, scheduler)
 
     def lost(path: str, why: str):
         """A capture whose worker never returned: its error row, in the records too."""
@@ -267,9 +294,7 @@ def _analyze_one(path: str, options, redact: bool, engine: str):
     try:
         cap = analyze_capture(path, options)
     except CaptureError as e:
-        # open_capture's messages already start with the path: do not repeat it
-        msg = str(e) if str(e).startswith(f"{path}: ") else f"{path}: {e}"
-        return CaptureReport(path=path, format=None, error=str(e)), msg
+        return CaptureReport(path=path, format=None, error=str(e)), capture_error_line(path, e)
     except MemoryError:
         return (CaptureReport(path=path, format=None, error="out of memory"),
                 f"{path}: out of memory while analysing (please report this capture)")
@@ -485,7 +510,8 @@ def _fleet_problem(args) -> Optional[str]:
 
 def _run_records(args, options, jobs: int, stream) -> int:
     """jsonl and parquet: records written as the captures are analysed; exit code from the records."""
-    files = find_captures(args.paths)
+    files = find_captures(args.paths, READS_TWICE["tshark"] if args.engine == "tshark" else None, jobs,
+                          args.scheduler)
     if files is None:
         return EXIT_INPUT
     outcome = {}

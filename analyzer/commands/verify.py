@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
-from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, write_output
+from ..cli import EXIT_FINDINGS, EXIT_INPUT, EXIT_OK, error, exit_codes_help, write_output
 from .report import add_analysis_options, options_from
 
 _EPILOG = """\
@@ -26,8 +27,9 @@ reasons and frames, initiator, TCP end; gaps; finding ids and their frames; Deep
 endpoint, message counts, transcript, diagnosis, audio bytes and chunks; TLS version,
 cipher suite, SNI, decryption.  Known tshark limitations: docs/tshark-differences.md.
 
-exit status: 0 the engines agree, 1 they disagree, 2 input error or tshark missing.
-"""
+""" + exit_codes_help("the engines agree on every capture", "they disagree on at least one capture",
+                      "input or usage error, a capture that could not be read, or tshark missing\n"
+                      "     (one line on stderr each)")
 
 
 def add_parser(sub) -> None:
@@ -47,7 +49,8 @@ def run(args) -> int:
     from ..capture import CaptureError
     from ..engines.compare import compare_reports
     from ..engines.tshark import TSHARK_MISSING, analyze_capture_tshark, find_tshark, tshark_version
-    from ..pipeline import analyze_capture, capture_files
+    from ..pipeline import analyze_capture
+    from .common import capture_error_line
     from ..redact import redact_session
 
     options, problem = options_from(args)
@@ -58,43 +61,61 @@ def run(args) -> int:
     if tshark is None:
         error(TSHARK_MISSING)
         return EXIT_INPUT
-    for p in args.paths:
-        if not os.path.exists(p):
-            error(f"{p}: no such file or folder")
-            return EXIT_INPUT
-    files = capture_files(args.paths)
-    if not files:
-        error(f"no capture files (pcap/pcapng) found in {', '.join(args.paths)}")
+    from .common import READS_TWICE
+    from .report import find_captures
+    files = find_captures(args.paths, READS_TWICE["verify"])
+    if files is None:
         return EXIT_INPUT
 
-    results, input_error = [], False
+    results, failed = [], []
     for path in files:
         try:
             native = analyze_capture(path, options)
             other = analyze_capture_tshark(path, options, native=native)
         except CaptureError as e:
-            error(f"{path}: {e}")
-            input_error = True
+            failed.append((path, capture_error_line(path, e)))
+            error(failed[-1][1])
             continue
         if not args.show_secrets:
             for s in native.sessions + other.sessions:
                 redact_session(s)
+        for f in native.findings + other.findings:
+            if f.id == "capture-truncated":
+                engine = "tshark" if f in other.findings else "native"
+                sys.stderr.write(f"dgcap: warning: {path}: {engine} engine: {f.message.removeprefix('tshark: ')}\n")
         results.append((path, native, other, compare_reports(native, other)))
 
     version = tshark_version(tshark)
     if args.format == "json":
-        write_output(json.dumps(_json(results, version), indent=2, ensure_ascii=False, default=str) + "\n",
+        write_output(json.dumps(_json(results, failed, version), indent=2, ensure_ascii=False, default=str) + "\n",
                      args.output)
     else:
-        _rich(results, version, args.output)
-    if input_error:
+        _rich(files, results, failed, version, args.output)
+    if failed:
         return EXIT_INPUT
     return EXIT_FINDINGS if any(diffs for *_, diffs in results) else EXIT_OK
 
 
-def _json(results, version: str) -> dict:
+def summary_line(results, failed, version: str) -> str:
+    """How many captures the engines agree on, differ on, and could not compare (one line)."""
+    agree = sum(1 for *_, diffs in results if not diffs)
+    total = len(results) + len(failed)
+    parts = [f"{agree} of {total} capture{'s' if total != 1 else ''}: engines agree"]
+    if len(results) - agree:
+        parts.append(f"{len(results) - agree} differ{'s' if len(results) - agree == 1 else ''}")
+    if failed:
+        parts.append(f"{len(failed)} could not be read")
+    return (f"{', '.join(parts)} (native vs tshark {version}); known tshark limitations: "
+            "docs/tshark-differences.md")
+
+
+def _json(results, failed, version: str) -> dict:
+    agree = sum(1 for *_, diffs in results if not diffs)
     return {"tool": "dgcap", "command": "verify", "engines": {"native": {"name": "native"},
                                                            "tshark": {"name": "tshark", "version": version}},
+            "summary": {"captures": len(results) + len(failed), "agree": agree,
+                        "differ": len(results) - agree, "failed": len(failed)},
+            "failed": [{"path": path, "error": line} for path, line in failed],
             "captures": [{"path": path, "agree": not diffs, "packets": native.packets,
                           "sessions": [_session(s) for s in native.sessions],
                           "differences": [{"tcp_stream": d.tcp_stream, "group": d.group, "name": d.name,
@@ -118,37 +139,55 @@ def _value(v) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _rich(results, version: str, output) -> None:
+def _rich(files, results, failed, version: str, output) -> None:
+    """Status lines never wrap (a path broken across lines cannot be copied); a table of
+    differences that does not fit the width is shown stacked, a difference per block."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     if output:
         console = Console(record=True, width=140, file=open(os.devnull, "w"))
     else:
         console = Console()
-    agree = sum(1 for *_, diffs in results if not diffs)
-    for path, native, other, diffs in results:
+
+    def line(text: str) -> None:
+        console.print(text, soft_wrap=True)
+
+    compared = {path: (native, other, diffs) for path, native, other, diffs in results}
+    for path in files:  # in the order given, failures too
+        if path not in compared:
+            line(f"[red]failed[/red] {escape(path)}: not compared (the error is on stderr)")
+            continue
+        native, other, diffs = compared[path]
         sessions = len(native.sessions)
         if not diffs:
-            console.print(f"[green]agree[/green]  {path}: {sessions} session{'s' if sessions != 1 else ''}, "
-                          f"{native.packets} packets")
+            line(f"[green]agree[/green]  {escape(path)}: {sessions} session{'s' if sessions != 1 else ''}, "
+                 f"{native.packets} packets")
             continue
-        console.print(f"[red]differ[/red] {path}: {len(diffs)} difference{'s' if len(diffs) != 1 else ''}")
+        line(f"[red]differ[/red] {escape(path)}: {len(diffs)} difference{'s' if len(diffs) != 1 else ''}")
         labels = {s.tcp_stream: f"{s.client} -> {s.server}" for s in native.sessions + other.sessions}
         by_stream: dict = {}
         for d in diffs:
             by_stream.setdefault(d.tcp_stream, []).append(d)
         for stream, rows in by_stream.items():
-            title = "capture" if stream is None else f"tcp.stream eq {stream}  {labels.get(stream, '')}"
-            table = Table(title=title, title_justify="left", show_lines=False, expand=False)
-            table.add_column("group", style="dim")
-            table.add_column("value", no_wrap=True)
-            table.add_column("native", overflow="fold")
-            table.add_column(f"tshark {version}", overflow="fold")
+            line(escape("capture" if stream is None else f"tcp.stream eq {stream}  {labels.get(stream, '')}"))
+            header = ("group", "value", "native", f"tshark {version}")
+            cells = [(d.group, d.name, _value(d.native), _value(d.tshark)) for d in rows]
+            # Each column as wide as its widest cell, plus 3 per column and 1 for the borders.
+            needed = sum(max(len(c) for c in column) for column in zip(header, *cells)) + 3 * len(header) + 1
+            if needed <= console.width:
+                table = Table(show_lines=False, expand=False)
+                for i, name in enumerate(header):
+                    table.add_column(name, style="dim" if i == 0 else None, no_wrap=True)
+                for row in cells:
+                    table.add_row(*map(escape, row))
+                console.print(table)
+                continue
             for d in rows:
-                table.add_row(d.group, d.name, _value(d.native), _value(d.tshark))
-            console.print(table)
-    console.print(f"{agree} of {len(results)} capture{'s' if len(results) != 1 else ''}: engines agree "
-                  f"(native vs tshark {version}); known tshark limitations: docs/tshark-differences.md")
+                line(f"  [dim]{escape(d.group)}[/dim] {escape(d.name)}")
+                line(f"    native: {escape(_value(d.native))}")
+                line(f"    tshark {version}: {escape(_value(d.tshark))}")
+    line(escape(summary_line(results, failed, version)))
     if output:
         write_output(console.export_text(), output)

@@ -25,7 +25,14 @@ KEYLOG_LAG = 1.0  # seconds packets wait for their TLS secrets to reach the key 
 
 
 def add_parser(sub) -> None:
-    w = sub.add_parser("watch", help="capture live and watch WebSocket sessions as they happen")
+    import argparse
+    from ..cli import EXIT_CODES_HELP
+    w = sub.add_parser("watch", help="capture live and watch WebSocket sessions as they happen",
+                       description="Capture live with dumpcap and show every WebSocket session as it happens "
+                                   "(endpoint, handshake, audio rate, seconds since the client's last frame, "
+                                   "close codes); Ctrl-C or --duration stops and prints the full report, the "
+                                   "same as `dgcap report` on the written file.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     w.add_argument("-i", "--interface", required=True, metavar="IFACE",
                    help="interface to capture on (lo, eth0, any...; list them with dumpcap -D)")
     w.add_argument("-f", "--filter", default="tcp", metavar="BPF",

@@ -253,6 +253,16 @@ OTHER_FINDINGS_PRIORITY = (
 )
 
 
+def finding_rank(finding_id: str) -> int:
+    """Where a finding id stands in the order the diagnosis chooses: DIAGNOSIS_PRIORITY, then
+    OTHER_FINDINGS_PRIORITY, then every other id (equal).  Renderers break ties with it."""
+    return _RANK.get(finding_id, len(_RANK))
+
+
+_RANK = {finding_id: i for i, finding_id in
+         enumerate(dict.fromkeys([fid for fid, _ in DIAGNOSIS_PRIORITY] + list(OTHER_FINDINGS_PRIORITY)))}
+
+
 def _other_findings(session: Session) -> Optional[str]:
     def rank(f: Finding) -> tuple:
         listed = OTHER_FINDINGS_PRIORITY

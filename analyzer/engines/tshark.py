@@ -35,6 +35,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import re
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ from ..tls.suites import suite_name, version_name
 from ..websocket import Frame, MessageAssembler
 from ..websocket.frames import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT
 from .tshark_dissect import (DISPLAY_FILTER, Packet, StreamInfo, TsharkFailed, WsFrame, _truncated,
-                             dissect, stream_table)
+                             dissect, stream_table, tshark_problems)
 
 TSHARK_MISSING = ("tshark not found: install it with `apt-get install tshark` (Debian/Ubuntu) "
                   "or Wireshark's installer; then re-run")
@@ -126,18 +127,16 @@ def analyze_capture_tshark(path: str, options: Optional[Options] = None,
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(stream_table, tshark, path)
         try:
-            packets = dissect(tshark, path, rules, prefs, version=tshark_version(tshark),
-                              keep_binary=None if options.binary_hook is not None else options.keep_binary)
+            packets, problem = dissect(tshark, path, rules, prefs, version=tshark_version(tshark),
+                                       keep_binary=None if options.binary_hook is not None else options.keep_binary)
             t1 = time.perf_counter()
             table = pending.result()
-            packets = table.place(packets)
         except TsharkFailed as e:
             raise CaptureError(f"tshark cannot read it: {e}") from None
-        except Exception as e:  # pyshark wraps tshark's failures in its own exception types
-            if type(e).__module__.startswith("pyshark"):
-                problem = _first_line(pending) or str(e)
-                raise CaptureError(f"tshark (through pyshark) failed: {problem}") from None
-            raise
+        if problem is not None and not any(_truncated(line) for line in table.warnings):
+            # Not a capture tshark read up to a cut or a corrupt record: a failure.
+            raise CaptureError(f"tshark (through pyshark) failed: {problem}")
+        packets = table.place(packets)
     t2 = time.perf_counter()
 
     builder = _Builder(report, options, table, native)
@@ -153,27 +152,18 @@ def analyze_capture_tshark(path: str, options: Optional[Options] = None,
                             "pyshark": round(t1 - t0, 3), "stream_table_wait": round(t2 - t1, 3),
                             "model": round(time.perf_counter() - t2, 3)}},
         tcp={"connections": len(table.streams)})
-    for line in table.warnings:
+    for i, line in enumerate(table.warnings):
         if _truncated(line):
+            # With its detail, "(pcap: File has 4294967040-byte packet, ...)", on the next line.
+            lines = [line] + list(itertools.takewhile(lambda w: w.startswith("("), table.warnings[i + 1:]))
             report.findings.append(Finding(
                 "capture-truncated", ERROR,
-                f"tshark: {line.removeprefix('tshark: ')} The report covers the {table.packets} packets "
+                f"tshark: {tshark_problems(lines, path)} The report covers the {table.packets} packets "
                 "before it.",
                 [table.packets] if table.packets else [], table.last_time,
                 {"packets_read": table.packets}))
             break
     return report
-
-
-def _first_line(pending) -> Optional[str]:
-    """tshark's own complaint, when the stream-table run saw one (pyshark only says it crashed)."""
-    try:
-        pending.result()
-    except TsharkFailed as e:
-        return str(e)
-    except Exception:
-        return None
-    return None
 
 
 # -- tshark's records into the native message rules -------------------------------------

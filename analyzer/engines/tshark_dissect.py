@@ -25,6 +25,7 @@ never from its `show` text, which tshark escapes.
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from array import array
 from dataclasses import dataclass, field
@@ -175,7 +176,7 @@ def stream_table(tshark: str, path: str) -> StreamTable:
     problems = [e.strip() for e in err.splitlines()
                 if e.strip() and "Running as user" not in e and "dangerous" not in e]
     if rc != 0 and not table.packets:
-        raise TsharkFailed(problems[-1] if problems else f"tshark exited with status {rc}")
+        raise TsharkFailed(tshark_problems(problems, path) if problems else f"tshark exited with status {rc}")
     table.warnings = problems
     return table
 
@@ -444,7 +445,10 @@ PDML_PROTOCOLS = "websocket websocket.fragments websocket.payload.continue http 
 
 def dissect(tshark: str, path: str, decode_as: dict, prefs: dict, version: Optional[str] = None,
             keep_binary: Optional[int] = None) -> list:
-    """[Packet] in frame order, from pyshark's PDML (stream and sender: StreamTable.place).
+    """([Packet] in frame order, problem): from pyshark's PDML (stream and sender:
+    StreamTable.place); problem is None, or one line saying how tshark failed (after a cut
+    or corrupt record it exits with status 2, and the packets before it are returned: the
+    stream table's warnings tell a partial capture from a failure).
 
     keep_binary: keep only this many bytes of a whole (unfragmented, uncompressed) binary
     frame's payload, as the native engine does (None: keep everything, for audio export).
@@ -463,6 +467,7 @@ def dissect(tshark: str, path: str, decode_as: dict, prefs: dict, version: Optio
         except Exception:
             pass
     out: list = []
+    failure: Optional[Exception] = None
     try:
         for p in cap:
             pkt = _packet(p)
@@ -472,23 +477,35 @@ def dissect(tshark: str, path: str, decode_as: dict, prefs: dict, version: Optio
                         f.payload = f.payload[:keep_binary]
             out.append(pkt)
     except Exception as e:
-        _unless_truncated(cap, e)
+        failure = e
     finally:
         try:
             cap.close()
         except Exception as e:
-            _unless_truncated(cap, e)
-    return out
+            failure = failure or e
+        # pyshark raises tshark's exit status again when the object is collected ("Exception
+        # ignored in ... TSharkCrashException" and a traceback): it has been handled here.
+        getattr(cap, "_running_processes", set()).clear()
+    if failure is not None and not type(failure).__module__.startswith("pyshark"):
+        raise failure
+    return out, None if failure is None else pyshark_problem(failure)
 
 
-def _unless_truncated(cap, e: Exception) -> None:
-    """A capture cut short: tshark dissected every packet before the cut, then exited with
-    status 2, which pyshark raises when it reaps the process (while iterating or at close()).
-    Keep what it gave (the stream table reports the truncation) and stop pyshark raising it
-    again (at close() or when the object is collected).  Anything else is raised."""
-    if not (type(e).__module__.startswith("pyshark") and _truncated(str(e))):
-        raise e
-    getattr(cap, "_running_processes", set()).clear()
+def pyshark_problem(e: Exception) -> str:
+    """pyshark's exception as one line: tshark's exit status and its last error line."""
+    text = str(e)
+    status = re.search(r"retcode: (-?\d+)", text)
+    last = re.search(r"Last error line: (.*)", text)
+    if status:
+        detail = last.group(1).strip() if last else ""
+        return f"tshark exited with status {status.group(1)}" + (f": {detail}" if detail else "")
+    return text.splitlines()[0] if text.strip() else type(e).__name__
+
+
+def tshark_problems(lines: list, path: str) -> str:
+    """tshark's complaint about a file on one line, the file's name left out (the caller's
+    line starts with it): 'The file appears to be damaged or corrupt. (pcap: File has ...)'."""
+    return " ".join(line.removeprefix("tshark: ").replace(f' "{path}"', "") for line in lines)
 
 
 def _truncated(message: str) -> bool:

@@ -22,9 +22,24 @@ class RuleContext:
     keylog_name: Optional[str] = None  # the key log file the user gave (its name only), if any
 
 
+# The order rules run in, and so the order of a session's findings: these modules in this
+# order, each module's rules in the order they are defined.  Fixed here, not by whichever
+# module happens to be imported first (a test, the tshark engine...): with two findings of the
+# same severity and time (handshake-cause and handshake-failed, both at the 401 response),
+# the report's first finding and the summary's "top finding" would depend on import order.
+RULE_MODULES = ("deepgram_endpoint_rules", "deepgram_rules", "rules", "encrypted_rules")
+
+
 def rule(fn: RuleFn) -> RuleFn:
     RULES.append((fn.__name__, fn))
     return fn
+
+
+def _rule_order(entry: tuple[str, RuleFn]) -> tuple:
+    fn = entry[1]
+    module = fn.__module__.rsplit(".", 1)[-1]
+    return (RULE_MODULES.index(module) if module in RULE_MODULES else len(RULE_MODULES), fn.__module__,
+            fn.__code__.co_firstlineno)
 
 
 def run_rules(session: Session, ctx: RuleContext) -> list[Finding]:
@@ -71,3 +86,4 @@ def _load_rule_modules() -> None:
         return
     _loaded = True
     from . import deepgram_endpoint_rules, deepgram_rules, encrypted_rules, rules  # noqa: F401
+    RULES.sort(key=_rule_order)

@@ -60,9 +60,12 @@ class ProgressDisplay:
         self.enabled = enabled and bool(files)
         self.files = files
         self.sizes = []
+        from ..capture import is_pipe
+        # A pipe's size is unknown until it ends: the bar then counts bytes without a total.
+        self.unknown_size = any(is_pipe(f) for f in files)
         for f in files:
             try:
-                self.sizes.append(os.path.getsize(f))
+                self.sizes.append(0 if is_pipe(f) else os.path.getsize(f))
             except OSError:
                 self.sizes.append(0)
         self.read = [0] * len(files)
@@ -88,7 +91,8 @@ class ProgressDisplay:
         if not self.enabled:
             return
         self.finished[index] = True
-        self.read[index] = self.sizes[index]
+        if not self.unknown_size:
+            self.read[index] = self.sizes[index]
         self.refresh()
 
     def refresh(self) -> None:
@@ -105,7 +109,8 @@ class ProgressDisplay:
         label = f"{name}" if len(self.files) == 1 else f"{n_done}/{len(self.files)} captures, {name}"
         pps = sum(self.packets) / elapsed if elapsed > 0 else 0.0
         from rich.markup import escape
-        self._progress.update(self._task, completed=min(sum(self.read), sum(self.sizes)),
+        read = sum(self.read) if self.unknown_size else min(sum(self.read), sum(self.sizes))
+        self._progress.update(self._task, completed=read,
                               description=escape(printable(label)), pps=f"{pps:,.0f}")
 
     def _start(self) -> None:
@@ -120,7 +125,8 @@ class ProgressDisplay:
             # --stream lines on stdout go through the bar's console only when both share a terminal;
             # a redirected stdout keeps them.
             redirect_stdout=sys.stdout.isatty(), redirect_stderr=True)
-        self._task = self._progress.add_task("", total=max(sum(self.sizes), 1), pps="0")
+        self._task = self._progress.add_task("", total=None if self.unknown_size else max(sum(self.sizes), 1),
+                                             pps="0")
         self._progress.start()
 
     @property

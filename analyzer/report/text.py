@@ -46,8 +46,13 @@ def finding_counts(s: Session) -> dict[str, int]:
 
 
 def sorted_findings(findings):
+    """Most severe first, then earliest; at the same severity and time, the finding the
+    diagnosis would speak for first (deepgram.diagnosis.finding_rank), then by id: the first
+    finding (the summary's "top finding") never depends on the order rules ran in."""
+    from ..deepgram.diagnosis import finding_rank
     return sorted(findings, key=lambda f: (SEVERITY_ORDER.get(f.severity, 3),
-                                           f.time if f.time is not None else 0.0))
+                                           f.time if f.time is not None else 0.0,
+                                           finding_rank(f.id), f.id))
 
 
 def duration(a: float | None, b: float | None) -> str:
