@@ -56,6 +56,8 @@ _MAX_CAPLEN_BY_LINKTYPE = {231: 128 << 20, 249: 128 << 20, 279: 8 << 20}  # D-Bu
 # Wireshark's MAX_BLOCK_SIZE: an EPB with a maximum-size D-Bus packet and 128 KiB of options.
 _MAX_BLOCK_LEN = 32 + (128 << 20) + 131072
 
+_PACKET_BLOCK_NAMES = {6: "Enhanced Packet Block", 2: "Packet Block"}
+
 # Non-packet pcapng records that Wireshark (4.0-4.4) numbers as frames: custom
 # blocks (copyable and not), systemd journal export, sysdig event blocks.
 _NUMBERED_NON_PACKET_BLOCKS = frozenset({0x00000BAD, 0x40000BAD, 0x00000009,
@@ -378,13 +380,15 @@ class _PcapNgFile(_CaptureFile):
                                struct.Struct(e + "HxxIII").unpack_from)
         unpack_u32, unpack_epb, unpack_pb = self._unpackers
         interfaces = self._section_interfaces
-        if block_type == 6:  # Enhanced Packet Block
+        if block_type == 6 or block_type == 2:  # Enhanced Packet Block, obsolete Packet Block
+            # The same layout but for the interface id: 32 bits in an EPB, 16 bits and a
+            # 16-bit drop count in a PB.
             if block_len < 32:
-                raise _CorruptBlock(f"Enhanced Packet Block too short ({block_len} bytes)")
-            interface_id, ts_high, ts_low, caplen = unpack_epb(rest, 0)
+                raise _CorruptBlock(f"{_PACKET_BLOCK_NAMES[block_type]} too short ({block_len} bytes)")
+            interface_id, ts_high, ts_low, caplen = (unpack_epb if block_type == 6 else unpack_pb)(rest, 0)
             if caplen > block_len - 32:
-                raise _CorruptBlock(f"Enhanced Packet Block claims {caplen} captured bytes, "
-                                    f"holds {block_len - 32}")
+                raise _CorruptBlock(f"{_PACKET_BLOCK_NAMES[block_type]} claims {caplen} captured "
+                                    f"bytes, holds {block_len - 32}")
             if interface_id >= len(interfaces):
                 raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
                                     f"describes {len(interfaces)}")
@@ -405,19 +409,6 @@ class _PcapNgFile(_CaptureFile):
             # No timestamp in an SPB (tshark shows none): reuse the previous packet's so
             # that times stay monotonic for gap measurement.
             return last_ts, linktype, rest[4:4 + caplen]
-        if block_type == 2:  # obsolete Packet Block
-            if block_len < 32:
-                raise _CorruptBlock(f"Packet Block too short ({block_len} bytes)")
-            interface_id, ts_high, ts_low, caplen = unpack_pb(rest, 0)
-            if caplen > block_len - 32:
-                raise _CorruptBlock(f"Packet Block claims {caplen} captured bytes, "
-                                    f"holds {block_len - 32}")
-            if interface_id >= len(interfaces):
-                raise _CorruptBlock(f"packet on interface {interface_id}, but the section "
-                                    f"describes {len(interfaces)}")
-            linktype, ticks_per_second, offset_ticks, _snaplen = interfaces[interface_id]
-            return ((((ts_high << 32) | ts_low) + offset_ticks) / ticks_per_second, linktype,
-                    rest[20:20 + caplen])
         if block_type == 1:
             self._read_block_idb(memoryview(rest)[:block_len - 12])
         elif block_type == 10:

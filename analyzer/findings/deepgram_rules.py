@@ -53,8 +53,7 @@ def deepgram_handshake_cause(session: Session, ctx: RuleContext) -> Iterable[Fin
 
 @rule
 def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _deepgram(session)
-    if dg is None:
+    if (dg := _deepgram(session)) is None:
         return []
     hs = session.handshake
     # already reported by handshake-cause
@@ -81,8 +80,7 @@ def deepgram_params(session: Session, ctx: RuleContext) -> Iterable[Finding]:
 
 @rule
 def deepgram_client_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _deepgram(session)
-    if dg is None:
+    if (dg := _deepgram(session)) is None:
         return []
     out = []
     endpoint, known = endpoint_knowledge(session)
@@ -432,8 +430,7 @@ def _uncatalogued_server_close(session: Session, dg: DeepgramSummary) -> list[Fi
 
 @rule
 def deepgram_server_messages(session: Session, ctx: RuleContext) -> Iterable[Finding]:
-    dg = _deepgram(session)
-    if dg is None:
+    if (dg := _deepgram(session)) is None:
         return []
     out = []
     for events, fid, severity, what in ((dg.server_errors, "server-error", ERROR, "an Error"),
