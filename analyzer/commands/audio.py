@@ -20,8 +20,7 @@ from typing import Optional
 from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help
 from ..model import CLIENT, DIRECTION_NAMES, SERVER, Session
 from ..websocket import OP_BINARY, OP_CONTINUATION, OP_TEXT
-from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
-                     pick_session)
+from .common import add_capture_arguments, analyze_args, analyze_or_explain, pick_session
 
 # Server payload bytes kept per frame in the second pass (the pipeline only streams
 # client payloads; server frames arrive whole through frame_hook).  Larger frames
@@ -103,10 +102,7 @@ def run(args) -> int:
     from ..deepgram.export import DIRECTIONS, default_direction, has_audio, plan_export
 
     path = args.capture
-    keylog, ok = check_inputs(args)
-    if not ok:
-        return EXIT_INPUT
-    report = analyze_or_explain(path, capture_options(args, keylog), "interrupted: no audio file written")
+    keylog, report = analyze_args(args, interrupted="interrupted: no audio file written")
     if report is None:
         return EXIT_INPUT
     sessions = report.sessions

@@ -120,6 +120,19 @@ def analyze_or_explain(path: str, options, interrupted: str = "interrupted"):
     return report
 
 
+def analyze_args(args, attach=None, interrupted: str = "interrupted"):
+    """The single-capture commands' prologue: check_inputs, then the analysis of
+    args.capture.  (key log path, report); report None after one line on stderr.
+    `attach(options)` lets a command add its observers (messages' MessageLog)."""
+    keylog, ok = check_inputs(args)
+    if not ok:
+        return keylog, None
+    options = capture_options(args, keylog)
+    if attach is not None:
+        options = attach(options)
+    return keylog, analyze_or_explain(args.capture, options, interrupted)
+
+
 def pick_session(path: str, sessions: list, number: int):
     """Session `number` (1-based, as numbered by `dgcap report`), or None after one line."""
     if not sessions:

@@ -33,8 +33,7 @@ from urllib.parse import quote, quote_plus, unquote_plus
 from .. import __version__
 from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help
 from ..model import CLIENT, SERVER, Session
-from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
-                     pick_session)
+from .common import add_capture_arguments, analyze_args, pick_session
 
 # Bytes at the start of each direction searched for secrets: the HTTP upgrade request and
 # response (Options.max_http_header bounds them the same way).
@@ -86,10 +85,7 @@ def run(args) -> int:
     from .audio import capture_stem
 
     path = args.capture
-    keylog, ok = check_inputs(args)
-    if not ok:
-        return EXIT_INPUT
-    report = analyze_or_explain(path, capture_options(args, keylog))
+    keylog, report = analyze_args(args)
     if report is None:
         return EXIT_INPUT
     if args.session is not None:

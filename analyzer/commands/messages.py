@@ -13,8 +13,7 @@ from datetime import datetime, timezone
 from ..cli import EXIT_INPUT, EXIT_OK, error, exit_codes_help, write_output
 from ..message_log import LoggedMessage, MessageLog, binary_summary
 from ..websocket import OP_CLOSE, OP_TEXT
-from .common import (add_capture_arguments, analyze_or_explain, capture_options, check_inputs,
-                     pick_session)
+from .common import add_capture_arguments, analyze_args, pick_session
 
 
 def add_parser(sub) -> None:
@@ -40,11 +39,8 @@ def run(args) -> int:
     from ..redact import redact_session
 
     path = args.capture
-    keylog, ok = check_inputs(args)
-    if not ok:
-        return EXIT_INPUT
     log = MessageLog(redact=not args.show_secrets)
-    report = analyze_or_explain(path, log.attach(capture_options(args, keylog)))
+    _keylog, report = analyze_args(args, attach=log.attach)
     if report is None:
         return EXIT_INPUT
     sessions = report.sessions
