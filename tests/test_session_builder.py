@@ -15,7 +15,7 @@ from analyzer.http import Request, Response
 from analyzer.limits import SESSION_ANOMALY_RECORDS
 from analyzer.model import CLIENT, SERVER, Gap, Session, TlsInfo
 from analyzer.session import SessionBuilder
-from analyzer.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, Frame, Message
+from analyzer.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Frame, Message
 
 T = 1_000_000.0  # a round epoch second: T + 10.0 - T == 10.0 exactly
 
@@ -237,6 +237,23 @@ def test_the_running_silence_starts_at_the_101_then_the_last_client_frame_and_fr
     close(b, CLIENT, 4, T + 5.0)  # the close ends the measurement: the silence started at 2.0
     frame(b, CLIENT, 5, T + 6.0)
     assert b.client_silence_since() == T + 2.0
+
+
+def test_the_running_silence_counts_data_frames_only_pings_and_pongs_do_not_end_it():
+    """The live counter is the NET-0001 clock (text or binary data); the report's "any" gap
+    still ends at a ping (docs/json-contract.md: "no WebSocket frame")."""
+    b = builder()
+    frame(b, CLIENT, 3, T + 1.0)  # audio
+    frame(b, CLIENT, 4, T + 4.0, OP_PING, 0)
+    frame(b, CLIENT, 5, T + 8.0, OP_PONG, 0)
+    assert b.client_silence_since() == T + 1.0
+    frame(b, CLIENT, 6, T + 12.5, OP_PING, 0)
+    assert b.client_silence_since() == T + 1.0
+    frame(b, CLIENT, 7, T + 13.0, OP_TEXT, 20)  # a KeepAlive is data: it ends the silence
+    assert b.client_silence_since() == T + 13.0
+    frame(b, CLIENT, 8, T + 14.0, OP_BINARY, 0)  # an empty binary frame is a data frame too
+    assert b.client_silence_since() == T + 14.0
+    assert gaps(b, T + 14.5) == [("audio", 13.5, 3, None, "capture-end")]  # no "any" gap
 
 
 # -- evidence past the cap --------------------------------------------------------------

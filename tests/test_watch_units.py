@@ -308,9 +308,10 @@ def test_dashboard_rows_and_findings():
     cells = [c.strip() for c in row.split("│")[1:-1]]
     assert expected["server"] == "127.0.0.1:18004"
     assert cells == ["1", f"{expected['client']} → :18004", "listen", "101", rid, "0 B/s",
-                     "0.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "1", "S:1011 C:1011 FIN"]
+                     "0.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "-", "1", "S:1011 C:1011 FIN"]
     assert "#1  error    deepgram-close  Deepgram closed the stream with 1011 NET-0001" in text
-    assert "Sessions (silence: yellow at 5 s, red over 10 s)" in text
+    assert ("Sessions (silent: no audio or text frame from the client, yellow at 5 s, red over 10 s; pings and "
+            "pongs do not count. audio: payload bytes/s over 3 s, inflated)") in text
 
 
 def test_dashboard_before_any_session_and_while_stopping():
@@ -371,3 +372,41 @@ def test_keylog_follower_reads_whole_new_lines(tmp_path):
     assert follower.poll() == 0
     path.write_text(line.replace("11", "33", 32))  # rewritten from scratch (smaller: truncated)
     assert follower.poll() == 1 and len(keylog) == 2
+
+
+def test_live_silence_counts_data_frames_pings_are_shown_but_do_not_reset_it():
+    """NET-0001's clock: a client that pauses its audio while pinging every 2 s is silent."""
+    from analyzer.events import HandshakeRequest, HandshakeResponse
+    from analyzer.http import Request, Response
+    from analyzer.model import CLIENT, Session
+    from analyzer.session import SessionBuilder
+    from analyzer.websocket import OP_BINARY, OP_PING, Frame, Message
+
+    T = 1_000_000.0
+    options = Options()
+    state = LiveState(10.0, [])
+    state.install(options)
+    session = Session(0, "127.0.0.1:5000", "127.0.0.1:18004", 0)
+    state.sessions.append(session)
+    b = SessionBuilder(session, 10.0, hooks=options)
+    state.builder(b)
+    b.request(HandshakeRequest(Request("GET", "/v1/listen?encoding=linear16&sample_rate=16000", "/v1/listen",
+                                       {"encoding": "linear16", "sample_rate": "16000"}, "HTTP/1.1", []), 1, T))
+    b.response(HandshakeResponse(Response("HTTP/1.1", 101, "Switching Protocols", []), 2, T))
+
+    def send(no, at, opcode, length):
+        b.ws_frame(CLIENT, Frame(True, 0, opcode, True, None, length, 2, no, at, no, at))
+        b.ws_messages(CLIENT, [Message(opcode, b"", length, length, False, no, at, no, at)])
+
+    send(3, T + 1.0, OP_BINARY, 3200)
+    for i, at in enumerate((3.0, 5.0, 7.0, 9.0, 11.0)):
+        send(4 + i, T + at, OP_PING, 0)
+    v = state.view(session, T + 11.5)
+    assert (v.silent, v.silent_level, v.pings, v.ping_age) == (10.5, "silent", 5, 0.5)
+    text = dashboard_text(state, [v])
+    row = next(ln for ln in text.splitlines() if "127.0.0.1:5000" in ln)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[7:9] == ["10.5 s SILENT", "5 (0.5 s ago)"]
+    send(9, T + 12.0, OP_BINARY, 3200)
+    v = state.view(session, T + 12.0)
+    assert (v.silent, v.silent_level, v.pings, v.ping_age) == (0.0, "ok", 5, 1.0)

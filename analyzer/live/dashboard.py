@@ -10,13 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ..report.text import SEVERITY_ORDER
-from .state import LiveState, SessionView
+from .state import RATE_WINDOW, LiveState, SessionView
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SILENT_STYLE = {"ok": "green", "warn": "bold yellow", "silent": "bold white on red"}
 SILENT_MARK = "SILENT"
 MAX_ROWS = 20
 MAX_FINDINGS = 6
+COLUMNS = (("#", "right"), ("client → server", "left"), ("endpoint", "left"), ("handshake", "left"),
+           ("dg-request-id", "left"), ("audio", "right"), ("RTF", "right"), ("silent", "right"),
+           ("pings", "right"), ("srv msgs", "right"), ("close", "left"))
 
 
 @dataclass
@@ -68,6 +71,15 @@ def silent_text(v: SessionView) -> Text:
     return text
 
 
+def pings_text(v: SessionView) -> Text:
+    """Client pings and pongs: shown so a reader sees the connection is alive while the
+    silent counter (data frames only) keeps running."""
+    if not v.pings:
+        return Text("-", style="dim")
+    age = f" ({tenths(v.ping_age)} ago)" if v.ping_age is not None else ""
+    return Text(f"{v.pings}{age}")
+
+
 def short_handshake(v: SessionView) -> str:
     return "101" if v.status == 101 else v.handshake
 
@@ -114,18 +126,17 @@ def status_line(st: Status, state: LiveState, sessions: int, active: int) -> Tex
 
 
 def sessions_table(views: list[SessionView], threshold: float) -> Table:
-    t = Table(title=f"Sessions (silence: yellow at {threshold / 2:g} s, red over {threshold:g} s)",
+    t = Table(title=f"Sessions (silent: no audio or text frame from the client, yellow at {threshold / 2:g} s, "
+                    f"red over {threshold:g} s; pings and pongs do not count. audio: payload bytes/s "
+                    f"over {RATE_WINDOW:g} s, inflated)",
               title_justify="left", expand=False, pad_edge=False)
-    for name, justify in (("#", "right"), ("client → server", "left"), ("endpoint", "left"),
-                          ("handshake", "left"), ("dg-request-id", "left"), ("audio", "right"),
-                          ("RTF", "right"), ("silent", "right"), ("srv msgs", "right"),
-                          ("close", "left")):
+    for name, justify in COLUMNS:
         t.add_column(name, justify=justify, overflow="fold",
-                     no_wrap=name in ("silent", "audio", "close", "RTF", "#"))
+                     no_wrap=name in ("silent", "audio", "close", "RTF", "#", "pings"))
     shown = _rows(views)
     hidden = len(views) - len(shown)
     if hidden:
-        t.add_row("", Text(f"… {hidden} earlier ended session(s)", style="dim"), *[""] * 8)
+        t.add_row("", Text(f"… {hidden} earlier ended session(s)", style="dim"), *[""] * (len(COLUMNS) - 2))
     for v in shown:
         t.add_row(
             str(v.number),
@@ -136,6 +147,7 @@ def sessions_table(views: list[SessionView], threshold: float) -> Table:
             fmt_rate(v.rate),
             f"{v.realtime_factor:.2f}×" if v.realtime_factor is not None else "-",
             silent_text(v),
+            pings_text(v),
             str(v.server_messages),
             Text(v.close, style=_close_style(v)),
         )
