@@ -49,7 +49,10 @@ class ActivityTimeline:
     """Per-interval frame and byte counts for charts, bounded however long the session.
 
     Bins start at 1 s; past MAX_BINS the width doubles and neighbours merge, so memory
-    stays flat and a chart still covers the whole session.
+    stays flat and a chart still covers the whole session.  Frame bytes are payload bytes
+    on the wire (compressed when permessage-deflate is used); client audio bytes are the
+    binary messages' payload as the application sent it (inflated), counted at each
+    message's last frame, as the Stream section's real-time factor counts them.
     """
 
     MAX_BINS = 2048
@@ -61,7 +64,17 @@ class ActivityTimeline:
         # bin index -> [client frames, server frames, client bytes, server bytes, client audio bytes]
         self.bins: dict[int, list[int]] = {}
 
-    def add(self, direction: int, ts: float, length: int, audio: bool) -> None:
+    def add(self, direction: int, ts: float, length: int) -> None:
+        """A frame (or record) of `length` payload bytes on the wire."""
+        b = self._bin(ts)
+        b[direction] += 1
+        b[2 + direction] += length
+
+    def add_audio(self, ts: float, size: int) -> None:
+        """A client audio message of `size` payload bytes (inflated), at its last frame."""
+        self._bin(ts)[4] += size
+
+    def _bin(self, ts: float) -> list[int]:
         if self.origin is None:
             self.origin = ts
         i = int((ts - self.origin) / self.width)
@@ -71,10 +84,7 @@ class ActivityTimeline:
         b = self.bins.get(i)
         if b is None:
             b = self.bins[i] = [0, 0, 0, 0, 0]
-        b[direction] += 1
-        b[2 + direction] += length
-        if audio:
-            b[4] += length
+        return b
 
     def _coarsen(self, needed: int) -> None:
         while needed >= self.MAX_BINS:
@@ -316,11 +326,9 @@ class SessionBuilder:
             # The common case (an audio chunk), with the general code below inlined.
             counts.binary += 1
             self._message_opcode[direction] = None
+            self.timeline.add(direction, ts, length)
             if direction == CLIENT:
-                self.timeline.add(CLIENT, ts, length, True)
                 self.silence.activity(frame_no, ts, True)
-            else:
-                self.timeline.add(direction, ts, length, False)
             return
         data_opcode = None
         if op == OP_BINARY:
@@ -350,7 +358,7 @@ class SessionBuilder:
             self._message_opcode[direction] = None if f.fin else data_opcode
 
         audio = data_opcode == OP_BINARY and direction == CLIENT
-        self.timeline.add(direction, ts, length, audio)
+        self.timeline.add(direction, ts, length)
         if direction == CLIENT:
             if op == OP_CLOSE:
                 self.silence.client_close(frame_no, ts)
@@ -372,6 +380,8 @@ class SessionBuilder:
                 self._close(direction, m.close_code, m.close_reason, m.frame, m.time)
             elif op == OP_TEXT:
                 self._keep(direction, m)
+            elif op == OP_BINARY and direction == CLIENT:
+                self.timeline.add_audio(m.time, m.size)
             if (op == OP_TEXT or op == OP_BINARY) and dg is not None:
                 dg.message(direction, op, m.data, m.size, m.frame, m.time)
 
@@ -420,7 +430,7 @@ class SessionBuilder:
         self.tls_activity.record(direction, length, frame, ts)
         if self._record_hook is not None:
             self._record_hook(self.session, direction, length, frame, ts)
-        self.record_timeline.add(direction, ts, length, False)
+        self.record_timeline.add(direction, ts, length)
         if direction == CLIENT:
             # Every client record counts as activity (it may be a KeepAlive, or a ping: records
             # cannot be told apart); used when the records cannot be decrypted.

@@ -307,11 +307,17 @@ def test_dashboard_rows_and_findings():
     row = next(ln for ln in text.splitlines() if rid in ln)
     cells = [c.strip() for c in row.split("│")[1:-1]]
     assert expected["server"] == "127.0.0.1:18004"
-    assert cells == ["1", f"{expected['client']} → :18004", "listen", "101", rid, "0 B/s",
-                     "0.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "-", "1", "S:1011 C:1011 FIN"]
+    # Ended: the whole stream's audio rate, as the report gives it (10 chunks of 100 ms in 1.0 s).
+    (s,) = analyzer.sessions
+    first, last = expected["frames"]["client"]["first_frame"], expected["gaps"][0]["after_frame"]
+    assert s.audio.pace.bytes_per_second == round(32000 / (t[last] - t[first] + 0.1), 1) == 31986.6
+    assert cells == ["1", f"{expected['client']} → :18004", "listen", "101", rid, "32.0 kB/s",
+                     "1.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "-", "1", "S:1011 C:1011 FIN"]
     assert "#1  error    deepgram-close  Deepgram closed the stream with 1011 NET-0001" in text
-    assert ("Sessions (silent: no audio or text frame from the client, yellow at 5 s, red over 10 s; pings and "
-            "pongs do not count. audio: payload bytes/s over 3 s, inflated)") in text
+    assert "Sessions (silence: yellow at 5 s, red over 10 s)" in text
+    assert ("silent: since the client's last audio or text frame (Deepgram's NET-0001 clock; pings and pongs do "
+            "not reset it). audio: payload bytes/s, inflated, over the last 3 s (the whole stream once it ended)") \
+        in text
 
 
 def test_dashboard_before_any_session_and_while_stopping():
@@ -410,3 +416,42 @@ def test_live_silence_counts_data_frames_pings_are_shown_but_do_not_reset_it():
     send(9, T + 12.0, OP_BINARY, 3200)
     v = state.view(session, T + 12.0)
     assert (v.silent, v.silent_level, v.pings, v.ping_age) == (0.0, "ok", 5, 1.0)
+
+
+def test_deflate_dashboard_timeline_and_report_agree_on_the_audio_rate():
+    """dg_deflate: 20 chunks of 3,200 bytes (100 ms of linear16 each) sent compressed.  The
+    dashboard, the HTML timeline and the report's Stream section all count the inflated
+    payload, so they show the same rate: 32.0 kB/s (the wire carried ~3,000 bytes a chunk)."""
+    from analyzer.report.content import stream_rows
+    from analyzer.report.timeline import timeline_svg
+
+    path = CAPTURES / "dg_deflate.pcap"
+    report = analyze_capture(str(path))  # what `dgcap report` builds
+    (rs,) = report.sessions
+    audio = rs.to_json()["audio"]
+    assert (audio["bytes"], audio["chunks"], audio["realtime_factor"]) == (64000, 20, 0.999)
+    assert rs.frames[0].payload_bytes < 64000  # compressed on the wire
+    # 64,000 bytes over the first to the last chunk plus its 100 ms
+    assert audio["bytes_per_second"] == round(64000 / (rs.audio.pace.last_time - rs.audio.pace.first_time + 0.1),
+                                              1) == 31982.1
+    (row,) = [r for r in stream_rows(rs) if r.label == "Audio"]
+    assert "64,000 bytes (payload, inflated) in 20 chunks = 2.0 s at 32.0 kB/s, real-time factor 0.999" in row.value
+
+    # The timeline: 1 s bins of inflated audio; the full second holds 10 chunks.
+    assert max(b[4] for b in rs.timeline.bins.values()) == 32000
+    svg, _ = timeline_svg(rs, [], "s1")
+    assert "max 32.0 kB/s" in svg
+
+    # The dashboard fed the same packets (the watch's LiveState): while the stream runs, the
+    # window's inflated bytes; once it ended, the report's number.
+    analyzer, state, t = replay(path, upto=50)  # frame 50: the last audio chunk
+    (s,) = analyzer.sessions
+    v = state.view(s, t[50], newest_packet=t[50])
+    assert v.rate == 64000 / (t[50] - t[10])  # frames 10..50, younger than the window
+    assert state.stats(s).audio_bytes == 64000
+    analyzer, state, t = replay(path)
+    (s,) = analyzer.sessions
+    v = state.view(s, max(t.values()) + 5)
+    assert (v.ended, v.rate) == (True, audio["bytes_per_second"])
+    row = next(ln for ln in dashboard_text(state, [v]).splitlines() if "listen" in ln)
+    assert [c.strip() for c in row.split("│")[6:8]] == ["32.0 kB/s", "1.00×"]

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..egress import human_rate
 from ..report.text import SEVERITY_ORDER
 from .state import RATE_WINDOW, LiveState, SessionView
 
@@ -17,6 +18,9 @@ SILENT_STYLE = {"ok": "green", "warn": "bold yellow", "silent": "bold white on r
 SILENT_MARK = "SILENT"
 MAX_ROWS = 20
 MAX_FINDINGS = 6
+LEGEND = (f"silent: since the client's last audio or text frame (Deepgram's NET-0001 clock; pings and pongs "
+          f"do not reset it). audio: payload bytes/s, inflated, over the last {RATE_WINDOW:g} s (the whole "
+          f"stream once it ended)")
 COLUMNS = (("#", "right"), ("client → server", "left"), ("endpoint", "left"), ("handshake", "left"),
            ("dg-request-id", "left"), ("audio", "right"), ("RTF", "right"), ("silent", "right"),
            ("pings", "right"), ("srv msgs", "right"), ("close", "left"))
@@ -39,13 +43,7 @@ class Status:
 
 
 def fmt_rate(rate: Optional[float]) -> str:
-    if rate is None:
-        return "-"
-    if rate >= 1e6:
-        return f"{rate / 1e6:.1f} MB/s"
-    if rate >= 1e3:
-        return f"{rate / 1e3:.1f} kB/s"
-    return f"{rate:.0f} B/s"
+    return "-" if rate is None else human_rate(rate)
 
 
 def fmt_size(n: int) -> str:
@@ -126,9 +124,7 @@ def status_line(st: Status, state: LiveState, sessions: int, active: int) -> Tex
 
 
 def sessions_table(views: list[SessionView], threshold: float) -> Table:
-    t = Table(title=f"Sessions (silent: no audio or text frame from the client, yellow at {threshold / 2:g} s, "
-                    f"red over {threshold:g} s; pings and pongs do not count. audio: payload bytes/s "
-                    f"over {RATE_WINDOW:g} s, inflated)",
+    t = Table(title=f"Sessions (silence: yellow at {threshold / 2:g} s, red over {threshold:g} s)",
               title_justify="left", expand=False, pad_edge=False)
     for name, justify in COLUMNS:
         t.add_column(name, justify=justify, overflow="fold",
@@ -194,6 +190,7 @@ def render(status: Status, state: LiveState, views: list[SessionView]) -> Group:
     parts = [status_line(status, state, len(views), active)]
     if views:
         parts.append(sessions_table(views, state.gap_threshold))
+        parts.append(Text(LEGEND, style="dim"))
     else:
         parts.append(Text("No WebSocket session yet: start your client.", style="dim"))
     f = findings_table(state)

@@ -80,7 +80,8 @@ class SessionView:
     request_id: Optional[str]
     websocket: bool
     rate: Optional[float]  # client audio payload bytes/s (inflated) over the last RATE_WINDOW s
-    #                        (record bytes without keys)
+    #                        (record bytes without keys); once concluded, the whole stream's
+    #                        (the report's audio.bytes_per_second)
     realtime_factor: Optional[float]  # rate / the encoding's bytes per second (raw encodings)
     silent: Optional[float]  # seconds since the last client data frame (or the 101), frozen at the end
     silent_level: str  # "ok" | "warn" (>= half the threshold) | "silent" (> the threshold)
@@ -216,7 +217,13 @@ class LiveState:
         open_ws = s.websocket or (no_keys and st.client_records > 0)
         rate = rtf = silent = None
         if open_ws:
-            rate = _rate(st, t_rate)
+            pace = s.audio.pace if st.concluded and s.audio is not None and not no_keys else None
+            if pace is not None and pace.chunks:
+                # Over: the whole stream's rate, the number the report's Stream section gives
+                # (a window would only say how long ago the stream ended).
+                rate = pace.bytes_per_second
+            else:
+                rate = _rate(st, t_rate)
             if not no_keys:
                 q = hs.query
                 bps = bytes_per_second(query_value(q, "encoding"), to_int(query_value(q, "sample_rate")),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..egress import human_bytes
+from ..egress import human_bytes, human_rate
 from ..model import CaptureReport, Session
 from .text import clock
 
@@ -16,7 +16,7 @@ OTHER_COLUMNS = ("tcp.stream", "client → server", "server name", "protocol", "
 
 
 def _rate(rate: Optional[float]) -> str:
-    return f"{human_bytes(rate)}/s" if rate is not None else "no rate"
+    return human_rate(rate) if rate is not None else "no rate"
 
 
 def _server(s: Session) -> str:
