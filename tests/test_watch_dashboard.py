@@ -56,6 +56,16 @@ def level(params: set) -> str:
     return "?"
 
 
+def consistent(threshold: float, seconds: float, colour: str, marked: bool) -> bool:
+    """Does a silent cell's colour follow its value (cut to tenths)?  Green below half the
+    threshold, yellow up to it, red with SILENT from it (a shown 3.0 may be 3.05 > 3)."""
+    if colour == "red":
+        return marked and seconds >= threshold
+    if colour == "yellow":
+        return not marked and threshold / 2 <= seconds <= threshold
+    return colour == "green" and not marked and seconds < threshold / 2
+
+
 class Tmux:
     def __init__(self, tmp):
         self.socket = f"dgcap-test-{os.getpid()}"
@@ -145,13 +155,7 @@ def test_silent_counter_turns_yellow_then_red_and_freezes_at_the_close(tmp_path)
 
     # Colour follows the value in every frame (shown cut to tenths): < 1.5 green,
     # 1.5..3.0 yellow, from 3.0 red + SILENT (red at 3.0 means 3.0x, over the threshold).
-    def consistent(seconds, colour, marked):
-        if colour == "red":
-            return marked and seconds >= 3.0
-        if colour == "yellow":
-            return not marked and 1.5 <= seconds <= 3.0
-        return colour == "green" and not marked and seconds < 1.5
-    assert [x for x in seen if not consistent(*x)] == []
+    assert [x for x in seen if not consistent(3.0, *x)] == []
     colours = [c for s, c, m in seen]
     assert {"green", "yellow", "red"} <= set(colours)
     # ... in that order: once yellow, never green again until the end; once red, red.
@@ -195,13 +199,7 @@ def test_pings_do_not_stop_the_silent_counter_it_turns_red_over_10_s(tmp_path):
         tmux("kill-server", check=False)
     assert time.monotonic() - started < 40
 
-    def consistent(seconds, colour, marked):
-        if colour == "red":
-            return marked and seconds >= 10.0
-        if colour == "yellow":
-            return not marked and 5.0 <= seconds <= 10.0
-        return colour == "green" and not marked and seconds < 5.0
-    assert [x for x in seen if not consistent(*x[:3])] == []
+    assert [x for x in seen if not consistent(10.0, *x[:3])] == []
     red = [(seconds, pings) for seconds, colour, _, pings in seen if colour == "red"]
     assert red, seen
     # Red for the last part of the pause: from 10.0 s to about 12 s (the pause plus one chunk).
