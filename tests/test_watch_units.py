@@ -423,6 +423,7 @@ def test_deflate_dashboard_timeline_and_report_agree_on_the_audio_rate():
     dashboard, the HTML timeline and the report's Stream section all count the inflated
     payload, so they show the same rate: 32.0 kB/s (the wire carried ~3,000 bytes a chunk)."""
     from analyzer.report.content import stream_rows
+    from analyzer.report.egress_text import egress_line
     from analyzer.report.timeline import timeline_svg
 
     path = CAPTURES / "dg_deflate.pcap"
@@ -436,6 +437,9 @@ def test_deflate_dashboard_timeline_and_report_agree_on_the_audio_rate():
                                               1) == 31982.1
     (row,) = [r for r in stream_rows(rs) if r.label == "Audio"]
     assert "64,000 bytes (payload, inflated) in 20 chunks = 2.0 s at 32.0 kB/s, real-time factor 0.999" in row.value
+    # The egress line counts what the wire carried, and says so.
+    assert egress_line(rs) == ("Client data left the network: 60.3 kB in 24 frames over 2.4 s (25.1 kB/s "
+                               "compressed on the wire) to 127.0.0.1 127.0.0.1:18010 (Host header in No. 4).")
 
     # The timeline: 1 s bins of inflated audio; the full second holds 10 chunks.
     assert max(b[4] for b in rs.timeline.bins.values()) == 32000
