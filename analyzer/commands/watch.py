@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
                         "they appear, to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     w.add_argument("-w", "--write", metavar="FILE.pcapng",
                    help="keep the raw capture (pcapng) for the ticket; `dgcap report FILE` reproduces "
-                        "the final report")
+                        "the final report (checked before the capture starts)")
     w.add_argument("--ring-size", type=float, default=100.0, metavar="MB",
                    help="with --write: start a new file when this size is reached (default 100; 0 = "
                         "one file, no limit)")
@@ -45,8 +45,9 @@ def add_parser(sub) -> None:
                    help="with --write and a ring size: keep the newest N files (default 5)")
     add_server_name_option(w)
     w.add_argument("--gap-threshold", type=float, default=10.0, metavar="SECONDS",
-                   help="client silence that turns red and becomes a finding (default 10, Deepgram's "
-                        "NET-0001 timeout); yellow from half of it")
+                   help="client silence over this turns the counter red (no audio or text frame; "
+                        "pings do not count) and is a gap finding in the report (default 10, "
+                        "Deepgram's NET-0001 timeout); yellow from half of it")
     w.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     w.add_argument("--format", choices=DOCUMENT_FORMATS, default="rich", help="final report format")
     w.add_argument("-o", "--output", metavar="FILE", help="write the final report to FILE instead of stdout")
