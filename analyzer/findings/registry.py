@@ -71,7 +71,3 @@ def _load_rule_modules() -> None:
         return
     _loaded = True
     from . import deepgram_endpoint_rules, deepgram_rules, encrypted_rules, rules  # noqa: F401
-    # A module imported earlier (by a test, a tool) registered its rules first: the order
-    # findings come in must not depend on that.  Stable: a module's own order is kept.
-    order = [m.__name__ for m in (deepgram_endpoint_rules, deepgram_rules, encrypted_rules, rules)]
-    RULES.sort(key=lambda r: order.index(r[1].__module__) if r[1].__module__ in order else len(order))
