@@ -456,6 +456,6 @@ def test_deflate_dashboard_timeline_and_report_agree_on_the_audio_rate():
     analyzer, state, t = replay(path)
     (s,) = analyzer.sessions
     v = state.view(s, max(t.values()) + 5)
-    assert (v.ended, v.rate) == (True, audio["bytes_per_second"])
+    assert (v.ended, v.rate, v.realtime_factor) == (True, audio["bytes_per_second"], audio["realtime_factor"])
     row = next(ln for ln in dashboard_text(state, [v]).splitlines() if "listen" in ln)
     assert [c.strip() for c in row.split("│")[6:8]] == ["32.0 kB/s", "1.00×"]

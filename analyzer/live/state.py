@@ -219,12 +219,12 @@ class LiveState:
         if open_ws:
             pace = s.audio.pace if st.concluded and s.audio is not None and not no_keys else None
             if pace is not None and pace.chunks:
-                # Over: the whole stream's rate, the number the report's Stream section gives
-                # (a window would only say how long ago the stream ended).
-                rate = pace.bytes_per_second
+                # Over: the whole stream's rate and real-time factor, the numbers the report's
+                # Stream section gives (a window would only say how long ago the stream ended).
+                rate, rtf = pace.bytes_per_second, pace.realtime_factor
             else:
                 rate = _rate(st, t_rate)
-            if not no_keys:
+            if not no_keys and rtf is None:
                 q = hs.query
                 bps = bytes_per_second(query_value(q, "encoding"), to_int(query_value(q, "sample_rate")),
                                        to_int(query_value(q, "channels")) or 1)
