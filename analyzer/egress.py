@@ -183,3 +183,8 @@ def human_bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}" if n < 10 * size else f"{n / size:.1f} {unit}"
     return f"{int(n)} B"
+
+
+def human_rate(bytes_per_second: float) -> str:
+    """32000 -> '32.0 kB/s': every rate a report or the dashboard prints, in one format."""
+    return f"{human_bytes(bytes_per_second)}/s"

@@ -365,6 +365,7 @@ class AudioPace:
     chunks: int = 0
     seconds: Optional[float] = None  # None when the format gives no byte rate
     realtime_factor: Optional[float] = None
+    bytes_per_second: Optional[float] = None  # payload (inflated) over the wall time (AudioMeter)
     chunk_ms: Optional[SizeStats] = None
     chunk_bytes: Optional[SizeStats] = None
     first_frame: Optional[int] = None
@@ -381,7 +382,8 @@ class AudioPace:
     def to_json(self) -> dict:
         return {
             "bytes": self.bytes, "chunks": self.chunks, "seconds": self.seconds,
-            "realtime_factor": self.realtime_factor, "chunk_ms": _opt(self.chunk_ms),
+            "realtime_factor": self.realtime_factor, "bytes_per_second": self.bytes_per_second,
+            "chunk_ms": _opt(self.chunk_ms),
             "chunk_bytes": _opt(self.chunk_bytes),
             "first_frame": self.first_frame, "first_time": self.first_time,
             "last_frame": self.last_frame, "last_time": self.last_time,

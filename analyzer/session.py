@@ -49,7 +49,10 @@ class ActivityTimeline:
     """Per-interval frame and byte counts for charts, bounded however long the session.
 
     Bins start at 1 s; past MAX_BINS the width doubles and neighbours merge, so memory
-    stays flat and a chart still covers the whole session.
+    stays flat and a chart still covers the whole session.  Frame bytes are payload bytes
+    on the wire (compressed when permessage-deflate is used); client audio bytes are the
+    binary messages' payload as the application sent it (inflated), counted at each
+    message's last frame, as the Stream section's real-time factor counts them.
     """
 
     MAX_BINS = 2048
@@ -61,7 +64,17 @@ class ActivityTimeline:
         # bin index -> [client frames, server frames, client bytes, server bytes, client audio bytes]
         self.bins: dict[int, list[int]] = {}
 
-    def add(self, direction: int, ts: float, length: int, audio: bool) -> None:
+    def add(self, direction: int, ts: float, length: int) -> None:
+        """A frame (or record) of `length` payload bytes on the wire."""
+        b = self._bin(ts)
+        b[direction] += 1
+        b[2 + direction] += length
+
+    def add_audio(self, ts: float, size: int) -> None:
+        """A client audio message of `size` payload bytes (inflated), at its last frame."""
+        self._bin(ts)[4] += size
+
+    def _bin(self, ts: float) -> list[int]:
         if self.origin is None:
             self.origin = ts
         i = int((ts - self.origin) / self.width)
@@ -71,10 +84,7 @@ class ActivityTimeline:
         b = self.bins.get(i)
         if b is None:
             b = self.bins[i] = [0, 0, 0, 0, 0]
-        b[direction] += 1
-        b[2 + direction] += length
-        if audio:
-            b[4] += length
+        return b
 
     def _coarsen(self, needed: int) -> None:
         while needed >= self.MAX_BINS:
@@ -97,31 +107,38 @@ class ActivityTimeline:
 class ClientSilence:
     """Client silences over the threshold, from one stream of client activity: THE gap measurement.
 
-    Two tracks run at once: "any" (every client frame, or every application-data record
-    when TLS cannot be decrypted) and "audio" (non-empty binary data only).  A silence
-    starts at the opening (the 101, or where a stream was picked up) or at a client frame,
-    and ends at the next qualifying client frame ("frame"), a close ("close"), the TCP end
-    ("tcp-end") or the end of the capture ("capture-end").  It is a gap when it lasted
-    strictly more than the threshold.  Once a close or the TCP end is seen, measuring stops.
+    Three tracks run at once: "any" (every client frame, pings and pongs included, or every
+    application-data record when TLS cannot be decrypted), "data" (text and binary data
+    frames: what Deepgram's NET-0001 timer counts, so pings and pongs do not end it) and
+    "audio" (non-empty binary data only).  A silence starts at the opening (the 101, or
+    where a stream was picked up) or at a client frame, and ends at the next qualifying
+    client frame ("frame"), a close ("close"), the TCP end ("tcp-end") or the end of the
+    capture ("capture-end").  It is a gap when it lasted strictly more than the threshold.
+    Once a close or the TCP end is seen, measuring stops.
+
+    Gaps are listed for "any" and "audio" (the JSON contract's kinds); "data" is read while
+    it runs (since("data")) by the live view, whose silence counter is the NET-0001 clock.
     """
 
-    __slots__ = ("threshold", "gaps", "any", "audio", "measuring", "opened")
+    __slots__ = ("threshold", "gaps", "any", "data", "audio", "measuring", "opened")
 
     def __init__(self, threshold: float):
         self.threshold = threshold
         self.gaps: list[Gap] = []
         self.any = _Silence("any")
+        self.data = _Silence("data")
         self.audio = _Silence("audio")
-        self.measuring = False  # both silences are running
+        self.measuring = False  # the silences are running
         self.opened = False
 
     def open(self, frame: Optional[int], ts: float) -> None:
-        for silence in (self.any, self.audio):
+        for silence in (self.any, self.data, self.audio):
             silence.since_frame, silence.since_time = frame, ts
         self.measuring = self.opened = True
 
-    def activity(self, frame: int, ts: float, audio: bool) -> None:
-        """A client frame (or record) at `ts`; `audio`: it carries audio bytes."""
+    def activity(self, frame: int, ts: float, audio: bool, data: bool = True) -> None:
+        """A client frame (or record) at `ts`; `data`: a text or binary data frame (not a
+        ping, pong or other control frame); `audio`: it carries audio bytes."""
         if not self.measuring:
             if not self.opened:
                 # Picked up mid-stream, or TLS without keys: silence is measured from here.
@@ -132,6 +149,9 @@ class ClientSilence:
         if ts - silence.since_time > threshold:
             self._gap(silence, frame, ts, "frame")
         silence.since_frame, silence.since_time = frame, ts
+        if data:
+            silence = self.data
+            silence.since_frame, silence.since_time = frame, ts
         if audio:
             silence = self.audio
             if ts - silence.since_time > threshold:
@@ -153,10 +173,11 @@ class ClientSilence:
             self._end(self.audio, frame, ts, ended_by)
         self.stop()
 
-    def since(self) -> Optional[float]:
-        """When the current client silence started (the last client activity), or None
-        before the stream opened; frozen once measuring stopped."""
-        return self.any.since_time
+    def since(self, kind: str) -> Optional[float]:
+        """When the current client silence of track `kind` ("any", "data", "audio") started
+        (the last qualifying client activity), or None before the stream opened; frozen once
+        measuring stopped."""
+        return getattr(self, kind).since_time
 
     def stop(self) -> None:
         self.measuring = False
@@ -305,11 +326,9 @@ class SessionBuilder:
             # The common case (an audio chunk), with the general code below inlined.
             counts.binary += 1
             self._message_opcode[direction] = None
+            self.timeline.add(direction, ts, length)
             if direction == CLIENT:
-                self.timeline.add(CLIENT, ts, length, True)
                 self.silence.activity(frame_no, ts, True)
-            else:
-                self.timeline.add(direction, ts, length, False)
             return
         data_opcode = None
         if op == OP_BINARY:
@@ -339,12 +358,12 @@ class SessionBuilder:
             self._message_opcode[direction] = None if f.fin else data_opcode
 
         audio = data_opcode == OP_BINARY and direction == CLIENT
-        self.timeline.add(direction, ts, length, audio)
+        self.timeline.add(direction, ts, length)
         if direction == CLIENT:
             if op == OP_CLOSE:
                 self.silence.client_close(frame_no, ts)
             else:
-                self.silence.activity(frame_no, ts, audio and length > 0)
+                self.silence.activity(frame_no, ts, audio and length > 0, data_opcode is not None)
         elif op == OP_CLOSE and self.silence.measuring:
             # Once the server has closed, later client silence says nothing about the stream.
             self.silence.end(frame_no, ts, "close")
@@ -361,6 +380,8 @@ class SessionBuilder:
                 self._close(direction, m.close_code, m.close_reason, m.frame, m.time)
             elif op == OP_TEXT:
                 self._keep(direction, m)
+            elif op == OP_BINARY and direction == CLIENT:
+                self.timeline.add_audio(m.time, m.size)
             if (op == OP_TEXT or op == OP_BINARY) and dg is not None:
                 dg.message(direction, op, m.data, m.size, m.frame, m.time)
 
@@ -409,11 +430,11 @@ class SessionBuilder:
         self.tls_activity.record(direction, length, frame, ts)
         if self._record_hook is not None:
             self._record_hook(self.session, direction, length, frame, ts)
-        self.record_timeline.add(direction, ts, length, False)
+        self.record_timeline.add(direction, ts, length)
         if direction == CLIENT:
-            # Every client record counts as activity (it may be a KeepAlive); used when the
-            # records cannot be decrypted.
-            self.record_silence.activity(frame, ts, True)
+            # Every client record counts as activity (it may be a KeepAlive, or a ping: records
+            # cannot be told apart); used when the records cannot be decrypted.
+            self.record_silence.activity(frame, ts, True, True)
 
     def tls_alert(self, ev: TlsAlert) -> None:
         if self.tls_activity is None:
@@ -422,11 +443,13 @@ class SessionBuilder:
                                          "description": ev.description, "frame": ev.frame, "time": ev.time})
 
     def client_silence_since(self) -> Optional[float]:
-        """When the client's current silence started (live views): its last frame, or its
-        last application-data record while TLS is not decrypted; None before it started."""
+        """When the client's current silence started (live views): its last data frame
+        (text or binary; pings and pongs do not count, as for Deepgram's NET-0001), or its
+        last application-data record while TLS is not decrypted (records cannot be told
+        apart); None before it started."""
         if self.session.transport == "tls" and self.record_silence is not None:
-            return self.record_silence.since()
-        return self.silence.since()
+            return self.record_silence.since("data")
+        return self.silence.since("data")
 
     # -- evidence -----------------------------------------------------------------
     def anomaly(self, kind: str, frame: Optional[int], ts: Optional[float],

@@ -120,11 +120,11 @@ def test_egress_excludes_silences_inside_the_active_period():
 
 def _timeline(client_seconds, server_seconds=()):
     t = ActivityTimeline()
-    t.add(0, 1000.0, 1, False)  # origin
+    t.add(0, 1000.0, 1)  # origin
     for s in client_seconds:
-        t.add(0, 1000.0 + s + 0.5, 3200, False)
+        t.add(0, 1000.0 + s + 0.5, 3200)
     for s in server_seconds:
-        t.add(1, 1000.0 + s + 0.5, 300, False)
+        t.add(1, 1000.0 + s + 0.5, 300)
     return t
 
 

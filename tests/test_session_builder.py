@@ -15,7 +15,7 @@ from analyzer.http import Request, Response
 from analyzer.limits import SESSION_ANOMALY_RECORDS
 from analyzer.model import CLIENT, SERVER, Gap, Session, TlsInfo
 from analyzer.session import SessionBuilder
-from analyzer.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_TEXT, Frame, Message
+from analyzer.websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, Frame, Message
 
 T = 1_000_000.0  # a round epoch second: T + 10.0 - T == 10.0 exactly
 
@@ -135,8 +135,23 @@ def test_fragmented_binary_messages_count_as_audio():
     assert (counts.binary, counts.continuation, counts.text, counts.payload_bytes) == (1, 4, 1, 420)
     assert gaps(b) == [("any", 11.0, 3, 4, "frame"), ("audio", 11.0, 3, 4, "frame"),
                        ("any", 11.5, 5, 6, "frame"), ("any", 11.5, 7, 8, "frame")]
+    b.ws_messages(CLIENT, [Message(OP_BINARY, b"", 300, 300, False, 3, T + 1.0, 5, T + 12.5)])
     bins = b.timeline.bins
-    assert sum(v[4] for v in bins.values()) == 300  # client audio bytes: frames 3, 4 and 5
+    # client audio bytes: the message of frames 3, 4 and 5, at its last frame (bin 11: origin T + 1.0)
+    assert {i: v[4] for i, v in bins.items() if v[4]} == {11: 300}
+
+
+def test_timeline_audio_counts_inflated_message_bytes_frames_count_wire_bytes():
+    """permessage-deflate: 3,200 bytes of audio sent as 120 on the wire.  The chart's audio
+    row and the Stream section count 3,200 (the real-time factor's bytes); the frame
+    columns and frames.payload_bytes the 120 on the wire."""
+    b = builder()
+    for i in range(10):
+        at = T + 0.1 * i
+        frame(b, CLIENT, 3 + i, at, OP_BINARY, 120)
+        b.ws_messages(CLIENT, [Message(OP_BINARY, b"", 3200, 120, True, 3 + i, at, 3 + i, at)])
+    assert b.timeline.to_json()["bins"] == [[0, 10, 0, 1200, 0, 32000]]
+    assert b.session.frames[CLIENT].payload_bytes == 1200
 
 
 def test_a_one_byte_audio_fragment_is_audio():
@@ -239,6 +254,23 @@ def test_the_running_silence_starts_at_the_101_then_the_last_client_frame_and_fr
     assert b.client_silence_since() == T + 2.0
 
 
+def test_the_running_silence_counts_data_frames_only_pings_and_pongs_do_not_end_it():
+    """The live counter is the NET-0001 clock (text or binary data); the report's "any" gap
+    still ends at a ping (docs/json-contract.md: "no WebSocket frame")."""
+    b = builder()
+    frame(b, CLIENT, 3, T + 1.0)  # audio
+    frame(b, CLIENT, 4, T + 4.0, OP_PING, 0)
+    frame(b, CLIENT, 5, T + 8.0, OP_PONG, 0)
+    assert b.client_silence_since() == T + 1.0
+    frame(b, CLIENT, 6, T + 12.5, OP_PING, 0)
+    assert b.client_silence_since() == T + 1.0
+    frame(b, CLIENT, 7, T + 13.0, OP_TEXT, 20)  # a KeepAlive is data: it ends the silence
+    assert b.client_silence_since() == T + 13.0
+    frame(b, CLIENT, 8, T + 14.0, OP_BINARY, 0)  # an empty binary frame is a data frame too
+    assert b.client_silence_since() == T + 14.0
+    assert gaps(b, T + 14.5) == [("audio", 13.5, 3, None, "capture-end")]  # no "any" gap
+
+
 # -- evidence past the cap --------------------------------------------------------------
 
 def test_anomalies_past_the_record_cap_are_tallied_per_kind_with_first_and_last_frame():
@@ -293,7 +325,8 @@ def test_every_opcode_is_counted_for_its_direction_with_the_timeline_and_hook_se
     assert server == {"text": 2, "binary": 2, "empty_binary": 1, "continuation": 0, "ping": 0, "pong": 1,
                       "close": 2, "other": 1, "payload_bytes": 106, "first_frame": 4, "last_frame": 21}
     assert (b.session.frames[CLIENT].first_time, b.session.frames[SERVER].last_time) == (T + 0.1, T + 2.8)
-    # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]
-    assert b.timeline.to_json()["bins"] == [[0, 4, 1, 112, 50, 108], [1, 3, 3, 17, 44, 0],
-                                            [2, 4, 4, 10, 12, 2]]
+    # bin -> [client frames, server frames, client bytes, server bytes, client audio bytes]; the
+    # audio column counts messages (none fed here: see the test below)
+    assert b.timeline.to_json()["bins"] == [[0, 4, 1, 112, 50, 0], [1, 3, 3, 17, 44, 0],
+                                            [2, 4, 4, 10, 12, 0]]
     assert seen == [(b.session, d, no) for d, no, *_ in script]

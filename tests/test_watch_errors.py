@@ -142,6 +142,10 @@ def test_invalid_capture_filter():
 
 @pytest.mark.parametrize("args, message", [
     (["--write", "/nonexistent-dir/x.pcapng"], "/nonexistent-dir/x.pcapng: folder /nonexistent-dir does not exist"),
+    # Unwritable: found before the capture runs for its whole --duration (issue 16).
+    (["--write", "/proc/x.pcapng", "--duration", "30"],
+     "/proc/x.pcapng: cannot write the capture there: No such file or directory"),
+    (["--write", "/tmp", "--duration", "30"], "/tmp: is a folder; give a file name such as capture.pcapng"),
     (["--gap-threshold", "0"], "--gap-threshold must be a positive number of seconds"),
     (["--duration", "-1"], "--duration must be a positive number of seconds"),
     (["--ring-files", "0"], "--ring-files must be at least 1"),
@@ -151,3 +155,16 @@ def test_bad_arguments(args, message, tmp_path):
     fake = fake_dumpcap(tmp_path / "bin", "should not run\n", 3)
     res = watch("-i", "lo", *args, env=env(PATH=f"{fake.parent}{os.pathsep}/usr/bin:/bin"))
     assert (res.returncode, res.stdout, res.stderr) == (2, "", f"dgcap: error: {message}\n")
+
+
+def test_the_write_check_leaves_no_file_behind_and_changes_none(tmp_path):
+    from analyzer.commands.watch import _unwritable
+
+    new = tmp_path / "new.pcapng"
+    assert _unwritable(str(new)) is None
+    assert list(tmp_path.iterdir()) == []  # the writer creates it at the first packet
+    old = tmp_path / "old.pcapng"
+    old.write_bytes(b"kept")
+    assert _unwritable(str(old)) is None
+    assert old.read_bytes() == b"kept"
+    assert _unwritable("/sys/x.pcapng") == "/sys/x.pcapng: cannot write the capture there: Permission denied"

@@ -43,7 +43,7 @@ def _drive(argv: list[str]) -> None:
     ap.add_argument("--keylog", help="key log of the TLS client whose keys dgcap gets")
     ap.add_argument("--timeout", type=float, default=10.0, help="the server's NET-0001 timeout")
     ap.add_argument("scenarios", nargs="+",
-                    choices=["success", "net0001", "tls-keys", "tls-nokeys"])
+                    choices=["success", "net0001", "tls-keys", "tls-nokeys", "pings-pause"])
     args = ap.parse_args(argv)
     sys.path.insert(0, str(CAPTURES))
     import fake_deepgram as fdg
@@ -74,8 +74,9 @@ def _drive(argv: list[str]) -> None:
                 runs.append(record.success_pattern(client))
             else:
                 client = record.Ctx(plain, args.workdir).client()
-                runs.append(record.success_pattern(client) if name == "success"
-                            else record.net0001_pattern(client))
+                pattern = {"success": record.success_pattern, "net0001": record.net0001_pattern,
+                           "pings-pause": pings_pause_pattern}[name]
+                runs.append(pattern(client))
             clients.append(client)
         servers = [server.serve("127.0.0.1", args.port)]
         if args.tls_port:
@@ -91,6 +92,24 @@ def _drive(argv: list[str]) -> None:
         return {"clients": [c.facts() for c in clients], "server": server.connections}
 
     print("FACTS " + json.dumps(asyncio.run(main())), flush=True)
+
+
+PAUSE_SECONDS = 12.0
+PING_EVERY = 2.0
+
+
+async def pings_pause_pattern(c) -> None:
+    """1 s of audio, a 12 s pause in which the client pings every 2 s (its WebSocket stays
+    alive, NET-0001's clock does not stop), 0.5 s of audio, CloseStream.  Run with a server
+    timeout over the pause (--timeout 30)."""
+    assert await c.open()
+    await c.stream(1.0)
+    for _ in range(int(PAUSE_SECONDS / PING_EVERY)):
+        await asyncio.sleep(PING_EVERY)
+        await c.ws.ping()
+    await c.stream(0.5)
+    await c.send_text({"type": "CloseStream"})
+    await c.closed()
 
 
 # ------------------------------------------------------------------ helpers for the tests

@@ -307,10 +307,17 @@ def test_dashboard_rows_and_findings():
     row = next(ln for ln in text.splitlines() if rid in ln)
     cells = [c.strip() for c in row.split("│")[1:-1]]
     assert expected["server"] == "127.0.0.1:18004"
-    assert cells == ["1", f"{expected['client']} → :18004", "listen", "101", rid, "0 B/s",
-                     "0.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "1", "S:1011 C:1011 FIN"]
+    # Ended: the whole stream's audio rate, as the report gives it (10 chunks of 100 ms in 1.0 s).
+    (s,) = analyzer.sessions
+    first, last = expected["frames"]["client"]["first_frame"], expected["gaps"][0]["after_frame"]
+    assert s.audio.pace.bytes_per_second == round(32000 / (t[last] - t[first] + 0.1), 1) == 31986.6
+    assert cells == ["1", f"{expected['client']} → :18004", "listen", "101", rid, "32.0 kB/s",
+                     "1.00×", f"{tenths(expected['gaps'][0]['seconds'])} SILENT", "-", "1", "S:1011 C:1011 FIN"]
     assert "#1  error    deepgram-close  Deepgram closed the stream with 1011 NET-0001" in text
     assert "Sessions (silence: yellow at 5 s, red over 10 s)" in text
+    assert ("silent: since the client's last audio or text frame (Deepgram's NET-0001 clock; pings and pongs do "
+            "not reset it). audio: payload bytes/s, inflated, over the last 3 s (the whole stream once it ended)") \
+        in text
 
 
 def test_dashboard_before_any_session_and_while_stopping():
@@ -371,3 +378,84 @@ def test_keylog_follower_reads_whole_new_lines(tmp_path):
     assert follower.poll() == 0
     path.write_text(line.replace("11", "33", 32))  # rewritten from scratch (smaller: truncated)
     assert follower.poll() == 1 and len(keylog) == 2
+
+
+def test_live_silence_counts_data_frames_pings_are_shown_but_do_not_reset_it():
+    """NET-0001's clock: a client that pauses its audio while pinging every 2 s is silent."""
+    from analyzer.events import HandshakeRequest, HandshakeResponse
+    from analyzer.http import Request, Response
+    from analyzer.model import CLIENT, Session
+    from analyzer.session import SessionBuilder
+    from analyzer.websocket import OP_BINARY, OP_PING, Frame, Message
+
+    T = 1_000_000.0
+    options = Options()
+    state = LiveState(10.0, [])
+    state.install(options)
+    session = Session(0, "127.0.0.1:5000", "127.0.0.1:18004", 0)
+    state.sessions.append(session)
+    b = SessionBuilder(session, 10.0, hooks=options)
+    state.builder(b)
+    b.request(HandshakeRequest(Request("GET", "/v1/listen?encoding=linear16&sample_rate=16000", "/v1/listen",
+                                       {"encoding": "linear16", "sample_rate": "16000"}, "HTTP/1.1", []), 1, T))
+    b.response(HandshakeResponse(Response("HTTP/1.1", 101, "Switching Protocols", []), 2, T))
+
+    def send(no, at, opcode, length):
+        b.ws_frame(CLIENT, Frame(True, 0, opcode, True, None, length, 2, no, at, no, at))
+        b.ws_messages(CLIENT, [Message(opcode, b"", length, length, False, no, at, no, at)])
+
+    send(3, T + 1.0, OP_BINARY, 3200)
+    for i, at in enumerate((3.0, 5.0, 7.0, 9.0, 11.0)):
+        send(4 + i, T + at, OP_PING, 0)
+    v = state.view(session, T + 11.5)
+    assert (v.silent, v.silent_level, v.pings, v.ping_age) == (10.5, "silent", 5, 0.5)
+    text = dashboard_text(state, [v])
+    row = next(ln for ln in text.splitlines() if "127.0.0.1:5000" in ln)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[7:9] == ["10.5 s SILENT", "5 (0.5 s ago)"]
+    send(9, T + 12.0, OP_BINARY, 3200)
+    v = state.view(session, T + 12.0)
+    assert (v.silent, v.silent_level, v.pings, v.ping_age) == (0.0, "ok", 5, 1.0)
+
+
+def test_deflate_dashboard_timeline_and_report_agree_on_the_audio_rate():
+    """dg_deflate: 20 chunks of 3,200 bytes (100 ms of linear16 each) sent compressed.  The
+    dashboard, the HTML timeline and the report's Stream section all count the inflated
+    payload, so they show the same rate: 32.0 kB/s (the wire carried ~3,000 bytes a chunk)."""
+    from analyzer.report.content import stream_rows
+    from analyzer.report.egress_text import egress_line
+    from analyzer.report.timeline import timeline_svg
+
+    path = CAPTURES / "dg_deflate.pcap"
+    report = analyze_capture(str(path))  # what `dgcap report` builds
+    (rs,) = report.sessions
+    audio = rs.to_json()["audio"]
+    assert (audio["bytes"], audio["chunks"], audio["realtime_factor"]) == (64000, 20, 0.999)
+    assert rs.frames[0].payload_bytes < 64000  # compressed on the wire
+    # 64,000 bytes over the first to the last chunk plus its 100 ms
+    assert audio["bytes_per_second"] == round(64000 / (rs.audio.pace.last_time - rs.audio.pace.first_time + 0.1),
+                                              1) == 31982.1
+    (row,) = [r for r in stream_rows(rs) if r.label == "Audio"]
+    assert "64,000 bytes (payload, inflated) in 20 chunks = 2.0 s at 32.0 kB/s, real-time factor 0.999" in row.value
+    # The egress line counts what the wire carried, and says so.
+    assert egress_line(rs) == ("Client data left the network: 60.3 kB in 24 frames over 2.4 s (25.1 kB/s "
+                               "compressed on the wire) to 127.0.0.1 127.0.0.1:18010 (Host header in No. 4).")
+
+    # The timeline: 1 s bins of inflated audio; the full second holds 10 chunks.
+    assert max(b[4] for b in rs.timeline.bins.values()) == 32000
+    svg, _ = timeline_svg(rs, [], "s1")
+    assert "max 32.0 kB/s" in svg
+
+    # The dashboard fed the same packets (the watch's LiveState): while the stream runs, the
+    # window's inflated bytes; once it ended, the report's number.
+    analyzer, state, t = replay(path, upto=50)  # frame 50: the last audio chunk
+    (s,) = analyzer.sessions
+    v = state.view(s, t[50], newest_packet=t[50])
+    assert v.rate == 64000 / (t[50] - t[10])  # frames 10..50, younger than the window
+    assert state.stats(s).audio_bytes == 64000
+    analyzer, state, t = replay(path)
+    (s,) = analyzer.sessions
+    v = state.view(s, max(t.values()) + 5)
+    assert (v.ended, v.rate, v.realtime_factor) == (True, audio["bytes_per_second"], audio["realtime_factor"])
+    row = next(ln for ln in dashboard_text(state, [v]).splitlines() if "listen" in ln)
+    assert [c.strip() for c in row.split("│")[6:8]] == ["32.0 kB/s", "1.00×"]

@@ -3,19 +3,21 @@
 dumpcap captures (`dumpcap -i IFACE -f BPF -q -w -`) into a pipe; the pcapng stream is
 teed to `--write FILE` (a size-capped ring) and fed to the same CaptureAnalyzer as
 `dgcap report`.  A dashboard (rich Live, on stderr when it is a terminal) shows each
-session's endpoint, handshake, client audio rate and real-time factor, seconds since
-the client's last frame, server messages and close codes; findings appear when a
+session's endpoint, handshake, client audio rate (payload bytes, inflated) and real-time
+factor, seconds since the client's last audio or text frame (the NET-0001 clock; pings and
+pongs are counted beside it), server messages and close codes; findings appear when a
 connection ends.  Ctrl-C (or --duration) stops: the full report follows, the same as
 `dgcap report FILE` gives for the written file.
 """
 from __future__ import annotations
 
 import math
-
 import os
 import signal
+import stat
 import sys
 import time
+from typing import Optional
 
 from ..cli import EXIT_INPUT, error
 from .report import DOCUMENT_FORMATS, add_server_name_option, exit_code, render
@@ -42,7 +44,7 @@ def add_parser(sub) -> None:
                         "they appear, to decrypt wss:// sessions; SSLKEYLOGFILE is used too")
     w.add_argument("-w", "--write", metavar="FILE.pcapng",
                    help="keep the raw capture (pcapng) for the ticket; `dgcap report FILE` reproduces "
-                        "the final report")
+                        "the final report (checked before the capture starts)")
     w.add_argument("--ring-size", type=float, default=100.0, metavar="MB",
                    help="with --write: start a new file when this size is reached (default 100; 0 = "
                         "one file, no limit)")
@@ -50,8 +52,9 @@ def add_parser(sub) -> None:
                    help="with --write and a ring size: keep the newest N files (default 5)")
     add_server_name_option(w)
     w.add_argument("--gap-threshold", type=float, default=10.0, metavar="SECONDS",
-                   help="client silence that turns red and becomes a finding (default 10, Deepgram's "
-                        "NET-0001 timeout); yellow from half of it")
+                   help="client silence over this turns the counter red (no audio or text frame; "
+                        "pings do not count) and is a gap finding in the report (default 10, "
+                        "Deepgram's NET-0001 timeout); yellow from half of it")
     w.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     w.add_argument("--format", choices=DOCUMENT_FORMATS, default="rich", help="final report format")
     w.add_argument("-o", "--output", metavar="FILE", help="write the final report to FILE instead of stdout")
@@ -81,6 +84,9 @@ def _check(args):
             return f"{args.write}: folder {folder} does not exist"
         if os.path.isdir(args.write):
             return f"{args.write}: is a folder; give a file name such as capture.pcapng"
+        problem = _unwritable(args.write)
+        if problem:
+            return problem
     for path in args.snapshot:
         if not path.endswith((".svg", ".html", ".htm", ".txt")):
             return f"--snapshot {path}: give a .svg, .html or .txt file name"
@@ -90,6 +96,24 @@ def _check(args):
         folder = os.path.dirname(os.path.abspath(args.keylog))
         if not os.path.isdir(folder):
             return f"{args.keylog}: folder {folder} does not exist"
+    return None
+
+
+def _unwritable(path: str) -> Optional[str]:
+    """Why `path` cannot be written, found before the capture starts (not after it ran for
+    its whole duration), or None.  A new file is created and removed again: the writer
+    creates it at the first packet.  An existing file is opened for appending, so it is
+    not changed; a FIFO or device without a reader is left alone (opening would block)."""
+    try:
+        if os.path.exists(path):
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                return None if os.access(path, os.W_OK) else f"{path}: cannot write to it: permission denied"
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(path)
+    except OSError as e:
+        return f"{path}: cannot write the capture there: {e.strerror or e}"
     return None
 
 

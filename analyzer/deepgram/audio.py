@@ -327,11 +327,22 @@ class AudioMeter:
         self._win_bytes = 0
         self._win_chunks = 0
 
-    def realtime_factor(self) -> Optional[float]:
-        if not self.bps or self.first_time is None:
+    def bytes_per_second(self) -> Optional[float]:
+        """The audio payload rate over the stream's wall time (first arrival to last arrival
+        plus the last chunk's duration when the format gives a byte rate; without one, to
+        the last arrival): what the dashboard and the timeline show as the audio rate."""
+        if self.first_time is None:
             return None
-        wall = self.last_time - self.first_time + self.last_chunk_bytes / self.bps
-        return (self.bytes / self.bps) / wall if wall > 0 else None
+        wall = self.last_time - self.first_time
+        if self.bps:
+            wall += self.last_chunk_bytes / self.bps
+        return self.bytes / wall if wall > 0 else None
+
+    def realtime_factor(self) -> Optional[float]:
+        if not self.bps:
+            return None
+        rate = self.bytes_per_second()
+        return None if rate is None else rate / self.bps
 
     def summary(self) -> AudioPace:
         """The aggregate; closes the last (partial) window."""
@@ -341,6 +352,7 @@ class AudioMeter:
             span = min(self.window, self.last_time - start + self.last_chunk_bytes / self.bps)
             self._close_window(span)
         rtf = self.realtime_factor()
+        rate = self.bytes_per_second()
 
         def ms(nbytes: Optional[float]) -> Optional[float]:
             return None if nbytes is None or not self.bps else round(nbytes / self.bps * 1000, 3)
@@ -350,6 +362,7 @@ class AudioMeter:
             bytes=self.bytes, chunks=self.chunks,
             seconds=None if self.seconds is None else round(self.seconds, 6),
             realtime_factor=None if rtf is None else round(rtf, 3),
+            bytes_per_second=None if rate is None else round(rate, 1),
             chunk_ms=None if not self.bps or not self.chunks else SizeStats(
                 ms(self.sizes.min), ms(median), ms(self.sizes.max)),
             chunk_bytes=None if not self.chunks else SizeStats(

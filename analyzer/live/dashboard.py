@@ -9,14 +9,21 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ..egress import human_rate
 from ..report.text import SEVERITY_ORDER
-from .state import LiveState, SessionView
+from .state import RATE_WINDOW, LiveState, SessionView
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 SILENT_STYLE = {"ok": "green", "warn": "bold yellow", "silent": "bold white on red"}
 SILENT_MARK = "SILENT"
 MAX_ROWS = 20
 MAX_FINDINGS = 6
+LEGEND = (f"silent: since the client's last audio or text frame (Deepgram's NET-0001 clock; pings and pongs "
+          f"do not reset it). audio: payload bytes/s, inflated, over the last {RATE_WINDOW:g} s (the whole "
+          f"stream once it ended)")
+COLUMNS = (("#", "right"), ("client → server", "left"), ("endpoint", "left"), ("handshake", "left"),
+           ("dg-request-id", "left"), ("audio", "right"), ("RTF", "right"), ("silent", "right"),
+           ("pings", "right"), ("srv msgs", "right"), ("close", "left"))
 
 
 @dataclass
@@ -36,13 +43,7 @@ class Status:
 
 
 def fmt_rate(rate: Optional[float]) -> str:
-    if rate is None:
-        return "-"
-    if rate >= 1e6:
-        return f"{rate / 1e6:.1f} MB/s"
-    if rate >= 1e3:
-        return f"{rate / 1e3:.1f} kB/s"
-    return f"{rate:.0f} B/s"
+    return "-" if rate is None else human_rate(rate)
 
 
 def fmt_size(n: int) -> str:
@@ -66,6 +67,15 @@ def silent_text(v: SessionView) -> Text:
     if v.silent_level == "silent":
         text.append(f" {SILENT_MARK}", style="bold red")
     return text
+
+
+def pings_text(v: SessionView) -> Text:
+    """Client pings and pongs: shown so a reader sees the connection is alive while the
+    silent counter (data frames only) keeps running."""
+    if not v.pings:
+        return Text("-", style="dim")
+    age = f" ({tenths(v.ping_age)} ago)" if v.ping_age is not None else ""
+    return Text(f"{v.pings}{age}")
 
 
 def short_handshake(v: SessionView) -> str:
@@ -116,16 +126,13 @@ def status_line(st: Status, state: LiveState, sessions: int, active: int) -> Tex
 def sessions_table(views: list[SessionView], threshold: float) -> Table:
     t = Table(title=f"Sessions (silence: yellow at {threshold / 2:g} s, red over {threshold:g} s)",
               title_justify="left", expand=False, pad_edge=False)
-    for name, justify in (("#", "right"), ("client → server", "left"), ("endpoint", "left"),
-                          ("handshake", "left"), ("dg-request-id", "left"), ("audio", "right"),
-                          ("RTF", "right"), ("silent", "right"), ("srv msgs", "right"),
-                          ("close", "left")):
+    for name, justify in COLUMNS:
         t.add_column(name, justify=justify, overflow="fold",
-                     no_wrap=name in ("silent", "audio", "close", "RTF", "#"))
+                     no_wrap=name in ("silent", "audio", "close", "RTF", "#", "pings"))
     shown = _rows(views)
     hidden = len(views) - len(shown)
     if hidden:
-        t.add_row("", Text(f"… {hidden} earlier ended session(s)", style="dim"), *[""] * 8)
+        t.add_row("", Text(f"… {hidden} earlier ended session(s)", style="dim"), *[""] * (len(COLUMNS) - 2))
     for v in shown:
         t.add_row(
             str(v.number),
@@ -136,6 +143,7 @@ def sessions_table(views: list[SessionView], threshold: float) -> Table:
             fmt_rate(v.rate),
             f"{v.realtime_factor:.2f}×" if v.realtime_factor is not None else "-",
             silent_text(v),
+            pings_text(v),
             str(v.server_messages),
             Text(v.close, style=_close_style(v)),
         )
@@ -182,6 +190,7 @@ def render(status: Status, state: LiveState, views: list[SessionView]) -> Group:
     parts = [status_line(status, state, len(views), active)]
     if views:
         parts.append(sessions_table(views, state.gap_threshold))
+        parts.append(Text(LEGEND, style="dim"))
     else:
         parts.append(Text("No WebSocket session yet: start your client.", style="dim"))
     f = findings_table(state)

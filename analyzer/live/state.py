@@ -2,13 +2,19 @@
 
 `LiveState` plugs into `pipeline.Options` (builder/frame/message/record/session hooks) and
 keeps, per session, what the Session model only computes at the end: recent client
-audio (for a rate over the last few seconds) and the number of server messages.  How long
-the client has been silent is the session's own SessionBuilder's running measurement (the
-one gap implementation), read through builder_hook.  `views(sessions, now)` turns that into `SessionView`s, plain
-values that the dashboard renders and tests assert.
+audio (for a rate over the last few seconds), the client's pings and pongs and the number
+of server messages.  How long the client has been silent is the session's own
+SessionBuilder's running measurement (the one gap implementation, its "data" track: text
+and binary frames, what Deepgram's NET-0001 timer counts; pings and pongs are shown but do
+not end a silence), read through builder_hook.  `views(sessions, now)` turns that into
+`SessionView`s, plain values that the dashboard renders and tests assert.
+
+Audio rates count payload bytes as the application sent them: inflated when
+permessage-deflate compressed them (the message's size), as the report's Stream section
+and the HTML timeline do, so the real-time factor compares like with like.
 
 Times are capture timestamps (the packets' own clock); `now` is the wall clock for a
-live capture, so "silent for" is now - the last client frame.  Once a session has a
+live capture, so "silent for" is now - the last client data frame.  Once a session has a
 close frame or its TCP connection ended, its clock stops at that moment.
 """
 from __future__ import annotations
@@ -21,7 +27,7 @@ from ..deepgram.audio import bytes_per_second
 from ..deepgram.endpoints import endpoint_for_path
 from ..deepgram.params import query_value, to_int
 from ..model import CLIENT, SERVER, Finding, Session
-from ..websocket import OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_TEXT
+from ..websocket import OP_BINARY, OP_PING, OP_PONG, OP_TEXT
 
 RATE_WINDOW = 3.0  # seconds of client audio behind the live rate
 # Packets reach the analysis in batches (dumpcap flushes a few times a second): the rate
@@ -35,19 +41,20 @@ class SessionStats:
 
     __slots__ = ("session", "builder", "recent", "audio_bytes", "client_frames",
                  "server_messages", "client_records", "server_records",
-                 "first_audio", "_message_opcode", "concluded")
+                 "first_audio", "client_pings", "last_ping", "concluded")
 
     def __init__(self, session: Session):
         self.session = session
         self.builder = None  # its SessionBuilder (builder_hook)
         self.recent: deque = deque()  # (time, bytes) of client audio (or records) in the window
-        self.audio_bytes = 0
+        self.audio_bytes = 0  # client binary message bytes, inflated (records' bytes without keys)
         self.first_audio: Optional[float] = None  # first client audio frame (or record): the rate's origin
         self.client_frames = 0
         self.server_messages = 0
         self.client_records = 0
         self.server_records = 0
-        self._message_opcode: Optional[int] = None
+        self.client_pings = 0  # client ping and pong frames (they do not end a silence)
+        self.last_ping: Optional[float] = None  # time of the last one
         self.concluded = False
 
     def add_recent(self, ts: float, size: int) -> None:
@@ -72,15 +79,19 @@ class SessionView:
     status: Optional[int]
     request_id: Optional[str]
     websocket: bool
-    rate: Optional[float]  # client audio bytes/s over the last RATE_WINDOW s (records without keys)
+    rate: Optional[float]  # client audio payload bytes/s (inflated) over the last RATE_WINDOW s
+    #                        (record bytes without keys); once concluded, the whole stream's
+    #                        (the report's audio.bytes_per_second)
     realtime_factor: Optional[float]  # rate / the encoding's bytes per second (raw encodings)
-    silent: Optional[float]  # seconds since the last client frame (or the 101), frozen at the end
+    silent: Optional[float]  # seconds since the last client data frame (or the 101), frozen at the end
     silent_level: str  # "ok" | "warn" (>= half the threshold) | "silent" (> the threshold)
     server_messages: int
     close: str  # "open", "S:1011 C:1011 FIN", ...
     close_code: Optional[int]  # the first close frame's code
     ended: bool
     findings: list[str] = field(default_factory=list)  # ids, once the connection ended
+    pings: int = 0  # client ping and pong frames so far
+    ping_age: Optional[float] = None  # seconds since the last of them (same clock as `silent`)
 
 
 class LiveState:
@@ -133,25 +144,22 @@ class LiveState:
             return
         st = self.stats(session)
         st.client_frames += 1
-        op = f.opcode
-        if op == OP_CLOSE:
-            return
-        if op in (OP_TEXT, OP_BINARY):
-            data_opcode = op
-            st._message_opcode = None if f.fin else op
-        elif op == OP_CONT:
-            data_opcode = st._message_opcode
-            if f.fin:
-                st._message_opcode = None
-        else:
-            return
-        if data_opcode == OP_BINARY:
-            st.audio_bytes += f.length
-            st.add_recent(f.time, f.length)
+        if f.opcode == OP_PING or f.opcode == OP_PONG:
+            st.client_pings += 1
+            st.last_ping = f.time
 
     def message(self, session: Session, direction: int, m) -> None:
-        if direction == SERVER and m.opcode in (OP_TEXT, OP_BINARY):
+        op = m.opcode
+        if op != OP_TEXT and op != OP_BINARY:
+            return
+        if direction == SERVER:
             self.stats(session).server_messages += 1
+        elif op == OP_BINARY:
+            # m.size: the payload as the client application sent it (inflated), at the
+            # message's last frame.
+            st = self.stats(session)
+            st.audio_bytes += m.size
+            st.add_recent(m.time, m.size)
 
     def record(self, session: Session, direction: int, length: int, frame: int, ts: float) -> None:
         st = self.stats(session)
@@ -209,8 +217,14 @@ class LiveState:
         open_ws = s.websocket or (no_keys and st.client_records > 0)
         rate = rtf = silent = None
         if open_ws:
-            rate = _rate(st, t_rate)
-            if not no_keys:
+            pace = s.audio.pace if st.concluded and s.audio is not None and not no_keys else None
+            if pace is not None and pace.chunks:
+                # Over: the whole stream's rate and real-time factor, the numbers the report's
+                # Stream section gives (a window would only say how long ago the stream ended).
+                rate, rtf = pace.bytes_per_second, pace.realtime_factor
+            else:
+                rate = _rate(st, t_rate)
+            if not no_keys and rtf is None:
                 q = hs.query
                 bps = bytes_per_second(query_value(q, "encoding"), to_int(query_value(q, "sample_rate")),
                                        to_int(query_value(q, "channels")) or 1)
@@ -219,6 +233,7 @@ class LiveState:
             since = st.builder.client_silence_since() if st.builder is not None else None
             if since is not None:
                 silent = max(0.0, t - since)
+        ping_age = None if st.last_ping is None else max(0.0, t - st.last_ping)
         level = "ok"
         if silent is not None:
             if silent > self.gap_threshold:
@@ -235,7 +250,8 @@ class LiveState:
             websocket=s.websocket, rate=rate, realtime_factor=rtf, silent=silent, silent_level=level,
             server_messages=st.server_records if no_keys else st.server_messages,
             close=close_text(s), close_code=first.code if first is not None else None,
-            ended=ended, findings=[f.id for f in s.findings] if st.concluded else [])
+            ended=ended, findings=[f.id for f in s.findings] if st.concluded else [],
+            pings=st.client_pings, ping_age=ping_age)
 
     def recent_findings(self, n: int) -> list[tuple[int, Finding]]:
         """The last n findings as (session number, Finding)."""

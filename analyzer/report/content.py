@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..egress import human_rate
 from ..model import CLIENT, SERVER, CaptureReport, Finding, Session, gap_end
 from .text import (clock, close_summary, duration, finding_counts, frames_summary,
                    handshake_summary, sorted_findings)
@@ -21,7 +22,9 @@ from .text import (clock, close_summary, duration, finding_counts, frames_summar
 SEVERITIES = ("error", "warning", "info")
 SESSION_COLUMNS = ("#", "client → server", "server name", "endpoint", "transport", "handshake",
                    "dg-request-id", "frames C/S", "close", "findings")
-FRAME_COLUMNS = ("", "text", "binary", "empty bin", "cont", "ping", "pong", "close", "payload bytes",
+# Frame payload bytes as declared on the wire: compressed under permessage-deflate (the Stream
+# section's audio bytes are inflated), so the header says which.
+FRAME_COLUMNS = ("", "text", "binary", "empty bin", "cont", "ping", "pong", "close", "payload bytes (wire)",
                  "first", "last")
 GAP_COLUMNS = ("kind", "seconds", "from", "to", "ended by")
 # Links we make clickable: Deepgram's documentation and short links only (a close
@@ -337,9 +340,13 @@ def stream_rows(s: Session) -> list[Row]:
             fmt.append(f"{audio.channels} ch")
         if audio.format:
             fmt.append(f"sniffed {audio.format}")
-        text = f"{pace.bytes:,} bytes in {pace.chunks} chunks"
+        # Payload bytes as the application sent them: say so when they were compressed on the wire.
+        inflated = " (payload, inflated)" if s.handshake.deflate is not None else ""
+        text = f"{pace.bytes:,} bytes{inflated} in {pace.chunks} chunks"
         if pace.seconds is not None:
             text += f" = {pace.seconds} s"
+        if pace.bytes_per_second is not None:
+            text += f" at {human_rate(pace.bytes_per_second)}"
         if pace.realtime_factor is not None:
             text += f", real-time factor {pace.realtime_factor}"
         if pace.chunk_ms is not None:

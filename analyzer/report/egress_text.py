@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..egress import human_bytes
+from ..egress import human_bytes, human_rate
 from ..model import CaptureReport, Session
 from .text import clock
 
@@ -16,7 +16,13 @@ OTHER_COLUMNS = ("tcp.stream", "client → server", "server name", "protocol", "
 
 
 def _rate(rate: Optional[float]) -> str:
-    return f"{human_bytes(rate)}/s" if rate is not None else "no rate"
+    return human_rate(rate) if rate is not None else "no rate"
+
+
+def _compressed(s: Session) -> str:
+    """Egress counts bytes on the wire: under permessage-deflate they are not the audio's
+    size (the Stream section's inflated bytes), so the rate says so."""
+    return " compressed on the wire" if s.handshake.deflate is not None and s.websocket else ""
 
 
 def _server(s: Session) -> str:
@@ -42,7 +48,7 @@ def egress_line(s: Session) -> Optional[str]:
         total = sum(x["seconds"] for x in e.silences)
         silences = f"; {len(e.silences)} silence(s) over the threshold ({total:.1f} s) excluded"
     return (f"{head}: {human_bytes(e.client_bytes)} in {e.units} {e.unit} over {e.active_seconds:.1f} s "
-            f"({_rate(e.active_bytes_per_second)}{what}) to {_server(s)}{evidence}{silences}.")
+            f"({_rate(e.active_bytes_per_second)}{_compressed(s)}{what}) to {_server(s)}{evidence}{silences}.")
 
 
 def deepgram_headline(cap: CaptureReport) -> list[str]:
@@ -58,7 +64,7 @@ def deepgram_headline(cap: CaptureReport) -> list[str]:
             end = f", last client data No. {e.last_frame} at {clock(e.last_time)}"
         lines.append(f"Session {s.index} to Deepgram ({sn.name}, {s.server}): {e.client_bytes:,} client "
                      f"bytes ({human_bytes(e.client_bytes)}) over {e.active_seconds:.1f} s active at "
-                     f"{_rate(e.active_bytes_per_second)}{end}.")
+                     f"{_rate(e.active_bytes_per_second)}{_compressed(s)}{end}.")
     return lines
 
 

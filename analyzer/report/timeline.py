@@ -2,7 +2,8 @@
 
 Rows, top to bottom: findings pinned at their time (numbered like the findings list),
 server messages (Results, Metadata, ...), client control messages (KeepAlive,
-Finalize, CloseStream, ...), client audio bytes per second, and frames per interval
+Finalize, CloseStream, ...), client audio payload bytes per second (inflated when
+permessage-deflate compressed them, as the Stream section counts them), and frames per interval
 (client up, server down).  Client silences are shaded with their length; the 101,
 close frames and the TCP end are vertical lines labelled under the axis.
 
@@ -16,6 +17,7 @@ from html import escape
 from typing import Iterable, Optional
 
 from ..deepgram.messages import NOT_JSON, NO_TYPE, parse_text
+from ..egress import human_rate
 from ..model import CLIENT, Session, gap_end
 from .content import FindingItem
 from .text import clock
@@ -38,7 +40,7 @@ SERVER_SHAPES = {"Results": "results", "TurnInfo": "results", "Metadata": "metad
                  "Warning": "warning"}
 CLIENT_SHAPES = {"KeepAlive": "keepalive", "Finalize": "finalize", "CloseStream": "closestream"}
 LEGEND = (
-    ("audio", "client audio bytes/s"), ("client", "client frames"), ("server", "server frames"),
+    ("audio", "client audio payload bytes/s (inflated)"), ("client", "client frames"), ("server", "server frames"),
     ("gap", "client silence (no frame)"), ("gap-audio", "no audio"),
     ("m-keepalive", "KeepAlive"), ("m-finalize", "Finalize"), ("m-closestream", "CloseStream"),
     ("m-results", "Results / TurnInfo"), ("m-metadata", "Metadata"), ("m-error", "Error"),
@@ -70,14 +72,6 @@ def _tick_label(sec: float, step: float) -> str:
         return f"+{m}:{s:02d}"
     digits = 0 if step >= 1 else 1 if step >= 0.1 else 2 if step >= 0.01 else 3
     return f"+{sec:.{digits}f} s"
-
-
-def _rate(v: float) -> str:
-    if v >= 1e6:
-        return f"{v / 1e6:.1f} MB/s"
-    if v >= 1e3:
-        return f"{v / 1e3:.1f} KB/s"
-    return f"{v:.0f} B/s"
 
 
 class _Scale:
@@ -224,7 +218,7 @@ def timeline_svg(s: Session, items: list[FindingItem], key: str) -> Optional[tup
     per = _num(col_w) + " s"
     labels = [(PIN_Y + 4, "findings", ""), (SRV_Y + 4, "server msgs", ""), (CLI_Y + 4, "client msgs", ""),
               (AUDIO_TOP + 20, "client audio", "n/a (encrypted)" if encrypted else
-               f"max {_rate(max_rate)}" if max_rate else "none"),
+               f"max {human_rate(max_rate)}" if max_rate else "none"),
               (FR_MID - 4, f"{unit} / {per}", f"max {max_frames}"),
               (FR_TOP + 10, "client ↑", ""), (FR_BOTTOM - 2, "server ↓", "")]
     for y, text, sub in labels:
@@ -265,7 +259,7 @@ def timeline_svg(s: Session, items: list[FindingItem], key: str) -> Optional[tup
         if c[4] and max_rate:
             h = max(rate / max_rate * audio_h, 1.0)
             add(f'<rect class="audio" x="{bx:.1f}" y="{AUDIO_BOTTOM - h:.1f}" width="{bw:.1f}" height="{h:.1f}">'
-                f'<title>{_e(f"{clock(start)}: {_rate(rate)} client audio")}</title></rect>')
+                f'<title>{_e(f"{clock(start)}: {human_rate(rate)} client audio payload (inflated)")}</title></rect>')
         if c[0] and max_frames:
             h = max(c[0] / max_frames * half, 1.0)
             add(f'<rect class="client" x="{bx:.1f}" y="{FR_MID - h:.1f}" width="{bw:.1f}" height="{h:.1f}">'
