@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
     from ..cli import EXIT_CODES_HELP
     w = sub.add_parser("watch", help="capture live and watch WebSocket sessions as they happen",
                        description="Capture live with dumpcap and show every WebSocket session as it happens "
-                                   "(endpoint, handshake, audio rate, seconds since the client's last frame, "
+                                   "(endpoint, handshake, audio rate, seconds since the client's last audio or text frame, "
                                    "close codes); Ctrl-C or --duration stops and prints the full report, the "
                                    "same as `dgcap report` on the written file.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
