@@ -167,6 +167,19 @@ def test_sharded_report_is_identical_on_a_synthesised_mix(tmp_path, tls):
     assert {s.transport for s in single[0].sessions} == ({"tls-decrypted"} if tls else {"tcp"})
 
 
+def test_gzip_capture_split_when_asked(tmp_path):
+    path = tmp_path / "dg_multi.pcapng.gz"
+    path.write_bytes(gzip.compress((CAPTURES / "dg_multi.pcapng").read_bytes()))
+    single, _ = analyze_files([str(path)], Options(), False)
+    calls = []
+    real_task = report_cmd._capture_task
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
+        sharded, _ = analyze_files([str(path)], Options(), False, shards=2)
+    assert calls == [] and sharded[0].compressed
+    assert sharded[0].to_json() == single[0].to_json()
+
+
 # -- DNS over TCP answers a connection of another shard ----------------------------------
 
 CLIENT, RESOLVER, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53]), bytes([10, 0, 0, 9])
@@ -229,8 +242,10 @@ def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     with open(big, "wb") as f:
         f.truncate(SHARD_MIN_BYTES)  # sparse: only its size matters
     small = CAPTURES / "dg_success.pcap"
-    packed = tmp_path / "small.pcap.gz"
-    packed.write_bytes(gzip.compress(small.read_bytes()))
+    packed = tmp_path / "big.pcap.gz"
+    with open(packed, "wb") as f:
+        f.write(gzip.compress(small.read_bytes()))
+        f.truncate(SHARD_MIN_BYTES)
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
@@ -239,7 +254,8 @@ def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     assert shard_count(str(big), "auto", **one) == 4
     assert shard_count(str(small), "auto", **one) == 1  # small
     assert shard_count(str(small), 2, **one) == 2  # asked for
-    assert shard_count(str(packed), 2, **one) == 1  # gzip
+    assert shard_count(str(packed), "auto", **one) == 1  # gzip: every worker would decompress it all
+    assert shard_count(str(packed), 2, **one) == 2  # unless asked for
     assert shard_count(str(fifo), 2, **one) == 1  # a pipe
     assert shard_count(str(big), 2, single_capture=True, native=False) == 1  # tshark engine
     assert shard_count(str(big), "auto", single_capture=False, native=True) == 1  # a folder: -j
