@@ -100,10 +100,11 @@ class _Analysis:
         s = Session(index=0, client=client, server=server, tcp_stream=tcp_stream)
         s.start_frame, s.start_time = first_frame, first_time
         options = self.options
-        builder = SessionBuilder(s, options.gap_threshold, self.text_budget, hooks=options)
-        self.sessions.append(s)
+        budget = self.text_budget
         if self.shard is not None:
-            self.shard.session_started(s)
+            budget = self.shard.session_started(s, budget)
+        builder = SessionBuilder(s, options.gap_threshold, budget, hooks=options)
+        self.sessions.append(s)
         if options.builder_hook is not None:
             options.builder_hook(builder)
         return builder

@@ -15,10 +15,17 @@ HTTP heads too long.  The parent then does what one process does once every conn
 has ended (proxy legs, copies folded, sessions numbered, capture findings), so the report
 is the same, byte for byte, as the single-process one.
 
+The capture's budget of server text kept in sessions (Options.max_kept_server_text) is spent
+in the order messages arrive over every connection: each worker spends a budget of its own
+(so it keeps at least what one process keeps, and no more memory), notes each message it
+keeps, and the parent finds where one process would have run out and drops the messages
+kept after it.
+
 Where identity cannot be had cheaply the worker says so (`NotShardable`) and the capture
 is analysed in one process: more connections than --max-connections (eviction depends on
-every connection's state), or server text past the capture's text budget
-(Options.max_kept_server_text is spent in the order messages arrive across connections).
+every connection's state), or a session that reached its own cap of kept messages
+(limits.SESSION_KEPT_*) in a capture whose budget ran out (which messages it then keeps
+depends on the ones dropped for the budget).
 """
 from __future__ import annotations
 
@@ -103,6 +110,8 @@ class ShardWork:
         self._seq = 0
         self.ops: list[tuple] = []  # (moment, kind, args)
         self.started: dict[int, tuple] = {}  # id(session) -> moment it started
+        self.budgets: dict[int, _SessionBudget] = {}  # id(session) -> its view of the text budget
+        self.texts: list[tuple] = []  # server text kept: (moment, characters, session, index)
         self.declined = 0  # connections left to other shards (the tracker counts them ignored)
         # Reassembly counters of DNS replicas (another shard counts them).
         self.foreign = {"retransmissions": 0, "holes": 0, "hole_bytes": 0, "conflicts": 0}
@@ -117,8 +126,13 @@ class ShardWork:
     def record(self, kind: str, stream: int, *args) -> None:
         self.ops.append((self.moment(stream), kind, args))
 
-    def session_started(self, session) -> None:
+    def session_started(self, session, budget):
+        """Note when `session` started; returns the text budget its SessionBuilder spends."""
         self.started[id(session)] = self.moment(session.tcp_stream)
+        if budget is None:
+            return None
+        view = self.budgets[id(session)] = _SessionBudget(budget, self, session)
+        return view
 
     def capture_ended(self) -> None:
         self.phase, self.frame = _END, 0
@@ -164,6 +178,42 @@ class _ShardCensus(ConnectionCensus):
 
     def _remember(self, facts, item) -> None:
         self.shard.record("remember", facts.tcp_stream, facts.print, item)
+
+
+class _SessionBudget:
+    """The worker's TextBudget as one session's SessionBuilder spends it: what it keeps is
+    noted with its moment and place (session, index in Session.messages)."""
+
+    __slots__ = ("budget", "work", "session", "drops")
+
+    def __init__(self, budget, work: ShardWork, session):
+        self.budget = budget
+        self.work = work
+        self.session = session
+        self.drops = 0  # messages this session dropped for the budget
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    @property
+    def left(self) -> int:
+        return self.budget.left
+
+    @left.setter
+    def left(self, value: int) -> None:
+        s = self.session
+        self.work.texts.append((self.work.moment(s.tcp_stream), self.budget.left - value, s, len(s.messages)))
+        self.budget.left = value
+
+    @property
+    def dropped(self) -> int:
+        return self.budget.dropped
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self.drops += value - self.budget.dropped
+        self.budget.dropped = value
 
 
 class _DnsReplica:
@@ -212,8 +262,9 @@ class ShardResult:
     ops: list  # (moment, kind, args), in that order
     tcp_stats: dict  # this shard's share (connections: all of them)
     keylog: tuple  # (secrets held, lookups, matches)
-    text_used: int
-    text_dropped: int
+    texts: list  # server text kept: (moment, characters, session, index in its messages)
+    text_dropped: int  # messages dropped for this worker's budget
+    capped: bool  # a session dropped messages for its own caps
     packets: int
     first_time: Optional[float]
     last_time: Optional[float]
@@ -245,10 +296,11 @@ def analyze_shard(path: str, options, index: int, count: int) -> ShardResult:
         decoder.dns_sink = None  # not picklable, and done with
         decoder.muted, decoder._muted_ports = set(), set()
         capture = SimpleNamespace(truncated=cap.truncated, packet_count=cap.packet_count)
+    capped = any(s.messages_dropped > work.budgets[id(s)].drops for s in analysis.sessions
+                 if id(s) in work.budgets)
     return ShardResult(index, count, [(work.started[id(s)], s) for s in analysis.sessions], work.ops, tcp,
-                       (len(keylog), keylog.lookups, keylog.matches),
-                       budget.limit - budget.left if budget is not None else 0,
-                       budget.dropped if budget is not None else 0,
+                       (len(keylog), keylog.lookups, keylog.matches), work.texts,
+                       budget.dropped if budget is not None else 0, capped,
                        analyzer.packets, analyzer.first_time, analyzer.last_time, report, decoder, capture)
 
 
@@ -265,14 +317,13 @@ def merge_shards(path: str, options, results: list[ShardResult]) -> CaptureRepor
     first = results[0]
     if [r.index for r in results] != list(range(first.count)):
         raise NotShardable("a shard is missing")
-    limit = options.max_kept_server_text
-    if limit > 0 and (any(r.text_dropped for r in results) or sum(r.text_used for r in results) >= limit):
-        # One process spends the budget in arrival order over every connection.
-        raise NotShardable("server text past the capture's budget")
+    dropped = _spend_text_budget(options.max_kept_server_text, results)
     report = CaptureReport(path=path, format=first.report.format, compressed=first.report.compressed)
     report.bytes = first.report.bytes
     merger = CaptureAnalyzer(options, report)  # key log findings as one process makes them
     analysis = merger.analysis
+    if analysis.text_budget is not None:
+        analysis.text_budget.dropped = dropped
     census = analysis.census
     for _moment, kind, args in heapq.merge(*(r.ops for r in results)):
         if kind == "other":
@@ -291,3 +342,23 @@ def merge_shards(path: str, options, results: list[ShardResult]) -> CaptureRepor
               sum(r.keylog[2] for r in results))
     add_capture_findings(report, options, keylog, first.capture, first.decoder)
     return report
+
+
+def _spend_text_budget(limit: int, results: list[ShardResult]) -> int:
+    """Drop the server text one process would not have kept (it ran out of budget there);
+    returns the messages one process drops for the budget."""
+    if limit <= 0:
+        return 0
+    texts = list(heapq.merge(*(r.texts for r in results)))
+    spent, cut = 0, len(texts)
+    for i, text in enumerate(texts):
+        if spent >= limit:
+            cut = i
+            break
+        spent += text[1]
+    if spent >= limit and any(r.capped for r in results):
+        raise NotShardable("a session reached its own cap of kept messages after the budget ran out")
+    for _moment, _characters, session, index in reversed(texts[cut:]):  # latest first
+        del session.messages[index]
+        session.messages_dropped += 1
+    return len(texts) - cut + sum(r.text_dropped for r in results)

@@ -171,13 +171,9 @@ def test_gzip_capture_split_when_asked(tmp_path):
     path = tmp_path / "dg_multi.pcapng.gz"
     path.write_bytes(gzip.compress((CAPTURES / "dg_multi.pcapng").read_bytes()))
     single, _ = analyze_files([str(path)], Options(), False)
-    calls = []
-    real_task = report_cmd._capture_task
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
-        sharded, _ = analyze_files([str(path)], Options(), False, shards=2)
-    assert calls == [] and sharded[0].compressed
-    assert sharded[0].to_json() == single[0].to_json()
+    sharded, fallbacks = analyse_counting_fallbacks(str(path), Options(), 2)
+    assert fallbacks == [] and sharded.compressed
+    assert sharded.to_json() == single[0].to_json()
 
 
 # -- DNS over TCP answers a connection of another shard ----------------------------------
@@ -220,19 +216,46 @@ def test_dns_over_tcp_names_the_server_of_a_connection_in_another_shard(tmp_path
 
 # -- what cannot be split exactly is analysed in one process -----------------------------
 
-@pytest.mark.parametrize("limit", ["max_connections", "max_kept_server_text"])
-def test_a_capture_that_cannot_be_split_exactly_is_analysed_in_one_process(limit):
-    path = str(CAPTURES / "dg_multi.pcapng")
-    # dg_multi: 3 connections; its sessions' server text comes to more than 1,000 characters.
-    options = Options(**{limit: {"max_connections": 2, "max_kept_server_text": 1000}[limit]})
-    single, _ = analyze_files([path], options, False)
+def analyse_counting_fallbacks(path: str, options, shards: int):
     calls = []
     real_task = report_cmd._capture_task
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
-        sharded, _ = analyze_files([path], options, False, shards=2)
-    assert calls == [path]
-    assert sharded[0].to_json() == single[0].to_json()
+        captures, _ = analyze_files([path], options, False, shards=shards)
+    return captures[0], calls
+
+
+@pytest.mark.parametrize("limit, dropped", [(1, 22), (3000, 18), (20000, None)])
+def test_the_capture_text_budget_runs_out_where_one_process_runs_out(tmp_path, limit, dropped):
+    """Options.max_kept_server_text is spent in arrival order over every connection: the
+    parent drops what the shards kept after the point where one process ran out."""
+    path = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "synth.py"), str(path), "--size", "3M", "--sessions", "12",
+                    "--seed", "3"], check=True, capture_output=True)
+    options = Options(max_kept_server_text=limit)
+    single, _ = analyze_files([str(path)], options, False)
+    expected = single[0].to_json()
+    assert expected["stats"].get("messages_not_kept") == (
+        None if dropped is None else {"server_text_limit": limit, "messages": dropped})
+    assert sum(s["messages_dropped"] for s in expected["sessions"]) == (dropped or 0)
+    for shards in (2, 3):
+        sharded, fallbacks = analyse_counting_fallbacks(str(path), options, shards)
+        assert fallbacks == [] and sharded.to_json() == expected
+
+
+@pytest.mark.parametrize("limit", ["max_connections", "session_cap"])
+def test_a_capture_that_cannot_be_split_exactly_is_analysed_in_one_process(limit, monkeypatch):
+    path = str(CAPTURES / "dg_multi.pcapng")
+    # dg_multi: 3 connections, 3 sessions; 1,000 characters of server text run out in the
+    # second; a session cap of 2 messages makes which ones a session keeps depend on it.
+    options = Options(max_connections=2) if limit == "max_connections" else Options(max_kept_server_text=1000)
+    if limit == "session_cap":
+        assert analyse_counting_fallbacks(path, options, 2)[1] == []  # the budget alone: merged
+        monkeypatch.setattr("analyzer.session.SESSION_KEPT_MESSAGES", 2)  # the workers are forked
+    single, _ = analyze_files([path], options, False)
+    sharded, fallbacks = analyse_counting_fallbacks(path, options, 2)
+    assert fallbacks == [path]
+    assert sharded.to_json() == single[0].to_json()
 
 
 # -- when to split ---------------------------------------------------------------------
