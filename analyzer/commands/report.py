@@ -6,7 +6,8 @@ timeline chart per session) for support tickets; for fleets of captures, jsonl (
 record per line, written as each session ends) and parquet (three tables in a folder),
 see analyzer/fleet/.  Several captures (or a folder) get a cross-capture summary first;
 `-j N` analyses them in N processes (the report keeps the input order), `--scheduler`
-on a Dask cluster; `--stream` prints a line per session as soon as its connection ends.
+on a Dask cluster; `--shards` splits one capture's connections over processes of the same
+pool (analyzer/shards.py); `--stream` prints a line per session as soon as its connection ends.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def add_parser(sub) -> None:
                         "second and stderr is a terminal)")
     r.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="analyse N captures in parallel processes (0: one per CPU; default 1); the "
-                        "report keeps the order of the input")
+                        "report keeps the order of the input (one capture: see --shards)")
     r.add_argument("--shards", type=_shards_arg, default="auto", metavar="auto|off|N",
                    help="split one capture's TCP connections over N processes (the report is the same); "
                         "auto (default): a single uncompressed capture of 64 MB or more, over the idle "
