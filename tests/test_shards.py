@@ -2,6 +2,7 @@
 the report is byte-identical to the single-process one, and the stream numbers are tshark's."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -34,27 +35,29 @@ def keylog_of(path: Path):
     return str(keys) if keys.exists() else None
 
 
+@contextlib.contextmanager
+def whole_captures():
+    """The captures analysed in one process (whole) by analyze_files, in the parent: the
+    captures that were not split, or were analysed again after their shards."""
+    calls = []
+    real_task = report_cmd._capture_task
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
+        yield calls
+
+
 def analyse_recorded(shards: int, list_all: bool = False):
     """{path: CaptureReport} of every recorded capture (TLS ones with their key log), and the
     captures analysed in one process although shards were asked for."""
-    fallbacks = []
-    real_task = report_cmd._capture_task
-
-    def spy(path, *args, **kwargs):
-        fallbacks.append(path)
-        return real_task(path, *args, **kwargs)
-
     groups: dict = {}
     for path in RECORDED:
         groups.setdefault(keylog_of(path), []).append(str(path))
     out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        if shards > 1:
-            mp.setattr(report_cmd, "_capture_task", spy)
+    with whole_captures() as fallbacks:
         for keylog, files in groups.items():
             captures, _ = analyze_files(files, Options(keylog=keylog, list_all=list_all), False, shards=shards)
             out.update(zip(files, captures))
-    return out, fallbacks
+    return out, fallbacks if shards > 1 else []
 
 
 @pytest.fixture(scope="module")
@@ -216,11 +219,8 @@ def test_dns_over_tcp_names_the_server_of_a_connection_in_another_shard(tmp_path
 
 # -- what cannot be split exactly is analysed in one process -----------------------------
 
-def analyse_counting_fallbacks(path: str, options, shards: int):
-    calls = []
-    real_task = report_cmd._capture_task
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
+def analyse_counting_fallbacks(path: str, options, shards):
+    with whole_captures() as calls:
         captures, _ = analyze_files([path], options, False, shards=shards)
     return captures[0], calls
 
@@ -287,6 +287,22 @@ def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     assert shard_count(str(big), "auto", **one) == 2  # 1.6 idle cores
     monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
     assert shard_count(str(big), "auto", **one) == 1  # a busy machine
+
+
+def test_auto_splits_a_big_capture_over_the_idle_cores(monkeypatch):
+    monkeypatch.setattr("analyzer.shards.SHARD_MIN_BYTES", 100_000)  # dg_multi: 167 KB
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    path = str(CAPTURES / "dg_multi.pcapng")
+    merged = []
+    real_merge = report_cmd._merge_task
+    monkeypatch.setattr(report_cmd, "_merge_task", lambda p, *a: merged.append((p, len(a[-1]))) or real_merge(p, *a))
+    single, _ = analyze_files([path], Options(), False)
+    sharded, fallbacks = analyse_counting_fallbacks(path, Options(), "auto")
+    assert (merged, fallbacks) == ([(path, 2)], [])
+    assert sharded.to_json() == single[0].to_json()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # under 2 idle cores: one process
+    assert analyse_counting_fallbacks(path, Options(), "auto")[1] == [path] and len(merged) == 1
 
 
 def test_shards_flag_on_the_command_line():
