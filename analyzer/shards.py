@@ -44,6 +44,9 @@ from .model import SERVER, CaptureReport
 # A capture smaller than this is analysed in one process unless --shards N asks otherwise:
 # starting workers costs about 0.2 s each, and below ~64 MB one process takes under a second.
 SHARD_MIN_BYTES = 64 << 20
+# Processes `auto` uses at most: every worker reads and decodes the whole file (~15% of one
+# process's work on pure streams) and holds its own memory, so more gain little.
+MAX_AUTO_SHARDS = 4
 _PACKETS, _END = 0, 1  # phases of the analysis: reading packets, ending what is still open
 
 
@@ -62,7 +65,7 @@ def shard_count(path: str, requested, *, single_capture: bool, native: bool) -> 
 
     requested: an int (1 or less: never; N: N processes whatever the file) or "auto": split a
     single uncompressed capture of SHARD_MIN_BYTES or more over the cores that are idle
-    (os.cpu_count() minus the one-minute load average, rounded).  Not auto for gzip input:
+    (os.cpu_count() minus the one-minute load average, rounded; at most MAX_AUTO_SHARDS).  Not auto for gzip input:
     every worker decompresses the whole file (+46% CPU for 2 workers on the pure-stream
     capture, README "Both cores for one capture").  Pipes and the tshark engine: never.
     """
@@ -81,10 +84,10 @@ def shard_count(path: str, requested, *, single_capture: bool, native: bool) -> 
     cores = os.cpu_count() or 1
     try:
         load = os.getloadavg()[0]
-    except OSError:
+    except (OSError, AttributeError):  # no load average (Windows): do not guess
         return 1
-    idle = int(cores - load + 0.5)
-    return min(cores, idle) if idle >= 2 else 1
+    idle = min(int(cores - load + 0.5), cores, MAX_AUTO_SHARDS)
+    return idle if idle >= 2 else 1
 
 
 def _gzip(path: str) -> bool:
