@@ -296,11 +296,9 @@ def _analyze_one(path: str, options, redact: bool, engine: str, analyze_capture=
     options): instead of the engine's (the merge of a capture's shards).
     """
     from ..capture import CaptureError
-    if analyze_capture is not None:
-        pass
-    elif engine == "tshark":
+    if analyze_capture is None and engine == "tshark":
         from ..engines.tshark import analyze_capture_tshark as analyze_capture
-    else:
+    elif analyze_capture is None:
         from ..pipeline import analyze_capture
     from ..redact import redact_session
     try:
