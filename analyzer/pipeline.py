@@ -70,9 +70,12 @@ class Options:
 class _Analysis:
     """State shared by every connection of one capture."""
 
-    def __init__(self, report: CaptureReport, options: Options):
+    def __init__(self, report: CaptureReport, options: Options, shard=None):
         self.report = report
         self.options = options
+        # A shards.ShardWork when this process analyses one shard of the capture's
+        # connections (the rest are other processes'): it records what the parent merges.
+        self.shard = shard
         self.sessions: list[Session] = []
         self.last_time: Optional[float] = None
         self.keylog = KeyLog()
@@ -83,8 +86,9 @@ class _Analysis:
         limit = options.max_kept_server_text
         self.text_budget = TextBudget(limit) if limit > 0 else None
         self.dns = DnsNames()
-        self.decoder: Optional[PacketDecoder] = None
-        self.census = ConnectionCensus(self.dns, HostMatcher(options.server_names), options.list_all)
+        hosts = HostMatcher(options.server_names)
+        self.census = (ConnectionCensus(self.dns, hosts, options.list_all) if shard is None
+                       else shard.census(self.dns, hosts, options.list_all))
 
     def snaplen_cut(self) -> bool:
         """Has the capture cut packets short (a headers-only capture, tcpdump -s 128)?"""
@@ -96,11 +100,27 @@ class _Analysis:
         s = Session(index=0, client=client, server=server, tcp_stream=tcp_stream)
         s.start_frame, s.start_time = first_frame, first_time
         options = self.options
-        builder = SessionBuilder(s, options.gap_threshold, self.text_budget, hooks=options)
+        budget = self.text_budget
+        if self.shard is not None:
+            budget = self.shard.session_started(s, budget)
+        builder = SessionBuilder(s, options.gap_threshold, budget, hooks=options)
         self.sessions.append(s)
         if options.builder_hook is not None:
             options.builder_hook(builder)
         return builder
+
+    def header_overflow(self, tcp_stream: int, frame: int) -> None:
+        """An HTTP head past max_http_header before any session: the capture-level count
+        (the first 20 connections named, in the order they overflowed)."""
+        if self.shard is not None:
+            self.shard.record("overflow", tcp_stream, frame)
+            return
+        found = self.report.stats.setdefault("http_header_overflow", {
+            "count": 0, "limit": self.options.max_http_header, "tcp_streams": [], "frames": []})
+        found["count"] += 1
+        if len(found["tcp_streams"]) < 20:
+            found["tcp_streams"].append(tcp_stream)
+            found["frames"].append(frame)
 
     def sync_embedded_secrets(self) -> None:
         """pcapng Decryption Secrets Blocks arrive while reading: add new ones to the key log."""
@@ -549,12 +569,7 @@ class ConnectionAnalyzer:
         if self.builder is not None:
             self.builder.anomaly("http-header-overflow", frame, ts, direction, {"limit": limit})
             return True
-        found = self.analysis.report.stats.setdefault(
-            "http_header_overflow", {"count": 0, "limit": limit, "tcp_streams": [], "frames": []})
-        found["count"] += 1
-        if len(found["tcp_streams"]) < 20:
-            found["tcp_streams"].append(self.conn.stream)
-            found["frames"].append(frame)
+        self.analysis.header_overflow(self.conn.stream, frame)
         return True
 
     def _early(self, data: bytes, frame: int, ts: float) -> None:
@@ -680,10 +695,12 @@ class CaptureAnalyzer:
     `analyze_capture()` feeds it from a file; live capture feeds it from a pipe.
     """
 
-    def __init__(self, options: Optional[Options] = None, report: Optional[CaptureReport] = None):
+    def __init__(self, options: Optional[Options] = None, report: Optional[CaptureReport] = None,
+                 shard=None):
+        """shard: a shards.ShardWork to analyse only its share of the connections."""
         self.options = options = options or Options()
         self.report = report or CaptureReport(path="-", format=None)
-        self.analysis = _Analysis(self.report, options)
+        self.analysis = _Analysis(self.report, options, shard)
         if options.keylog:
             try:
                 loaded = self.analysis.keylog.load_file(options.keylog)
@@ -700,10 +717,12 @@ class CaptureAnalyzer:
         self.decoder = PacketDecoder()
         self.analysis.decoder = self.decoder
         self._decode = self.decoder.decode
-        self.tracker = TcpTracker(lambda conn: ConnectionAnalyzer(conn, self.analysis),
-                                  max_connections=options.max_connections)
+        factory = lambda conn: ConnectionAnalyzer(conn, self.analysis)  # noqa: E731
+        if shard is not None:
+            factory = shard.factory(factory, self.analysis)
+        self.tracker = TcpTracker(factory, max_connections=options.max_connections)
         self._tcp_packet = self.tracker.packet
-        self._tcp_segment = self.tracker.segment
+        self._tcp_segment = self.tracker.segment if shard is None else shard.clocked(self.tracker.segment)
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
         self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
         self.analysis.decoder = self.decoder
@@ -781,11 +800,21 @@ class CaptureAnalyzer:
         return self.analysis.new_session(client, server, tcp_stream, first_frame, first_time)
 
     def finish(self) -> list[Session]:
+        self.end_of_capture()
+        return self.conclude_capture(self.analysis.sessions, self.tracker.stats, self.decoder.stats)
+
+    def end_of_capture(self) -> None:
+        """No more packets: every connection still open ends (in stream order)."""
         self.analysis.last_time = self.last_time
+        if self.analysis.shard is not None:
+            self.analysis.shard.capture_ended()
         self.tracker.finish()
         self.decoder.finish()  # fragments still incomplete are lost now
-        connections, sessions = self.analysis.census.summary(
-            self.tracker.stats["connections"], link_proxy_legs(self.analysis.sessions))
+
+    def conclude_capture(self, sessions: list[Session], tcp_stats: dict, decoder_stats: dict) -> list[Session]:
+        """The report's sessions and counters once every connection has ended; `sessions` in
+        the order they started (shards.merge_shards passes those of every shard)."""
+        connections, sessions = self.analysis.census.summary(tcp_stats["connections"], link_proxy_legs(sessions))
         self.report.connections = connections
         sessions = sorted(sessions, key=lambda s: (s.start_frame or 0, s.tcp_stream))
         for i, s in enumerate(sessions, 1):
@@ -793,7 +822,7 @@ class CaptureAnalyzer:
         self.report.sessions = sessions
         self.report.first_time, self.report.last_time = self.first_time, self.last_time
         self.report.stats.setdefault("engine", {"name": "native"})  # tshark: analyzer/engines/tshark.py
-        self.report.stats.update(decoder=dict(self.decoder.stats), tcp=dict(self.tracker.stats))
+        self.report.stats.update(decoder=dict(decoder_stats), tcp=dict(tcp_stats))
         budget = self.analysis.text_budget
         if budget is not None and budget.dropped:
             self.report.stats["messages_not_kept"] = {"server_text_limit": budget.limit,
@@ -838,9 +867,19 @@ def _head(chunks, size: int = 16) -> bytes:
 def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureReport:
     """Analyse one capture file. Raises CaptureError when it cannot be read at all."""
     options = options or Options()
+    report, analyzer, cap = read_capture(path, options)
+    analyzer.finish()
+    keylog = analyzer.analysis.keylog
+    add_capture_findings(report, options, (len(keylog), keylog.lookups, keylog.matches), cap, analyzer.decoder)
+    return report
+
+
+def read_capture(path: str, options: Options, shard=None):
+    """(report, analyzer, capture) once every packet of the file went through the analyzer
+    (shard: only its share of the connections, see shards.py); the analyzer is not finished."""
     cap = open_capture(path)
     report = CaptureReport(path=path, format=cap.format, compressed=cap.compressed)
-    analyzer = CaptureAnalyzer(options, report)
+    analyzer = CaptureAnalyzer(options, report, shard)
     analyzer.use_secrets_from(cap)
     progress = options.progress
     try:
@@ -851,19 +890,23 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
     except KeyboardInterrupt:
         report.stats["interrupted"] = True
     report.bytes = cap.size
-    analyzer.finish()
+    return report, analyzer, cap
+
+
+def add_capture_findings(report: CaptureReport, options: Options, keylog: tuple, cap, decoder) -> None:
+    """The capture's packet count and its own findings (key log, file, decoding), once its
+    sessions are concluded.  keylog: (secrets held, TLS sessions looked up, found)."""
     report.packets = cap.packet_count
-    keylog = analyzer.analysis.keylog
-    if options.keylog and len(keylog) and keylog.lookups and not keylog.matches:
+    secrets, lookups, matches = keylog
+    if options.keylog and secrets and lookups and not matches:
         name = os.path.basename(options.keylog)
         report.findings.append(Finding(
             "keylog-no-match", WARNING,
-            f"{name} has no entry for the client random of any of the {keylog.lookups} TLS session(s) in "
-            f"this capture (it holds secrets for {len(keylog)} other connection(s)): it was recorded for "
+            f"{name} has no entry for the client random of any of the {lookups} TLS session(s) in "
+            f"this capture (it holds secrets for {secrets} other connection(s)): it was recorded for "
             "another run; record this client's run with SSLKEYLOGFILE.",
-            details={"keylog": name, "tls_sessions": keylog.lookups, "client_randoms": len(keylog)}))
-    report.findings.extend(capture_findings(cap, analyzer.decoder, report))
-    return report
+            details={"keylog": name, "tls_sessions": lookups, "client_randoms": secrets}))
+    report.findings.extend(capture_findings(cap, decoder, report))
 
 
 __all__ = ["Options", "CaptureAnalyzer", "analyze_capture", "capture_files", "CaptureError"]

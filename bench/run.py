@@ -3,6 +3,7 @@
 
     python bench/run.py                                # mixed 400 MB and pure-stream 420 MB, 3 runs each
     python bench/run.py --case pure-stream --size 42M  # quick: a tenth of the pure-stream case
+    python bench/run.py --case pure-stream --shards 2  # also dgcap --shards 2 (same report, both cores)
     python bench/run.py --case mixed --size 400M       # one 400 MB pcap, 3 runs each
     python bench/run.py --size 100M,400M --runs 5      # several sizes
     python bench/run.py --size 400M --format pcapng
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import filecmp
 import json
 import os
 import platform
@@ -39,6 +41,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,16 +93,52 @@ def compile_bytecode() -> None:
 
 
 def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
-    """Run cmd; wall time around it, peak RSS from its own rusage (ru_maxrss, KiB on Linux)."""
+    """Run cmd; wall time around it, CPU of it and its worker processes (rusage), peak RSS:
+    its own ru_maxrss (KiB on Linux), or the sum over its process tree sampled every 50 ms
+    when that is more (dgcap --shards: ru_maxrss is the largest process, not their sum)."""
     env = child_env()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        tree_peak = [0]
+        sampler = threading.Thread(target=_sample_tree_rss, args=(proc.pid, tree_peak), daemon=True)
+        sampler.start()
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - began
+        sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": elapsed, "maxrss_kib": usage.ru_maxrss, "user": usage.ru_utime,
+    return {"seconds": elapsed, "maxrss_kib": max(usage.ru_maxrss, tree_peak[0]), "user": usage.ru_utime,
             "sys": usage.ru_stime, "returncode": proc.returncode}
+
+
+def _sample_tree_rss(root: int, peak: list) -> None:
+    """peak[0]: the most KiB resident in `root` and its descendants at once, until it exits."""
+    page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+    while True:
+        parents, rss = {}, {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{name}/statm") as f:
+                    rss[int(name)] = int(f.read().split()[1]) * page_kib
+            except (OSError, ValueError, IndexError):
+                continue
+            parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        if root not in rss:
+            return
+        tree, grown = {root}, True
+        while grown:
+            grown = False
+            for pid, parent in parents.items():
+                if parent in tree and pid not in tree:
+                    tree.add(pid)
+                    grown = True
+        total = sum(rss.get(pid, 0) for pid in tree)
+        peak[0] = max(peak[0], total)
+        time.sleep(0.05)
 
 
 # ------------------------------------------------------------------------------ answers
@@ -256,20 +295,22 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
     truth = ensure_capture(args.out, case, size, fmt, args.tls, args)
     path, keylog = truth["path"], truth.get("keylog")
     native_cmd = dgcap_command(path, keylog, shlex.split(args.dgcap_args))
-    tshark_cmd = tshark_command(path, keylog)
+    commands = {"native": native_cmd, "tshark": tshark_command(path, keylog)}
+    if args.shards:  # dgcap again, split over processes: its report must be the same bytes
+        commands["sharded"] = native_cmd + ["--shards", str(args.shards)]
     base = path + ".out"
-    results = {"native": [], "tshark": []}
+    results = {engine: [] for engine in commands}
     tshark_runs = args.runs if args.tshark_runs is None else args.tshark_runs
     for run in range(max(args.runs, tshark_runs)):
-        order = ("native", "tshark") if run % 2 == 0 else ("tshark", "native")
+        order = list(commands) if run % 2 == 0 else list(commands)[::-1]
         for engine in order:
-            if run >= (args.runs if engine == "native" else tshark_runs):
+            if run >= (tshark_runs if engine == "tshark" else args.runs):
                 continue
-            cmd = native_cmd if engine == "native" else tshark_cmd
+            cmd = commands[engine]
             load = load_average()
             r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
             r["load"] = load
-            ok = r["returncode"] in ((0, 1) if engine == "native" else (0,))
+            ok = r["returncode"] in ((0,) if engine == "tshark" else (0, 1))
             if not ok:
                 with open(f"{base}.{engine}.err", errors="replace") as f:
                     sys.stderr.write(f.read()[-2000:])
@@ -280,16 +321,19 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
             if run == 0:  # outputs are the same every run: check once
                 if engine == "native":
                     native = native_counts(f"{base}.native")
-                else:
+                elif engine == "tshark":
                     tshark = tshark_counts(f"{base}.tshark")
     problems = check(native, tshark, truth)
+    if "sharded" in commands and not filecmp.cmp(f"{base}.native", f"{base}.sharded", shallow=False):
+        problems.append(f"dgcap --shards {args.shards} wrote another report than one process")
     summary = {"case": case, "size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
                "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
                "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
                "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "commands": {"native": "PYTHONPATH=" + REPO + " " + " ".join(native_cmd), "tshark": " ".join(tshark_cmd)}}
-    for engine in ("native", "tshark"):
+               "commands": {engine: ("" if engine == "tshark" else "PYTHONPATH=" + REPO + " ") + " ".join(cmd)
+                            for engine, cmd in commands.items()}}
+    for engine in commands:
         rs = results[engine]
         secs = statistics.median(r["seconds"] for r in rs)
         summary[engine] = {"seconds_median": round(secs, 3), "seconds_all": [round(r["seconds"], 3) for r in rs],
@@ -301,7 +345,12 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
                            "load_all": [r["load"] for r in rs]}
     summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
     summary["speedup_cpu"] = round(summary["tshark"]["cpu_seconds_median"] / summary["native"]["cpu_seconds_median"], 2)
-    for suffix in (".native", ".tshark", ".native.err", ".tshark.err"):
+    if "sharded" in commands:
+        summary["shards"] = args.shards
+        summary["sharded"]["speedup"] = round(summary["tshark"]["seconds_median"] / summary["sharded"]["seconds_median"], 2)
+        summary["sharded"]["speedup_cpu"] = round(
+            summary["tshark"]["cpu_seconds_median"] / summary["sharded"]["cpu_seconds_median"], 2)
+    for suffix in (".native", ".tshark", ".sharded", ".native.err", ".tshark.err", ".sharded.err"):
         if not args.keep and os.path.exists(base + suffix):
             os.unlink(base + suffix)
     if not args.keep and not truth.get("reused"):
@@ -320,11 +369,13 @@ def print_table(summaries: list) -> None:
         label = (f"{s.get('case', 'mixed')}: {s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
                  f"{s['packets']:,} packets, {s['sessions']} sessions")
         name = "dgcap" + (f" {s['dgcap_args']}" if s.get("dgcap_args") else "")
-        for engine in ("native", "tshark"):
+        names = {"native": name, "sharded": f"{name} --shards {s.get('shards')}", "tshark": "tshark"}
+        for engine in [e for e in ("native", "sharded", "tshark") if e in s]:
             e = s[engine]
-            ratio = f"**{s['speedup']:.2f}x** / {s['speedup_cpu']:.2f}x" if engine == "native" else ""
+            ratio = (f"**{s['speedup']:.2f}x** / {s['speedup_cpu']:.2f}x" if engine == "native" else
+                     f"**{e['speedup']:.2f}x** / {e['speedup_cpu']:.2f}x" if engine == "sharded" else "")
             runs = len(e["seconds_all"])
-            print(f"| {label if engine == 'native' else ''} | {name if engine == 'native' else 'tshark'} | "
+            print(f"| {label if engine == 'native' else ''} | {names[engine]} | "
                   f"{e['seconds_median']:.2f} s ({runs} run{'s' if runs > 1 else ''}) | "
                   f"{e['cpu_seconds_median']:.2f} s | {e['packets_per_second']:,} | "
                   f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} | "
@@ -349,6 +400,8 @@ def main(argv=None) -> int:
     p.add_argument("--tshark-runs", type=int, default=None,
                    help="runs of tshark if fewer than --runs (it takes minutes on 4 GB)")
     p.add_argument("--dgcap-args", default="", help="extra arguments for dgcap report, e.g. --show-secrets")
+    p.add_argument("--shards", type=int, default=0, metavar="N",
+                   help="also run dgcap with --shards N (its report must equal the one-process report)")
     p.add_argument("--tls", action="store_true", help="Deepgram sessions in TLS 1.3, decrypted with a key log")
     p.add_argument("--out", default="/tmp/dgbench", help="folder for captures and outputs (default /tmp/dgbench)")
     p.add_argument("--keep", action="store_true", help="keep captures and outputs (and reuse kept captures)")

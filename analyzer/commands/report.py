@@ -6,7 +6,8 @@ timeline chart per session) for support tickets; for fleets of captures, jsonl (
 record per line, written as each session ends) and parquet (three tables in a folder),
 see analyzer/fleet/.  Several captures (or a folder) get a cross-capture summary first;
 `-j N` analyses them in N processes (the report keeps the input order), `--scheduler`
-on a Dask cluster; `--stream` prints a line per session as soon as its connection ends.
+on a Dask cluster; `--shards` splits one capture's connections over processes of the same
+pool (analyzer/shards.py); `--stream` prints a line per session as soon as its connection ends.
 """
 from __future__ import annotations
 
@@ -66,7 +67,11 @@ def add_parser(sub) -> None:
                         "second and stderr is a terminal)")
     r.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="analyse N captures in parallel processes (0: one per CPU; default 1); the "
-                        "report keeps the order of the input")
+                        "report keeps the order of the input (one capture: see --shards)")
+    r.add_argument("--shards", type=_shards_arg, default="auto", metavar="auto|off|N",
+                   help="split one capture's TCP connections over N processes (the report is the same); "
+                        "auto (default): a single uncompressed capture of 64 MB or more, over the idle "
+                        "cores (CPUs minus the load average); off: one process")
     r.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
                    help="analyse the captures on Dask: 'local' starts a cluster of -j N worker processes "
                         "on this machine (with Dask's dashboard), an address uses a running cluster whose "
@@ -75,6 +80,19 @@ def add_parser(sub) -> None:
                    help="print a one-line summary of each session as soon as its connection ends, then "
                         "the full report (on stderr when the report itself goes to stdout as "
                         "json/markdown/html)")
+
+
+def _shards_arg(value: str):
+    import argparse
+    if value in ("auto", "off"):
+        return value if value == "auto" else 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError("auto, off or a number of processes (1 or more)")
+    return n
 
 
 def add_server_name_option(p) -> None:
@@ -138,7 +156,7 @@ def options_from(args):
 
 def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
                   progress: bool = False, stream: Optional[Callable[[str], None]] = None,
-                  records=None, scheduler: Optional[str] = None):
+                  records=None, scheduler: Optional[str] = None, shards=1):
     """Analyse every capture under `paths`. Returns (captures, input_error).
 
     jobs > 1 analyses captures in that many processes (results in input order);
@@ -146,13 +164,14 @@ def analyze_paths(paths, options, show_secrets: bool, engine: str = "native", *,
     one-line summary of each session as soon as its connection ends (already redacted);
     records (a fleet.records.RecordSink) receives each capture's line records as its
     sessions end, and the captures returned then have no sessions (the records are the
-    output); scheduler ("local" or a Dask scheduler address) runs the captures on Dask.
+    output); scheduler ("local" or a Dask scheduler address) runs the captures on Dask;
+    shards ("auto" or a number, analyzer/shards.py) splits a capture's connections over processes.
     """
     files = find_captures(paths, READS_TWICE["tshark"] if engine == "tshark" else None, jobs, scheduler)
     if files is None:
         return [], True
     return analyze_files(files, options, show_secrets, engine, jobs=jobs, progress=progress, stream=stream,
-                         records=records, scheduler=scheduler)
+                         records=records, scheduler=scheduler, shards=shards)
 
 
 def find_captures(paths, reads_twice: Optional[str] = None, jobs: int = 1,
@@ -195,12 +214,15 @@ def _parallel(files: list, jobs: int, scheduler: Optional[str]) -> bool:
 
 
 def analyze_files(files, options, show_secrets: bool, engine: str = "native", *, jobs: int = 1,
-                  progress: bool = False, stream=None, records=None, scheduler: Optional[str] = None):
+                  progress: bool = False, stream=None, records=None, scheduler: Optional[str] = None,
+                  shards=1):
     """analyze_paths for a list of capture files (found already)."""
     from ..report.progress import ProgressDisplay
     display = ProgressDisplay(files, enabled=progress and sys.stderr.isatty())
     sink = records.write if records is not None else None
-    parallel = _parallel(files, jobs, scheduler)
+    splits = _shard_plan(files, options, engine, shards if scheduler is None and stream is None and sink is None
+                         else 1)
+    parallel = _parallel(files, jobs, scheduler) or max(splits) > 1
 
     def lost(path: str, why: str):
         """A capture whose worker never returned: its error row, in the records too."""
@@ -218,7 +240,8 @@ def analyze_files(files, options, show_secrets: bool, engine: str = "native", *,
                                       (options, show_secrets, engine, stream is not None, sink is not None),
                                       stream, sink, lost)
         elif parallel:
-            results = _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream, sink, lost)
+            results = _analyze_parallel(files, options, show_secrets, engine, max(jobs, *splits), display, stream,
+                                        sink, lost, splits)
         else:
             results = []
             for i, path in enumerate(files):
@@ -236,6 +259,18 @@ def analyze_files(files, options, show_secrets: bool, engine: str = "native", *,
     captures = [cap for cap, _ in results]
     input_error = any(problem is not None for _, problem in results)
     return captures, input_error
+
+
+def _shard_plan(files, options, engine: str, shards) -> list[int]:
+    """Processes per capture (1: not split).  Sessions are merged once every shard is done,
+    so observers of sessions as they end (--stream, records, har's messages) keep one process."""
+    from ..shards import shard_count
+    hooks = (options.frame_hook, options.message_hook, options.binary_hook, options.session_hook,
+             options.record_hook, options.builder_hook)
+    if shards == 1 or any(h is not None for h in hooks):
+        return [1] * len(files)
+    return [shard_count(path, shards, single_capture=len(files) == 1, native=engine == "native")
+            for path in files]
 
 
 def _capture_task(path: str, options, show_secrets: bool, engine: str, *, line=None, progress=None,
@@ -280,16 +315,18 @@ def _with_hooks(options, path: str, show_secrets: bool, stream, progress, record
     return dataclasses.replace(options, **changes) if changes else options
 
 
-def _analyze_one(path: str, options, redact: bool, engine: str):
+def _analyze_one(path: str, options, redact: bool, engine: str, analyze_capture=None):
     """(CaptureReport, problem) for one file; problem is None, or the error line to print.
 
     redact: mask the secrets of every session of the report (False with --show-secrets,
-    and when a CaptureRecorder has redacted them as they ended).
+    and when a CaptureRecorder has redacted them as they ended).  analyze_capture(path,
+    options): instead of the engine's (the merge of a capture's shards).
     """
     from ..capture import CaptureError
-    from ..pipeline import analyze_capture
-    if engine == "tshark":
-        from ..engines.tshark import analyze_capture_tshark as analyze_capture  # noqa: F811
+    if analyze_capture is None and engine == "tshark":
+        from ..engines.tshark import analyze_capture_tshark as analyze_capture
+    elif analyze_capture is None:
+        from ..pipeline import analyze_capture
     from ..redact import redact_session
     try:
         cap = analyze_capture(path, options)
@@ -335,12 +372,16 @@ def _worker_init(queue) -> None:
 
 
 def _worker(index: int, path: str, options, show_secrets: bool, engine: str, stream: bool, progress: bool,
-            records: bool = False):
+            records: bool = False, shard: Optional[tuple] = None):
+    """Task `index`: a whole capture, or shard (k, n) of it (progress from shard 0 only)."""
     q = _worker_queue
     send_line = (lambda line: q.put(("line", index, line))) if stream and q is not None else None
-    send_progress = ((lambda b, n: q.put(("progress", index, b, n))) if progress and q is not None else None)
+    send_progress = ((lambda b, n: q.put(("progress", index, b, n)))
+                     if progress and q is not None and not (shard and shard[0]) else None)
     send_records = (lambda batch: q.put(("records", index, batch))) if records and q is not None else None
     try:
+        if shard is not None:
+            return _shard_task(path, options, shard, send_progress)
         return _capture_task(path, options, show_secrets, engine, line=send_line, progress=send_progress,
                              records=send_records)
     finally:
@@ -348,6 +389,36 @@ def _worker(index: int, path: str, options, show_secrets: bool, engine: str, str
             # After everything this capture sent: the parent waits for it, so no line or
             # record still in the pipe when the result arrives is lost.
             q.put(("end", index))
+
+
+def _shard_task(path: str, options, shard: tuple, progress):
+    """("shard", ShardResult), or ("whole", why) when the capture is to be analysed in one
+    process (which also gives its errors the single-process wording)."""
+    from ..shards import NotShardable, analyze_shard
+    try:
+        return "shard", analyze_shard(path, _with_hooks(options, path, True, None, progress), *shard)
+    except NotShardable as e:
+        return "whole", str(e)
+    except Exception as e:  # CaptureError, MemoryError, a bug: one process says it properly
+        return "whole", f"{type(e).__name__}: {e}"
+
+
+def _merge_task(path: str, options, show_secrets: bool, engine: str, outcomes):
+    """(CaptureReport, problem) of a capture analysed in shards: merged, or analysed again in
+    this process when a shard could not be merged exactly (shards.NotShardable)."""
+    from ..shards import NotShardable, merge_shards
+    if all(kind == "shard" for kind, _ in outcomes):
+        try:
+            merged = merge_shards(path, options, [result for _, result in outcomes])
+        except NotShardable:
+            merged = None
+        except Exception:  # a bug in merging: one process still gives the report
+            if os.environ.get("DGCAP_DEBUG"):
+                raise
+            merged = None
+        if merged is not None:
+            return _analyze_one(path, options, not show_secrets, engine, lambda _path, _options: merged)
+    return _capture_task(path, options, show_secrets, engine)
 
 
 def _dask_task(path: str, options, show_secrets: bool, engine: str, stream: bool, records: bool):
@@ -359,7 +430,9 @@ def _dask_task(path: str, options, show_secrets: bool, engine: str, stream: bool
     return cap, problem, lines, batches
 
 
-def _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream, records, lost):
+def _analyze_parallel(files, options, show_secrets, engine, jobs, display, stream, records, lost, splits=None):
+    """Every capture in a pool of `jobs` processes; splits[i] > 1 makes capture i that many
+    tasks (shards of its connections, merged here: analyzer/shards.py)."""
     import multiprocessing
     import queue as queue_mod
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -378,7 +451,7 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
         elif msg[0] == "records":
             records(msg[2])
         elif msg[0] == "progress":
-            display.update(msg[1], msg[2], msg[3])
+            display.update(task_file[msg[1]], msg[2], msg[3])
         elif msg[0] == "end":
             ended.add(msg[1])
 
@@ -390,19 +463,25 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
                 return
             handle(msg)
 
-    ex = ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx,
+    splits = splits or [1] * len(files)
+    tasks = [(i, (k, n) if n > 1 else None) for i, n in enumerate(splits) for k in range(n)]
+    task_file = [i for i, _ in tasks]
+    unfinished = list(splits)  # tasks per capture still running
+    ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx,
                              initializer=_worker_init, initargs=(q,))
     try:
-        futures = [ex.submit(_worker, i, path, base, show_secrets, engine, stream is not None, display.enabled,
-                             records is not None)
-                   for i, path in enumerate(files)]
+        futures = [ex.submit(_worker, t, files[i], base, show_secrets, engine, stream is not None, display.enabled,
+                             records is not None, shard)
+                   for t, (i, shard) in enumerate(tasks)]
         index = {f: i for i, f in enumerate(futures)}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             drain()
             for f in done:
-                display.done(index[f])
+                unfinished[task_file[index[f]]] -= 1
+                if not unfinished[task_file[index[f]]]:
+                    display.done(task_file[index[f]])
             display.refresh()
         # What a worker put just before returning may still be in the pipe: wait for the
         # end mark of every capture whose worker returned (a dead one sends none).
@@ -416,16 +495,24 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
                 except queue_mod.Empty:
                     pass
             if not returned <= ended:
-                missing = ", ".join(files[i] for i in sorted(returned - ended))
+                missing = ", ".join(files[task_file[t]] for t in sorted(returned - ended))
                 sys.stderr.write(f"dgcap: warning: the last lines or records of {missing} did not arrive from "
                                  "their worker in 60 s; they may be incomplete\n")
-        results = []
-        for path, f in zip(files, futures):
+        outcomes: list[list] = [[] for _ in files]
+        for t, f in enumerate(futures):
             try:
-                results.append(f.result())
+                outcomes[task_file[t]].append(f.result())
             except BrokenProcessPool as e:
-                results.append(lost(path, f"worker process died (out of memory?): {e}"))
+                outcomes[task_file[t]].append(lost(files[task_file[t]], f"worker process died (out of memory?): {e}"))
         ex.shutdown(wait=True)
+        results = []
+        for path, n, got in zip(files, splits, outcomes):
+            if n == 1:
+                results.append(got[0])
+            elif any(len(outcome) == 2 and isinstance(outcome[0], CaptureReport) for outcome in got):
+                results.append(next(o for o in got if isinstance(o[0], CaptureReport)))  # a shard's worker died
+            else:
+                results.append(_merge_task(path, options, show_secrets, engine, got))
         return results
     except BaseException:
         # Ctrl-C (workers ignore it) or a bug: stop the workers now rather than wait for them.
@@ -479,7 +566,8 @@ def run(args) -> int:
         message_log = MessageLog(keep_binary_data=args.har_binary, redact=not args.show_secrets)
         options, jobs = message_log.attach(options), 1
     captures, input_error = analyze_paths(args.paths, options, args.show_secrets, args.engine, jobs=jobs,
-                                          progress=not args.quiet, stream=stream, scheduler=args.scheduler)
+                                          progress=not args.quiet, stream=stream, scheduler=args.scheduler,
+                                          shards=args.shards)
     if not captures:
         return EXIT_INPUT
     report = Report(captures=captures, options={"gap_threshold": args.gap_threshold,

@@ -1,0 +1,338 @@
+"""One capture split over worker processes (analyzer/shards.py, `dgcap report --shards N`):
+the report is byte-identical to the single-process one, and the stream numbers are tshark's."""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import analyzer.commands.report as report_cmd
+from analyzer.commands.report import analyze_files, render
+from analyzer.dns import DnsNames
+from analyzer.model import Report
+from analyzer.pipeline import Options
+from analyzer.shards import SHARD_MIN_BYTES, ShardWork, shard_count, shard_of
+from test_report_helpers import CAPTURES, REPO, run_cli
+from test_tcp_wireshark import Collector, assert_same_streams, soup, tcp_frame, write_pcap
+
+TSHARK = shutil.which("tshark")
+needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+
+RECORDED = sorted([*CAPTURES.glob("*.pcap*"), *CAPTURES.glob("lab/**/*.pcap*")])
+SHARDS = 3
+CHECKED = 190  # tcp.stream numbers of the captures with several connections
+
+
+def keylog_of(path: Path):
+    keys = path.with_name(path.name.split(".")[0] + ".keys")
+    return str(keys) if keys.exists() else None
+
+
+@contextlib.contextmanager
+def whole_captures():
+    """The captures analysed in one process (whole) by analyze_files, in the parent: the
+    captures that were not split, or were analysed again after their shards."""
+    calls = []
+    real_task = report_cmd._capture_task
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_cmd, "_capture_task", lambda p, *a, **k: calls.append(p) or real_task(p, *a, **k))
+        yield calls
+
+
+def analyse_recorded(shards: int, list_all: bool = False):
+    """{path: CaptureReport} of every recorded capture (TLS ones with their key log), and the
+    captures analysed in one process although shards were asked for."""
+    groups: dict = {}
+    for path in RECORDED:
+        groups.setdefault(keylog_of(path), []).append(str(path))
+    out = {}
+    with whole_captures() as fallbacks:
+        for keylog, files in groups.items():
+            captures, _ = analyze_files(files, Options(keylog=keylog, list_all=list_all), False, shards=shards)
+            out.update(zip(files, captures))
+    return out, fallbacks if shards > 1 else []
+
+
+@pytest.fixture(scope="module")
+def recorded_reports():
+    single, _ = analyse_recorded(1)
+    sharded, fallbacks = analyse_recorded(SHARDS)
+    return single, sharded, fallbacks
+
+
+def rendered(capture, fmt: str, tmp_path: Path) -> bytes:
+    out = tmp_path / f"report.{fmt}"
+    args = SimpleNamespace(format=fmt, output=str(out), transcript=True, session_numbers=(), errors_only=False,
+                           summary_only=False, width=None)
+    render(Report(captures=[capture], options={"gap_threshold": 10.0, "secrets_redacted": True}), args)
+    return out.read_bytes()
+
+
+def test_every_recorded_capture_was_split_not_analysed_again(recorded_reports):
+    single, sharded, fallbacks = recorded_reports
+    assert len(RECORDED) == 62 and sorted(single) == sorted(sharded)
+    assert fallbacks == []
+    # Captures whose connections really are in several shards (most recorded ones have one).
+    spread = [p for p, c in single.items() if len({shard_of(n, SHARDS) for n in range(c.connections.total)}) > 1]
+    assert len(spread) == 10
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "html", "rich"])
+def test_sharded_report_is_byte_identical_on_every_recorded_capture(recorded_reports, fmt, tmp_path):
+    single, sharded, _ = recorded_reports
+    differ = [path for path in single if rendered(single[path], fmt, tmp_path) != rendered(sharded[path], fmt, tmp_path)]
+    assert differ == []
+
+
+def test_sharded_report_lists_every_other_connection_identically():
+    single, _ = analyse_recorded(1, list_all=True)
+    sharded, fallbacks = analyse_recorded(2, list_all=True)
+    assert fallbacks == []
+    assert [p for p in single if single[p].to_json() != sharded[p].to_json()] == []
+    # NAT and span copies were folded across shards, proxy legs linked across them.
+    nat = sharded[str(CAPTURES / "lab/egress_nat_both.pcap")]
+    assert (nat.connections.total, nat.connections.copies, len(nat.sessions)) == (62, 31, 1)
+    assert (nat.sessions[0].tcp_stream, nat.sessions[0].copy.tcp_stream) == (2, 3)
+    assert (shard_of(2, 2), shard_of(3, 2)) == (0, 1)
+    for name in ("proxy_both_legs", "proxy_ws_absolute_both_legs"):
+        legs = sharded[str(CAPTURES / f"lab/{name}.pcap")].sessions[0].proxy.legs
+        assert [(leg.leg, leg.tcp_stream, shard_of(leg.tcp_stream, 2)) for leg in legs] == [
+            ("client-to-proxy", 0, 0), ("proxy-to-server", 1, 1)]
+
+
+def tshark_first_frames(path: Path) -> dict:
+    # Linux VXLAN's port 8472 is not VXLAN for tshark without a decode-as rule.
+    out = subprocess.run([TSHARK, "-r", str(path), "-d", "udp.port==8472,vxlan", "-Y", "tcp", "-T", "fields",
+                          "-e", "tcp.stream", "-e", "frame.number"], capture_output=True, text=True, check=True).stdout
+    first: dict = {}
+    for line in out.splitlines():
+        stream, number = line.split("\t")
+        first.setdefault(int(stream), int(number))
+    return first
+
+
+@needs_tshark
+def test_sharded_stream_numbers_are_tsharks():
+    sharded, _ = analyse_recorded(SHARDS, list_all=True)
+    checked = 0
+    for path, cap in sharded.items():
+        if cap.connections.total == 1:
+            assert [s.tcp_stream for s in cap.sessions] in ([0], [])
+            continue
+        first = tshark_first_frames(Path(path))
+        ours = [(s.tcp_stream, s.start_frame) for s in cap.sessions]
+        ours += [(s.copy.tcp_stream, s.copy.first_frame) for s in cap.sessions if s.copy is not None]
+        ours += [(o.tcp_stream, o.first_frame) for o in cap.connections.listed]
+        ours += [(leg.tcp_stream, leg.start_frame) for s in cap.sessions if s.proxy is not None
+                 for leg in s.proxy.legs or () if leg.leg == "proxy-to-server"]
+        # A copy of an `other` connection is only counted (connections.copies).
+        folded = cap.connections.copies - sum(s.copy is not None for s in cap.sessions)
+        assert set(ours) <= set(first.items()) and len(ours) + folded == len(first), path
+        checked += len(first)
+    assert checked == CHECKED
+
+
+@needs_tshark
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_shard_numbers_the_packet_soup_like_tshark(tmp_path, seed):
+    """Each worker keeps only tombstones of the other shards' connections: numbering holds."""
+    path = tmp_path / f"soup{seed}.pcap"
+    write_pcap(path, soup(seed))
+    analysed = []
+    for index in range(3):
+        done = []
+        work = ShardWork(index, 3)
+        factory = work.factory(lambda conn, done=done: Collector(conn, done), SimpleNamespace(dns=DnsNames()))
+        ours, _, tracker = assert_same_streams(path, factory=factory)
+        analysed.append({c.conn.stream for c in done})
+        assert tracker.stats["ignored_connections"] == work.declined
+    assert not analysed[0] & analysed[1] and not analysed[1] & analysed[2]
+    assert len(set.union(*analysed)) > 150
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["mixed", "tls"])
+def test_sharded_report_is_identical_on_a_synthesised_mix(tmp_path, tls):
+    """bench/synth.py: concurrent Deepgram sessions among HTTP downloads, SSH, DNS and RTP
+    (decrypted with a key log for `tls`)."""
+    path = tmp_path / "mix.pcap"
+    cmd = [sys.executable, str(REPO / "bench" / "synth.py"), str(path), "--size", "3M", "--sessions", "12"]
+    subprocess.run(cmd + (["--tls", "--seed", "4"] if tls else ["--seed", "3"]), check=True, capture_output=True)
+    options = Options(keylog=str(path) + ".keys" if tls else None, list_all=True)
+    single, _ = analyze_files([str(path)], options, False)
+    for shards in (2, 3):
+        sharded, _ = analyze_files([str(path)], options, False, shards=shards)
+        assert sharded[0].to_json() == single[0].to_json()
+    assert (len(single[0].sessions), single[0].connections.total) == ((5, 9) if tls else (8, 12))
+    assert {s.transport for s in single[0].sessions} == ({"tls-decrypted"} if tls else {"tcp"})
+
+
+def test_gzip_capture_split_when_asked(tmp_path):
+    path = tmp_path / "dg_multi.pcapng.gz"
+    path.write_bytes(gzip.compress((CAPTURES / "dg_multi.pcapng").read_bytes()))
+    single, _ = analyze_files([str(path)], Options(), False)
+    sharded, fallbacks = analyse_counting_fallbacks(str(path), Options(), 2)
+    assert fallbacks == [] and sharded.compressed
+    assert sharded.to_json() == single[0].to_json()
+
+
+# -- DNS over TCP answers a connection of another shard ----------------------------------
+
+CLIENT, RESOLVER, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53]), bytes([10, 0, 0, 9])
+
+
+def dns_answer(name: str, address: bytes) -> bytes:
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    msg = struct.pack("!HHHHHH", 1, 0x8180, 1, 1, 0, 0) + qname + struct.pack("!HH", 1, 1)
+    msg += struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + address
+    return struct.pack("!H", len(msg)) + msg
+
+
+def connection(client_port: int, server: bytes, server_port: int, request: bytes, response: bytes) -> list:
+    c, s = 1000, 5000
+    frames = [tcp_frame(CLIENT, server, client_port, server_port, c, 0, 0x02),
+              tcp_frame(server, CLIENT, server_port, client_port, s, c + 1, 0x12),
+              tcp_frame(CLIENT, server, client_port, server_port, c + 1, s + 1, 0x10),
+              tcp_frame(CLIENT, server, client_port, server_port, c + 1, s + 1, 0x18, request),
+              tcp_frame(server, CLIENT, server_port, client_port, s + 1, c + 1 + len(request), 0x18, response)]
+    c, s = c + 1 + len(request), s + 1 + len(response)
+    frames += [tcp_frame(CLIENT, server, client_port, server_port, c, s, 0x11),
+               tcp_frame(server, CLIENT, server_port, client_port, s, c + 1, 0x11),
+               tcp_frame(CLIENT, server, client_port, server_port, c + 1, s + 1, 0x10)]
+    return frames
+
+
+def test_dns_over_tcp_names_the_server_of_a_connection_in_another_shard(tmp_path):
+    path = tmp_path / "dns_tcp.pcap"
+    write_pcap(path, connection(40000, RESOLVER, 53, b"\x00\x1equery", dns_answer("stt.example.test", SERVER))
+               + connection(40001, SERVER, 7000, b"\x07" * 40, b"\x08" * 40))
+    assert shard_of(0, 2) != shard_of(1, 2)
+    single, _ = analyze_files([str(path)], Options(list_all=True), False)
+    sharded, _ = analyze_files([str(path)], Options(list_all=True), False, shards=2)
+    assert sharded[0].to_json() == single[0].to_json()
+    assert [(o.tcp_stream, o.protocol, o.server_name) for o in sharded[0].connections.listed] == [
+        (0, "dns", None), (1, "unknown", "stt.example.test")]
+
+
+# -- what cannot be split exactly is analysed in one process -----------------------------
+
+def analyse_counting_fallbacks(path: str, options, shards):
+    with whole_captures() as calls:
+        captures, _ = analyze_files([path], options, False, shards=shards)
+    return captures[0], calls
+
+
+@pytest.mark.parametrize("limit, dropped", [(1, 22), (3000, 18), (20000, None)])
+def test_the_capture_text_budget_runs_out_where_one_process_runs_out(tmp_path, limit, dropped):
+    """Options.max_kept_server_text is spent in arrival order over every connection: the
+    parent drops what the shards kept after the point where one process ran out."""
+    path = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "synth.py"), str(path), "--size", "3M", "--sessions", "12",
+                    "--seed", "3"], check=True, capture_output=True)
+    options = Options(max_kept_server_text=limit)
+    single, _ = analyze_files([str(path)], options, False)
+    expected = single[0].to_json()
+    assert expected["stats"].get("messages_not_kept") == (
+        None if dropped is None else {"server_text_limit": limit, "messages": dropped})
+    assert sum(s["messages_dropped"] for s in expected["sessions"]) == (dropped or 0)
+    for shards in (2, 3):
+        sharded, fallbacks = analyse_counting_fallbacks(str(path), options, shards)
+        assert fallbacks == [] and sharded.to_json() == expected
+
+
+@pytest.mark.parametrize("limit", ["max_connections", "session_cap"])
+def test_a_capture_that_cannot_be_split_exactly_is_analysed_in_one_process(limit, monkeypatch):
+    path = str(CAPTURES / "dg_multi.pcapng")
+    # dg_multi: 3 connections, 3 sessions; 1,000 characters of server text run out in the
+    # second; a session cap of 2 messages makes which ones a session keeps depend on it.
+    options = Options(max_connections=2) if limit == "max_connections" else Options(max_kept_server_text=1000)
+    if limit == "session_cap":
+        assert analyse_counting_fallbacks(path, options, 2)[1] == []  # the budget alone: merged
+        monkeypatch.setattr("analyzer.session.SESSION_KEPT_MESSAGES", 2)  # the workers are forked
+    single, _ = analyze_files([path], options, False)
+    sharded, fallbacks = analyse_counting_fallbacks(path, options, 2)
+    assert fallbacks == [path]
+    assert sharded.to_json() == single[0].to_json()
+
+
+# -- when to split ---------------------------------------------------------------------
+
+def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
+    big = tmp_path / "big.pcap"
+    with open(big, "wb") as f:
+        f.truncate(SHARD_MIN_BYTES)  # sparse: only its size matters
+    small = CAPTURES / "dg_success.pcap"
+    packed = tmp_path / "big.pcap.gz"
+    with open(packed, "wb") as f:
+        f.write(gzip.compress(small.read_bytes()))
+        f.truncate(SHARD_MIN_BYTES)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    one = dict(single_capture=True, native=True)
+    assert shard_count(str(big), "auto", **one) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert shard_count(str(big), "auto", **one) == 4  # MAX_AUTO_SHARDS
+    assert shard_count(str(big), 16, **one) == 16
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert shard_count(str(small), "auto", **one) == 1  # small
+    assert shard_count(str(small), 2, **one) == 2  # asked for
+    assert shard_count(str(packed), "auto", **one) == 1  # gzip: every worker would decompress it all
+    assert shard_count(str(packed), 2, **one) == 2  # unless asked for
+    assert shard_count(str(fifo), 2, **one) == 1  # a pipe
+    assert shard_count(str(big), 2, single_capture=True, native=False) == 1  # tshark engine
+    assert shard_count(str(big), "auto", single_capture=False, native=True) == 1  # a folder: -j
+    assert shard_count(str(big), 1, **one) == 1  # --shards off
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.4, 0.0, 0.0))
+    assert shard_count(str(big), "auto", **one) == 2  # 1.6 idle cores
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert shard_count(str(big), "auto", **one) == 1  # a busy machine
+
+
+def test_auto_splits_a_big_capture_over_the_idle_cores(monkeypatch):
+    monkeypatch.setattr("analyzer.shards.SHARD_MIN_BYTES", 100_000)  # dg_multi: 167 KB
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    path = str(CAPTURES / "dg_multi.pcapng")
+    merged = []
+    real_merge = report_cmd._merge_task
+    monkeypatch.setattr(report_cmd, "_merge_task", lambda p, *a: merged.append((p, len(a[-1]))) or real_merge(p, *a))
+    single, _ = analyze_files([path], Options(), False)
+    sharded, fallbacks = analyse_counting_fallbacks(path, Options(), "auto")
+    assert (merged, fallbacks) == ([(path, 2)], [])
+    assert sharded.to_json() == single[0].to_json()
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # under 2 idle cores: one process
+    assert analyse_counting_fallbacks(path, Options(), "auto")[1] == [path] and len(merged) == 1
+
+
+def test_shards_flag_on_the_command_line():
+    path = str(CAPTURES / "dg_multi.pcapng")
+    one = run_cli("report", "--format", "json", "--shards", "off", path)
+    split = run_cli("report", "--format", "json", "--shards", "2", path)
+    assert (split.returncode, split.stdout, split.stderr) == (one.returncode, one.stdout, one.stderr)
+    assert one.returncode == 1 and one.stdout.startswith("{")
+    bad = run_cli("report", "--shards", "0", path)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip().splitlines() == [
+        "dgcap: error: argument --shards: auto, off or a number of processes (1 or more) "
+        "(see 'dgcap report --help')"]
+
+
+def test_standard_input_is_never_split_even_when_it_is_a_regular_file(tmp_path):
+    # `dgcap report /dev/stdin < big.pcap`: a regular file behind /dev/stdin, but worker
+    # processes do not share the parent's standard input.
+    with open(CAPTURES / "dg_success.pcap", "rb") as f:
+        out = subprocess.run([sys.executable, "-c", "from analyzer.shards import shard_count; "
+                              "import os, stat; assert stat.S_ISREG(os.stat('/dev/stdin').st_mode); "
+                              "print(shard_count('/dev/stdin', 2, single_capture=True, native=True))"],
+                             stdin=f, capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout == "1\n"
+    assert shard_count(str(CAPTURES / "dg_success.pcap"), 2, single_capture=True, native=True) == 2
