@@ -718,18 +718,21 @@ class CaptureAnalyzer:
         """A key log given some other way (followed live): findings name it."""
         self._ctx.keylog_name = os.path.basename(path)
 
-    def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
+    def packet(self, frame_no: int, ts: float, linktype: int, data, start: int = 0,
+               end: int = -1) -> None:
+        """One packet: data[start:end] (end -1: to the end of data)."""
         self.packets = frame_no
         if self.first_time is None:
             self.first_time = ts
         self.last_time = ts
-        seg = self._decode(frame_no, linktype, data, ts)
+        seg = self._decode(frame_no, linktype, data, ts, start, end)
         if seg is not None:
             self.analysis.last_time = ts
             self._tcp_segment(frame_no, ts, seg)
 
     def feed(self, records, progress: Optional[Callable[[int], None]] = None) -> None:
-        """packet() for each (frame_no, ts, linktype, data) of `records`, in one tight loop.
+        """packet() for each (frame_no, ts, linktype, buf, start, end) of `records`
+        (Capture.spans(): the packet is buf[start:end]), in one tight loop.
 
         The result is the same as calling packet() for each; `packets`, `first_time` and
         `last_time` are brought up to date when the loop ends (also by an exception).
@@ -748,14 +751,14 @@ class CaptureAnalyzer:
         frame_no = None
         try:
             if progress is None:
-                for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data, ts)
+                for frame_no, ts, linktype, buf, start, end in records:
+                    seg = decode(frame_no, linktype, buf, ts, start, end)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
             else:
-                for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data, ts)
+                for frame_no, ts, linktype, buf, start, end in records:
+                    seg = decode(frame_no, linktype, buf, ts, start, end)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
@@ -846,7 +849,7 @@ def analyze_capture(path: str, options: Optional[Options] = None) -> CaptureRepo
     progress = options.progress
     try:
         with cap:
-            analyzer.feed(cap.packets(), None if progress is None else
+            analyzer.feed(cap.spans(), None if progress is None else
                           (lambda frame_no: progress(cap.bytes_read, frame_no)))
     except KeyboardInterrupt:
         report.stats["interrupted"] = True

@@ -105,28 +105,51 @@ class _GzipChunks(io.RawIOBase):
 # Buffer of the reads behind records(): the default 8 KiB costs a system call every few
 # packets; 64 KiB reads the records ~20% faster.
 _READ_BUFFER = 1 << 16
+# pcap records are cut out of blocks of this size (spans()): no read() call and no bytes
+# object per record, the decoder reads each packet where it stands in its block.  The size
+# of GzipFile.read1() calls the 64 KiB buffer above made: a cut or corrupt gzip stream
+# stops after the same records as it did when records were read one by one.
+_BLOCK = 1 << 16
 
 
-def _read_function(reader):
+def _read_function(reader, partial: bool = False):
     """The read() for records.  For gzip, a C BufferedReader over _GzipChunks:
     GzipFile.read is Python code run twice per packet, this is ~1.3x faster.  For a
     plain file, a BufferedReader with a larger buffer on the same descriptor, from the
-    current position (kept as reader._fast_file, which Capture.bytes_read then uses)."""
+    current position (kept as reader._fast_file, which Capture.bytes_read then uses).
+
+    `partial`: a read1() instead, which returns what one read of the underlying stream
+    gives (at least one byte before the end): a gzip stream that is cut or corrupt then
+    raises only once everything decompressed before the damage was handed over."""
     f = reader.f
     if isinstance(f, gzip.GzipFile):
-        return io.BufferedReader(_GzipChunks(f), 1 << 16).read
+        return f.read1 if partial else io.BufferedReader(_GzipChunks(f), 1 << 16).read
     try:
         position = f.tell()
         fast = open(f.fileno(), "rb", buffering=_READ_BUFFER, closefd=False)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return f.read
+        return f.read1 if partial else f.read
     try:
         fast.seek(position)
     except OSError:
         fast.close()
-        return f.read
+        return f.read1 if partial else f.read
     reader._fast_file = fast
-    return fast.read
+    return fast.read1 if partial else fast.read
+
+
+def _refill(read, head: bytes, need: int) -> bytes:
+    """`head` followed by what read() gives until there are `need` bytes (fewer only when
+    the stream ends)."""
+    parts = [head]
+    have = len(head)
+    while have < need:
+        chunk = read(_BLOCK if need - have <= _BLOCK else need - have)
+        if not chunk:
+            break
+        parts.append(chunk)
+        have += len(chunk)
+    return b"".join(parts)
 
 
 class _CaptureFile:
@@ -134,6 +157,15 @@ class _CaptureFile:
     compressed) and closing it."""
 
     f = None
+
+    def spans(self) -> Iterator[tuple]:  # pragma: no cover - each reader has its own
+        raise NotImplementedError
+
+    def records(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, data) in file order: spans() with each packet
+        cut out of its buffer."""
+        for frame_no, ts, linktype, buf, start, end in self.spans():
+            yield frame_no, ts, linktype, buf[start:end]
 
     def close(self) -> None:
         if isinstance(self.f, gzip.GzipFile):
@@ -162,41 +194,52 @@ class _PcapFile(_CaptureFile):
         self.packet_count = 0
         self.truncated: Optional[tuple] = None
 
-    def records(self) -> Iterator[tuple]:
-        read = _read_function(self)
-        unpack_header = struct.Struct(self.endian + "IIII").unpack
+    def spans(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, buf, start, end) per record: the packet is
+        buf[start:end], buf a block of the file (see _BLOCK)."""
+        read = _read_function(self, partial=True)
+        unpack_header = struct.Struct(self.endian + "IIII").unpack_from
         ticks_per_second = self.ticks_per_second
         linktype = self.linktype
         max_caplen = _MAX_CAPLEN_BY_LINKTYPE.get(linktype, _MAX_CAPLEN_STANDARD)
-        offset = 24
+        offset = 24  # of the record at buf[pos] in the file
         frame_no = 0
+        buf = b""
+        pos = end = 0
         try:
             while True:
-                header = read(16)
-                if len(header) != 16:
-                    if header:
-                        self.truncated = (offset, f"file ends inside the header of packet record "
-                                                  f"{frame_no + 1} at byte {offset} "
-                                                  f"({len(header)} of 16 bytes present)")
-                    return
-                seconds, fraction, caplen, _wirelen = unpack_header(header)
+                if end - pos < 16:
+                    buf = _refill(read, buf[pos:], 16)
+                    pos, end = 0, len(buf)
+                    if end < 16:
+                        if end:
+                            self.truncated = (offset, f"file ends inside the header of packet record "
+                                                      f"{frame_no + 1} at byte {offset} "
+                                                      f"({end} of 16 bytes present)")
+                        return
+                seconds, fraction, caplen, _wirelen = unpack_header(buf, pos)
                 if caplen > max_caplen:
                     self.truncated = (offset, f"corrupt packet record {frame_no + 1} at byte "
                                               f"{offset}: captured length {caplen} exceeds the "
                                               f"maximum {max_caplen}")
                     return
-                data = read(caplen)
-                if len(data) != caplen:
-                    self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
-                                              f"byte {offset} ({len(data)} of {caplen} captured "
-                                              f"bytes present)")
-                    return
+                start = pos + 16
+                record_end = start + caplen
+                if record_end > end:
+                    buf = _refill(read, buf[pos:], 16 + caplen)
+                    pos, start, record_end, end = 0, 16, 16 + caplen, len(buf)
+                    if record_end > end:
+                        self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
+                                                  f"byte {offset} ({end - 16} of {caplen} captured "
+                                                  f"bytes present)")
+                        return
                 frame_no += 1
                 self.packet_count = frame_no
                 # int / int is correctly rounded: ts equals float("<sec>.<frac>").
                 yield (frame_no, (seconds * ticks_per_second + fraction) / ticks_per_second,
-                       linktype, data)
+                       linktype, buf, start, record_end)
                 offset += 16 + caplen
+                pos = record_end
         except _STREAM_ERRORS as exc:
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
 
@@ -294,7 +337,9 @@ class _PcapNgFile(_CaptureFile):
             yield code, block[position:position + length]
             position += length + (-length & 3)
 
-    def records(self) -> Iterator[tuple]:
+    def spans(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, data, 0, len(data)) per packet (the shape of
+        _PcapFile.spans())."""
         read = self._read = _read_function(self)
         offset = self._shb_len
         compressed = isinstance(self.f, gzip.GzipFile)
@@ -346,7 +391,7 @@ class _PcapNgFile(_CaptureFile):
                     if packet is not _NUMBERED_ONLY:
                         self.packet_count += 1
                         last_ts, linktype, data = packet
-                        yield frame_no, last_ts, linktype, data
+                        yield frame_no, last_ts, linktype, data, 0, len(data)
                 # Any other block (NRB, ISB, unknown) carries nothing we use.
                 offset += block_len
         except _CorruptBlock as exc:
@@ -441,10 +486,19 @@ class Capture:
 
     def packets(self) -> Iterator[tuple]:
         """Yield (frame_no, ts, linktype, data) in file order; frame_no is Wireshark's No."""
+        self._start()
+        return self._reader.records()
+
+    def spans(self) -> Iterator[tuple]:
+        """packets() without cutting each packet out: (frame_no, ts, linktype, buf, start,
+        end), the packet is buf[start:end] (PacketDecoder.decode takes it so)."""
+        self._start()
+        return self._reader.spans()
+
+    def _start(self) -> None:
         if self._started:
             raise RuntimeError("Capture.packets() can be iterated only once")
         self._started = True
-        return self._reader.records()
 
     @property
     def packet_count(self) -> int:
