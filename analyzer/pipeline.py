@@ -138,6 +138,7 @@ class ConnectionAnalyzer:
         self._early_len = 0
         self._frame_parsers = None
         self._assemblers = None
+        self._direct_binary = False
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
@@ -642,6 +643,8 @@ class ConnectionAnalyzer:
         limits = dict(keep_binary=keep, max_message=text, max_inflate=options.max_inflate)
         self._assemblers = (MessageAssembler(True, deflate, extensions, **limits),
                             MessageAssembler(False, deflate, extensions, **limits))
+        # Whole binary messages go to the builder without Message objects unless observed.
+        self._direct_binary = not builder.observes_messages
         for direction in (CLIENT, SERVER):
             sink = builder.anomaly_sink(direction)
             self._frame_parsers[direction].on_anomaly = sink
@@ -652,6 +655,9 @@ class ConnectionAnalyzer:
         assembler = self._assemblers[direction]
         for f in self._frame_parsers[direction].feed(data, frame, ts):
             builder.ws_frame(direction, f)
+            if self._direct_binary and assembler.whole_binary(f):  # an audio chunk
+                builder.ws_binary_message(direction, f.payload, f.length, f.frame, f.time)
+                continue
             messages = assembler.frame(f)[0]
             if messages:
                 builder.ws_messages(direction, messages)
