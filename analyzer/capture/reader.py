@@ -138,18 +138,24 @@ def _read_function(reader, partial: bool = False):
     return fast.read1 if partial else fast.read
 
 
-def _refill(read, head: bytes, need: int) -> bytes:
-    """`head` followed by what read() gives until there are `need` bytes (fewer only when
-    the stream ends)."""
+def _bridge(read, head: bytes, need: int) -> tuple:
+    """A run of bytes that crosses the end of a block: `head` (the end of the block) and
+    the stream's next bytes, `need` bytes in all (fewer only where the stream ends).
+    Returns (those bytes, the block read last, where its unused bytes start): only the
+    bridged bytes are copied, never the whole next block."""
     parts = [head]
     have = len(head)
     while have < need:
-        chunk = read(_BLOCK if need - have <= _BLOCK else need - have)
-        if not chunk:
+        block = read(_BLOCK if need - have <= _BLOCK else need - have)
+        if not block:
             break
-        parts.append(chunk)
-        have += len(chunk)
-    return b"".join(parts)
+        take = need - have
+        if len(block) > take:
+            parts.append(block[:take])
+            return b"".join(parts), block, take
+        parts.append(block)
+        have += len(block)
+    return b"".join(parts), b"", 0
 
 
 class _CaptureFile:
@@ -208,38 +214,41 @@ class _PcapFile(_CaptureFile):
         pos = end = 0
         try:
             while True:
-                if end - pos < 16:
-                    buf = _refill(read, buf[pos:], 16)
-                    pos, end = 0, len(buf)
-                    if end < 16:
-                        if end:
+                if end - pos >= 16:
+                    header, at = buf, pos
+                    pos += 16
+                else:  # the header crosses the end of the block
+                    header, buf, pos = _bridge(read, buf[pos:end], 16)
+                    at, end = 0, len(buf)
+                    if len(header) < 16:
+                        if header:
                             self.truncated = (offset, f"file ends inside the header of packet record "
                                                       f"{frame_no + 1} at byte {offset} "
-                                                      f"({end} of 16 bytes present)")
+                                                      f"({len(header)} of 16 bytes present)")
                         return
-                seconds, fraction, caplen, _wirelen = unpack_header(buf, pos)
+                seconds, fraction, caplen, _wirelen = unpack_header(header, at)
                 if caplen > max_caplen:
                     self.truncated = (offset, f"corrupt packet record {frame_no + 1} at byte "
                                               f"{offset}: captured length {caplen} exceeds the "
                                               f"maximum {max_caplen}")
                     return
-                start = pos + 16
-                record_end = start + caplen
-                if record_end > end:
-                    buf = _refill(read, buf[pos:], 16 + caplen)
-                    pos, start, record_end, end = 0, 16, 16 + caplen, len(buf)
-                    if record_end > end:
+                if end - pos >= caplen:
+                    data, start = buf, pos
+                    pos += caplen
+                else:  # the packet crosses the end of the block
+                    data, buf, pos = _bridge(read, buf[pos:end], caplen)
+                    start, end = 0, len(buf)
+                    if len(data) < caplen:
                         self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
-                                                  f"byte {offset} ({end - 16} of {caplen} captured "
+                                                  f"byte {offset} ({len(data)} of {caplen} captured "
                                                   f"bytes present)")
                         return
                 frame_no += 1
                 self.packet_count = frame_no
                 # int / int is correctly rounded: ts equals float("<sec>.<frac>").
                 yield (frame_no, (seconds * ticks_per_second + fraction) / ticks_per_second,
-                       linktype, buf, start, record_end)
+                       linktype, data, start, start + caplen)
                 offset += 16 + caplen
-                pos = record_end
         except _STREAM_ERRORS as exc:
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc))
 
