@@ -143,7 +143,7 @@ def test_pcap_truncated_inside_record_header(tmp_path):
 
 
 def test_pcap_records_across_read_blocks_and_cut_anywhere(tmp_path):
-    # Records are cut out of 64 KiB blocks of the file: records straddling a block edge, and
+    # Records are cut out of 32 KiB blocks of the file: records straddling a block edge, and
     # a file ending at any byte around one, give the packets and the truncation message a
     # record-by-record reading gives.
     frames = [synth.ethernet(synth.ipv4(synth.tcp(1, 2, i, 0, synth.ACK, bytes([i]) * (300 + i * 7))))

@@ -106,10 +106,11 @@ class _GzipChunks(io.RawIOBase):
 # packets; 64 KiB reads the records ~20% faster.
 _READ_BUFFER = 1 << 16
 # pcap records are cut out of blocks of this size (spans()): no read() call and no bytes
-# object per record, the decoder reads each packet where it stands in its block.  The size
-# of GzipFile.read1() calls the 64 KiB buffer above made: a cut or corrupt gzip stream
-# stops after the same records as it did when records were read one by one.
-_BLOCK = 1 << 16
+# object per record, the decoder reads each packet where it stands in its block.
+_BLOCK = 1 << 15
+# For gzip, the size of the GzipFile.read1() calls the 64 KiB buffer above made: a cut or
+# corrupt stream stops after the same records as it did when records were read one by one.
+_GZIP_BLOCK = 1 << 16
 
 
 def _read_function(reader, partial: bool = False):
@@ -118,27 +119,28 @@ def _read_function(reader, partial: bool = False):
     plain file, a BufferedReader with a larger buffer on the same descriptor, from the
     current position (kept as reader._fast_file, which Capture.bytes_read then uses).
 
-    `partial`: a read1() instead, which returns what one read of the underlying stream
-    gives (at least one byte before the end): a gzip stream that is cut or corrupt then
-    raises only once everything decompressed before the damage was handed over."""
+    `partial`: (read, block size) for spans(), a read that returns what one read of the
+    underlying stream gives (at least one byte before the end; unbuffered for a plain
+    file): a gzip stream that is cut or corrupt then raises only once everything
+    decompressed before the damage was handed over."""
     f = reader.f
     if isinstance(f, gzip.GzipFile):
-        return f.read1 if partial else io.BufferedReader(_GzipChunks(f), 1 << 16).read
+        return (f.read1, _GZIP_BLOCK) if partial else io.BufferedReader(_GzipChunks(f), 1 << 16).read
     try:
         position = f.tell()
-        fast = open(f.fileno(), "rb", buffering=_READ_BUFFER, closefd=False)
+        fast = open(f.fileno(), "rb", buffering=0 if partial else _READ_BUFFER, closefd=False)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return f.read1 if partial else f.read
+        return (f.read1, _BLOCK) if partial else f.read
     try:
         fast.seek(position)
     except OSError:
         fast.close()
-        return f.read1 if partial else f.read
+        return (f.read1, _BLOCK) if partial else f.read
     reader._fast_file = fast
-    return fast.read1 if partial else fast.read
+    return (fast.read, _BLOCK) if partial else fast.read
 
 
-def _bridge(read, head: bytes, need: int) -> tuple:
+def _bridge(read, block_size: int, head: bytes, need: int) -> tuple:
     """A run of bytes that crosses the end of a block: `head` (the end of the block) and
     the stream's next bytes, `need` bytes in all (fewer only where the stream ends).
     Returns (those bytes, the block read last, where its unused bytes start): only the
@@ -146,7 +148,7 @@ def _bridge(read, head: bytes, need: int) -> tuple:
     parts = [head]
     have = len(head)
     while have < need:
-        block = read(_BLOCK if need - have <= _BLOCK else need - have)
+        block = read(block_size if need - have <= block_size else need - have)
         if not block:
             break
         take = need - have
@@ -203,7 +205,7 @@ class _PcapFile(_CaptureFile):
     def spans(self) -> Iterator[tuple]:
         """Yield (frame_no, ts, linktype, buf, start, end) per record: the packet is
         buf[start:end], buf a block of the file (see _BLOCK)."""
-        read = _read_function(self, partial=True)
+        read, block_size = _read_function(self, partial=True)
         unpack_header = struct.Struct(self.endian + "IIII").unpack_from
         ticks_per_second = self.ticks_per_second
         linktype = self.linktype
@@ -218,7 +220,7 @@ class _PcapFile(_CaptureFile):
                     header, at = buf, pos
                     pos += 16
                 else:  # the header crosses the end of the block
-                    header, buf, pos = _bridge(read, buf[pos:end], 16)
+                    header, buf, pos = _bridge(read, block_size, buf[pos:end], 16)
                     at, end = 0, len(buf)
                     if len(header) < 16:
                         if header:
@@ -236,7 +238,7 @@ class _PcapFile(_CaptureFile):
                     data, start = buf, pos
                     pos += caplen
                 else:  # the packet crosses the end of the block
-                    data, buf, pos = _bridge(read, buf[pos:end], caplen)
+                    data, buf, pos = _bridge(read, block_size, buf[pos:end], caplen)
                     start, end = 0, len(buf)
                     if len(data) < caplen:
                         self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
