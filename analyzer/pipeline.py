@@ -158,6 +158,7 @@ class ConnectionAnalyzer:
         self._early_len = 0
         self._frame_parsers = None
         self._assemblers = None
+        self._direct_binary = False
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
@@ -657,6 +658,8 @@ class ConnectionAnalyzer:
         limits = dict(keep_binary=keep, max_message=text, max_inflate=options.max_inflate)
         self._assemblers = (MessageAssembler(True, deflate, extensions, **limits),
                             MessageAssembler(False, deflate, extensions, **limits))
+        # Whole binary messages go to the builder without Message objects unless observed.
+        self._direct_binary = not builder.observes_messages
         for direction in (CLIENT, SERVER):
             sink = builder.anomaly_sink(direction)
             self._frame_parsers[direction].on_anomaly = sink
@@ -667,6 +670,9 @@ class ConnectionAnalyzer:
         assembler = self._assemblers[direction]
         for f in self._frame_parsers[direction].feed(data, frame, ts):
             builder.ws_frame(direction, f)
+            if self._direct_binary and assembler.whole_binary(f):  # an audio chunk
+                builder.ws_binary_message(direction, f.payload, f.length, f.frame, f.time)
+                continue
             messages = assembler.frame(f)[0]
             if messages:
                 builder.ws_messages(direction, messages)
@@ -737,18 +743,21 @@ class CaptureAnalyzer:
         """A key log given some other way (followed live): findings name it."""
         self._ctx.keylog_name = os.path.basename(path)
 
-    def packet(self, frame_no: int, ts: float, linktype: int, data) -> None:
+    def packet(self, frame_no: int, ts: float, linktype: int, data, start: int = 0,
+               end: int = -1) -> None:
+        """One packet: data[start:end] (end -1: to the end of data)."""
         self.packets = frame_no
         if self.first_time is None:
             self.first_time = ts
         self.last_time = ts
-        seg = self._decode(frame_no, linktype, data, ts)
+        seg = self._decode(frame_no, linktype, data, ts, start, end)
         if seg is not None:
             self.analysis.last_time = ts
             self._tcp_segment(frame_no, ts, seg)
 
     def feed(self, records, progress: Optional[Callable[[int], None]] = None) -> None:
-        """packet() for each (frame_no, ts, linktype, data) of `records`, in one tight loop.
+        """packet() for each (frame_no, ts, linktype, buf, start, end) of `records`
+        (Capture.spans(): the packet is buf[start:end]), in one tight loop.
 
         The result is the same as calling packet() for each; `packets`, `first_time` and
         `last_time` are brought up to date when the loop ends (also by an exception).
@@ -767,14 +776,14 @@ class CaptureAnalyzer:
         frame_no = None
         try:
             if progress is None:
-                for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data, ts)
+                for frame_no, ts, linktype, buf, start, end in records:
+                    seg = decode(frame_no, linktype, buf, ts, start, end)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
             else:
-                for frame_no, ts, linktype, data in records:
-                    seg = decode(frame_no, linktype, data, ts)
+                for frame_no, ts, linktype, buf, start, end in records:
+                    seg = decode(frame_no, linktype, buf, ts, start, end)
                     if seg is not None:
                         analysis.last_time = ts
                         tcp_segment(frame_no, ts, seg)
@@ -884,7 +893,7 @@ def read_capture(path: str, options: Options, shard=None):
     progress = options.progress
     try:
         with cap:
-            analyzer.feed(cap.packets(), None if progress is None else
+            analyzer.feed(cap.spans(), None if progress is None else
                           (lambda frame_no: progress(cap.bytes_read, frame_no)))
             cap.read_to_end()  # a pipe's size is known at its end
     except KeyboardInterrupt:

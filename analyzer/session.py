@@ -385,6 +385,20 @@ class SessionBuilder:
             if (op == OP_TEXT or op == OP_BINARY) and dg is not None:
                 dg.message(direction, op, m.data, m.size, m.frame, m.time)
 
+    @property
+    def observes_messages(self) -> bool:
+        """Does a message_hook want every message as a Message object?"""
+        return self._message_hook is not None
+
+    def ws_binary_message(self, direction: int, data: bytes, size: int, frame: int, ts: float) -> None:
+        """A whole binary message that was one frame (MessageAssembler.whole_binary): what
+        ws_messages does with it, without a Message object (not while observes_messages)."""
+        if direction == CLIENT:
+            self.timeline.add_audio(ts, size)
+        dg = self.deepgram
+        if dg is not None:
+            dg.message(direction, OP_BINARY, data, size, frame, ts)
+
     def _close(self, direction: int, code: Optional[int], reason: str, frame: int, ts: float) -> None:
         close = self.session.close
         cf = CloseFrame(code, reason, frame, ts)

@@ -142,6 +142,36 @@ def test_pcap_truncated_inside_record_header(tmp_path):
     assert "10 of 16" in cap.truncated[1]
 
 
+def test_pcap_records_across_read_blocks_and_cut_anywhere(tmp_path):
+    # Records are cut out of 32 KiB blocks of the file: records straddling a block edge, and
+    # a file ending at any byte around one, give the packets and the truncation message a
+    # record-by-record reading gives.
+    frames = [synth.ethernet(synth.ipv4(synth.tcp(1, 2, i, 0, synth.ACK, bytes([i]) * (300 + i * 7))))
+              for i in range(200)]
+    content = synth.pcap([(1, i, f) for i, f in enumerate(frames)])
+    assert len(content) > 3 * 65536
+    starts = [24]
+    for f in frames:
+        starts.append(starts[-1] + 16 + len(f))
+    for cut in [*range(65536 - 40, 65536 + 1500, 13), len(content) - 5, 131072, 131072 + 16]:
+        cap, records = read_all(write(tmp_path, "cut.pcap", content[:cut]))
+        whole = sum(1 for end in starts[1:] if end <= cut)
+        assert [(n, data) for n, _, _, data in records] == [(i + 1, frames[i]) for i in range(whole)]
+        at = starts[whole]
+        present = cut - at
+        assert cap.truncated[0] == at
+        if present < 16:
+            assert cap.truncated[1] == (f"file ends inside the header of packet record {whole + 1} at "
+                                        f"byte {at} ({present} of 16 bytes present)")
+        else:
+            assert cap.truncated[1] == (f"file ends inside packet record {whole + 1} at byte {at} "
+                                        f"({present - 16} of {len(frames[whole])} captured bytes present)")
+    with open_capture(write(tmp_path, "whole.pcap", content)) as cap:
+        spans = [(n, ts, linktype, buf[start:end]) for n, ts, linktype, buf, start, end in cap.spans()]
+        assert cap.truncated is None and cap.packet_count == 200
+    assert spans == read_all(tmp_path / "whole.pcap")[1]
+
+
 HUGE_RECORD_PCAP = (synth.pcap([(1, 0, FRAME_A)])
                     + struct.pack("<IIII", 2, 0, 0xFFFFFFFF, 0xFFFFFFFF) + FRAME_B
                     + synth.pcap([(3, 0, FRAME_C)])[24:])

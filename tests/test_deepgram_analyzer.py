@@ -310,3 +310,17 @@ def test_unknown_types_are_bounded():
     assert len(unknown) == 51
     assert unknown["(other unknown types)"]["count"] == 10
     assert len(b.session.to_json()["messages"]["server"]) == 51
+
+
+def test_json_first_bytes_decide_control_in_binary():
+    # The audio path asks control_in_binary only about payloads starting with one of
+    # JSON_FIRST_BYTES: with any other first byte it must answer None, whatever follows.
+    from analyzer.deepgram.messages import JSON_FIRST_BYTES
+    for first in range(256):
+        data = bytes([first]) + b'{"type":"KeepAlive"}'
+        if first not in JSON_FIRST_BYTES:
+            assert control_in_binary(data) is None
+        elif first not in b"{[":  # leading whitespace
+            assert control_in_binary(data) == "KeepAlive"
+    assert len(JSON_FIRST_BYTES) == 8
+    assert control_in_binary(b'[{"type":"Finalize"}]') == "Finalize"

@@ -26,3 +26,24 @@ def test_fast_path_equals_every_pattern_applied(parts):
 def test_dotless_i_authorization_is_still_masked():
     assert redact.redact_text("Authorızation: Basic dXNlcjpwYXNzd29yZGxvbmdlbm91Z2g=") == \
         "Authorızation: Basic ****Z2g="
+
+
+def test_every_secret_key_holds_a_stem():
+    # _may_hold_secret_key and the JSON-secret pattern test for these stems first.
+    for key in redact.SECRET_JSON_KEYS | {redact.HEADERS_KEY}:
+        assert any(stem in key for stem in redact.SECRET_KEY_STEMS), key
+
+
+KEY_FRAGMENTS = [f'"{k}"' for k in sorted(redact.SECRET_JSON_KEYS)] + [
+    '"Headers"', '"API_KEY"', "wss://", '"key"', "token", '"secrets"', "\\u0041", "é"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(KEY_FRAGMENTS + FRAGMENTS) | st.text(max_size=6), max_size=10))
+def test_may_hold_secret_key_equals_its_definition(parts):
+    text = "".join(parts)
+    low = text.lower()
+    expected = ("\\u" in text or not text.isascii()
+                or any(f'"{key}"' in low for key in redact.SECRET_JSON_KEYS)
+                or f'"{redact.HEADERS_KEY}"' in low or "://" in low)
+    assert redact._may_hold_secret_key(text) == expected

@@ -137,3 +137,16 @@ def test_the_session_text_cap_counts_characters_of_both_directions(monkeypatch):
     assert kept(b) == [(CLIENT, "12345", 3), (SERVER, "678", 4)]
     # messages past the session's cap do not draw on the capture's budget
     assert (b.session.messages_dropped, budget.left, budget.dropped) == (2, 97, 0)
+
+
+def test_the_timeline_audio_column_holds_every_audio_byte_of_a_recorded_session():
+    # Single-frame audio messages take the builder's shortcut (ws_binary_message), fragmented
+    # or compressed ones go through ws_messages: both must reach the timeline's audio column.
+    from pathlib import Path
+
+    from analyzer.pipeline import Options, analyze_capture
+    captures = Path(__file__).resolve().parent.parent / "captures"
+    for name, audio_bytes in (("dg_success.pcap", 96000), ("dg_deflate.pcap", 64000)):
+        s = analyze_capture(str(captures / name), Options()).sessions[0]
+        assert s.audio.pace.bytes == audio_bytes
+        assert sum(b[5] for b in s.timeline.to_json()["bins"]) == audio_bytes, name

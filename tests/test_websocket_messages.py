@@ -46,6 +46,39 @@ def run(wire_by_packet, from_client=True, deflate=None, extensions=False, **kw):
     return messages + found, anomalies + list(problems)
 
 
+def test_whole_binary_answers_exactly_when_frame_returns_the_frame_as_message():
+    # whole_binary(f) lets the pipeline skip frame(f) for an audio chunk: it must be True
+    # only where frame(f) gives one message equal to the frame, no anomaly, no state change.
+    wire = [ws_frame(2, b"a" * 10, mask=MASK), ws_frame(2, b"b" * 100, mask=MASK),
+            ws_frame(2, b"c" * 300, mask=MASK), ws_frame(2, b"d" * 5, mask=MASK, rsv=4),
+            ws_frame(2, b"e" * 5), ws_frame(2, b"f" * 5, mask=MASK, fin=False),
+            ws_frame(2, b"g" * 5, mask=MASK), ws_frame(0, b"h" * 5, mask=MASK),
+            ws_frame(1, b"text", mask=MASK), ws_frame(2, b"", mask=MASK),
+            ws_frame(8, b"\x03\xe8", mask=MASK), ws_frame(2, b"i" * 5, mask=MASK)]
+    parser = FrameParser(True, keep_binary=64)
+    assembler = MessageAssembler(True, None, False, keep_binary=64, max_message=200)
+    answers = []
+    for packet_no, data in enumerate(wire, 1):
+        for frame in parser.feed(data, packet_no, packet_no / 10):
+            whole = assembler.whole_binary(frame)
+            answers.append(whole)
+            before = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(assembler).items()}
+            messages, anomalies = assembler.frame(frame)
+            if whole:
+                (m,) = messages
+                assert anomalies == ()
+                assert (m.opcode, m.data, m.size, m.wire_size, m.frame, m.time, m.first_frame,
+                        m.start_time, m.complete) == (2, frame.payload, frame.length, frame.length,
+                                                      frame.frame, frame.time, frame.first_frame,
+                                                      frame.start_time, True)
+                assert vars(assembler) == before
+    # 10 bytes, a 100-byte frame kept as its 64-byte prefix, the empty one: whole.  Too big
+    # (300 > 200), RSV1, unmasked, unfinished, during a message, continuation, text, close,
+    # after the close: not.
+    assert answers == [True, True, False, False, False, False, False, False, False, True,
+                       False, False]
+
+
 def kinds(anomalies):
     return [a[0] for a in anomalies]
 

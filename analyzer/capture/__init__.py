@@ -4,6 +4,11 @@
     dec = PacketDecoder()
     for frame_no, ts, linktype, data in cap.packets():
         seg = dec.decode(frame_no, linktype, data, ts)
+
+or, without cutting each packet out of the file's blocks (what the pipeline does):
+
+    for frame_no, ts, linktype, buf, start, end in cap.spans():
+        seg = dec.decode(frame_no, linktype, buf, ts, start, end)
 """
 from .decode import PacketDecoder, format_address, tunnel_layers
 from .reader import STDIN, Capture, CaptureError, capture_files, is_pipe, looks_like_capture, open_capture

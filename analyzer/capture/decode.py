@@ -397,15 +397,23 @@ class PacketDecoder:
             out["fragment_conflicts"] = fragments.conflicts
         return out
 
-    def decode(self, frame_no: int, linktype: int, data, ts: float = 0.0) -> Segment | None:
+    def decode(self, frame_no: int, linktype: int, data, ts: float = 0.0, start: int = 0,
+               end: int = -1) -> Segment | None:
+        """The packet data[start:end] (end -1: to the end of data) -> a Segment, or None.
+
+        A reader may hand in a whole block of the file and where the packet lies in it
+        (Capture.spans()): the common packet is decoded where it stands, and its payload
+        is a copy of its bytes, never a view that would keep the block alive.
+        """
         self.packets += 1
-        size = len(data)
+        size = (len(data) if end < 0 else end) - start
 
         # Fast path: untagged Ethernet, IPv4 without options, not a fragment.  Anything
         # unusual falls through to the general code below, which decides the same way.
+        # (Offsets are the packet's own, plus `start` only where bytes are taken.)
         if linktype == 1 and size >= 54:
             (ethertype, version_ihl, total_len, fragment, protocol, src, dst,
-             sport, dport, seq, ack, data_offset, flags) = _unpack_eth_ipv4_tcp(data, 0)
+             sport, dport, seq, ack, data_offset, flags) = _unpack_eth_ipv4_tcp(data, start)
             if ethertype == _ETHERTYPE_IPV4 and version_ihl == 0x45 and not fragment & 0x3FFF:
                 if protocol == 6:
                     ip_end = 14 + total_len
@@ -413,7 +421,7 @@ class PacketDecoder:
                     if 54 <= payload_start <= ip_end <= size:
                         self.tcp += 1
                         if self._muted_ports and (sport << 16 | dport) in self._muted_ports:
-                            raw = data[26:38]
+                            raw = data[start + 26:start + 38]
                             if type(raw) is not bytes:
                                 raw = bytes(raw)
                             if raw in self.muted:
@@ -421,11 +429,14 @@ class PacketDecoder:
                                     return None
                                 self._unmute(raw)  # a SYN: the flow may start again
                         return (src, dst, sport, dport, seq, ack, flags,
-                                memoryview(data)[payload_start:ip_end] if payload_start != ip_end
-                                else _NO_PAYLOAD, 0)
+                                data[start + payload_start:start + ip_end]
+                                if payload_start != ip_end else _NO_PAYLOAD, 0)
                 elif total_len >= 20 and protocol not in _SLOW_IP_PROTOCOLS:
                     self.non_tcp += 1  # UDP takes the general path (tunnels, DNS answers)
                     return None
+
+        if start or size != len(data):
+            data = data[start:start + size]
 
         # Link layer -> an Ethertype and the offset of what it announces, or an IP version.
         if linktype == 1:  # Ethernet

@@ -106,30 +106,61 @@ class _GzipChunks(io.RawIOBase):
 # Buffer of the reads behind records(): the default 8 KiB costs a system call every few
 # packets; 64 KiB reads the records ~20% faster.
 _READ_BUFFER = 1 << 16
+# pcap records are cut out of blocks of this size (spans()): no read() call and no bytes
+# object per record, the decoder reads each packet where it stands in its block.
+_BLOCK = 1 << 15
+# For gzip, the size of the GzipFile.read1() calls the 64 KiB buffer above made: a cut or
+# corrupt stream stops after the same records as it did when records were read one by one.
+_GZIP_BLOCK = 1 << 16
 
 
-def _read_function(reader):
+def _read_function(reader, partial: bool = False):
     """The read() for records.  For gzip, a C BufferedReader over _GzipChunks:
     GzipFile.read is Python code run twice per packet, this is ~1.3x faster.  For a
     plain file, a BufferedReader with a larger buffer on the same descriptor, from the
-    current position (kept as reader._fast_file, which Capture.bytes_read then uses)."""
+    current position (kept as reader._fast_file, which Capture.bytes_read then uses).
+
+    `partial`: (read, block size) for spans(), a read that returns what one read of the
+    underlying stream gives (at least one byte before the end; unbuffered for a plain
+    file): a gzip stream that is cut or corrupt then raises only once everything
+    decompressed before the damage was handed over."""
     f = reader.f
     if isinstance(f, gzip.GzipFile):
-        return io.BufferedReader(_GzipChunks(f), 1 << 16).read
+        return (f.read1, _GZIP_BLOCK) if partial else io.BufferedReader(_GzipChunks(f), 1 << 16).read
     if reader.file_size is None:  # a pipe (no position): open_capture buffered it already
-        return f.read
+        return (f.read1, _BLOCK) if partial else f.read
     try:
         position = f.tell()
-        fast = open(f.fileno(), "rb", buffering=_READ_BUFFER, closefd=False)
+        fast = open(f.fileno(), "rb", buffering=0 if partial else _READ_BUFFER, closefd=False)
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return f.read
+        return (f.read1, _BLOCK) if partial else f.read
     try:
         fast.seek(position)
     except OSError:
         fast.close()
-        return f.read
+        return (f.read1, _BLOCK) if partial else f.read
     reader._fast_file = fast
-    return fast.read
+    return (fast.read, _BLOCK) if partial else fast.read
+
+
+def _bridge(read, block_size: int, head: bytes, need: int) -> tuple:
+    """A run of bytes that crosses the end of a block: `head` (the end of the block) and
+    the stream's next bytes, `need` bytes in all (fewer only where the stream ends).
+    Returns (those bytes, the block read last, where its unused bytes start): only the
+    bridged bytes are copied, never the whole next block."""
+    parts = [head]
+    have = len(head)
+    while have < need:
+        block = read(block_size if need - have <= block_size else need - have)
+        if not block:
+            break
+        take = need - have
+        if len(block) > take:
+            parts.append(block[:take])
+            return b"".join(parts), block, take
+        parts.append(block)
+        have += len(block)
+    return b"".join(parts), b"", 0
 
 
 class _CaptureFile:
@@ -141,6 +172,15 @@ class _CaptureFile:
     # and for gzip (their end is found by reading).
     file_size: Optional[int] = None
     compressed = False
+
+    def spans(self) -> Iterator[tuple]:  # pragma: no cover - each reader has its own
+        raise NotImplementedError
+
+    def records(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, data) in file order: spans() with each packet
+        cut out of its buffer."""
+        for frame_no, ts, linktype, buf, start, end in self.spans():
+            yield frame_no, ts, linktype, buf[start:end]
 
     def close(self) -> None:
         if isinstance(self.f, gzip.GzipFile):
@@ -169,40 +209,54 @@ class _PcapFile(_CaptureFile):
         self.packet_count = 0
         self.truncated: Optional[tuple] = None
 
-    def records(self) -> Iterator[tuple]:
-        read = _read_function(self)
-        unpack_header = struct.Struct(self.endian + "IIII").unpack
+    def spans(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, buf, start, end) per record: the packet is
+        buf[start:end], buf a block of the file (see _BLOCK)."""
+        read, block_size = _read_function(self, partial=True)
+        unpack_header = struct.Struct(self.endian + "IIII").unpack_from
         ticks_per_second = self.ticks_per_second
         linktype = self.linktype
         max_caplen = _MAX_CAPLEN_BY_LINKTYPE.get(linktype, _MAX_CAPLEN_STANDARD)
-        offset = 24
+        offset = 24  # of the record at buf[pos] in the file
         frame_no = 0
+        buf = b""
+        pos = end = 0
         try:
             while True:
-                header = read(16)
-                if len(header) != 16:
-                    if header:
-                        self.truncated = (offset, f"file ends inside the header of packet record "
-                                                  f"{frame_no + 1} at byte {offset} "
-                                                  f"({len(header)} of 16 bytes present)")
-                    return
-                seconds, fraction, caplen, _wirelen = unpack_header(header)
+                if end - pos >= 16:
+                    header, at = buf, pos
+                    pos += 16
+                else:  # the header crosses the end of the block
+                    header, buf, pos = _bridge(read, block_size, buf[pos:end], 16)
+                    at, end = 0, len(buf)
+                    if len(header) < 16:
+                        if header:
+                            self.truncated = (offset, f"file ends inside the header of packet record "
+                                                      f"{frame_no + 1} at byte {offset} "
+                                                      f"({len(header)} of 16 bytes present)")
+                        return
+                seconds, fraction, caplen, _wirelen = unpack_header(header, at)
                 if caplen > max_caplen:
                     self.truncated = (offset, f"corrupt packet record {frame_no + 1} at byte "
                                               f"{offset}: captured length {caplen} exceeds the "
                                               f"maximum {max_caplen}")
                     return
-                data = read(caplen)
-                if len(data) != caplen:
-                    self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
-                                              f"byte {offset} ({len(data)} of {caplen} captured "
-                                              f"bytes present)")
-                    return
+                if end - pos >= caplen:
+                    data, start = buf, pos
+                    pos += caplen
+                else:  # the packet crosses the end of the block
+                    data, buf, pos = _bridge(read, block_size, buf[pos:end], caplen)
+                    start, end = 0, len(buf)
+                    if len(data) < caplen:
+                        self.truncated = (offset, f"file ends inside packet record {frame_no + 1} at "
+                                                  f"byte {offset} ({len(data)} of {caplen} captured "
+                                                  f"bytes present)")
+                        return
                 frame_no += 1
                 self.packet_count = frame_no
                 # int / int is correctly rounded: ts equals float("<sec>.<frac>").
                 yield (frame_no, (seconds * ticks_per_second + fraction) / ticks_per_second,
-                       linktype, data)
+                       linktype, data, start, start + caplen)
                 offset += 16 + caplen
         except _STREAM_ERRORS as exc:
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))
@@ -304,7 +358,9 @@ class _PcapNgFile(_CaptureFile):
             yield code, block[position:position + length]
             position += length + (-length & 3)
 
-    def records(self) -> Iterator[tuple]:
+    def spans(self) -> Iterator[tuple]:
+        """Yield (frame_no, ts, linktype, data, 0, len(data)) per packet (the shape of
+        _PcapFile.spans())."""
         read = self._read = _read_function(self)
         offset = self._shb_len
         file_size = self.file_size
@@ -360,7 +416,7 @@ class _PcapNgFile(_CaptureFile):
                     if packet is not _NUMBERED_ONLY:
                         self.packet_count += 1
                         last_ts, linktype, data = packet
-                        yield frame_no, last_ts, linktype, data
+                        yield frame_no, last_ts, linktype, data, 0, len(data)
                 # Any other block (NRB, ISB, unknown) carries nothing we use.
                 offset += block_len
         except _CorruptBlock as exc:
@@ -497,10 +553,19 @@ class Capture:
 
     def packets(self) -> Iterator[tuple]:
         """Yield (frame_no, ts, linktype, data) in file order; frame_no is Wireshark's No."""
+        self._start()
+        return self._reader.records()
+
+    def spans(self) -> Iterator[tuple]:
+        """packets() without cutting each packet out: (frame_no, ts, linktype, buf, start,
+        end), the packet is buf[start:end] (PacketDecoder.decode takes it so)."""
+        self._start()
+        return self._reader.spans()
+
+    def _start(self) -> None:
         if self._started:
             raise RuntimeError("Capture.packets() can be iterated only once")
         self._started = True
-        return self._reader.records()
 
     @property
     def packet_count(self) -> int:

@@ -19,7 +19,7 @@ from .endpoints import listen_v1, speak_v1
 from .audio import AudioMeter, Sniff, bytes_per_second, sniff, SAMPLE_WIDTH
 from .closeexplain import explain_server_close
 from .latency import LatencySamples
-from .messages import (NOT_JSON, SERVER_TYPES, control_in_binary, error_fields,
+from .messages import (JSON_FIRST_BYTES, NOT_JSON, SERVER_TYPES, control_in_binary, error_fields,
                        metadata_fields, parse_results, parse_text, settings_audio,
                        settings_output)
 from .params import check_params, credential_summary, handshake_cause, query_value, to_int
@@ -110,7 +110,7 @@ class DeepgramAnalyzer:
             events.last_frame, events.last_time = frame, time
             if len(events.frames) < events.KEEP:
                 events.frames.append(frame)
-            ctrl = control_in_binary(data)
+            ctrl = control_in_binary(data) if data and data[0] in JSON_FIRST_BYTES else None
             if ctrl:
                 self._client_control_binary(ctrl, frame, time)
                 return

@@ -298,8 +298,8 @@ class AudioMeter:
         self.last_chunk_bytes = audio_bytes
         self.sizes.add(audio_bytes)
         if self.bps:
-            index = max(0, int((time - self.first_time) // self.window))
-            while index > self._win_index:
+            index = int((time - self.first_time) // self.window)
+            while index > self._win_index:  # (a negative index, time going back, closes none)
                 self._close_window(self.window)
             self._win_bytes += audio_bytes
             self._win_chunks += 1

@@ -49,6 +49,11 @@ def parse_text(text: str) -> Parsed:
 JSON_IN_BINARY = "JSON"  # a JSON document without a known type, sent as binary
 
 
+# control_in_binary(data) is None unless data starts with one of these bytes (ASCII
+# whitespace, "{" or "["): an audio chunk's first byte decides without a call.
+JSON_FIRST_BYTES = frozenset(b" \t\n\r\x0b\x0c{[")
+
+
 def control_in_binary(data: bytes) -> Optional[str]:
     """The type of a JSON message sent as a binary frame, if it is one.
 

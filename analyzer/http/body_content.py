@@ -16,7 +16,10 @@ def loads_json(data):
     and Infinity (Python accepts them; a JSON report would then not be JSON) are None, and so
     are numbers too large for a float; nesting deeper than MAX_JSON_DEPTH is refused."""
     try:
-        obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
+        if type(data) is str and not data.startswith("\ufeff"):
+            obj = _DECODER.decode(data)  # json.loads without building a decoder per call
+        else:  # bytes (encoding detected), and a BOM json.loads refuses with its own message
+            obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
     # Every level of nesting opens with a "[" or "{" character, so text with at most
@@ -46,6 +49,9 @@ def _no_constant(name: str) -> None:
 def _finite_float(text: str) -> Optional[float]:
     value = float(text)
     return value if value - value == 0 else None  # inf - inf is nan
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def parse_error_body(body: Optional[bytes], content_type: Optional[str]) -> Optional[dict]:

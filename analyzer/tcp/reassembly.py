@@ -361,13 +361,15 @@ class StreamReassembler:
         # same as trimming after every item would leave.  _verify_delivered trims first.
         recent = self._recent
         window = self.verify_window
+        kept = self._recent_bytes  # a local in the loop: it pops about one item per segment
         while len(recent) > 1:
             first = recent[0]
             size = first if type(first) is int else len(first)
-            if self._recent_bytes - size < window:
+            if kept - size < window:
                 break
             recent.popleft()
-            self._recent_bytes -= size
+            kept -= size
+        self._recent_bytes = kept
 
     def _verify_delivered(self, mv, mv_start, end, frame_no) -> None:
         """Compare payload bytes [mv_start, end) with the delivered bytes still remembered."""

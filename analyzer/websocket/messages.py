@@ -197,6 +197,18 @@ class MessageAssembler:
             self._frame(frame, messages)
         return messages, self._take_found()
 
+    def whole_binary(self, frame: Frame) -> bool:
+        """Is `frame` a binary message on its own that frame() would return as it is, with
+        no anomaly and no change to this assembler (final, no RSV bit, masked as its
+        direction must be, no message in progress, not after a close, within max_message,
+        its payload within keep_binary)?  Then the caller may take the message as
+        (frame.payload, frame.length, frame.frame, frame.time) instead of calling frame():
+        the audio chunk's path, without a Message object."""
+        return (frame.opcode == OP_BINARY and frame.fin and not frame.rsv
+                and self._message is None and self._closed_at is None
+                and frame.masked == self.from_client and frame.length <= self.max_message
+                and len(frame.payload) <= self.keep_binary)
+
     def finish(self) -> tuple[list, list]:
         messages: list = []
         if self._message is not None:
