@@ -8,6 +8,7 @@
     python bench/run.py --size 400M --format pcapng
     python bench/run.py --size 400M --tls              # wss:// sessions, decrypted with the key log
     python bench/run.py --size 4G --runs 1             # big: needs ~4 GB free in --out
+    python bench/run.py --build pure,compiled          # both builds side by side (README "Compiled build")
 
 Two kinds of capture (--case): "mixed" (40 concurrent Deepgram sessions of 30-120 s among HTTP
 downloads, SSH, DNS and RTP that dgcap drops after their first bytes; 400 MB by default) and
@@ -26,6 +27,11 @@ is believed, both outputs are checked: the report's WebSocket frames (client + s
 over sessions) per opcode and the close status codes must equal tshark's, and both must equal
 what the generator wrote (OUT.truth.json).  Results are printed as a table and appended to
 --out/results.jsonl.
+
+--build chooses which dgcap builds run (each as its own engine in the same alternation):
+"pure" (DGCAP_PURE=1: the pure-Python modules) and "compiled" (the mypyc extensions, built
+first with `python setup.py build_ext --inplace`); by default both where the compiled build
+is present, else pure.
 """
 from __future__ import annotations
 
@@ -69,8 +75,11 @@ def tshark_command(path: str, keylog: str | None) -> list:
     return cmd
 
 
-def child_env() -> dict:
+def child_env(build: str | None = None) -> dict:
     env = dict(os.environ)
+    env.pop("DGCAP_PURE", None)
+    if build == "pure":
+        env["DGCAP_PURE"] = "1"  # the .py files even where compiled extensions sit beside them
     env.pop("SSLKEYLOGFILE", None)  # dgcap would pick it up
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     # Compiled bytecode, as an installed dgcap has: with PYTHONDONTWRITEBYTECODE set (as on
@@ -89,9 +98,16 @@ def compile_bytecode() -> None:
                    env=child_env(), check=True, stdout=subprocess.DEVNULL)
 
 
-def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
+def compiled_build_present() -> bool:
+    r = subprocess.run([sys.executable, "-c", "from analyzer.build_kind import build_kind, COMPILED; "
+                        "print(build_kind() == COMPILED)"], env=child_env("compiled"),
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip() == "True"
+
+
+def run_child(cmd: list, stdout_path: str, stderr_path: str, build: str | None = None) -> dict:
     """Run cmd; wall time around it, peak RSS from its own rusage (ru_maxrss, KiB on Linux)."""
-    env = child_env()
+    env = child_env(build)
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -258,38 +274,48 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
     native_cmd = dgcap_command(path, keylog, shlex.split(args.dgcap_args))
     tshark_cmd = tshark_command(path, keylog)
     base = path + ".out"
-    results = {"native": [], "tshark": []}
+    # One engine per dgcap build ("native" is the last one: compiled when it runs), then tshark.
+    builds = {("native" if i == len(args.builds) - 1 else f"native-{b}"): b for i, b in enumerate(args.builds)}
+    engines = list(builds) + ["tshark"]
+    results = {engine: [] for engine in engines}
+    counts, reports = {}, {}
     tshark_runs = args.runs if args.tshark_runs is None else args.tshark_runs
     for run in range(max(args.runs, tshark_runs)):
-        order = ("native", "tshark") if run % 2 == 0 else ("tshark", "native")
+        order = engines if run % 2 == 0 else engines[::-1]
         for engine in order:
-            if run >= (args.runs if engine == "native" else tshark_runs):
+            if run >= (tshark_runs if engine == "tshark" else args.runs):
                 continue
-            cmd = native_cmd if engine == "native" else tshark_cmd
+            cmd = tshark_cmd if engine == "tshark" else native_cmd
             load = load_average()
-            r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
+            r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err", builds.get(engine))
             r["load"] = load
-            ok = r["returncode"] in ((0, 1) if engine == "native" else (0,))
+            ok = r["returncode"] in ((0,) if engine == "tshark" else (0, 1))
             if not ok:
                 with open(f"{base}.{engine}.err", errors="replace") as f:
                     sys.stderr.write(f.read()[-2000:])
                 raise SystemExit(f"{engine} failed (exit {r['returncode']}): {' '.join(cmd)}")
             results[engine].append(r)
-            print(f"  run {run + 1} {engine:6} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
+            print(f"  run {run + 1} {_engine_name(engine, builds):22} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
                   f"peak RSS {r['maxrss_kib'] / 1024:7.1f} MiB  load {r['load']:.1f}", flush=True)
             if run == 0:  # outputs are the same every run: check once
-                if engine == "native":
-                    native = native_counts(f"{base}.native")
-                else:
+                if engine == "tshark":
                     tshark = tshark_counts(f"{base}.tshark")
+                else:
+                    counts[engine] = native_counts(f"{base}.{engine}")
+                    reports[engine] = _without_build(f"{base}.{engine}")
+    native = counts["native"]
     problems = check(native, tshark, truth)
+    for engine in builds:
+        if reports[engine] != reports["native"]:
+            problems.append(f"the {builds[engine]} build's report differs from the {builds['native']} build's")
     summary = {"case": case, "size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
                "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
                "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
                "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "builds": {engine: build for engine, build in builds.items()},
                "commands": {"native": "PYTHONPATH=" + REPO + " " + " ".join(native_cmd), "tshark": " ".join(tshark_cmd)}}
-    for engine in ("native", "tshark"):
+    for engine in engines:
         rs = results[engine]
         secs = statistics.median(r["seconds"] for r in rs)
         summary[engine] = {"seconds_median": round(secs, 3), "seconds_all": [round(r["seconds"], 3) for r in rs],
@@ -299,16 +325,33 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
                            "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3),
                            "cpu_seconds_all": [round(r["user"] + r["sys"], 3) for r in rs],
                            "load_all": [r["load"] for r in rs]}
-    summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
-    summary["speedup_cpu"] = round(summary["tshark"]["cpu_seconds_median"] / summary["native"]["cpu_seconds_median"], 2)
-    for suffix in (".native", ".tshark", ".native.err", ".tshark.err"):
-        if not args.keep and os.path.exists(base + suffix):
-            os.unlink(base + suffix)
+    for engine in builds:
+        summary[engine]["speedup"] = round(summary["tshark"]["seconds_median"] / summary[engine]["seconds_median"], 2)
+        summary[engine]["speedup_cpu"] = round(
+            summary["tshark"]["cpu_seconds_median"] / summary[engine]["cpu_seconds_median"], 2)
+    summary["speedup"] = summary["native"]["speedup"]
+    summary["speedup_cpu"] = summary["native"]["speedup_cpu"]
+    for engine in engines:
+        for suffix in ("", ".err"):
+            if not args.keep and os.path.exists(f"{base}.{engine}{suffix}"):
+                os.unlink(f"{base}.{engine}{suffix}")
     if not args.keep and not truth.get("reused"):
         for p in (path, path + ".truth.json", path + ".keys"):
             if os.path.exists(p):
                 os.unlink(p)
     return summary
+
+
+def _engine_name(engine: str, builds: dict) -> str:
+    return "tshark" if engine == "tshark" else f"dgcap ({builds[engine]})"
+
+
+def _without_build(report_path: str) -> dict:
+    """The report minus `tool_build`, the one field in which the builds' reports differ."""
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    report.pop("tool_build", None)
+    return report
 
 
 def print_table(summaries: list) -> None:
@@ -319,12 +362,15 @@ def print_table(summaries: list) -> None:
     for s in summaries:
         label = (f"{s.get('case', 'mixed')}: {s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
                  f"{s['packets']:,} packets, {s['sessions']} sessions")
-        name = "dgcap" + (f" {s['dgcap_args']}" if s.get("dgcap_args") else "")
-        for engine in ("native", "tshark"):
+        builds = s.get("builds") or {"native": "pure"}
+        engines = list(builds) + ["tshark"]
+        for engine in engines:
             e = s[engine]
-            ratio = f"**{s['speedup']:.2f}x** / {s['speedup_cpu']:.2f}x" if engine == "native" else ""
+            ratio = "" if engine == "tshark" else \
+                f"**{e.get('speedup', s['speedup']):.2f}x** / {e.get('speedup_cpu', s['speedup_cpu']):.2f}x"
             runs = len(e["seconds_all"])
-            print(f"| {label if engine == 'native' else ''} | {name if engine == 'native' else 'tshark'} | "
+            name = _engine_name(engine, builds) + (f" {s['dgcap_args']}" if s.get("dgcap_args") and engine != "tshark" else "")
+            print(f"| {label if engine == engines[0] else ''} | {name} | "
                   f"{e['seconds_median']:.2f} s ({runs} run{'s' if runs > 1 else ''}) | "
                   f"{e['cpu_seconds_median']:.2f} s | {e['packets_per_second']:,} | "
                   f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} | "
@@ -358,6 +404,9 @@ def main(argv=None) -> int:
     p.add_argument("--download-rate", type=int, default=1_000_000, help="bytes/s per download")
     p.add_argument("--ssh", type=int, default=None, help="concurrent SSH sessions (default 3 mixed, 0 pure-stream)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--build", default=None,
+                   help="dgcap builds to run: pure, compiled or pure,compiled (default: both where the "
+                        "compiled build is present, else pure)")
     args = p.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("tshark not found on PATH")
@@ -365,6 +414,15 @@ def main(argv=None) -> int:
     global PYCACHE_ROOT
     PYCACHE_ROOT = args.out
     compile_bytecode()
+    have_compiled = compiled_build_present()
+    args.builds = [b.strip() for b in args.build.split(",")] if args.build else \
+        (["pure", "compiled"] if have_compiled else ["pure"])
+    for build in args.builds:
+        if build not in ("pure", "compiled"):
+            raise SystemExit(f"unknown --build {build!r}: choose from pure, compiled")
+    if "compiled" in args.builds and not have_compiled:
+        raise SystemExit("--build compiled: no compiled build here; make it with "
+                         "`python setup.py build_ext --inplace` (README, \"Compiled build\")")
     print(machine(), flush=True)
     summaries = []
     cases = [c.strip() for c in args.case.split(",")]
