@@ -33,7 +33,9 @@ CONTAINER_NAMES = {"wav": "WAV", "ogg": "Ogg", "flac": "FLAC", "webm": "WebM/Mat
 WAVE_PCM, WAVE_FLOAT, WAVE_ALAW, WAVE_MULAW, WAVE_EXTENSIBLE = 1, 3, 6, 7, 0xFFFE
 
 
-@mypyc_attr(native_class=False)  # a Python class: reports holding it are pickled (-j workers), which mypyc's frozen classes refuse
+# A Python class even when compiled: reports holding it are pickled (-j workers), and mypyc's
+# frozen classes do not unpickle.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class WavInfo:
     format_tag: int
