@@ -17,6 +17,7 @@ import tempfile
 from typing import Optional
 
 from . import __version__
+from .build_kind import build_kind
 
 EXIT_OK, EXIT_FINDINGS, EXIT_INPUT = 0, 1, 2
 INPUT_ERROR_HELP = "input or usage error (one line on stderr)"
@@ -44,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     p = _Parser(prog="dgcap", description="Analyse Deepgram (and any) WebSocket sessions in pcap/pcapng captures.")
-    p.add_argument("--version", action="version", version=f"dgcap {__version__}")
+    p.add_argument("--version", action="version", version=f"dgcap {__version__} ({build_kind()})")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     modules = {}
     for name in COMMANDS:

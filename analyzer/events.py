@@ -50,8 +50,8 @@ class TlsRecord(NamedTuple):
 
 class TlsAlert(NamedTuple):
     direction: int
-    level: str
-    description: str
+    level: int  # the alert's level and description bytes (RFC 8446 6)
+    description: int
     frame: int
     time: float
 

@@ -934,5 +934,7 @@ class Report:
 
     def to_json(self) -> dict:
         from . import __version__
-        return {"schema": SCHEMA, "tool": "dgcap", "tool_version": __version__, "options": self.options,
+        from .build_kind import build_kind
+        return {"schema": SCHEMA, "tool": "dgcap", "tool_version": __version__,
+                "tool_build": build_kind(), "options": self.options,
                 "captures": [c.to_json() for c in self.captures]}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import dataclasses
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence, overload
 from urllib.parse import unquote_plus
 
 from .http.body_content import loads_json
@@ -165,6 +165,12 @@ def _mask_auth_value(value: str) -> str:
     return mask_credential(stripped) + value[len(stripped):]
 
 
+@overload
+def redact_text(s: str, literals: Iterable[str] = ()) -> str: ...
+@overload
+def redact_text(s: None, literals: Iterable[str] = ()) -> None: ...
+@overload
+def redact_text(s: Optional[str], literals: Iterable[str] = ()) -> Optional[str]: ...
 def redact_text(s: Optional[str], literals: Iterable[str] = ()) -> Optional[str]:
     """Mask every secret form in free text (headers, URLs, JSON, logs).
 
@@ -456,7 +462,7 @@ def session_secrets(session: Any) -> list[str]:
 
 def redact_session(session: Any) -> Any:
     """Mask every secret in a Session in place (and return it)."""
-    literals = session_secrets(session)
+    literals: Sequence[str] = session_secrets(session)
     hs = session.handshake
     redact_headers(hs.request_headers, literals)
     redact_headers(hs.response_headers, literals)
@@ -489,7 +495,7 @@ def redact_session(session: Any) -> Any:
     return session
 
 
-def _redact_model(obj: Any, literals: tuple[str, ...]) -> Any:
+def _redact_model(obj: Any, literals: Sequence[str]) -> Any:
     """A typed model object with every string cleaned (nested objects too).
 
     Mutable objects are cleaned in place; frozen ones (parameter problems, close-code

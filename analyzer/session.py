@@ -9,7 +9,7 @@ the number of frames.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional
 
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
@@ -18,6 +18,9 @@ from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, Clos
                     EmptyBinary, Gap, Message, Session, TcpEndEvent, TlsInfo)
 from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
                                OP_PONG, OP_TEXT)
+
+if TYPE_CHECKING:  # imported late at run time (the Deepgram layer reads the model)
+    from .deepgram import DeepgramAnalyzer
 
 
 class TextBudget:
@@ -55,7 +58,7 @@ class ActivityTimeline:
     message's last frame, as the Stream section's real-time factor counts them.
     """
 
-    MAX_BINS = 2048
+    MAX_BINS: ClassVar[int] = 2048
     __slots__ = ("origin", "width", "bins")
 
     def __init__(self):
@@ -131,7 +134,7 @@ class ClientSilence:
         self.measuring = False  # the silences are running
         self.opened = False
 
-    def open(self, frame: Optional[int], ts: float) -> None:
+    def open(self, frame: Optional[int], ts: Optional[float]) -> None:
         for silence in (self.any, self.data, self.audio):
             silence.since_frame, silence.since_time = frame, ts
         self.measuring = self.opened = True
@@ -189,15 +192,15 @@ class ClientSilence:
 
     def _gap(self, silence: _Silence, frame: Optional[int], ts: float, ended_by: str) -> None:
         """The silence from silence.since_* to (frame, ts) was over the threshold."""
-        self.gaps.append(Gap("client", silence.kind, silence.since_time, ts, ts - silence.since_time,
-                             silence.since_frame, frame, ended_by))
+        self.gaps.append(Gap("client", silence.kind, silence.since_time, ts,  # type: ignore[arg-type]
+                             ts - silence.since_time, silence.since_frame, frame, ended_by))
 
 
 class TlsActivity:
     """What the wire proves without keys: application-data records per direction."""
 
     __slots__ = ("records", "bytes", "first", "last", "alerts", "tail")
-    TAIL = 4  # last records kept per direction (the encrypted close rules read the server's)
+    TAIL: ClassVar[int] = 4  # last records kept per direction (the encrypted close rules read the server's)
 
     def __init__(self):
         self.tail = (deque(maxlen=self.TAIL), deque(maxlen=self.TAIL))  # (length, frame, time)
@@ -243,11 +246,11 @@ class SessionBuilder:
         self.silence = ClientSilence(gap_threshold)
         # Opcode of the data message in progress per direction, so continuation
         # frames of a binary message count as audio.
-        self._message_opcode = [None, None]
+        self._message_opcode: list[Optional[int]] = [None, None]
         self._kept_text_chars = 0
         self.timeline = ActivityTimeline()
         session.timeline = self.timeline
-        self.deepgram = None  # DeepgramAnalyzer, once the session is known to be a WebSocket attempt
+        self.deepgram: Optional[DeepgramAnalyzer] = None  # once the session is known to be a WebSocket attempt
         # Measured on TLS application-data records, used when they cannot be decrypted.
         self.tls_activity: Optional[TlsActivity] = None
         self.record_silence: Optional[ClientSilence] = None

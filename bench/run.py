@@ -3,12 +3,13 @@
 
     python bench/run.py                                # mixed 400 MB and pure-stream 420 MB, 3 runs each
     python bench/run.py --case pure-stream --size 42M  # quick: a tenth of the pure-stream case
-    python bench/run.py --case pure-stream --shards 2  # also dgcap --shards 2 (same report, both cores)
     python bench/run.py --case mixed --size 400M       # one 400 MB pcap, 3 runs each
     python bench/run.py --size 100M,400M --runs 5      # several sizes
     python bench/run.py --size 400M --format pcapng
     python bench/run.py --size 400M --tls              # wss:// sessions, decrypted with the key log
     python bench/run.py --size 4G --runs 1             # big: needs ~4 GB free in --out
+    python bench/run.py --build pure,compiled          # both builds side by side (README "Compiled build")
+    python bench/run.py --case pure-stream --shards 2  # also dgcap --shards 2 (same report, both cores)
 
 Two kinds of capture (--case): "mixed" (40 concurrent Deepgram sessions of 30-120 s among HTTP
 downloads, SSH, DNS and RTP that dgcap drops after their first bytes; 400 MB by default) and
@@ -27,12 +28,16 @@ is believed, both outputs are checked: the report's WebSocket frames (client + s
 over sessions) per opcode and the close status codes must equal tshark's, and both must equal
 what the generator wrote (OUT.truth.json).  Results are printed as a table and appended to
 --out/results.jsonl.
+
+--build chooses which dgcap builds run (each as its own engine in the same alternation):
+"pure" (DGCAP_PURE=1: the pure-Python modules) and "compiled" (the mypyc extensions, built
+first with `python setup.py build_ext --inplace`); by default both where the compiled build
+is present, else pure.
 """
 from __future__ import annotations
 
 import argparse
 import collections
-import filecmp
 import json
 import os
 import platform
@@ -40,8 +45,8 @@ import shlex
 import shutil
 import statistics
 import subprocess
-import sys
 import threading
+import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,8 +77,11 @@ def tshark_command(path: str, keylog: str | None) -> list:
     return cmd
 
 
-def child_env() -> dict:
+def child_env(build: str | None = None) -> dict:
     env = dict(os.environ)
+    env.pop("DGCAP_PURE", None)
+    if build == "pure":
+        env["DGCAP_PURE"] = "1"  # the .py files even where compiled extensions sit beside them
     env.pop("SSLKEYLOGFILE", None)  # dgcap would pick it up
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     # Compiled bytecode, as an installed dgcap has: with PYTHONDONTWRITEBYTECODE set (as on
@@ -92,11 +100,18 @@ def compile_bytecode() -> None:
                    env=child_env(), check=True, stdout=subprocess.DEVNULL)
 
 
-def run_child(cmd: list, stdout_path: str, stderr_path: str) -> dict:
+def compiled_build_present() -> bool:
+    r = subprocess.run([sys.executable, "-c", "from analyzer.build_kind import build_kind, COMPILED; "
+                        "print(build_kind() == COMPILED)"], env=child_env("compiled"),
+                       capture_output=True, text=True, check=True)
+    return r.stdout.strip() == "True"
+
+
+def run_child(cmd: list, stdout_path: str, stderr_path: str, build: str | None = None) -> dict:
     """Run cmd; wall time around it, CPU of it and its worker processes (rusage), peak RSS:
     its own ru_maxrss (KiB on Linux), or the sum over its process tree sampled every 50 ms
     when that is more (dgcap --shards: ru_maxrss is the largest process, not their sum)."""
-    env = child_env()
+    env = child_env(build)
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -295,20 +310,25 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
     truth = ensure_capture(args.out, case, size, fmt, args.tls, args)
     path, keylog = truth["path"], truth.get("keylog")
     native_cmd = dgcap_command(path, keylog, shlex.split(args.dgcap_args))
-    commands = {"native": native_cmd, "tshark": tshark_command(path, keylog)}
-    if args.shards:  # dgcap again, split over processes: its report must be the same bytes
-        commands["sharded"] = native_cmd + ["--shards", str(args.shards)]
+    tshark_cmd = tshark_command(path, keylog)
     base = path + ".out"
-    results = {engine: [] for engine in commands}
+    # One engine per dgcap build ("native" is the last one: compiled when it runs), then tshark.
+    builds = {("native" if i == len(args.builds) - 1 else f"native-{b}"): b for i, b in enumerate(args.builds)}
+    if args.shards:  # dgcap again, split over processes: its report must be the same bytes
+        builds["sharded"] = builds["native"]
+    engines = list(builds) + ["tshark"]
+    results = {engine: [] for engine in engines}
+    counts, reports = {}, {}
     tshark_runs = args.runs if args.tshark_runs is None else args.tshark_runs
     for run in range(max(args.runs, tshark_runs)):
-        order = list(commands) if run % 2 == 0 else list(commands)[::-1]
+        order = engines if run % 2 == 0 else engines[::-1]
         for engine in order:
             if run >= (tshark_runs if engine == "tshark" else args.runs):
                 continue
-            cmd = commands[engine]
+            cmd = tshark_cmd if engine == "tshark" else native_cmd + (
+                ["--shards", str(args.shards)] if engine == "sharded" else [])
             load = load_average()
-            r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err")
+            r = run_child(cmd, f"{base}.{engine}", f"{base}.{engine}.err", builds.get(engine))
             r["load"] = load
             ok = r["returncode"] in ((0,) if engine == "tshark" else (0, 1))
             if not ok:
@@ -316,24 +336,31 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
                     sys.stderr.write(f.read()[-2000:])
                 raise SystemExit(f"{engine} failed (exit {r['returncode']}): {' '.join(cmd)}")
             results[engine].append(r)
-            print(f"  run {run + 1} {engine:6} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
+            print(f"  run {run + 1} {_engine_name(engine, builds, args.shards):30} {r['seconds']:7.2f} s (CPU {r['user'] + r['sys']:6.2f} s)  "
                   f"peak RSS {r['maxrss_kib'] / 1024:7.1f} MiB  load {r['load']:.1f}", flush=True)
             if run == 0:  # outputs are the same every run: check once
-                if engine == "native":
-                    native = native_counts(f"{base}.native")
-                elif engine == "tshark":
+                if engine == "tshark":
                     tshark = tshark_counts(f"{base}.tshark")
+                else:
+                    counts[engine] = native_counts(f"{base}.{engine}")
+                    reports[engine] = _without_build(f"{base}.{engine}")
+    native = counts["native"]
     problems = check(native, tshark, truth)
-    if "sharded" in commands and not filecmp.cmp(f"{base}.native", f"{base}.sharded", shallow=False):
-        problems.append(f"dgcap --shards {args.shards} wrote another report than one process")
+    for engine in builds:
+        if reports[engine] != reports["native"]:
+            what = f"dgcap --shards {args.shards}" if engine == "sharded" else f"the {builds[engine]} build"
+            problems.append(f"{what}'s report differs from the one-process {builds['native']} build's")
     summary = {"case": case, "size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
                "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
                "close_codes": native["close_codes"], "answers_equal": not problems, "problems": problems,
                "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "commands": {engine: ("" if engine == "tshark" else "PYTHONPATH=" + REPO + " ") + " ".join(cmd)
-                            for engine, cmd in commands.items()}}
-    for engine in commands:
+               "builds": {engine: build for engine, build in builds.items()},
+               "shards": args.shards or None,
+               "commands": {"native": "PYTHONPATH=" + REPO + " " + " ".join(native_cmd), "tshark": " ".join(tshark_cmd)}}
+    if args.shards:
+        summary["commands"]["sharded"] = summary["commands"]["native"] + f" --shards {args.shards}"
+    for engine in engines:
         rs = results[engine]
         secs = statistics.median(r["seconds"] for r in rs)
         summary[engine] = {"seconds_median": round(secs, 3), "seconds_all": [round(r["seconds"], 3) for r in rs],
@@ -343,21 +370,35 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
                            "cpu_seconds_median": round(statistics.median(r["user"] + r["sys"] for r in rs), 3),
                            "cpu_seconds_all": [round(r["user"] + r["sys"], 3) for r in rs],
                            "load_all": [r["load"] for r in rs]}
-    summary["speedup"] = round(summary["tshark"]["seconds_median"] / summary["native"]["seconds_median"], 2)
-    summary["speedup_cpu"] = round(summary["tshark"]["cpu_seconds_median"] / summary["native"]["cpu_seconds_median"], 2)
-    if "sharded" in commands:
-        summary["shards"] = args.shards
-        summary["sharded"]["speedup"] = round(summary["tshark"]["seconds_median"] / summary["sharded"]["seconds_median"], 2)
-        summary["sharded"]["speedup_cpu"] = round(
-            summary["tshark"]["cpu_seconds_median"] / summary["sharded"]["cpu_seconds_median"], 2)
-    for suffix in (".native", ".tshark", ".sharded", ".native.err", ".tshark.err", ".sharded.err"):
-        if not args.keep and os.path.exists(base + suffix):
-            os.unlink(base + suffix)
+    for engine in builds:
+        summary[engine]["speedup"] = round(summary["tshark"]["seconds_median"] / summary[engine]["seconds_median"], 2)
+        summary[engine]["speedup_cpu"] = round(
+            summary["tshark"]["cpu_seconds_median"] / summary[engine]["cpu_seconds_median"], 2)
+    summary["speedup"] = summary["native"]["speedup"]
+    summary["speedup_cpu"] = summary["native"]["speedup_cpu"]
+    for engine in engines:
+        for suffix in ("", ".err"):
+            if not args.keep and os.path.exists(f"{base}.{engine}{suffix}"):
+                os.unlink(f"{base}.{engine}{suffix}")
     if not args.keep and not truth.get("reused"):
         for p in (path, path + ".truth.json", path + ".keys"):
             if os.path.exists(p):
                 os.unlink(p)
     return summary
+
+
+def _engine_name(engine: str, builds: dict, shards=None) -> str:
+    if engine == "tshark":
+        return "tshark"
+    return f"dgcap ({builds[engine]})" + (f" --shards {shards}" if engine == "sharded" else "")
+
+
+def _without_build(report_path: str) -> dict:
+    """The report minus `tool_build`, the one field in which the builds' reports differ."""
+    with open(report_path, encoding="utf-8") as f:
+        report = json.load(f)
+    report.pop("tool_build", None)
+    return report
 
 
 def print_table(summaries: list) -> None:
@@ -368,14 +409,15 @@ def print_table(summaries: list) -> None:
     for s in summaries:
         label = (f"{s.get('case', 'mixed')}: {s['bytes'] / 1e6:,.0f} MB {s['format']}{' TLS' if s['tls'] else ''}, "
                  f"{s['packets']:,} packets, {s['sessions']} sessions")
-        name = "dgcap" + (f" {s['dgcap_args']}" if s.get("dgcap_args") else "")
-        names = {"native": name, "sharded": f"{name} --shards {s.get('shards')}", "tshark": "tshark"}
-        for engine in [e for e in ("native", "sharded", "tshark") if e in s]:
+        builds = s.get("builds") or {"native": "pure"}
+        engines = list(builds) + ["tshark"]
+        for engine in engines:
             e = s[engine]
-            ratio = (f"**{s['speedup']:.2f}x** / {s['speedup_cpu']:.2f}x" if engine == "native" else
-                     f"**{e['speedup']:.2f}x** / {e['speedup_cpu']:.2f}x" if engine == "sharded" else "")
+            ratio = "" if engine == "tshark" else \
+                f"**{e.get('speedup', s['speedup']):.2f}x** / {e.get('speedup_cpu', s['speedup_cpu']):.2f}x"
             runs = len(e["seconds_all"])
-            print(f"| {label if engine == 'native' else ''} | {names[engine]} | "
+            name = _engine_name(engine, builds, s.get("shards")) + (f" {s['dgcap_args']}" if s.get("dgcap_args") and engine != "tshark" else "")
+            print(f"| {label if engine == engines[0] else ''} | {name} | "
                   f"{e['seconds_median']:.2f} s ({runs} run{'s' if runs > 1 else ''}) | "
                   f"{e['cpu_seconds_median']:.2f} s | {e['packets_per_second']:,} | "
                   f"{e['mb_per_second']:,.1f} | {e['peak_rss_mib']:,.0f} MiB | {ratio} | "
@@ -400,8 +442,6 @@ def main(argv=None) -> int:
     p.add_argument("--tshark-runs", type=int, default=None,
                    help="runs of tshark if fewer than --runs (it takes minutes on 4 GB)")
     p.add_argument("--dgcap-args", default="", help="extra arguments for dgcap report, e.g. --show-secrets")
-    p.add_argument("--shards", type=int, default=0, metavar="N",
-                   help="also run dgcap with --shards N (its report must equal the one-process report)")
     p.add_argument("--tls", action="store_true", help="Deepgram sessions in TLS 1.3, decrypted with a key log")
     p.add_argument("--out", default="/tmp/dgbench", help="folder for captures and outputs (default /tmp/dgbench)")
     p.add_argument("--keep", action="store_true", help="keep captures and outputs (and reuse kept captures)")
@@ -411,6 +451,11 @@ def main(argv=None) -> int:
     p.add_argument("--download-rate", type=int, default=1_000_000, help="bytes/s per download")
     p.add_argument("--ssh", type=int, default=None, help="concurrent SSH sessions (default 3 mixed, 0 pure-stream)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--shards", type=int, default=0, metavar="N",
+                   help="also run dgcap with --shards N (its report must equal the one-process report)")
+    p.add_argument("--build", default=None,
+                   help="dgcap builds to run: pure, compiled or pure,compiled (default: both where the "
+                        "compiled build is present, else pure)")
     args = p.parse_args(argv)
     if shutil.which("tshark") is None:
         raise SystemExit("tshark not found on PATH")
@@ -418,6 +463,15 @@ def main(argv=None) -> int:
     global PYCACHE_ROOT
     PYCACHE_ROOT = args.out
     compile_bytecode()
+    have_compiled = compiled_build_present()
+    args.builds = [b.strip() for b in args.build.split(",")] if args.build else \
+        (["pure", "compiled"] if have_compiled else ["pure"])
+    for build in args.builds:
+        if build not in ("pure", "compiled"):
+            raise SystemExit(f"unknown --build {build!r}: choose from pure, compiled")
+    if "compiled" in args.builds and not have_compiled:
+        raise SystemExit("--build compiled: no compiled build here; make it with "
+                         "`python setup.py build_ext --inplace` (README, \"Compiled build\")")
     print(machine(), flush=True)
     summaries = []
     cases = [c.strip() for c in args.case.split(",")]

@@ -7,6 +7,11 @@ seconds: the number of Python function calls (sys.setprofile) at three input siz
 must grow by the same amount per step (a quadratic algorithm doubles its increment), or stay
 flat where a limit caps the work.  Every limit is an Options field and its hit is a finding.
 
+Work is counted in a child process running the pure-Python build (DGCAP_PURE=1), whichever
+build the tests run on: code compiled by mypyc makes no Python calls to count, and its
+algorithms are those of the same source (tests/test_compiled_build.py shows the two builds'
+reports identical).  The memory peaks are measured here, on the build under test.
+
 Measured (tracemalloc peak of analyze_capture, after a warm-up; RSS growth for the 100k test):
   frame claiming 2**63-1 bytes + 24 MB after it: binary 0.25 MiB; text 5.3 MiB (1 MiB kept)
   1 GiB permessage-deflate bomb (6.5 MB on the wire), text or binary ...... 5.3 MiB
@@ -20,7 +25,9 @@ A kept message costs ~5.3x its size at peak (pieces, join, unmask, text): bound(
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
 import sys
 import tracemalloc
 import zlib
@@ -165,23 +172,42 @@ def bound(max_message: int) -> int:
 
 
 def measure(path, options: Options):
-    """(report, tracemalloc peak bytes, Python calls) of analyze_capture(path)."""
-    calls = 0
-
-    def profile(frame, event, arg):
-        nonlocal calls
-        if event == "call" or event == "c_call":
-            calls += 1
-
+    """(report, tracemalloc peak bytes) of analyze_capture(path)."""
     tracemalloc.start()
-    sys.setprofile(profile)
     try:
         report = analyze_capture(str(path), options)
     finally:
-        sys.setprofile(None)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-    return report, peak, calls
+    return report, peak
+
+
+_WORK_CHILD = """
+import json, sys
+from analyzer.pipeline import Options, analyze_capture
+options = Options(**json.loads(sys.argv[2]))
+calls = 0
+def profile(frame, event, arg):
+    global calls
+    if event == "call" or event == "c_call":
+        calls += 1
+sys.setprofile(profile)
+analyze_capture(sys.argv[1], options)
+sys.setprofile(None)
+print(calls)
+"""
+
+
+def work(path, **options) -> int:
+    """Python function calls made by analyze_capture(path, Options(**options)) in the
+    pure-Python build (a child process with DGCAP_PURE=1)."""
+    import analyzer
+    env = dict(os.environ, DGCAP_PURE="1", PYTHONPATH=os.pathsep.join(
+        [os.path.dirname(os.path.dirname(analyzer.__file__)), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", _WORK_CHILD, str(path), json.dumps(options)],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return int(r.stdout)
 
 
 def assert_linear(works: list[int], tolerance: float = 0.1) -> None:
@@ -212,8 +238,8 @@ def test_frame_claiming_2_63_bytes(tmp_path, opcode):
     for size in (8, 16, 24):
         path = tmp_path / f"claim{size}.pcap"
         write_huge_claim(path, size, opcode=opcode)
-        report, peak, calls = measure(path, Options())
-        works.append(calls)
+        report, peak = measure(path, Options())
+        works.append(work(path))
         # Binary: 64 bytes kept, so nothing grows.  Text: kept up to max_message (1 MiB).
         assert peak < (512 * 1024 if opcode == 2 else bound(MiB)), peak
     assert_linear(works)
@@ -229,7 +255,7 @@ def test_frame_claiming_2_63_bytes(tmp_path, opcode):
 def test_frame_length_with_the_top_bit_set(tmp_path):
     path = tmp_path / "msb.pcap"
     write_huge_claim(path, 1, length=(1 << 64) - 1)
-    report, peak, _ = measure(path, Options())
+    report, peak = measure(path, Options())
     assert peak < MiB
     found = findings(report)
     assert {"length-msb-set", "frame-truncated", "message-too-big"} <= set(found)
@@ -284,7 +310,7 @@ def test_deflate_bomb_of_1_gib_inflates_only_to_the_limit(tmp_path, opcode):
     wire = write_bomb(path, 1 << 30, opcode)
     assert 6 * MiB < wire < 7 * MiB
     limit = 16 * MiB
-    report, peak, _ = measure(path, Options(message_hook=hook, max_inflate=limit, max_message=MiB))
+    report, peak = measure(path, Options(message_hook=hook, max_inflate=limit, max_message=MiB))
     assert peak < bound(MiB), peak
     # The frame parser keeps max_message bytes of a compressed payload (1 MiB of this bomb
     # inflates to ~160 MiB): inflation stops exactly at max_inflate.
@@ -306,9 +332,9 @@ def test_deflate_bomb_work_is_capped_whatever_its_size(tmp_path):
         seen = []
         options = Options(max_inflate=4 * MiB,
                           message_hook=lambda s, d, m: seen.append(m.size) if m.opcode == 2 else None)
-        _, _, calls = measure(path, options)
+        measure(path, options)
         inflated.append(seen[0])
-        works.append(calls)
+        works.append(work(path, max_inflate=4 * MiB))
     # Inflation stops at the limit: the same 4 MiB for a 256 MiB and a 768 MiB bomb...
     assert inflated == [4 * MiB] * 3
     # ...and the rest of the work is reading the bigger capture, linearly.
@@ -421,8 +447,8 @@ def test_request_head_that_never_ends(tmp_path):
     for size in (8, 16, 24):
         path = tmp_path / f"head{size}.pcap"
         write_endless_head(path, size, side=0)
-        report, peak, calls = measure(path, Options())
-        works.append(calls)
+        report, peak = measure(path, Options())
+        works.append(work(path))
         assert peak < MiB, peak
     assert_linear(works)
     [finding] = [f for f in report.findings if f.id == "http-header-overflow"]
@@ -438,7 +464,7 @@ def test_request_head_that_never_ends(tmp_path):
 def test_response_head_that_never_ends(tmp_path):
     path = tmp_path / "response.pcap"
     write_endless_head(path, 8, side=1)
-    report, peak, _ = measure(path, Options())
+    report, peak = measure(path, Options())
     assert peak < MiB, peak
     [session] = report.sessions
     found = findings(report)
@@ -464,7 +490,7 @@ def write_text_frame(path, size: int) -> None:
 def test_100_mb_text_frame(tmp_path):
     path = tmp_path / "text100.pcap"
     write_text_frame(path, 100 * 1000 * 1000)
-    report, peak, _ = measure(path, Options())
+    report, peak = measure(path, Options())
     assert peak < bound(MiB), peak
     [session] = report.sessions
     assert (session.frames[0].text, session.frames[0].payload_bytes) == (1, 100_000_000 + 2)
@@ -480,8 +506,8 @@ def test_text_frame_work_is_linear_and_the_limit_configurable(tmp_path):
     for size in (10, 20, 30):
         path = tmp_path / f"text{size}.pcap"
         write_text_frame(path, size * MiB)
-        report, peak, calls = measure(path, Options(max_message=64 * 1024))
-        works.append(calls)
+        report, peak = measure(path, Options(max_message=64 * 1024))
+        works.append(work(path, max_message=64 * 1024))
         assert peak < bound(64 * 1024), peak
     assert_linear(works)
     [kept] = [m for m in report.sessions[0].messages if m.direction == 0]
@@ -501,8 +527,8 @@ def test_midstream_sniffing_is_linear_in_tiny_segments(tmp_path):
         for _ in range(n):
             tcp._send(0, synth.ACK | synth.PSH, b"\xff")
         w.close()
-        report, peak, calls = measure(path, Options())
-        works.append(calls)
+        report, peak = measure(path, Options())
+        works.append(work(path))
         assert report.sessions == []
     assert_linear(works, tolerance=0.2)
 
@@ -517,7 +543,7 @@ def test_server_only_stream_after_a_syn_is_not_buffered_forever(tmp_path):
     for _ in range(200):
         tcp._send(1, synth.ACK | synth.PSH, b"\x17" * SEGMENT)
     w.close()
-    report, peak, _ = measure(path, Options())
+    report, peak = measure(path, Options())
     assert peak < MiB, peak
     assert report.sessions == [] and report.stats["tcp"]["ignored_connections"] == 1
 
@@ -538,7 +564,7 @@ def test_deeply_nested_json_messages_do_not_stop_the_analysis(tmp_path):
     tcp.send(1, ws_frame(8, b"\x03\xe8", False))
     tcp.close()
     w.close()
-    report, peak, _ = measure(path, Options())
+    report, peak = measure(path, Options())
     [session] = report.sessions
     from analyzer.redact import redact_session
     redact_session(session)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 from struct import Struct, unpack_from
-from typing import Optional
+from typing import Callable, Optional
 
 # Ethernet tag protocol ids: 802.1Q, 802.1ad (QinQ), and the pre-standard QinQ 0x9100.
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
@@ -351,7 +351,7 @@ class PacketDecoder:
         self._muted_ports: set = set()  # sport << 16 | dport of the muted keys: a cheap first test
         # dns_sink(payload, frame_no) gets the payload of every UDP datagram from port 53
         # (DNS answers name the servers); None leaves UDP undecoded.
-        self.dns_sink = None
+        self.dns_sink: Optional[Callable[[memoryview, int], None]] = None
 
     def mute(self, key) -> None:
         """Drop the packets of this (src, dst, sport, dport) flow, both ways, SYNs excepted."""
@@ -748,7 +748,7 @@ class PacketDecoder:
             return
         end = min(ip_end, len(data))  # a snap length may have cut it; the parser copes
         if end > start + 8:
-            self.dns_sink(memoryview(data)[start + 8:end], frame_no)
+            self.dns_sink(memoryview(data)[start + 8:end], frame_no)  # type: ignore[misc]  # checked by the caller
 
     def _short_ip_header(self, data, offset: int, size: int, version: int, length_at: int,
                          length_base: int):

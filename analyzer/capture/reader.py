@@ -34,9 +34,13 @@ import os
 import stat
 import struct
 import zlib
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
+
+from mypy_extensions import mypyc_attr
 
 
+
+@mypyc_attr(allow_interpreted_subclasses=True)  # the tshark engine's TsharkNotFound extends it
 class CaptureError(Exception):
     """The file cannot be read as a capture; str() is a one-line message for humans."""
 
@@ -76,11 +80,13 @@ _NOT_CAPTURE_HINTS = (
 )
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no subclass of EOFError or RawIOBase
 class _CorruptBlock(EOFError):
     """A file header or block that cannot be read; str() says why.  An EOFError, so that
     loops stopping on stream errors stop on it too."""
 
 
+@mypyc_attr(native_class=False)
 class _GzipChunks(io.RawIOBase):
     """GzipFile as a raw stream: readinto() returns what is decompressed so far.
 
@@ -163,11 +169,13 @@ def _bridge(read, block_size: int, head: bytes, need: int) -> tuple:
     return b"".join(parts), b"", 0
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # (required of _PcapNgFile's bases)
 class _CaptureFile:
     """What both readers share: the file object `f` (a GzipFile over the file when
     compressed) and closing it."""
 
-    f = None
+    f: Any = None
+    _fast_file: Any = None  # the buffered reader of a plain file (_read_function)
     # Bytes in the file, to check block lengths against before reading them; None for a pipe
     # and for gzip (their end is found by reading).
     file_size: Optional[int] = None
@@ -266,6 +274,7 @@ class _PcapFile(_CaptureFile):
 _NUMBERED_ONLY = object()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # capture/stream.py's PcapngStream extends it
 class _PcapNgFile(_CaptureFile):
     """pcapng: Section Header, Interface Description and Decryption Secrets blocks parsed
     here, packets from every kind of packet block (see module docstring)."""
@@ -419,10 +428,11 @@ class _PcapNgFile(_CaptureFile):
                         yield frame_no, last_ts, linktype, data, 0, len(data)
                 # Any other block (NRB, ISB, unknown) carries nothing we use.
                 offset += block_len
-        except _CorruptBlock as exc:
-            self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
-        except _STREAM_ERRORS as exc:
-            self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))
+        except _STREAM_ERRORS as exc:  # one clause: compiled, `exc` has the type of its first clause
+            if isinstance(exc, _CorruptBlock):
+                self.truncated = (offset, f"bad pcapng block at byte {offset}: {exc}")
+            else:
+                self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))
 
     def _pcapng_block(self, block_type: int, block_len: int, rest: bytes, last_ts: float):
         """One pcapng block after its 8-byte head: (ts, linktype, data) for a packet,
@@ -650,6 +660,7 @@ def open_capture(path) -> Capture:
     fdesc, magic = _open_with_magic(path, pipe)
 
     compressed = isinstance(fdesc, gzip.GzipFile)
+    cls: type[_CaptureFile]
     if magic in _PCAP_MAGICS:
         cls, fmt = _PcapFile, "pcap"
     elif magic == _PCAPNG_MAGIC:

@@ -102,6 +102,6 @@ class PcapngStream(_PcapNgFile):
 
 def open_stream(stream, on_block: Optional[BlockSink] = None, name: str = "-") -> PcapngStream:
     """Read a pcapng stream's first Section Header Block; CaptureError if it has none."""
-    reader = object.__new__(PcapngStream)
+    reader = PcapngStream.__new__(PcapngStream)  # (object.__new__ refuses a compiled base)
     reader._start(stream, on_block, name)
     return reader

@@ -8,7 +8,7 @@ lists keep their first few entries, text is capped.
 from __future__ import annotations
 
 from collections import Counter, deque
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 from ..model import (CLIENT, AgentSettings, AudioSummary, DeepgramSummary, FirstPayload, FrameRef,
                      Handshake, Latency, MessageCounts, Occurrences, ProtocolEvents,
@@ -35,7 +35,7 @@ def _bump(counter: Counter, key: str, limit: int = 64) -> None:
 
 
 class DeepgramAnalyzer:
-    MAX_UNKNOWN_TYPES = 50
+    MAX_UNKNOWN_TYPES: ClassVar[int] = 50
 
     def __init__(self, handshake: Handshake):
         self.handshake = handshake
@@ -185,11 +185,11 @@ class DeepgramAnalyzer:
         if t == "Settings":
             self.protocol.settings.add(frame, time)
         if t == "Settings" and self.settings is None:
-            output = settings_output(parsed.obj)
+            output = settings_output(parsed.obj)  # type: ignore[arg-type]  # a typed message is a dict
             self.protocol.settings_output_encoding = output["encoding"]
             self.protocol.settings_output_container = output["container"]
             self.protocol.settings_speak_given = output["speak_given"]
-            audio = settings_audio(parsed.obj)
+            audio = settings_audio(parsed.obj)  # type: ignore[arg-type]
             self.settings = AgentSettings(frame, time, audio["encoding"], audio["sample_rate"],
                                           audio_before=self.client_counts["audio"])
             if self.encoding is None and audio["encoding"]:
@@ -263,9 +263,9 @@ class DeepgramAnalyzer:
             return
         if self._next_sequence is not None and obj is not None:
             self._sequence(obj.get("sequence_id"), frame, time)
-        handler = self.SERVER_HANDLERS.get(t)
+        handler = SERVER_HANDLERS.get(t)
         if handler is not None:
-            handler(self, obj, frame, time)
+            handler(self, obj, frame, time)  # type: ignore[arg-type]  # a typed message is a dict
 
     def _sequence(self, seq: object, frame: int, time: float) -> None:
         if not isinstance(seq, int) or isinstance(seq, bool):
@@ -349,7 +349,7 @@ class DeepgramAnalyzer:
 
     def _on_end_summary(self, obj: dict, frame: int, time: float) -> None:
         self.protocol.end_summary = self.protocol.end_summary or TypedFrameRef(
-            obj.get("type"), frame, time)
+            obj.get("type"), frame, time)  # type: ignore[arg-type]  # the handler's type
 
     def _on_error(self, obj: dict, frame: int, time: float) -> None:
         fields = error_fields(obj)
@@ -362,16 +362,6 @@ class DeepgramAnalyzer:
 
     def _on_warning(self, obj: dict, frame: int, time: float) -> None:
         self.warnings.add(frame, time, **error_fields(obj))
-
-    # Server text message type -> handler, one table for the class (grep finds the callers here).
-    SERVER_HANDLERS: dict[str, Callable[[DeepgramAnalyzer, dict, int, float], None]] = {
-        "Results": _on_results, "Metadata": _on_metadata,
-        "Connected": _on_connected, "Welcome": _on_connected,
-        "TurnInfo": _on_turn_info, "ConversationText": _on_conversation_text,
-        "SettingsApplied": _on_settings_applied, "Error": _on_error, "Warning": _on_warning,
-        "ConfigureSuccess": _on_configure_reply, "ConfigureFailure": _on_configure_reply,
-        "SessionMetadata": _on_end_summary,
-    }
 
     # --- output ----------------------------------------------------------------
 
@@ -453,6 +443,19 @@ class DeepgramAnalyzer:
         # The one computation of the close explanation; rules, diagnosis and reports read it.
         session.deepgram.close_explanation = explain_server_close(session)
 
+
+# Server text message type -> handler of DeepgramAnalyzer (grep finds the callers here).  At
+# module level: a table in the class body, built from its functions, is not compiled by mypyc
+# (an instance default holding functions, or a ClassVar the compiled class body cannot fill).
+SERVER_HANDLERS: dict[str, Callable[[DeepgramAnalyzer, dict, int, float], None]] = {
+    "Results": DeepgramAnalyzer._on_results, "Metadata": DeepgramAnalyzer._on_metadata,
+    "Connected": DeepgramAnalyzer._on_connected, "Welcome": DeepgramAnalyzer._on_connected,
+    "TurnInfo": DeepgramAnalyzer._on_turn_info, "ConversationText": DeepgramAnalyzer._on_conversation_text,
+    "SettingsApplied": DeepgramAnalyzer._on_settings_applied, "Error": DeepgramAnalyzer._on_error,
+    "Warning": DeepgramAnalyzer._on_warning, "ConfigureSuccess": DeepgramAnalyzer._on_configure_reply,
+    "ConfigureFailure": DeepgramAnalyzer._on_configure_reply,
+    "SessionMetadata": DeepgramAnalyzer._on_end_summary,
+}
 
 def _str(value: object) -> Optional[str]:
     return value if isinstance(value, str) else None

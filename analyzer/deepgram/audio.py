@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
+
+from mypy_extensions import mypyc_attr
 
 from ..model import AudioPace, AudioWindow, SizeStats
 
@@ -31,6 +33,9 @@ CONTAINER_NAMES = {"wav": "WAV", "ogg": "Ogg", "flac": "FLAC", "webm": "WebM/Mat
 WAVE_PCM, WAVE_FLOAT, WAVE_ALAW, WAVE_MULAW, WAVE_EXTENSIBLE = 1, 3, 6, 7, 0xFFFE
 
 
+# A Python class even when compiled: reports holding it are pickled (-j workers), and mypyc's
+# frozen classes do not unpickle.
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class WavInfo:
     format_tag: int
@@ -52,6 +57,7 @@ class WavInfo:
                 "data_offset": self.data_offset}
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True)
 class Sniff:
     format: Optional[str]  # a CONTAINER_NAMES key, or None: no container header recognised
@@ -209,7 +215,7 @@ class _SizeHistogram:
     Keyed by size >> shift: exact while there are few distinct sizes (the usual
     case: fixed-size chunks), and coarsened by halving when there are too many.
     """
-    MAX_KEYS = 4096
+    MAX_KEYS: ClassVar[int] = 4096
 
     def __init__(self) -> None:
         self.shift = 0
@@ -263,7 +269,7 @@ class AudioMeter:
     duration.  A paced real-time sender then measures 1.0 exactly, even for a few
     chunks, instead of N/(N-1).
     """
-    MAX_WINDOWS = 720  # two hours of 10 s windows in the output; counters cover the rest
+    MAX_WINDOWS: ClassVar[int] = 720  # two hours of 10 s windows in the output; counters cover the rest
 
     def __init__(self, bytes_per_second: Optional[float], window: float = WINDOW_SECONDS):
         self.bps = bytes_per_second
@@ -364,9 +370,9 @@ class AudioMeter:
             realtime_factor=None if rtf is None else round(rtf, 3),
             bytes_per_second=None if rate is None else round(rate, 1),
             chunk_ms=None if not self.bps or not self.chunks else SizeStats(
-                ms(self.sizes.min), ms(median), ms(self.sizes.max)),
+                ms(self.sizes.min), ms(median), ms(self.sizes.max)),  # type: ignore[arg-type]
             chunk_bytes=None if not self.chunks else SizeStats(
-                self.sizes.min, median, self.sizes.max),
+                self.sizes.min, median, self.sizes.max),  # type: ignore[arg-type]
             first_frame=self.first_frame, first_time=self.first_time,
             last_frame=self.last_frame, last_time=self.last_time,
             windows=self.windows, windows_dropped=self.windows_dropped,

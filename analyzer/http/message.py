@@ -43,7 +43,7 @@ class Request(_Fields):
 class Response(_Fields):
     version: str
     status: int
-    reason: str  # as sent; may be empty
+    reason: Optional[str]  # as sent; may be empty (None from the test builders)
     headers: list[list[str]]
     head_size: int = 0
     body: Optional[bytes] = None

@@ -251,7 +251,7 @@ class StreamReassembler:
             pending = self._pending = []
         lo = i = bisect_right(pending, start, key=_END)
         count = len(pending)
-        merged = []
+        merged: list = []
         added = 0
         cursor = start
         while cursor < end and i < count:
@@ -296,7 +296,7 @@ class StreamReassembler:
         pending = self._pending
         nxt = self.next_offset
         k = 0
-        count = len(pending)
+        count = len(pending)  # type: ignore[arg-type]  # called with data pending
         while k < count:
             start, end, data, seg_frame, seg_ts = pending[k]
             if start != nxt:
@@ -362,7 +362,7 @@ class StreamReassembler:
         recent = self._recent
         window = self.verify_window
         kept = self._recent_bytes  # a local in the loop: it pops about one item per segment
-        while len(recent) > 1:
+        while len(recent) > 1:  # type: ignore[arg-type]  # called with bytes remembered
             first = recent[0]
             size = first if type(first) is int else len(first)
             if kept - size < window:
@@ -375,9 +375,9 @@ class StreamReassembler:
         """Compare payload bytes [mv_start, end) with the delivered bytes still remembered."""
         if self._recent_bytes > self.verify_window:
             self._trim_recent()
-        found = []
+        found: list[tuple[int, int]] = []
         item_end = self.next_offset
-        for item in reversed(self._recent):
+        for item in reversed(self._recent):  # type: ignore[arg-type]  # called with bytes remembered
             if type(item) is int:
                 item_start = item_end - item
             else:

@@ -30,6 +30,7 @@ Newer Wireshark releases may have refined the SYN rule; this emulates 4.0.
 from __future__ import annotations
 
 from collections import deque
+from typing import Callable, Optional
 
 from .reassembly import ACK_WAIT_SECONDS, SEQ_MASK, StreamReassembler
 
@@ -92,19 +93,19 @@ class Connection:
         self._rst = None  # (side, frame_no, ts)
 
     @property
-    def client(self):
+    def client(self) -> tuple:
         key = self._key
         side = self._client_side
         return (key[side], key[2 + side])
 
     @property
-    def server(self):
+    def server(self) -> tuple:
         key = self._key
         side = self._client_side ^ 1
         return (key[side], key[2 + side])
 
     @property
-    def reassemblers(self):
+    def reassemblers(self) -> Optional[tuple]:
         """(client->server, server->client), or None once the connection is ignored or over."""
         r = self._r
         if r is None:
@@ -117,7 +118,7 @@ class Connection:
         return _STATE_NAMES[self._state]
 
     @property
-    def fins(self):
+    def fins(self) -> tuple:
         """Per direction, (frame_no, ts) of the first FIN, or None."""
         fins = self._fins
         if fins is None:
@@ -126,7 +127,7 @@ class Connection:
         return (fins[side], fins[side ^ 1])
 
     @property
-    def rst(self):
+    def rst(self) -> Optional[tuple]:
         """(direction, frame_no, ts) of the first RST, or None."""
         if self._rst is None:
             return None
@@ -134,7 +135,7 @@ class Connection:
         return (side ^ self._client_side, frame_no, ts)
 
     @property
-    def isns(self):
+    def isns(self) -> tuple:
         """(client, server) base sequence numbers as Wireshark takes them (None if unknown)."""
         side = self._client_side
         bases = (self._base0, self._base1)
@@ -202,7 +203,7 @@ class TcpTracker:
         # on_quiet(key), when set, is told of a 4-tuple (src, dst, sport, dport) whose packets
         # change nothing until a SYN comes (an ignored or finished connection whose base
         # sequence numbers are known): the capture layer may drop them (PacketDecoder.mute).
-        self.on_quiet = None
+        self.on_quiet: Optional[Callable[[tuple], None]] = None
 
     # -- hot path ---------------------------------------------------------
 
@@ -347,7 +348,7 @@ class TcpTracker:
             evictable.append(conn)
             if len(evictable) > 2 * self.max_connections:
                 # Drop retired and data-carrying entries so the queue stays O(max_connections).
-                self._evictable = deque(c for c in evictable if c._state == _LIVE and _idle(c))
+                self._evictable = deque([c for c in evictable if c._state == _LIVE and _idle(c)])
 
     def _evict_one(self) -> bool:
         """End the oldest live connection that has carried no payload; False if there is none."""

@@ -19,6 +19,8 @@ from bisect import bisect_right
 import struct
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from mypy_extensions import mypyc_attr
+
 from ..limits import PARSER_ANOMALY_RECORDS
 
 __all__ = [
@@ -48,6 +50,7 @@ _unpack_u64 = struct.Struct("!Q").unpack_from
 _VALID_OPCODES = frozenset((0, 1, 2, 8, 9, 10))
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the tshark engine's frames extend it
 class Frame:
     """One WebSocket frame as it was on the wire.
 
@@ -105,7 +108,7 @@ def unmask(data, mask: bytes, phase: int = 0) -> bytes:
 _RUN_FOUND, _RUN_UNDETERMINED, _RUN_INVALID = 0, 1, 2
 
 
-def _check_run(data, start: int, end: int, want_masked: Optional[bool], allow_rsv1: bool,
+def _check_run(data, start: int, end: int, want_masked: Optional[int], allow_rsv1: bool,
                span_limit: int, close_may_end: bool, through_end: bool = False) -> int:
     """Is a run of 3 chained plausible headers starting at `start` in data[:end]?
 
@@ -429,7 +432,7 @@ class FrameParser:
             frame.payload_complete = False
             self._keep = 0  # bytes after the gap would not be a prefix any more
             if self._to_sink:
-                self.binary_sink(frame, missing)
+                self.binary_sink(frame, missing)  # type: ignore[misc]  # set when _to_sink
             self._payload_offset += missing
             self._report("frame-payload-missing", frame_no, ts,
                          {"opcode": frame.opcode, "length": frame.length, "missing": missing,
@@ -503,7 +506,7 @@ class FrameParser:
                     pos += take
                     if len(header) < header_len:
                         return
-                source = bytes(header)
+                source: Union[bytes, bytearray, memoryview] = bytes(header)  # or `data` below
                 header.clear()
                 at = 0
                 first_frame = self._header_frame_no
@@ -626,9 +629,9 @@ class FrameParser:
 
     def _sink(self, frame: Frame, data, start: int, end: int, mask: Optional[bytes], phase: int) -> None:
         if mask is not None:
-            self.binary_sink(frame, unmask(data[start:end], mask, phase))
+            self.binary_sink(frame, unmask(data[start:end], mask, phase))  # type: ignore[misc]
         else:
-            self.binary_sink(frame, memoryview(data)[start:end])
+            self.binary_sink(frame, memoryview(data)[start:end])  # type: ignore[misc]
 
     def _stash_header(self, data, pos: int, n: int, frame_no: int, ts: float) -> None:
         self._header += data[pos:n]

@@ -10,7 +10,9 @@ would; it never raises on what the capture contains.
 from __future__ import annotations
 
 import codecs
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
+
+from mypy_extensions import mypyc_attr
 
 from ..limits import PARSER_ANOMALY_RECORDS
 from .deflate import Inflater, direction_parameters
@@ -129,6 +131,7 @@ def _utf8_error(data: bytes, whole: bool) -> Optional[int]:
     return None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the tshark engine's assembler extends it
 class MessageAssembler:
     """Joins one direction's frames into messages and checks RFC 6455/7692 rules.
 
@@ -181,7 +184,7 @@ class MessageAssembler:
 
     # -- public API -------------------------------------------------------
 
-    def frame(self, frame: Frame) -> tuple[list, list]:
+    def frame(self, frame: Frame) -> tuple[list, Sequence]:
         messages: list = []
         opcode = frame.opcode
         if ((opcode == OP_BINARY or opcode == OP_TEXT) and frame.fin and not frame.rsv
@@ -209,7 +212,7 @@ class MessageAssembler:
                 and frame.masked == self.from_client and frame.length <= self.max_message
                 and len(frame.payload) <= self.keep_binary)
 
-    def finish(self) -> tuple[list, list]:
+    def finish(self) -> tuple[list, Sequence]:
         messages: list = []
         if self._message is not None:
             self._abandon(messages)
@@ -324,7 +327,8 @@ class MessageAssembler:
             message.size = inflater.size
             if inflater.window_exceeded:
                 self._report_at("deflate-window-exceeded", frame_no, ts,
-                                {"agreed_window_bits": direction_parameters(self.deflate, self.from_client)[0]})
+                                {"agreed_window_bits": direction_parameters(
+                                    self.deflate, self.from_client)[0]})  # type: ignore[arg-type]  # set when compressed
             if inflater.limit_hit:
                 message.complete = False
                 self._report_at("inflate-limit", frame_no, ts,
@@ -349,7 +353,7 @@ class MessageAssembler:
         messages.append(message)
 
     def _abandon(self, messages: list) -> None:
-        self._complete(self._message, messages, False)
+        self._complete(self._message, messages, False)  # type: ignore[arg-type]  # callers check it is set
 
     def _control(self, frame: Frame, messages: list) -> None:
         opcode = frame.opcode
