@@ -72,7 +72,9 @@ def mypyc_extensions() -> list:
     messages = io.StringIO()
     try:
         with contextlib.redirect_stdout(messages):  # mypyc prints its errors and warnings
-            extensions = mypycify(MYPY_OPTIONS + paths, opt_level="3")
+            # The shared runtime module inside the package (analyzer/_hot__mypyc.*.so), not at
+            # the top level, where an editable install would not put it on sys.path.
+            extensions = mypycify(MYPY_OPTIONS + paths, opt_level="3", group_name="analyzer._hot")
     except (Exception, SystemExit):  # mypyc exits on type errors, and may crash on odd code
         raise CompileFailed("mypyc failed:\n" + messages.getvalue()) from None
     text = messages.getvalue()
@@ -125,7 +127,8 @@ class OptionalMypycBuildExt(build_ext):
         the .py file, and a module's extension without mypyc's shared library fails to import."""
         in_tree = self.inplace or getattr(self, "editable_mode", False)
         root = os.path.abspath("." if in_tree else self.build_lib)
-        stale = glob.glob(os.path.join(root, "*__mypyc.*")) + [
+        stale = glob.glob(os.path.join(root, "*__mypyc.*")) + glob.glob(
+            os.path.join(root, "analyzer", "*__mypyc.*")) + [
             os.path.join(root, *name.split(".")) + suffix for name in KIND.HOT_MODULES
             for suffix in importlib.machinery.EXTENSION_SUFFIXES]
         for path in stale:

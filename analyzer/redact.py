@@ -251,7 +251,7 @@ def _may_hold_secret_key(text: str, low: Optional[str] = None) -> bool:
 
 
 # Every secret key and "headers" as a JSON key, quoted (each holds one of SECRET_KEY_STEMS).
-_QUOTED_SECRET_KEYS = (*(f'"{key}"' for key in sorted(SECRET_JSON_KEYS)), f'"{HEADERS_KEY}"')
+_QUOTED_SECRET_KEYS = tuple([f'"{key}"' for key in sorted(SECRET_JSON_KEYS)] + [f'"{HEADERS_KEY}"'])
 
 
 def _is_provider_headers(key: Any, parent: Optional[str]) -> bool:

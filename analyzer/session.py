@@ -9,7 +9,7 @@ the number of frames.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from .events import HandshakeRequest, HandshakeResponse, MidstreamStart, TcpEnd, TlsAlert, TlsRecord
 from .http import body_text, deflate_agreement, parse_error_body, websocket_accept
@@ -238,11 +238,13 @@ class SessionBuilder:
     observers called as the events arrive, whichever engine produced them.
     """
 
-    def __init__(self, session: Session, gap_threshold: float, text_budget: Optional[TextBudget] = None,
+    # text_budget: a TextBudget, or the shards' per-session view of one (shards._SessionBudget,
+    # an interpreted class: typed Any so that the compiled build takes it too)
+    def __init__(self, session: Session, gap_threshold: float, text_budget: Any = None,
                  hooks=None):
         self.session = session
         self.gap_threshold = gap_threshold
-        self._text_budget = text_budget
+        self._text_budget: Any = text_budget
         self.silence = ClientSilence(gap_threshold)
         # Opcode of the data message in progress per direction, so continuation
         # frames of a binary message count as audio.
