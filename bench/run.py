@@ -127,33 +127,30 @@ def run_child(cmd: list, stdout_path: str, stderr_path: str, build: str | None =
 
 
 def _sample_tree_rss(root: int, peak: list) -> None:
-    """peak[0]: the most KiB resident in `root` and its descendants at once, until it exits."""
+    """peak[0]: the most KiB resident in `root` and its descendants at once, until it exits.
+
+    Reads only the tree's own /proc entries (children lists, statm), every 0.1 s: walking
+    all of /proc every 50 ms took the measured process's memory lock often enough to slow
+    it down by ~10% (4.9 s against 4.4 s on the pure-stream capture)."""
     page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
     while True:
-        parents, rss = {}, {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
+        tree, todo, total = set(), [root], 0
+        while todo:
+            pid = todo.pop()
+            if pid in tree:
                 continue
+            tree.add(pid)
             try:
-                with open(f"/proc/{name}/stat") as f:
-                    stat = f.read()
-                with open(f"/proc/{name}/statm") as f:
-                    rss[int(name)] = int(f.read().split()[1]) * page_kib
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * page_kib
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{tid}/children") as f:
+                        todo.extend(int(c) for c in f.read().split())
             except (OSError, ValueError, IndexError):
-                continue
-            parents[int(name)] = int(stat.rsplit(")", 1)[1].split()[1])
-        if root not in rss:
-            return
-        tree, grown = {root}, True
-        while grown:
-            grown = False
-            for pid, parent in parents.items():
-                if parent in tree and pid not in tree:
-                    tree.add(pid)
-                    grown = True
-        total = sum(rss.get(pid, 0) for pid in tree)
+                if pid == root:
+                    return
         peak[0] = max(peak[0], total)
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------ answers

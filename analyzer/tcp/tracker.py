@@ -260,20 +260,14 @@ class TcpTracker:
 
     def quoted(self, frame_no, ts, src, dst, sport, dport, seq, flags):
         """A TCP header quoted in an ICMP error: affects stream numbering only."""
-        if src < dst or (src == dst and sport < dport):
-            key = (src, dst, sport, dport)
-            side = 0
-        else:
-            key = (dst, src, dport, sport)
-            side = 1
+        # The key and side segment() computes inline, in tuple order: (src, sport) first.
+        side = 0 if (src, sport) < (dst, dport) else 1
+        key = (dst, src, dport, sport) if side else (src, dst, sport, dport)
         conn = self._table.get(key)
         if conn is None:
             self._open(key)
         elif flags & (SYN | ACK) == SYN:
-            base = conn._base1 if side else conn._base0
-            if base is not None and seq != base:
-                self._end(conn, _REPLACED)
-                self._open(key)
+            self._reopened(conn, key, side, seq)
 
     def finish(self) -> None:
         """End of capture: every live connection is flushed and finished."""
@@ -365,10 +359,7 @@ class TcpTracker:
         if conn is None:
             conn = self._open(key)
         elif flags & (SYN | ACK) == SYN:
-            base = conn._base1 if side else conn._base0
-            if base is not None and seq != base:
-                self._end(conn, _REPLACED)
-                conn = self._open(key)
+            conn = self._reopened(conn, key, side, seq)
         if side:
             if flags & (SYN | ACK) == SYN | ACK:
                 conn._base1 = seq
@@ -444,6 +435,15 @@ class TcpTracker:
             return
         # Closing (any FIN) and base-learning packets stay on this path.
         conn._fast = conn._fins is None and conn._base0 is not None and conn._base1 is not None
+
+    def _reopened(self, conn, key, side, seq):
+        """A SYN whose sequence number is not the one this side opened with: a new
+        connection on the same 4-tuple (Wireshark: a new stream).  The connection to go on with."""
+        base = conn._base1 if side else conn._base0
+        if base is not None and seq != base:
+            self._end(conn, _REPLACED)
+            return self._open(key)
+        return conn
 
     def _roles_from_syn(self, conn, side, flags) -> None:
         # Only while nothing was delivered: afterwards the handler may already
