@@ -255,6 +255,16 @@ def test_close_code_names():
     assert [close_code_name(c) for c in (None, 3000, 3001, 4000, 1500, 999, 5000)] == [
         "No Status Received", "Unauthorized", "Registered (unassigned)", "Private Use", "Unassigned",
         "Invalid", "Invalid"]
+    # every edge of every range (mutmut: `<=` turned `<`, 2999 turned 3000...)
+    assert [close_code_name(c) for c in (999, 1016, 2999, 3002, 3999, 4999, 5000)] == [
+        "Invalid", "Unassigned", "Unassigned", "Registered (unassigned)", "Registered (unassigned)",
+        "Private Use", "Invalid"]
+
+
+def test_close_code_validity_at_every_edge():
+    from analyzer.websocket.messages import close_code_valid
+    assert [c for c in range(990, 5010) if close_code_valid(c)] == [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, *range(3000, 5000)]
 
 
 # -- RFC violations -----------------------------------------------------------------
