@@ -360,20 +360,19 @@ class TcpTracker:
             conn = self._open(key)
         elif flags & (SYN | ACK) == SYN:
             conn = self._reopened(conn, key, side, seq)
+        # Each side's initial sequence number: this side's from its SYN (or guessed from a
+        # first packet without one), the peer's from what this side acknowledges.
+        mine, peer = (conn._base1, conn._base0) if side else (conn._base0, conn._base1)
+        if flags & (SYN | ACK) == SYN | ACK:
+            mine = seq
+        elif mine is None:
+            mine = seq if flags & SYN else (seq - 1) & SEQ_MASK
+        if flags & ACK and peer is None:
+            peer = (ack - 1) & SEQ_MASK
         if side:
-            if flags & (SYN | ACK) == SYN | ACK:
-                conn._base1 = seq
-            elif conn._base1 is None:
-                conn._base1 = seq if flags & SYN else (seq - 1) & SEQ_MASK
-            if flags & ACK and conn._base0 is None:
-                conn._base0 = (ack - 1) & SEQ_MASK
+            conn._base1, conn._base0 = mine, peer
         else:
-            if flags & (SYN | ACK) == SYN | ACK:
-                conn._base0 = seq
-            elif conn._base0 is None:
-                conn._base0 = seq if flags & SYN else (seq - 1) & SEQ_MASK
-            if flags & ACK and conn._base1 is None:
-                conn._base1 = (ack - 1) & SEQ_MASK
+            conn._base0, conn._base1 = mine, peer
         if conn._state == _RESERVED:
             self._start(conn, side, frame_no, ts, flags)
         elif conn._state != _LIVE:
