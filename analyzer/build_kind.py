@@ -30,6 +30,7 @@ HOT_MODULES = (
     "analyzer.deepgram.analyzer",
     "analyzer.deepgram.audio",
     "analyzer.redact",
+    "analyzer.packet_loop",
 )
 
 COMPILED = "compiled (mypyc)"

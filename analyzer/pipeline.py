@@ -24,10 +24,11 @@ from .findings.registry import RuleContext, display_filter, run_rules
 from .http import (RequestParser, ResponseParser, absolute_form_authority, is_websocket_upgrade,
                    looks_like_request)
 from .legs import link_proxy_legs
+from .packet_loop import PacketLoop
 from .limits import EARLY_CLIENT_BYTES, PROTOCOL_DECISION_BYTES
 from .model import CLIENT, SERVER, WARNING, CaptureReport, Finding, MissingData, ProxyInfo, Session, TlsInfo
 from .servername import ServerName, host_without_port, is_deepgram_host
-from .session import SessionBuilder, TextBudget
+from .session import SessionBuilder, TextBudget, WebSocketFeed
 from .tcp import TcpTracker
 from .tls import NO_KEYS_NOTE, TLS_KEY_LOG_SECRETS, KeyLog, TlsConnection, looks_like_tls
 from .tls.connection import CT_APPLICATION_DATA
@@ -158,7 +159,7 @@ class ConnectionAnalyzer:
         self._early_len = 0
         self._frame_parsers = None
         self._assemblers = None
-        self._direct_binary = False
+        self._ws_feed: Optional[WebSocketFeed] = None
         self._tls: Optional[TlsConnection] = None
         self._next_sync_try = 0  # buffered bytes at which to look for a frame stream again
         self._failed = False
@@ -353,9 +354,12 @@ class ConnectionAnalyzer:
         self.builder.anomaly("internal-error", frame, ts, None,
                              {"exception": type(e).__name__, "layer": layer, "message": str(e) or repr(e)})
         self._failed = True
+        if self._ws_feed is not None:
+            self.conn.redirect_data(None)  # nothing more is read: back to data(), state DONE
         self.state = self.DONE
         self._tls = None
         self._frame_parsers = None
+        self._ws_feed = None
 
     def _app_data(self, direction: int, data, frame: int, ts: float) -> None:
         st = self.state
@@ -658,24 +662,17 @@ class ConnectionAnalyzer:
         limits = dict(keep_binary=keep, max_message=text, max_inflate=options.max_inflate)
         self._assemblers = (MessageAssembler(True, deflate, extensions, **limits),
                             MessageAssembler(False, deflate, extensions, **limits))
-        # Whole binary messages go to the builder without Message objects unless observed.
-        self._direct_binary = not builder.observes_messages
         for direction in (CLIENT, SERVER):
             sink = builder.anomaly_sink(direction)
             self._frame_parsers[direction].on_anomaly = sink
             self._assemblers[direction].on_anomaly = sink
+        self._ws_feed = WebSocketFeed(self._frame_parsers, self._assemblers, builder, self._internal_error)
+        if self._tls is None:
+            # The tracker hands the bytes straight to the WebSocket layers (the hot path).
+            self.conn.redirect_data(self._ws_feed.data)
 
     def _ws_data(self, direction: int, data, frame: int, ts: float) -> None:
-        builder = self.builder
-        assembler = self._assemblers[direction]
-        for f in self._frame_parsers[direction].feed(data, frame, ts):
-            builder.ws_frame(direction, f)
-            if self._direct_binary and assembler.whole_binary(f):  # an audio chunk
-                builder.ws_binary_message(direction, f.payload, f.length, f.frame, f.time)
-                continue
-            messages = assembler.frame(f)[0]
-            if messages:
-                builder.ws_messages(direction, messages)
+        self._ws_feed.feed(direction, data, frame, ts)
 
     # -- sessions --------------------------------------------------------------
     def _new_session(self, frame: int, ts: float) -> None:
@@ -722,13 +719,13 @@ class CaptureAnalyzer:
                     details={"keylog": os.path.basename(options.keylog), "skipped_lines": skipped}))
         self.decoder = PacketDecoder()
         self.analysis.decoder = self.decoder
-        self._decode = self.decoder.decode
         factory = lambda conn: ConnectionAnalyzer(conn, self.analysis)  # noqa: E731
         if shard is not None:
             factory = shard.factory(factory, self.analysis)
         self.tracker = TcpTracker(factory, max_connections=options.max_connections)
-        self._tcp_packet = self.tracker.packet
-        self._tcp_segment = self.tracker.segment if shard is None else shard.clocked(self.tracker.segment)
+        self.loop = PacketLoop(self.decoder, self.tracker, self.analysis)
+        if shard is not None:
+            shard.loop = self.loop  # the frame being read dates what the shard records
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder
         self.decoder.dns_sink = self.analysis.dns.udp  # DNS answers name the servers
         self.analysis.decoder = self.decoder
@@ -746,53 +743,25 @@ class CaptureAnalyzer:
     def packet(self, frame_no: int, ts: float, linktype: int, data, start: int = 0,
                end: int = -1) -> None:
         """One packet: data[start:end] (end -1: to the end of data)."""
+        loop = self.loop
+        loop.packet(frame_no, ts, linktype, data, start, end)
         self.packets = frame_no
-        if self.first_time is None:
-            self.first_time = ts
-        self.last_time = ts
-        seg = self._decode(frame_no, linktype, data, ts, start, end)
-        if seg is not None:
-            self.analysis.last_time = ts
-            self._tcp_segment(frame_no, ts, seg)
+        self.first_time, self.last_time = loop.first_time, loop.last_time
 
     def feed(self, records, progress: Optional[Callable[[int], None]] = None) -> None:
         """packet() for each (frame_no, ts, linktype, buf, start, end) of `records`
-        (Capture.spans(): the packet is buf[start:end]), in one tight loop.
+        (Capture.spans(): the packet is buf[start:end]), in one tight (compiled) loop.
 
         The result is the same as calling packet() for each; `packets`, `first_time` and
         `last_time` are brought up to date when the loop ends (also by an exception).
         progress(frame_no), when given, is called every 16384 frames.
         """
-        records = iter(records)
-        if self.first_time is None:
-            for record in records:
-                self.packet(*record)
-                if progress is not None and not (record[0] & 0x3FFF):
-                    progress(record[0])
-                break
-        decode = self._decode
-        tcp_segment = self._tcp_segment
-        analysis = self.analysis
-        frame_no = None
+        loop = self.loop
         try:
-            if progress is None:
-                for frame_no, ts, linktype, buf, start, end in records:
-                    seg = decode(frame_no, linktype, buf, ts, start, end)
-                    if seg is not None:
-                        analysis.last_time = ts
-                        tcp_segment(frame_no, ts, seg)
-            else:
-                for frame_no, ts, linktype, buf, start, end in records:
-                    seg = decode(frame_no, linktype, buf, ts, start, end)
-                    if seg is not None:
-                        analysis.last_time = ts
-                        tcp_segment(frame_no, ts, seg)
-                    if not (frame_no & 0x3FFF):
-                        progress(frame_no)
+            loop.run(records, progress)
         finally:
-            if frame_no is not None:
-                self.packets = frame_no
-                self.last_time = ts
+            self.packets = loop.frame_no
+            self.first_time, self.last_time = loop.first_time, loop.last_time
 
     def use_secrets_from(self, capture) -> None:
         """Take TLS key logs embedded in a pcapng (read lazily, as the blocks arrive)."""

@@ -17,7 +17,8 @@ from .limits import SESSION_ANOMALY_RECORDS, SESSION_KEPT_MESSAGES, SESSION_KEPT
 from .model import (CLIENT, DIRECTION_NAMES, SERVER, Anomaly, AnomalyTally, CloseFrame,
                     EmptyBinary, Gap, Message, Session, TcpEndEvent, TlsInfo)
 from .websocket.frames import (OP_BINARY, OP_CLOSE, OP_CONTINUATION as OP_CONT, OP_PING,
-                               OP_PONG, OP_TEXT)
+                               OP_PONG, OP_TEXT, Frame, FrameParser)
+from .websocket.messages import MessageAssembler
 
 if TYPE_CHECKING:  # imported late at run time (the Deepgram layer reads the model)
     from .deepgram import DeepgramAnalyzer
@@ -314,7 +315,7 @@ class SessionBuilder:
         self.anomaly("midstream", ev.frame, ev.time, None, {})
 
     # -- WebSocket ----------------------------------------------------------------
-    def ws_frame(self, direction: int, f) -> None:
+    def ws_frame(self, direction: int, f: Frame) -> None:
         """One WebSocket frame (events.WsFrame) of `direction`, in capture order."""
         if self._frame_hook is not None:
             self._frame_hook(self.session, direction, f)
@@ -555,3 +556,45 @@ class SessionBuilder:
         activity = (self.tls_activity or TlsActivity()).to_json()
         info.activity, info.alerts = activity["activity"], activity["alerts"]
         s.tls = info
+
+
+class WebSocketFeed:
+    """One connection's WebSocket bytes into its SessionBuilder: each direction's frame
+    parser and message assembler, then the builder.
+
+    The pipeline hands it the connection once the upgrade is done, and the TCP tracker
+    then calls data() for every in-order chunk (Connection.redirect_data): typed as the
+    parser, assembler and builder classes, an audio chunk's way from TCP to the session
+    makes no Python-level call in the compiled build.  An exception is handed to
+    `on_error(exception, frame, ts)` (the pipeline's internal-error evidence).
+    """
+
+    def __init__(self, parsers: tuple[FrameParser, FrameParser],
+                 assemblers: tuple[MessageAssembler, MessageAssembler], builder: SessionBuilder,
+                 on_error: Callable[[Exception, Optional[int], Optional[float]], None]) -> None:
+        self.parsers = parsers
+        self.assemblers = assemblers
+        self.builder = builder
+        self.on_error = on_error
+        # Whole binary messages go to the builder without Message objects unless observed.
+        self.direct_binary = not builder.observes_messages
+
+    def data(self, direction: int, data: Any, frame: int, ts: float) -> None:
+        """The TCP handler's data(): feed(), with an exception reported, not raised."""
+        try:
+            self.feed(direction, data, frame, ts)
+        except Exception as e:
+            self.on_error(e, frame, ts)
+
+    def feed(self, direction: int, data: Any, frame: int, ts: float) -> None:
+        builder = self.builder
+        assembler = self.assemblers[direction]
+        direct_binary = self.direct_binary
+        for f in self.parsers[direction].feed(data, frame, ts):
+            builder.ws_frame(direction, f)
+            if direct_binary and assembler.whole_binary(f):  # an audio chunk
+                builder.ws_binary_message(direction, f.payload, f.length, f.frame, f.time)
+                continue
+            messages = assembler.frame(f)[0]
+            if messages:
+                builder.ws_messages(direction, messages)

@@ -110,7 +110,7 @@ class ShardWork:
         self.index = index
         self.count = count
         self.max_connections = max_connections
-        self.frame = 0  # the frame being read (set for each TCP packet: `clocked`)
+        self.loop = None  # the PacketLoop reading the capture (its frame_no: the frame being read)
         self.phase = _PACKETS
         self._seq = 0
         self.ops: list[tuple] = []  # (moment, kind, args)
@@ -126,7 +126,8 @@ class ShardWork:
         being read acts during it (two when a SYN ends a stream and opens the next, in
         stream order), and the end of the capture ends the rest in stream order."""
         self._seq += 1
-        return (self.phase, self.frame, stream, self._seq)
+        frame = self.loop.frame_no if self.phase == _PACKETS and self.loop is not None else 0
+        return (self.phase, frame, stream, self._seq)
 
     def record(self, kind: str, stream: int, *args) -> None:
         self.ops.append((self.moment(stream), kind, args))
@@ -140,14 +141,7 @@ class ShardWork:
         return view
 
     def capture_ended(self) -> None:
-        self.phase, self.frame = _END, 0
-
-    def clocked(self, segment):
-        """TcpTracker.segment, noting the frame first (moments are taken inside)."""
-        def clocked_segment(frame_no, ts, seg):
-            self.frame = frame_no
-            segment(frame_no, ts, seg)
-        return clocked_segment
+        self.phase = _END
 
     def census(self, dns, hosts, list_all: bool) -> ConnectionCensus:
         census = _ShardCensus(dns, hosts, list_all)

@@ -48,7 +48,6 @@ _unpack_u16 = Struct("!H").unpack_from
 _unpack_u32 = Struct("!I").unpack_from
 # The common case in one call: Ethernet type, IPv4 version/IHL, total length, flags+fragment
 # offset, protocol, src, dst, then the TCP ports, seq, ack, data offset and flags (54 bytes).
-_unpack_eth_ipv4_tcp = Struct("!12xHBxHxxHxB2x4s4sHHIIBB").unpack_from
 _pack_ports = Struct("!HH").pack
 
 # The payload of every segment that has none (pure ACKs): one shared empty view.
@@ -412,24 +411,37 @@ class PacketDecoder:
         # unusual falls through to the general code below, which decides the same way.
         # (Offsets are the packet's own, plus `start` only where bytes are taken.)
         if linktype == 1 and size >= 54:
-            (ethertype, version_ihl, total_len, fragment, protocol, src, dst,
-             sport, dport, seq, ack, data_offset, flags) = _unpack_eth_ipv4_tcp(data, start)
-            if ethertype == _ETHERTYPE_IPV4 and version_ihl == 0x45 and not fragment & 0x3FFF:
+            # Read byte by byte from a bytes object, not with struct: in the compiled build
+            # these are native operations, no Python call and no 13-tuple per packet.
+            if isinstance(data, bytes):
+                d: bytes = data
+                at = start
+            else:  # a bytearray or memoryview (live input): its bytes, once
+                d = bytes(data[start:start + size])
+                at = 0
+            if (d[at + 12] == 0x08 and d[at + 13] == 0x00 and d[at + 14] == 0x45
+                    and not (d[at + 20] & 0x3F or d[at + 21])):  # IPv4, no options, no fragment
+                total_len = d[at + 16] << 8 | d[at + 17]
+                protocol = d[at + 23]
                 if protocol == 6:
                     ip_end = 14 + total_len
-                    payload_start = 34 + ((data_offset >> 4) << 2)
+                    payload_start = 34 + ((d[at + 46] >> 4) << 2)
                     if 54 <= payload_start <= ip_end <= size:
                         self.tcp += 1
+                        sport = d[at + 34] << 8 | d[at + 35]
+                        dport = d[at + 36] << 8 | d[at + 37]
+                        flags = d[at + 47]
                         if self._muted_ports and (sport << 16 | dport) in self._muted_ports:
-                            raw = data[start + 26:start + 38]
-                            if type(raw) is not bytes:
-                                raw = bytes(raw)
+                            raw = d[at + 26:at + 38]
                             if raw in self.muted:
                                 if not flags & 0x02:
                                     return None
                                 self._unmute(raw)  # a SYN: the flow may start again
-                        return (src, dst, sport, dport, seq, ack, flags,
-                                data[start + payload_start:start + ip_end]
+                        return (d[at + 26:at + 30], d[at + 30:at + 34], sport, dport,
+                                d[at + 38] << 24 | d[at + 39] << 16 | d[at + 40] << 8 | d[at + 41],
+                                d[at + 42] << 24 | d[at + 43] << 16 | d[at + 44] << 8 | d[at + 45],
+                                flags,
+                                d[at + payload_start:at + ip_end]
                                 if payload_start != ip_end else _NO_PAYLOAD, 0)
                 elif total_len >= 20 and protocol not in _SLOW_IP_PROTOCOLS:
                     self.non_tcp += 1  # UDP takes the general path (tunnels, DNS answers)

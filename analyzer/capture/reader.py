@@ -149,7 +149,22 @@ def _read_function(reader, partial: bool = False):
     return (fast.read, _BLOCK) if partial else fast.read
 
 
-def _bridge(read, block_size: int, head: bytes, need: int) -> tuple:
+def _u32(b: bytes, i: int, little: bool) -> int:
+    """The unsigned 32-bit integer at b[i:i + 4] (a function, not struct: a native call
+    in the compiled build)."""
+    if little:
+        return b[i] | b[i + 1] << 8 | b[i + 2] << 16 | b[i + 3] << 24
+    return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
+
+
+def _timestamp(ticks: Any, ticks_per_second: Any) -> float:
+    """ticks / ticks_per_second as Python divides ints: correctly rounded, so ts equals
+    float("<sec>.<frac>") (Any, not int: compiled native int division goes through a
+    double first, which is not, for nanosecond ticks beyond 2**53)."""
+    return ticks / ticks_per_second
+
+
+def _bridge(read, block_size: int, head: bytes, need: int) -> tuple[bytes, bytes, int]:
     """A run of bytes that crosses the end of a block: `head` (the end of the block) and
     the stream's next bytes, `need` bytes in all (fewer only where the stream ends).
     Returns (those bytes, the block read last, where its unused bytes start): only the
@@ -221,10 +236,10 @@ class _PcapFile(_CaptureFile):
         """Yield (frame_no, ts, linktype, buf, start, end) per record: the packet is
         buf[start:end], buf a block of the file (see _BLOCK)."""
         read, block_size = _read_function(self, partial=True)
-        unpack_header = struct.Struct(self.endian + "IIII").unpack_from
-        ticks_per_second = self.ticks_per_second
-        linktype = self.linktype
-        max_caplen = _MAX_CAPLEN_BY_LINKTYPE.get(linktype, _MAX_CAPLEN_STANDARD)
+        little = self.endian == "<"
+        ticks_per_second: int = self.ticks_per_second
+        linktype: int = self.linktype
+        max_caplen: int = _MAX_CAPLEN_BY_LINKTYPE.get(linktype, _MAX_CAPLEN_STANDARD)
         offset = 24  # of the record at buf[pos] in the file
         frame_no = 0
         buf = b""
@@ -243,12 +258,14 @@ class _PcapFile(_CaptureFile):
                                                       f"{frame_no + 1} at byte {offset} "
                                                       f"({len(header)} of 16 bytes present)")
                         return
-                seconds, fraction, caplen, _wirelen = unpack_header(header, at)
+                caplen = _u32(header, at + 8, little)
                 if caplen > max_caplen:
                     self.truncated = (offset, f"corrupt packet record {frame_no + 1} at byte "
                                               f"{offset}: captured length {caplen} exceeds the "
                                               f"maximum {max_caplen}")
                     return
+                ts = _timestamp(_u32(header, at, little) * ticks_per_second
+                                + _u32(header, at + 4, little), ticks_per_second)
                 if end - pos >= caplen:
                     data, start = buf, pos
                     pos += caplen
@@ -262,9 +279,7 @@ class _PcapFile(_CaptureFile):
                         return
                 frame_no += 1
                 self.packet_count = frame_no
-                # int / int is correctly rounded: ts equals float("<sec>.<frac>").
-                yield (frame_no, (seconds * ticks_per_second + fraction) / ticks_per_second,
-                       linktype, data, start, start + caplen)
+                yield (frame_no, ts, linktype, data, start, start + caplen)
                 offset += 16 + caplen
         except _STREAM_ERRORS as exc:
             self.truncated = (offset, _stream_error_message(offset, frame_no, exc, self.compressed))

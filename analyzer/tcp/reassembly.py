@@ -16,6 +16,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from operator import itemgetter
+from typing import Any
 
 SEQ_MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -89,24 +90,33 @@ class StreamReassembler:
         if self._next_seq is None:
             self._next_seq = (seq + 1) & SEQ_MASK
 
-    def segment(self, seq, payload, frame_no, ts, missing=0):
-        nxt_seq = self._next_seq
-        if seq == nxt_seq and not missing and not self._pending:
-            n = len(payload)
-            if not n:
-                return NO_CHUNKS
-            self.next_offset += n
-            self._next_seq = (seq + n) & SEQ_MASK
-            recent = self._recent
-            if recent is not None:
-                recent.append(payload)
-                self._recent_bytes += n
-                if self._recent_bytes > 2 * self.verify_window:
-                    self._trim_recent()
-            elif self.verify_window:
-                self._recent = deque((payload,))
-                self._recent_bytes = n
+    def in_order(self, seq: int, payload: Any) -> bool:
+        """Take `payload` (not empty) starting at `seq` if it is simply the stream's next
+        bytes (nothing buffered, nothing awaited): True, and the caller delivers it as it is,
+        at its own packet; else False, and nothing changed (call segment())."""
+        if seq != self._next_seq or self._pending:
+            return False
+        n = len(payload)
+        if not n:
+            return False
+        self.next_offset += n
+        self._next_seq = (seq + n) & SEQ_MASK
+        recent = self._recent
+        if recent is not None:
+            recent.append(payload)
+            self._recent_bytes += n
+            if self._recent_bytes > 2 * self.verify_window:
+                self._trim_recent()
+        elif self.verify_window:
+            self._recent = deque((payload,))
+            self._recent_bytes = n
+        return True
+
+    def segment(self, seq: int, payload: Any, frame_no: int, ts: float, missing: int = 0) -> Any:
+        if not missing and payload and self.in_order(seq, payload):
             return ((payload, frame_no, ts, 0),)
+        if seq == self._next_seq and not missing and not self._pending:
+            return NO_CHUNKS  # no payload
         return self._segment_slow(seq, payload, frame_no, ts, missing)
 
     def fin(self, seq: int) -> None:
@@ -125,7 +135,7 @@ class StreamReassembler:
                 if entry[0] > self.fin_offset:
                     entry[0] = self.fin_offset
 
-    def acked(self, ack, frame_no, ts):
+    def acked(self, ack: int, frame_no: int, ts: float) -> Any:
         nxt_seq = self._next_seq
         if nxt_seq is None:
             # Picked up mid-stream: the peer expects `ack` next, so that is offset 0.

@@ -30,7 +30,7 @@ Newer Wireshark releases may have refined the SYN rule; this emulates 4.0.
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .reassembly import ACK_WAIT_SECONDS, SEQ_MASK, StreamReassembler
 
@@ -72,25 +72,31 @@ class Connection:
         "_on_data", "_on_hole", "_fins", "_fin_wait", "_fin_done", "_rst",
     )
 
-    def __init__(self, tracker, key, stream):
+    def __init__(self, tracker: TcpTracker, key: tuple, stream: int) -> None:
         self.stream = stream
         self._key = key
         self._tracker = tracker
-        self._client_side = 0
+        # (Annotated: the compiled build keeps these as native fields, read per packet.)
+        self._client_side: int = 0
         self.role_guessed = True
-        self.syn_frame = self.syn_time = None
-        self.first_frame = self.first_time = None
-        self.last_frame = self.last_time = None
-        self.handler = None
-        self._base0 = self._base1 = None  # Wireshark's base_seq per side
-        self._r = None
-        self._fast = False
-        self._state = _RESERVED
-        self._on_data = self._on_hole = None
-        self._fins = None  # per side: (frame_no, ts) of the first FIN
-        self._fin_wait = 0  # bit per side: FIN seen, not yet reported
-        self._fin_done = 0  # bit per side: FIN reported
-        self._rst = None  # (side, frame_no, ts)
+        self.syn_frame: Optional[int] = None
+        self.syn_time: Optional[float] = None
+        self.first_frame: Optional[int] = None
+        self.first_time: Optional[float] = None
+        self.last_frame: Optional[int] = None
+        self.last_time: Optional[float] = None
+        self.handler: Any = None
+        self._base0: Optional[int] = None  # Wireshark's base_seq per side
+        self._base1: Optional[int] = None
+        self._r: Optional[tuple[StreamReassembler, StreamReassembler]] = None
+        self._fast: bool = False
+        self._state: int = _RESERVED
+        self._on_data: Any = None
+        self._on_hole: Any = None
+        self._fins: Any = None  # per side: (frame_no, ts) of the first FIN
+        self._fin_wait: int = 0  # bit per side: FIN seen, not yet reported
+        self._fin_done: int = 0  # bit per side: FIN reported
+        self._rst: Any = None  # (side, frame_no, ts)
 
     @property
     def client(self) -> tuple:
@@ -144,6 +150,14 @@ class Connection:
     def swap_roles(self) -> None:
         self._client_side ^= 1
 
+    def redirect_data(self, data: Optional[Callable]) -> None:
+        """Deliver later in-order bytes to data(direction, bytes, frame_no, ts) instead of
+        the handler's data() (None: back to the handler).  A layer that has taken over the
+        connection's bytes (the WebSocket frames after an upgrade) is called directly, not
+        through a dispatching handler; holes, ends and finish still go to the handler."""
+        if self._state == _LIVE:
+            self._on_data = data if data is not None else self.handler.data
+
     def ignore(self) -> None:
         """Stop delivering: buffers are dropped, the table keeps only a tombstone.
 
@@ -192,7 +206,7 @@ class TcpTracker:
         self._evictable: deque = deque()  # live connections in opening order (pruned lazily)
         self._evicted = 0
         self._over_limit = 0
-        self._table: dict = {}
+        self._table: dict[tuple, Any] = {}  # 4-tuple -> Connection or _Tombstone
         self._next_stream = 0
         self._ignored = 0
         # Totals of reassemblers already dropped; live ones are added in `stats`.
@@ -210,7 +224,8 @@ class TcpTracker:
     def packet(self, frame_no, ts, src, dst, sport, dport, seq, ack, flags, payload, missing=0):
         self.segment(frame_no, ts, (src, dst, sport, dport, seq, ack, flags, payload, missing))
 
-    def segment(self, frame_no, ts, seg):
+    def segment(self, frame_no: int, ts: float,
+                seg: tuple[Any, Any, int, int, int, int, int, Any, int]) -> None:
         """packet() taking PacketDecoder's tuple (src, dst, sport, dport, seq, ack, flags,
         payload, missing) as it is: cheaper than spreading it into arguments."""
         src, dst, sport, dport, seq, ack, flags, payload, missing = seg
@@ -220,20 +235,23 @@ class TcpTracker:
         else:
             key = (dst, src, dport, sport)
             side = 1
-        conn = self._table.get(key)
-        if conn is None or flags & 7 or not conn._fast:
-            if (type(conn) is _Tombstone and not flags & SYN and conn._base0 is not None
-                    and conn._base1 is not None):
+        entry = self._table.get(key)
+        if not isinstance(entry, Connection) or flags & 7 or not entry._fast:
+            if (type(entry) is _Tombstone and not flags & SYN and entry._base0 is not None
+                    and entry._base1 is not None):
                 # Ignored or over, both bases known: only a SYN can matter (_packet_slow).
                 if self.on_quiet is not None:
                     self.on_quiet(key)
                 return
-            self._packet_slow(conn, key, side, frame_no, ts, seq, ack, flags, payload, missing)
+            self._packet_slow(entry, key, side, frame_no, ts, seq, ack, flags, payload, missing)
             return
+        conn: Connection = entry
         conn.last_frame = frame_no
         conn.last_time = ts
+        r = conn._r
+        assert r is not None  # a _fast connection is live
         if flags & ACK:
-            peer = conn._r[side ^ 1]
+            peer = r[side ^ 1]
             nxt = peer._next_seq
             # An ACK of data already delivered (at or behind next_seq, the usual case) changes
             # nothing: acked() would return at once.
@@ -244,7 +262,12 @@ class TcpTracker:
                     if not conn._fast:
                         return
         if payload or missing:
-            chunks = conn._r[side].segment(seq, payload, frame_no, ts, missing)
+            mine = r[side]
+            if not missing and mine.in_order(seq, payload):
+                # The common case: the next bytes of the stream, delivered as they are.
+                conn._on_data(side ^ conn._client_side, payload, frame_no, ts)
+                return
+            chunks = mine.segment(seq, payload, frame_no, ts, missing)
             if chunks:
                 direction = side ^ conn._client_side
                 for data, chunk_frame, chunk_ts, hole in chunks:
@@ -455,7 +478,7 @@ class TcpTracker:
         conn.role_guessed = False
         conn._client_side = client_side
 
-    def _deliver(self, conn, side, chunks) -> None:
+    def _deliver(self, conn: Connection, side: int, chunks: Any) -> None:
         for data, frame_no, ts, hole in chunks:
             if conn._state != _LIVE:
                 return
