@@ -22,13 +22,17 @@ class PacketLoop:
     and `last_time` the capture's times so far (None before the first packet).
     """
 
-    def __init__(self, decoder: PacketDecoder, tracker: TcpTracker, clock: Any) -> None:
+    def __init__(self, decoder: PacketDecoder, tracker: TcpTracker, clock: Any,
+                 signal_point: Optional[Callable[[], None]] = None) -> None:
         self.decoder = decoder
         self.tracker = tracker
         self.clock = clock
         self.frame_no = 0
         self.first_time: Optional[float] = None
         self.last_time: Optional[float] = None
+        # Called every 1024 frames by run(): an interpreted function, where CPython runs the
+        # signal handlers that compiled code never runs (see pipeline._signal_point).
+        self.signal_point = signal_point
 
     def packet(self, frame_no: int, ts: float, linktype: int, data: Any, start: int = 0,
                end: int = -1) -> None:
@@ -51,6 +55,7 @@ class PacketLoop:
         decoder = self.decoder
         tracker = self.tracker
         clock = self.clock
+        signal_point = self.signal_point
         ts = 0.0
         seen = False
         try:
@@ -64,8 +69,10 @@ class PacketLoop:
                 if seg is not None:
                     clock.last_time = ts
                     tracker.segment(frame_no, ts, seg)
-                if progress is not None and not (frame_no & 0x3FFF):
-                    progress(frame_no)
+                if not (frame_no & 0x3FF) and signal_point is not None:
+                    signal_point()
+                    if progress is not None and not (frame_no & 0x3FFF):
+                        progress(frame_no)
         finally:
             if seen:
                 self.last_time = ts

@@ -692,6 +692,15 @@ class ConnectionAnalyzer:
                                        proxy.request_frame, deepgram=is_deepgram_host(host))
 
 
+def _signal_point() -> None:
+    """Where Ctrl-C lands while the compiled packet loop runs: CPython runs pending signal
+    handlers when an interpreted function starts (this one; keep this module interpreted), and
+    compiled code never runs them itself.  Without it, Ctrl-C would wait for the end of the
+    file and its KeyboardInterrupt would be raised wherever interpreted code ran next, once
+    inside compiled code that cannot recover ("fatal: out of memory", tests/test_integrity.py).
+    """
+
+
 class CaptureAnalyzer:
     """The whole pipeline for one capture, sans-I/O: fed packets, gives sessions.
 
@@ -723,7 +732,7 @@ class CaptureAnalyzer:
         if shard is not None:
             factory = shard.factory(factory, self.analysis)
         self.tracker = TcpTracker(factory, max_connections=options.max_connections)
-        self.loop = PacketLoop(self.decoder, self.tracker, self.analysis)
+        self.loop = PacketLoop(self.decoder, self.tracker, self.analysis, _signal_point)
         if shard is not None:
             shard.loop = self.loop  # the frame being read dates what the shard records
         self.tracker.on_quiet = self.decoder.mute  # packets of ignored flows stop at the decoder

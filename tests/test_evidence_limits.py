@@ -8,6 +8,7 @@ from pathlib import Path
 from tests.support.capture_synth import ACK, CLIENT_IP, PSH, SERVER_IP, SYN, ethernet, ipv4, tcp
 from analyzer.cli import main
 from analyzer.limits import SESSION_ANOMALY_RECORDS
+from analyzer import pipeline
 from analyzer.pipeline import CaptureAnalyzer, Options, analyze_capture
 from analyzer.session import SessionBuilder
 
@@ -75,14 +76,20 @@ def test_2400_holes_report_2400_and_keep_the_sync_lost_and_resync_findings():
 def test_an_exception_in_one_connection_becomes_its_internal_error_finding(monkeypatch, capsys):
     path = str(CAPTURES / "dg_multi.pcapng")
     healthy = analyze_capture(path).sessions
-    real = SessionBuilder.ws_frame
 
-    def failing(self, direction, f):
-        if self.session.tcp_stream == 2 and f.frame == 63:
+    # The failure is raised at the start of SessionBuilder.ws_frame, through its frame hook:
+    # a Python-level call in both builds (the compiled build calls ws_frame itself natively,
+    # where patching the class would not reach).
+    def failing(session, direction, f):
+        if session.tcp_stream == 2 and f.frame == 63:
             raise ValueError("injected failure")
-        real(self, direction, f)
 
-    monkeypatch.setattr(SessionBuilder, "ws_frame", failing)
+    def builder_with_failure(*args, **kwargs):
+        builder = SessionBuilder(*args, **kwargs)
+        builder._frame_hook = failing
+        return builder
+
+    monkeypatch.setattr(pipeline, "SessionBuilder", builder_with_failure)
     report = analyze_capture(path)
     assert [s.tcp_stream for s in report.sessions] == [0, 1, 2]
     # The other connections are reported exactly as without the failure.

@@ -157,11 +157,12 @@ def _u32(b: bytes, i: int, little: bool) -> int:
     return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
 
 
-def _timestamp(ticks: Any, ticks_per_second: Any) -> float:
-    """ticks / ticks_per_second as Python divides ints: correctly rounded, so ts equals
-    float("<sec>.<frac>") (Any, not int: compiled native int division goes through a
-    double first, which is not, for nanosecond ticks beyond 2**53)."""
-    return ticks / ticks_per_second
+def _timestamp(seconds: Any, fraction: Any, ticks_per_second: Any) -> float:
+    """A record's time as Python computes it with ints: (seconds * ticks + fraction) / ticks
+    is correctly rounded, so ts equals float("<sec>.<frac>").  (Any, not int: compiled
+    native int division goes through a double first, which is not correctly rounded for
+    nanosecond ticks beyond 2**53.)"""
+    return (seconds * ticks_per_second + fraction) / ticks_per_second
 
 
 def _bridge(read, block_size: int, head: bytes, need: int) -> tuple[bytes, bytes, int]:
@@ -264,8 +265,8 @@ class _PcapFile(_CaptureFile):
                                               f"{offset}: captured length {caplen} exceeds the "
                                               f"maximum {max_caplen}")
                     return
-                ts = _timestamp(_u32(header, at, little) * ticks_per_second
-                                + _u32(header, at + 4, little), ticks_per_second)
+                ts = _timestamp(_u32(header, at, little), _u32(header, at + 4, little),
+                                ticks_per_second)
                 if end - pos >= caplen:
                     data, start = buf, pos
                     pos += caplen
