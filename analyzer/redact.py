@@ -180,26 +180,36 @@ def redact_text(s: Optional[str], literals: Iterable[str] = ()) -> Optional[str]
     """
     if not s:
         return s
-    literals = tuple(literals)
+    return _redact_text(s, tuple(literals))
+
+
+def _redact_text(s: str, literals: tuple[str, ...], low: Optional[str] = None) -> str:
+    """redact_text of a non-empty s; `low` is s.lower() when the caller has it (ASCII s only)."""
     for _ in range(8):
-        cleaned = _redact_once(s, literals)
+        cleaned = _redact_once(s, literals, low)
         if cleaned == s:
             break
         s = cleaned
+        low = None
     return s
 
 
-def _redact_once(s: str, literals: tuple[str, ...]) -> str:
+def _redact_once(s: str, literals: tuple[str, ...], low: Optional[str] = None) -> str:
     for lit in literals:
         if lit and len(lit) >= 8 and lit in s:
             s = s.replace(lit, mask_secret(lit))
+            low = None
     # Each pattern needs a word that is rarely there (thousands of Results messages per
     # session): test for it first, case-insensitively like the patterns themselves.  Only
     # for ASCII text: a case-insensitive pattern also matches e.g. a dotless i, which a
     # lower-cased substring test would miss.
-    low = s.lower() if s.isascii() else None
+    if low is None and s.isascii():
+        low = s.lower()
     for needs, pattern, replace in _PATTERNS:
-        if low is not None and needs:
+        if needs is None:  # the 40-hex pattern: no word, but a run of 40 hex digits
+            if not _may_hold_hex40(s):
+                continue
+        elif low is not None and needs:
             for word in needs:  # a plain loop: any() over a generator costs more, per message
                 if word in low:
                     break
@@ -209,7 +219,24 @@ def _redact_once(s: str, literals: tuple[str, ...]) -> str:
     return s
 
 
-# (words one of which a match must contain, lower-case; pattern; replacement)
+# bytes.translate table: a lower-case hex digit becomes "x", any other byte ".".
+_HEX_DIGIT_TABLE = bytes([0x78 if c in b"0123456789abcdef" else 0x2E for c in range(256)])
+_HEX40_RUN = b"x" * 40
+
+
+def _may_hold_hex40(s: str) -> bool:
+    """Could _HEX40_RE match in s?  False is certain; True means run it.
+
+    The pattern needs 40 consecutive characters from [0-9a-f] (ASCII, case-sensitive).  In
+    UTF-8 every byte of a non-ASCII character is >= 0x80, so s has such a run exactly when
+    its UTF-8 bytes do: one translate and one substring search, against a regex that tries
+    every position of a Results message (surrogatepass: a lone surrogate is not an error).
+    """
+    return _HEX40_RUN in s.encode("utf-8", "surrogatepass").translate(_HEX_DIGIT_TABLE)
+
+
+# (words one of which a match must contain, lower-case, or None for a run of 40 hex digits;
+#  pattern; replacement)
 _PATTERNS = (
     (("authorization",), _AUTH_LINE_RE, lambda m: m.group(1) + _mask_auth_value(m.group(2))),
     (("sec-websocket-protocol",), _SUBPROTOCOL_LINE_RE, lambda m: m.group(1) + redact_subprotocol(m.group(2))),
@@ -223,7 +250,7 @@ _PATTERNS = (
      lambda m: m.group(1) + mask_userinfo(m.group(2), "%3A") + "%40"),
     (("eyj",), JWT_RE, lambda m: mask_secret(m.group(0))),
     (("token", "bearer"), _SCHEME_CRED_RE, lambda m: m.group(1) + m.group(2) + mask_secret(m.group(3))),
-    ((), _HEX40_RE, lambda m: mask_secret(m.group(0))),
+    (None, _HEX40_RE, lambda m: mask_secret(m.group(0))),  # None: see _may_hold_hex40
     (("sk-",), _SK_RE, lambda m: mask_secret(m.group(0))),
 )
 
@@ -334,9 +361,16 @@ def redact_json_text(text: Optional[str], literals: Iterable[str] = ()) -> Optio
     """
     if not text:
         return text
-    if not _may_hold_secret_key(text):
+    literals = tuple(literals)
+    low = text.lower() if text.isascii() else None
+    if not _may_hold_secret_key(text, low):
         # No secret key anywhere: the JSON walks below would find nothing.
-        return redact_text(text, literals)
+        return _redact_text(text, literals, low)
+    return _redact_json_text_slow(text, literals)
+
+
+def _redact_json_text_slow(text: str, literals: tuple[str, ...]) -> str:
+    """redact_json_text of a text that may hold a secret key."""
     try:
         obj = loads_json(text)  # depth-limited: the walks below recurse
     except ValueError:
@@ -445,13 +479,20 @@ def redact_query(query: dict, literals: Iterable[str] = ()) -> None:
 
 def session_secrets(session: Any) -> list[str]:
     """Raw secrets found in the structured places of a session (longest first)."""
+    return _session_secrets(session, [_may_hold_secret_key(m.text) if m.text else False
+                                      for m in session.messages])
+
+
+def _session_secrets(session: Any, may_hold: list[bool]) -> list[str]:
+    """session_secrets, with _may_hold_secret_key of each message's text given (False
+    for no text)."""
     hs = session.handshake
     found = _header_secrets(hs.request_headers) + _header_secrets(hs.response_headers)
     found += _query_secrets(hs.query)
     if hs.body_json is not None:
         found += json_secrets(hs.body_json)
-    for msg in session.messages:
-        if msg.text and "{" in msg.text and _may_hold_secret_key(msg.text):
+    for msg, holds in zip(session.messages, may_hold):
+        if holds and "{" in msg.text:
             try:
                 found += json_secrets(loads_json(msg.text))
             except ValueError:
@@ -462,7 +503,10 @@ def session_secrets(session: Any) -> list[str]:
 
 def redact_session(session: Any) -> Any:
     """Mask every secret in a Session in place (and return it)."""
-    literals: Sequence[str] = session_secrets(session)
+    # Whether each message's text could hold a secret key: decided once, for the secrets
+    # and for the masking (thousands of Results messages per session hold none).
+    may_hold = [_may_hold_secret_key(m.text) if m.text else False for m in session.messages]
+    literals: Sequence[str] = _session_secrets(session, may_hold)
     hs = session.handshake
     redact_headers(hs.request_headers, literals)
     redact_headers(hs.response_headers, literals)
@@ -475,8 +519,12 @@ def redact_session(session: Any) -> Any:
     hs.dg_error = redact_text(hs.dg_error, literals)
     hs.reason = redact_text(hs.reason, literals)
     hs.subprotocol = redact_subprotocol(hs.subprotocol) if hs.subprotocol else hs.subprotocol
-    for msg in session.messages:
-        msg.text = redact_json_text(msg.text, literals)
+    message_literals = tuple(literals)
+    for msg, holds in zip(session.messages, may_hold):
+        if holds:
+            msg.text = _redact_json_text_slow(msg.text, message_literals)
+        elif msg.text:
+            msg.text = _redact_text(msg.text, message_literals)
     for frame in (session.close.client, session.close.server):
         if frame is not None:
             frame.reason = redact_text(frame.reason, literals)
