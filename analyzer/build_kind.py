@@ -49,8 +49,38 @@ def module_is_compiled(name: str) -> bool:
     module = sys.modules.get(name)
     if module is not None:
         return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
-    spec = importlib.util.find_spec(name)
+    spec = _find_spec_unimported(name)
     return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
+def _find_spec_unimported(name: str):
+    """importlib.util.find_spec(name), without importing the parent packages (their
+    __init__ imports much of the analyzer, which `dgcap --version` does not need): the
+    meta path finders are asked for each package in turn, as the import system would."""
+    parts = name.split(".")
+    path = None
+    spec = None
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        module = sys.modules.get(prefix)
+        if module is not None:
+            spec = module.__spec__
+            if depth < len(parts):
+                path = getattr(module, "__path__", None)
+        else:
+            spec = None
+            for finder in sys.meta_path:
+                find_spec = getattr(finder, "find_spec", None)
+                if find_spec is not None:
+                    spec = find_spec(prefix, path)
+                    if spec is not None:
+                        break
+            if spec is None:
+                return None
+            path = spec.submodule_search_locations
+        if depth < len(parts) and path is None:
+            return None  # not a package
+    return spec
 
 
 def build_kind() -> str:

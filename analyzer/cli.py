@@ -43,20 +43,35 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_INPUT)
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def build_parser(commands: Optional[list[str]] = None) -> tuple[argparse.ArgumentParser, dict]:
+    """The parser with the subcommands in `commands` (all of them by default)."""
     p = _Parser(prog="dgcap", description="Analyse Deepgram (and any) WebSocket sessions in pcap/pcapng captures.")
     p.add_argument("--version", action="version", version=f"dgcap {__version__} ({build_kind()})")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     modules = {}
-    for name in COMMANDS:
+    for name in COMMANDS if commands is None else commands:
         module = importlib.import_module(f".commands.{name}", __package__)
         module.add_parser(sub)
         modules[name] = module
     return p, modules
 
 
+def commands_to_load(argv: list[str]) -> Optional[list[str]]:
+    """The subcommands whose modules `dgcap argv` needs (None: all of them).
+
+    Importing a command module imports what it needs (the analysis, the model), so
+    `dgcap report ...` loads only report, and a lone --version none.  Anything else (help,
+    an unknown command, an option first) gets the full parser: its usage lists every command.
+    """
+    if argv == ["--version"]:
+        return []
+    if argv and argv[0] in COMMANDS:
+        return [argv[0]]
+    return None
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    parser, modules = build_parser()
+    parser, modules = build_parser(commands_to_load(sys.argv[1:] if argv is None else list(argv)))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -45,3 +45,40 @@ def test_help_has_a_description_and_ends_with_the_exit_codes(command, monkeypatc
 
 def test_every_command_is_listed():
     assert sorted(EXIT_CODES) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_parsed_alone_has_the_same_help(command, monkeypatch):
+    # `dgcap COMMAND ...` builds only COMMAND's parser (cli.commands_to_load): same help text.
+    monkeypatch.setenv("COLUMNS", "100")
+    full, _ = build_parser()
+    alone, modules = build_parser([command])
+    assert list(modules) == [command]
+
+    def sub(parser):
+        return next(a for a in parser._subparsers._group_actions).choices[command]
+    assert sub(alone).format_help() == sub(full).format_help()
+    assert sub(alone).prog == sub(full).prog == f"dgcap {command}"
+
+
+def test_commands_to_load():
+    from analyzer.cli import commands_to_load
+    assert commands_to_load(["--version"]) == []
+    assert commands_to_load(["report", "--format", "json", "x.pcap"]) == ["report"]
+    assert commands_to_load(["messages", "--help"]) == ["messages"]
+    # Help, an option first, an unknown or missing command: the full parser (it lists them all).
+    for argv in ([], ["--help"], ["-h", "report"], ["--version", "report"], ["reprot"], ["--", "report"]):
+        assert commands_to_load(argv) is None, argv
+
+
+def test_version_loads_no_command():
+    import os
+    import subprocess
+    import sys
+    code = ("import sys\nfrom analyzer import cli\ntry:\n    cli.main(['--version'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('analyzer.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert out.stdout.startswith("dgcap 0.1.0 (")
+    loaded = out.stdout.splitlines()[-1]
+    assert "analyzer.commands" not in loaded and "analyzer.model" not in loaded, loaded
