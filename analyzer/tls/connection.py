@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from cryptography.exceptions import InvalidTag
-
+from . import crypto
 from .hello import (ClientHello, ServerHello, parse_client_hello, parse_encrypted_extensions,
                     parse_server_hello)
 from ..model import CLIENT, DIRECTION_NAMES, SERVER
@@ -438,7 +437,7 @@ class TlsConnection:
                 return
             try:
                 inner_type, plain = opener.open(record)
-            except InvalidTag:
+            except crypto.InvalidTag:
                 self._open_failed(d, record, frame, ts)
                 return
             if d.resync:
@@ -493,7 +492,7 @@ class TlsConnection:
             for seq in guesses:
                 try:
                     opened = open_at(candidate, record, seq)
-                except InvalidTag:
+                except crypto.InvalidTag:
                     continue
                 if candidate is not opener:
                     d.opener, d.next_opener, d.phase = candidate, None, "application"
@@ -513,7 +512,7 @@ class TlsConnection:
         # the application key opens (as number 0) is the first application record.
         try:
             opened = open_at(d.next_opener, record, 0)
-        except InvalidTag:
+        except crypto.InvalidTag:
             return
         d.opener, d.next_opener, d.phase = d.next_opener, None, "application"
         self._on_opened(d, opened[0], opened[1], frame, ts)

@@ -4,10 +4,6 @@ Neither is on the hot path: they run a handful of times per connection (handshak
 """
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-
-_HASHES = {"sha256": hashes.SHA256, "sha384": hashes.SHA384}
 HASH_LENGTHS = {"sha256": 32, "sha384": 48}
 
 
@@ -16,7 +12,14 @@ def hkdf_expand_label(hash_name: str, secret: bytes, label: bytes, context: byte
     full_label = b"tls13 " + label
     info = (length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
             + bytes((len(context),)) + context)
-    return HKDFExpand(_HASHES[hash_name](), length, info).derive(secret)
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand  # (see crypto.py)
+    return HKDFExpand(_hash(hash_name), length, info).derive(secret)
+
+
+def _hash(hash_name: str):
+    """A cryptography hash object for "sha256" or "sha384" (KeyError otherwise)."""
+    from cryptography.hazmat.primitives import hashes  # (see crypto.py)
+    return {"sha256": hashes.SHA256, "sha384": hashes.SHA384}[hash_name]()
 
 
 def tls13_traffic_key_iv(hash_name: str, secret: bytes, key_length: int) -> tuple[bytes, bytes]:
@@ -30,7 +33,8 @@ def tls13_next_traffic_secret(hash_name: str, secret: bytes) -> bytes:
 
 
 def _hmac(hash_name: str, key: bytes, data: bytes) -> bytes:
-    mac = hmac.HMAC(key, _HASHES[hash_name]())
+    from cryptography.hazmat.primitives import hmac  # (see crypto.py)
+    mac = hmac.HMAC(key, _hash(hash_name))
     mac.update(data)
     return mac.finalize()
 

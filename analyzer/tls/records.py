@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from cryptography.exceptions import InvalidTag
-
+from . import crypto
 from .kdf import tls12_key_block, tls13_next_traffic_secret, tls13_traffic_key_iv
 from .suites import TLS12_GCM, CipherSuite
 
@@ -67,7 +66,7 @@ class Tls12GcmOpener:
     def open(self, record: memoryview) -> tuple[int, bytes]:
         length = len(record) - 29  # header 5 + explicit nonce 8 + tag 16
         if length < 0:
-            raise InvalidTag()
+            raise crypto.InvalidTag()
         seq = self.seq
         aad = seq.to_bytes(8, "big") + record[:3] + length.to_bytes(2, "big")
         plain = self.aead.decrypt(self.salt + record[5:13], record[13:], aad)
@@ -91,7 +90,7 @@ class Tls12ChachaOpener:
     def open(self, record: memoryview) -> tuple[int, bytes]:
         length = len(record) - 21  # header 5 + tag 16
         if length < 0:
-            raise InvalidTag()
+            raise crypto.InvalidTag()
         seq = self.seq
         aad = seq.to_bytes(8, "big") + record[:3] + length.to_bytes(2, "big")
         plain = self.aead.decrypt((self.iv_int ^ seq).to_bytes(12, "big"), record[5:], aad)
@@ -123,6 +122,6 @@ def open_at(opener, record: memoryview, seq: int) -> tuple[int, bytes]:
     opener.seq = seq
     try:
         return opener.open(record)
-    except InvalidTag:
+    except crypto.InvalidTag:
         opener.seq = saved
         raise

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from cryptography.exceptions import InvalidTag
-
+from . import crypto
 from .records import Tls12GcmOpener, Tls13Opener, tls12_openers
 from .suites import CIPHER_SUITES, TLS13
 
@@ -72,7 +71,7 @@ def reseal_records(opener, data: bytes, edit: Callable[[bytes], Optional[bytes]]
         nonce, aad, body = _nonce_and_aad(opener, record, seq)
         try:
             plain = opener.aead.decrypt(nonce, record[body:], aad)
-        except (InvalidTag, ValueError):
+        except (crypto.InvalidTag, ValueError):
             position += _HEADER + length
             continue
         opened += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 
 TLS13 = "tls13"  # RFC 8446 §5.2: nonce = iv XOR seq, AAD = record header, inner content type
 TLS12_GCM = "tls12-gcm"  # RFC 5288: 4-byte salt + 8-byte explicit nonce carried in the record
@@ -26,6 +25,8 @@ class CipherSuite:
     hash_name: str = "sha256"  # HKDF hash (1.3) or PRF hash (1.2)
 
     def new_aead(self, key: bytes):
+        # (imported here: only decryption needs cryptography, see crypto.py)
+        from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
         if self.aead == "aes-gcm":
             return AESGCM(key)
         if self.aead == "chacha20-poly1305":
