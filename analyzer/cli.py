@@ -56,6 +56,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .shards import idle_cpus
+    idle_cpus.start()  # `report --shards auto` measures idle CPUs from here: over the start-up
     parser, modules = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

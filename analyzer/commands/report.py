@@ -71,7 +71,7 @@ def add_parser(sub) -> None:
     r.add_argument("--shards", type=_shards_arg, default="auto", metavar="auto|off|N",
                    help="split one capture's TCP connections over N processes (the report is the same); "
                         "auto (default): a single uncompressed capture of 64 MB or more, over the idle "
-                        "cores (CPUs minus the load average); off: one process")
+                        "cores (measured in /proc/stat at start-up); off: one process")
     r.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
                    help="analyse the captures on Dask: 'local' starts a cluster of -j N worker processes "
                         "on this machine (with Dask's dashboard), an address uses a running cluster whose "
