@@ -21,6 +21,14 @@ in the order messages arrive over every connection: each worker spends a budget 
 keeps, and the parent finds where one process would have run out and drops the messages
 kept after it.
 
+Secrets are masked in the workers, each its own sessions at the same time (redaction is
+most of what the parent would do after merging), when nothing the merge does can depend on
+what is masked (`ShardSync`): the workers wait for each other once their packets are read,
+and redact when no shard holds a proxy's client leg (link_proxy_legs reads Host headers and
+SNIs) and all of them together kept less server text than the capture's budget (so the
+parent drops no message, and the secrets found in messages are the same).  Otherwise the
+parent redacts after merging, as for one process.
+
 Where identity cannot be had cheaply the worker says so (`NotShardable`) and the capture
 is analysed in one process: more connections than --max-connections (eviction depends on
 every connection's state), or a session that reached its own cap of kept messages
@@ -33,6 +41,7 @@ import dataclasses
 import heapq
 import os
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -40,6 +49,7 @@ from typing import Optional
 
 from .connections import ConnectionCensus
 from .dns import DnsTcpStream
+from .legs import is_client_leg
 from .model import SERVER, CaptureReport
 
 # A capture smaller than this is analysed in one process unless --shards N asks otherwise:
@@ -347,6 +357,36 @@ class _DnsReplica:
             foreign["conflicts"] += r.conflict_count
 
 
+class ShardSync:
+    """Shared by the workers of one capture (inherited from the parent that makes the pool):
+    each tells the others what decides whether it may redact its own sessions, then waits for
+    all of them (analyze_shard; a worker that fails breaks the barrier, and then none redacts)."""
+
+    # A worker waits this long for the others at most (one analysing a much larger share of
+    # the connections, on a loaded machine); then the parent redacts.
+    WAIT_SECONDS = 3600.0
+
+    def __init__(self, ctx, count: int):
+        self.barrier = ctx.Barrier(count)
+        self.kept = ctx.Array("q", count, lock=False)  # characters of server text each shard kept
+        self.client_legs = ctx.Array("b", count, lock=False)  # a proxy client leg in the shard
+
+    def may_redact(self, index: int, kept: int, client_legs: bool, limit: int) -> bool:
+        """Whether every shard may redact its own sessions before the merge (True for all of
+        them or for none): the merge then changes nothing redaction reads or writes."""
+        self.kept[index] = kept
+        self.client_legs[index] = client_legs
+        try:
+            self.barrier.wait(self.WAIT_SECONDS)
+        except threading.BrokenBarrierError:
+            return False
+        # Under the budget in all: _spend_text_budget drops nothing (it drops past `limit`).
+        return not any(self.client_legs) and (limit <= 0 or sum(self.kept) < limit)
+
+    def abort(self) -> None:
+        self.barrier.abort()
+
+
 @dataclass
 class ShardResult:
     """What a worker sends back (pickled)."""
@@ -366,11 +406,31 @@ class ShardResult:
     # Shard 0 only: the decoder (capture-level counters and findings) and the file's end.
     decoder: object = None
     capture: object = None
+    redacted: bool = False  # its sessions' secrets are masked (ShardSync)
 
 
-def analyze_shard(path: str, options, index: int, count: int) -> ShardResult:
+def analyze_shard(path: str, options, index: int, count: int, sync: Optional[ShardSync] = None) -> ShardResult:
     """Worker side: read the whole capture, analyse shard `index` of `count`.  Raises
-    NotShardable (and CaptureError, like analyze_capture)."""
+    NotShardable (and CaptureError, like analyze_capture).  sync: mask the secrets of this
+    shard's sessions here when the other workers agree (ShardSync)."""
+    try:
+        result, analysis = _analyze_shard(path, options, index, count)
+    except BaseException:
+        if sync is not None:
+            sync.abort()  # the others do not wait for this one
+        raise
+    if sync is not None:
+        kept = sum(text[1] for text in result.texts)
+        if sync.may_redact(index, kept, any(is_client_leg(s) for s in analysis.sessions),
+                           options.max_kept_server_text):
+            from .redact import redact_session
+            for s in analysis.sessions:
+                redact_session(s)
+            result.redacted = True
+    return result
+
+
+def _analyze_shard(path: str, options, index: int, count: int):
     from .pipeline import read_capture
     work = ShardWork(index, count, options.max_connections)
     report, analyzer, cap = read_capture(path, options, work)
@@ -395,7 +455,8 @@ def analyze_shard(path: str, options, index: int, count: int) -> ShardResult:
     return ShardResult(index, count, [(work.started[id(s)], s) for s in analysis.sessions], work.ops, tcp,
                        (len(keylog), keylog.lookups, keylog.matches), work.texts,
                        budget.dropped if budget is not None else 0, capped,
-                       analyzer.packets, analyzer.first_time, analyzer.last_time, report, decoder, capture)
+                       analyzer.packets, analyzer.first_time, analyzer.last_time, report, decoder,
+                       capture), analysis
 
 
 # -- in the parent -------------------------------------------------------------------

@@ -184,6 +184,61 @@ def test_gzip_capture_split_when_asked(tmp_path):
     assert sharded.to_json() == single[0].to_json()
 
 
+# -- secrets masked in the workers ----------------------------------------------------
+
+@contextlib.contextmanager
+def redacted_in_parent():
+    """Whether the parent masked the secrets of each merged capture (False: the workers did)."""
+    calls = []
+    real = report_cmd._analyze_one
+    with pytest.MonkeyPatch.context() as mp:
+        def spy(path, options, redact, engine, analyze_capture=None):
+            if analyze_capture is not None:  # a merge
+                calls.append(redact)
+            return real(path, options, redact, engine, analyze_capture)
+        mp.setattr(report_cmd, "_analyze_one", spy)
+        yield calls
+
+
+def test_every_recorded_capture_split_alone_is_redacted_in_its_workers_identically(recorded_reports, tmp_path):
+    """One capture split over the pool: each worker masks its own sessions' secrets, unless a
+    proxy's client leg is in the capture (legs are linked by Host and SNI before redaction)."""
+    single, _, _ = recorded_reports
+    in_parent, differ = [], []
+    for path in RECORDED:
+        with redacted_in_parent() as calls, whole_captures() as fallbacks:
+            captures, _ = analyze_files([str(path)], Options(keylog=keylog_of(path)), False, shards=2)
+        assert fallbacks == [] and len(calls) == 1, path
+        if calls[0]:
+            in_parent.append(path.name)
+        if rendered(captures[0], "json", tmp_path) != rendered(single[str(path)], "json", tmp_path):
+            differ.append(path.name)
+    assert differ == []
+    assert sorted(in_parent) == sorted(p.name for p in RECORDED if any(
+        s.proxy is not None and not s.proxy.refused for s in single[str(p)].sessions)) and in_parent
+
+
+def test_secrets_shown_are_not_redacted_in_the_workers():
+    path = str(CAPTURES / "dg_multi.pcapng")
+    with redacted_in_parent() as calls:
+        sharded, _ = analyze_files([path], Options(), True, shards=2)
+    single, _ = analyze_files([path], Options(), True)
+    assert calls == [False] and sharded[0].to_json() == single[0].to_json()
+
+
+def test_redaction_waits_for_the_parent_when_the_text_budget_runs_out(tmp_path):
+    path = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "synth.py"), str(path), "--size", "3M", "--sessions", "12",
+                    "--seed", "3"], check=True, capture_output=True)
+    for limit, in_parent in ((3000, True), (20000, False), (0, False)):
+        options = Options(max_kept_server_text=limit)
+        single, _ = analyze_files([str(path)], options, False)
+        with redacted_in_parent() as calls, whole_captures() as fallbacks:
+            sharded, _ = analyze_files([str(path)], options, False, shards=2)
+        assert (calls, fallbacks) == ([in_parent], []), limit
+        assert sharded[0].to_json() == single[0].to_json()
+
+
 # -- DNS over TCP answers a connection of another shard ----------------------------------
 
 CLIENT, RESOLVER, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53]), bytes([10, 0, 0, 9])
