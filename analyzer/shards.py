@@ -39,8 +39,10 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import mmap
 import os
 import stat
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -358,30 +360,33 @@ class _DnsReplica:
 
 
 class ShardSync:
-    """Shared by the workers of one capture (inherited from the parent that makes the pool):
-    each tells the others what decides whether it may redact its own sessions, then waits for
-    all of them (analyze_shard; a worker that fails breaks the barrier, and then none redacts)."""
+    """Shared by the workers of one capture, forked from the parent that makes it: each tells
+    the others what decides whether it may redact its own sessions, then waits for all of them
+    (analyze_shard; a worker that fails breaks the barrier, and then none redacts).  The numbers
+    go through an anonymous shared mapping (no ctypes: multiprocessing.sharedctypes costs ~10 ms
+    of start-up), so only for the fork start method."""
 
     # A worker waits this long for the others at most (one analysing a much larger share of
     # the connections, on a loaded machine); then the parent redacts.
     WAIT_SECONDS = 3600.0
+    _SLOT = struct.Struct("=qb")  # characters of server text the shard kept, a proxy client leg in it
 
     def __init__(self, ctx, count: int):
+        self.count = count
         self.barrier = ctx.Barrier(count)
-        self.kept = ctx.Array("q", count, lock=False)  # characters of server text each shard kept
-        self.client_legs = ctx.Array("b", count, lock=False)  # a proxy client leg in the shard
+        self._slots = mmap.mmap(-1, self._SLOT.size * count)  # MAP_SHARED: the forked workers' too
 
     def may_redact(self, index: int, kept: int, client_legs: bool, limit: int) -> bool:
         """Whether every shard may redact its own sessions before the merge (True for all of
         them or for none): the merge then changes nothing redaction reads or writes."""
-        self.kept[index] = kept
-        self.client_legs[index] = client_legs
+        self._SLOT.pack_into(self._slots, index * self._SLOT.size, kept, client_legs)
         try:
             self.barrier.wait(self.WAIT_SECONDS)
         except threading.BrokenBarrierError:
             return False
+        shards = [self._SLOT.unpack_from(self._slots, i * self._SLOT.size) for i in range(self.count)]
         # Under the budget in all: _spend_text_budget drops nothing (it drops past `limit`).
-        return not any(self.client_legs) and (limit <= 0 or sum(self.kept) < limit)
+        return not any(legs for _, legs in shards) and (limit <= 0 or sum(kept for kept, _ in shards) < limit)
 
     def abort(self) -> None:
         self.barrier.abort()

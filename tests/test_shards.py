@@ -218,6 +218,36 @@ def test_every_recorded_capture_split_alone_is_redacted_in_its_workers_identical
         s.proxy is not None and not s.proxy.refused for s in single[str(p)].sessions)) and in_parent
 
 
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="fork only")
+@pytest.mark.parametrize("other, ours, agreed", [
+    ((1, 600, False), (0, 300, False), True),  # 900 characters kept of 1000: nothing dropped after
+    ((1, 700, False), (0, 300, False), False),  # 1000: the budget runs out, the parent drops messages
+    ((1, 10**9, False), (0, 10**9, False), None),  # no budget (limit 0)
+    ((1, 0, True), (0, 0, False), False),  # a proxy client leg in the other shard
+    (None, (0, 0, False), False),  # the other worker failed: it broke the barrier
+])
+def test_shard_sync_tells_every_worker_the_same(other, ours, agreed):
+    import multiprocessing
+    from analyzer.shards import ShardSync
+    ctx = multiprocessing.get_context("fork")
+    limit = 0 if agreed is None else 1000
+    sync = ShardSync(ctx, 2)
+
+    def worker():
+        if other is None:
+            sync.abort()
+            os._exit(2)
+        os._exit(int(sync.may_redact(*other, limit)))
+
+    child = ctx.Process(target=worker)
+    child.start()
+    mine = sync.may_redact(*ours, limit)
+    child.join(30)
+    expected = True if agreed is None else agreed
+    assert mine is expected
+    assert child.exitcode == (2 if other is None else int(expected))
+
+
 def test_secrets_shown_are_not_redacted_in_the_workers():
     path = str(CAPTURES / "dg_multi.pcapng")
     with redacted_in_parent() as calls:

@@ -474,7 +474,7 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
     task_file = [i for i, _ in tasks]
     unfinished = list(splits)  # tasks per capture still running
     sync = None
-    if len(files) == 1 and splits[0] > 1 and not show_secrets:
+    if len(files) == 1 and splits[0] > 1 and not show_secrets and ctx.get_start_method() == "fork":
         # One capture split over the whole pool (a worker per shard, all at once): the workers
         # may mask their sessions' secrets themselves, in parallel (shards.ShardSync).
         from ..shards import ShardSync
