@@ -71,7 +71,11 @@ def commands_to_load(argv: list[str]) -> Optional[list[str]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser, modules = build_parser(commands_to_load(sys.argv[1:] if argv is None else list(argv)))
+    names = commands_to_load(sys.argv[1:] if argv is None else list(argv))
+    if names is None or "report" in names:
+        from .shards import idle_cpus
+        idle_cpus.start()  # `report --shards auto` measures idle CPUs from here: over the start-up
+    parser, modules = build_parser(names)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -21,9 +21,14 @@ from .model import CLIENT, SERVER, ProxyLeg, Session
 from .servername import host_without_port
 
 
+def is_client_leg(s: Session) -> bool:
+    """A session link_proxy_legs may fold a server leg into (none: it changes nothing)."""
+    return s.proxy is not None and not s.proxy.refused
+
+
 def link_proxy_legs(sessions: list[Session]) -> list[Session]:
     """The sessions with each linked server leg folded into its client leg."""
-    client_legs = [s for s in sessions if s.proxy is not None and not s.proxy.refused]
+    client_legs = [s for s in sessions if is_client_leg(s)]
     if not client_legs:
         return sessions
     linked: set[int] = set()

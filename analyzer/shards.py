@@ -21,6 +21,14 @@ in the order messages arrive over every connection: each worker spends a budget 
 keeps, and the parent finds where one process would have run out and drops the messages
 kept after it.
 
+Secrets are masked in the workers, each its own sessions at the same time (redaction is
+most of what the parent would do after merging), when nothing the merge does can depend on
+what is masked (`ShardSync`): the workers wait for each other once their packets are read,
+and redact when no shard holds a proxy's client leg (link_proxy_legs reads Host headers and
+SNIs) and all of them together kept less server text than the capture's budget (so the
+parent drops no message, and the secrets found in messages are the same).  Otherwise the
+parent redacts after merging, as for one process.
+
 Where identity cannot be had cheaply the worker says so (`NotShardable`) and the capture
 is analysed in one process: more connections than --max-connections (eviction depends on
 every connection's state), or a session that reached its own cap of kept messages
@@ -31,14 +39,19 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import mmap
 import os
 import stat
+import struct
+import threading
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Optional
 
 from .connections import ConnectionCensus
 from .dns import DnsTcpStream
+from .legs import is_client_leg
 from .model import SERVER, CaptureReport
 
 # A capture smaller than this is analysed in one process unless --shards N asks otherwise:
@@ -60,14 +73,15 @@ class NotShardable(Exception):
     """This capture's report could differ if split: analyse it in one process."""
 
 
-def shard_count(path: str, requested, *, single_capture: bool, native: bool) -> int:
+def shard_count(path: str, requested, *, single_capture: bool, native: bool,
+                idle: Optional["IdleCpus"] = None) -> int:
     """How many processes to split the capture at `path` over (1: do not split).
 
     requested: an int (1 or less: never; N: N processes whatever the file) or "auto": split a
-    single uncompressed capture of SHARD_MIN_BYTES or more over the cores that are idle
-    (os.cpu_count() minus the one-minute load average, rounded; at most MAX_AUTO_SHARDS).  Not auto for gzip input:
-    every worker decompresses the whole file (+46% CPU for 2 workers on the pure-stream
-    capture, README "Both cores for one capture").  Pipes and the tshark engine: never.
+    single uncompressed capture of SHARD_MIN_BYTES or more over the cores that are idle now
+    (measured by `idle`, default `idle_cpus`: IdleCpus; rounded, at most MAX_AUTO_SHARDS).  Not
+    auto for gzip input: every worker decompresses the whole file (+46% CPU for 2 workers on the
+    pure-stream capture, README "Both cores for one capture").  Pipes and the tshark engine: never.
     """
     if requested != "auto" and requested <= 1 or not native:
         return 1
@@ -84,12 +98,99 @@ def shard_count(path: str, requested, *, single_capture: bool, native: bool) -> 
     if not single_capture or st.st_size < SHARD_MIN_BYTES or _gzip(path):
         return 1
     cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):  # no load average (Windows): do not guess
+    free = (idle or idle_cpus).cpus(cores)
+    if free is None:
         return 1
-    idle = min(int(cores - load + 0.5), cores, MAX_AUTO_SHARDS)
-    return idle if idle >= 2 else 1
+    n = min(int(free + 0.5), cores, MAX_AUTO_SHARDS)
+    return n if n >= 2 else 1
+
+
+# /proc/stat counts in clock ticks (USER_HZ, 100 a second): over IDLE_SAMPLE_SECONDS of 2 CPUs
+# that is 20 ticks, enough to tell 1 idle CPU from 2.  A first sample older than
+# IDLE_SAMPLE_MAX_AGE is taken again (an API caller deciding long after start-up).
+IDLE_SAMPLE_SECONDS = 0.1
+IDLE_SAMPLE_MAX_AGE = 5.0
+
+
+def proc_stat_ticks(path: str = "/proc/stat") -> Optional[tuple[int, int]]:
+    """(idle, total) clock ticks of every CPU since boot, from the aggregate `cpu` line of
+    /proc/stat: idle + iowait, and user .. steal (guest time is counted in user already);
+    None where there is no /proc/stat."""
+    try:
+        with open(path, "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 6 or fields[0] != b"cpu":
+        return None
+    try:
+        ticks = [int(x) for x in fields[1:9]]
+    except ValueError:
+        return None
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def own_ticks() -> float:
+    """CPU time of this process so far (every thread), in the clock ticks of /proc/stat."""
+    t = os.times()
+    return (t.user + t.system) * _CLOCK_TICKS
+
+
+try:
+    _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):
+    _CLOCK_TICKS = 100
+
+
+class IdleCpus:
+    """How many CPUs are idle now: /proc/stat's aggregate idle time over a short interval (the
+    one-minute load average lags: right after a busy process ends it still counts it, and a
+    process that just started does not count yet).
+
+    start() takes the first sample (dgcap's start-up does it: cli.main), cpus() the second,
+    waiting until IDLE_SAMPLE_SECONDS have passed since the first: the interval overlaps the
+    start-up's imports instead of adding to them.  This process's own CPU time in the interval
+    counts as idle (it is the start-up, and the process waits for its workers).  Where there is
+    no /proc/stat, the load average: CPUs minus the one-minute load.
+
+    read, own, clock, sleep and loadavg are proc_stat_ticks, own_ticks, time.monotonic,
+    time.sleep and os.getloadavg, or what a test gives instead.
+    """
+
+    def __init__(self, read=proc_stat_ticks, own=own_ticks, clock=time.monotonic, sleep=time.sleep,
+                 loadavg=None):
+        self._read = read
+        self._own = own
+        self._clock = clock
+        self._sleep = sleep
+        self._loadavg = loadavg
+        self._first: Optional[tuple] = None  # (clock, (idle, total) or None, own ticks)
+
+    def start(self) -> None:
+        self._first = (self._clock(), self._read(), self._own())
+
+    def cpus(self, cores: int) -> Optional[float]:
+        """Idle CPUs of `cores` now (a fraction), or None when it cannot be told."""
+        if self._first is None or self._clock() - self._first[0] > IDLE_SAMPLE_MAX_AGE:
+            self.start()
+        when, first, own = self._first  # type: ignore[misc]
+        self._first = None  # the next decision samples again
+        if first is not None:
+            wait = when + IDLE_SAMPLE_SECONDS - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+            second = self._read()
+            if second is not None and second[1] > first[1]:
+                idle = second[0] - first[0] + max(0.0, self._own() - own)
+                return cores * min(1.0, max(0.0, idle / (second[1] - first[1])))
+        try:
+            load = (self._loadavg or os.getloadavg)()[0]
+        except (OSError, AttributeError):  # no load average either (Windows): do not guess
+            return None
+        return max(0.0, cores - load)
+
+
+idle_cpus = IdleCpus()
 
 
 def _gzip(path: str) -> bool:
@@ -252,6 +353,39 @@ class _DnsReplica:
             foreign["conflicts"] += r.conflict_count
 
 
+class ShardSync:
+    """Shared by the workers of one capture, forked from the parent that makes it: each tells
+    the others what decides whether it may redact its own sessions, then waits for all of them
+    (analyze_shard; a worker that fails breaks the barrier, and then none redacts).  The numbers
+    go through an anonymous shared mapping (no ctypes: multiprocessing.sharedctypes costs ~10 ms
+    of start-up), so only for the fork start method."""
+
+    # A worker waits this long for the others at most (one analysing a much larger share of
+    # the connections, on a loaded machine); then the parent redacts.
+    WAIT_SECONDS = 3600.0
+    _SLOT = struct.Struct("=qb")  # characters of server text the shard kept, a proxy client leg in it
+
+    def __init__(self, ctx, count: int):
+        self.count = count
+        self.barrier = ctx.Barrier(count)
+        self._slots = mmap.mmap(-1, self._SLOT.size * count)  # MAP_SHARED: the forked workers' too
+
+    def may_redact(self, index: int, kept: int, client_legs: bool, limit: int) -> bool:
+        """Whether every shard may redact its own sessions before the merge (True for all of
+        them or for none): the merge then changes nothing redaction reads or writes."""
+        self._SLOT.pack_into(self._slots, index * self._SLOT.size, kept, client_legs)
+        try:
+            self.barrier.wait(self.WAIT_SECONDS)
+        except threading.BrokenBarrierError:
+            return False
+        shards = [self._SLOT.unpack_from(self._slots, i * self._SLOT.size) for i in range(self.count)]
+        # Under the budget in all: _spend_text_budget drops nothing (it drops past `limit`).
+        return not any(legs for _, legs in shards) and (limit <= 0 or sum(kept for kept, _ in shards) < limit)
+
+    def abort(self) -> None:
+        self.barrier.abort()
+
+
 @dataclass
 class ShardResult:
     """What a worker sends back (pickled)."""
@@ -271,11 +405,31 @@ class ShardResult:
     # Shard 0 only: the decoder (capture-level counters and findings) and the file's end.
     decoder: object = None
     capture: object = None
+    redacted: bool = False  # its sessions' secrets are masked (ShardSync)
 
 
-def analyze_shard(path: str, options, index: int, count: int) -> ShardResult:
+def analyze_shard(path: str, options, index: int, count: int, sync: Optional[ShardSync] = None) -> ShardResult:
     """Worker side: read the whole capture, analyse shard `index` of `count`.  Raises
-    NotShardable (and CaptureError, like analyze_capture)."""
+    NotShardable (and CaptureError, like analyze_capture).  sync: mask the secrets of this
+    shard's sessions here when the other workers agree (ShardSync)."""
+    try:
+        result, analysis = _analyze_shard(path, options, index, count)
+    except BaseException:
+        if sync is not None:
+            sync.abort()  # the others do not wait for this one
+        raise
+    if sync is not None:
+        kept = sum(text[1] for text in result.texts)
+        if sync.may_redact(index, kept, any(is_client_leg(s) for s in analysis.sessions),
+                           options.max_kept_server_text):
+            from .redact import redact_session
+            for s in analysis.sessions:
+                redact_session(s)
+            result.redacted = True
+    return result
+
+
+def _analyze_shard(path: str, options, index: int, count: int):
     from .pipeline import read_capture
     work = ShardWork(index, count, options.max_connections)
     report, analyzer, cap = read_capture(path, options, work)
@@ -300,7 +454,8 @@ def analyze_shard(path: str, options, index: int, count: int) -> ShardResult:
     return ShardResult(index, count, [(work.started[id(s)], s) for s in analysis.sessions], work.ops, tcp,
                        (len(keylog), keylog.lookups, keylog.matches), work.texts,
                        budget.dropped if budget is not None else 0, capped,
-                       analyzer.packets, analyzer.first_time, analyzer.last_time, report, decoder, capture)
+                       analyzer.packets, analyzer.first_time, analyzer.last_time, report, decoder,
+                       capture), analysis
 
 
 # -- in the parent -------------------------------------------------------------------

@@ -19,7 +19,8 @@ from analyzer.commands.report import analyze_files, render
 from analyzer.dns import DnsNames
 from analyzer.model import Report
 from analyzer.pipeline import Options
-from analyzer.shards import SHARD_MIN_BYTES, ShardWork, shard_count, shard_of
+from analyzer.shards import (IDLE_SAMPLE_MAX_AGE, IDLE_SAMPLE_SECONDS, SHARD_MIN_BYTES, IdleCpus, ShardWork,
+                             proc_stat_ticks, shard_count, shard_of)
 from test_report_helpers import CAPTURES, REPO, run_cli
 from test_tcp_wireshark import Collector, assert_same_streams, soup, tcp_frame, write_pcap
 
@@ -183,6 +184,91 @@ def test_gzip_capture_split_when_asked(tmp_path):
     assert sharded.to_json() == single[0].to_json()
 
 
+# -- secrets masked in the workers ----------------------------------------------------
+
+@contextlib.contextmanager
+def redacted_in_parent():
+    """Whether the parent masked the secrets of each merged capture (False: the workers did)."""
+    calls = []
+    real = report_cmd._analyze_one
+    with pytest.MonkeyPatch.context() as mp:
+        def spy(path, options, redact, engine, analyze_capture=None):
+            if analyze_capture is not None:  # a merge
+                calls.append(redact)
+            return real(path, options, redact, engine, analyze_capture)
+        mp.setattr(report_cmd, "_analyze_one", spy)
+        yield calls
+
+
+def test_every_recorded_capture_split_alone_is_redacted_in_its_workers_identically(recorded_reports, tmp_path):
+    """One capture split over the pool: each worker masks its own sessions' secrets, unless a
+    proxy's client leg is in the capture (legs are linked by Host and SNI before redaction)."""
+    single, _, _ = recorded_reports
+    in_parent, differ = [], []
+    for path in RECORDED:
+        with redacted_in_parent() as calls, whole_captures() as fallbacks:
+            captures, _ = analyze_files([str(path)], Options(keylog=keylog_of(path)), False, shards=2)
+        assert fallbacks == [] and len(calls) == 1, path
+        if calls[0]:
+            in_parent.append(path.name)
+        if rendered(captures[0], "json", tmp_path) != rendered(single[str(path)], "json", tmp_path):
+            differ.append(path.name)
+    assert differ == []
+    assert sorted(in_parent) == sorted(p.name for p in RECORDED if any(
+        s.proxy is not None and not s.proxy.refused for s in single[str(p)].sessions)) and in_parent
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(), reason="fork only")
+@pytest.mark.parametrize("other, ours, agreed", [
+    ((1, 600, False), (0, 300, False), True),  # 900 characters kept of 1000: nothing dropped after
+    ((1, 700, False), (0, 300, False), False),  # 1000: the budget runs out, the parent drops messages
+    ((1, 10**9, False), (0, 10**9, False), None),  # no budget (limit 0)
+    ((1, 0, True), (0, 0, False), False),  # a proxy client leg in the other shard
+    (None, (0, 0, False), False),  # the other worker failed: it broke the barrier
+])
+def test_shard_sync_tells_every_worker_the_same(other, ours, agreed):
+    import multiprocessing
+    from analyzer.shards import ShardSync
+    ctx = multiprocessing.get_context("fork")
+    limit = 0 if agreed is None else 1000
+    sync = ShardSync(ctx, 2)
+
+    def worker():
+        if other is None:
+            sync.abort()
+            os._exit(2)
+        os._exit(int(sync.may_redact(*other, limit)))
+
+    child = ctx.Process(target=worker)
+    child.start()
+    mine = sync.may_redact(*ours, limit)
+    child.join(30)
+    expected = True if agreed is None else agreed
+    assert mine is expected
+    assert child.exitcode == (2 if other is None else int(expected))
+
+
+def test_secrets_shown_are_not_redacted_in_the_workers():
+    path = str(CAPTURES / "dg_multi.pcapng")
+    with redacted_in_parent() as calls:
+        sharded, _ = analyze_files([path], Options(), True, shards=2)
+    single, _ = analyze_files([path], Options(), True)
+    assert calls == [False] and sharded[0].to_json() == single[0].to_json()
+
+
+def test_redaction_waits_for_the_parent_when_the_text_budget_runs_out(tmp_path):
+    path = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "synth.py"), str(path), "--size", "3M", "--sessions", "12",
+                    "--seed", "3"], check=True, capture_output=True)
+    for limit, in_parent in ((3000, True), (20000, False), (0, False)):
+        options = Options(max_kept_server_text=limit)
+        single, _ = analyze_files([str(path)], options, False)
+        with redacted_in_parent() as calls, whole_captures() as fallbacks:
+            sharded, _ = analyze_files([str(path)], options, False, shards=2)
+        assert (calls, fallbacks) == ([in_parent], []), limit
+        assert sharded[0].to_json() == single[0].to_json()
+
+
 # -- DNS over TCP answers a connection of another shard ----------------------------------
 
 CLIENT, RESOLVER, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 53]), bytes([10, 0, 0, 9])
@@ -264,6 +350,86 @@ def test_a_capture_that_cannot_be_split_exactly_is_analysed_in_one_process(limit
 
 # -- when to split ---------------------------------------------------------------------
 
+class FakeClock:
+    """time.monotonic and time.sleep of an IdleCpus under test: sleeping moves the clock."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept: list = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def sampler(*samples, own=(0, 0), clock=None, load=None):
+    """An IdleCpus reading /proc/stat `samples` ((idle, total) ticks, or None) in turn, this
+    process's CPU ticks `own` in turn, and the load average `load`."""
+    reads, owns, clock = iter(samples), iter(own), clock or FakeClock()
+    return IdleCpus(read=lambda: next(reads), own=lambda: next(owns), clock=clock, sleep=clock.sleep,
+                    loadavg=(lambda: (load, 0.0, 0.0)) if load is not None else lambda: (_ for _ in ()).throw(OSError))
+
+
+def idle_sampler(cpus: float, cores: int) -> IdleCpus:
+    """A sampler measuring `cpus` idle CPUs of `cores` over 100 ticks of each."""
+    return sampler((0, 0), (round(cpus * 100), cores * 100))
+
+
+def test_idle_cpus_from_proc_stat():
+    clock = FakeClock()
+    # 2 CPUs, 20 ticks: 18 idle (idle + iowait) -> 1.8 idle CPUs; the second sample waits
+    # until IDLE_SAMPLE_SECONDS have passed since the first.
+    idle = IdleCpus(read=iter([(1000, 5000), (1018, 5020)]).__next__, own=iter([0, 0]).__next__,
+                    clock=clock, sleep=clock.sleep)
+    idle.start()
+    clock.now += 0.03
+    assert idle.cpus(2) == pytest.approx(1.8) and clock.slept == [pytest.approx(IDLE_SAMPLE_SECONDS - 0.03)]
+    # Our own start-up's CPU counts as idle: 8 idle ticks + 10 of ours, of 20.
+    clock = FakeClock()
+    idle = IdleCpus(read=iter([(1000, 5000), (1008, 5020)]).__next__, own=iter([3.0, 13.0]).__next__,
+                    clock=clock, sleep=clock.sleep)
+    idle.start()
+    clock.now += 0.4  # a start-up longer than the interval: no waiting
+    assert idle.cpus(2) == pytest.approx(1.8) and clock.slept == []
+    # Another process busy on one of 2 CPUs (9 idle ticks of 20); none idle; at most all.
+    assert sampler((1000, 5000), (1009, 5020)).cpus(2) == pytest.approx(0.9)
+    assert sampler((1000, 5000), (1000, 5020)).cpus(2) == 0.0
+    assert sampler((1000, 5000), (1020, 5020), own=(0, 5)).cpus(2) == 2.0
+    # Not started: both samples now, IDLE_SAMPLE_SECONDS apart; a stale first sample is taken again.
+    clock = FakeClock()
+    assert sampler((0, 0), (35, 40), clock=clock).cpus(4) == pytest.approx(3.5)
+    clock = FakeClock()
+    idle = IdleCpus(read=iter([(0, 0), (500, 1000), (510, 1020)]).__next__, own=iter([0, 0, 0]).__next__,
+                    clock=clock, sleep=clock.sleep)
+    idle.start()
+    clock.now += IDLE_SAMPLE_MAX_AGE + 1
+    assert idle.cpus(2) == pytest.approx(1.0) and clock.slept == [pytest.approx(IDLE_SAMPLE_SECONDS)]
+
+
+def test_idle_cpus_without_proc_stat_is_the_load_average():
+    assert sampler(None, load=0.7).cpus(2) == pytest.approx(1.3)
+    assert sampler(None, load=3.5).cpus(2) == 0.0
+    assert sampler(None).cpus(2) is None  # no load average either (Windows): one process
+    # No ticks passed between the samples: the load average too.
+    assert sampler((10, 20), (10, 20), load=0.2).cpus(2) == pytest.approx(1.8)
+    assert proc_stat_ticks("/nonexistent/stat") is None
+
+
+def test_proc_stat_ticks(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  75398 7 4924 238274 703 1 228 2227 40 2\ncpu0 1 2 3 4 5 6 7 8 9 10\n")
+    # idle + iowait; user, nice, system, idle, iowait, irq, softirq, steal (guest is in user).
+    assert proc_stat_ticks(str(stat)) == (238274 + 703, 75398 + 7 + 4924 + 238274 + 703 + 1 + 228 + 2227)
+    stat.write_text("intr 1 2 3\n")
+    assert proc_stat_ticks(str(stat)) is None
+    if os.path.exists("/proc/stat"):
+        idle, total = proc_stat_ticks()
+        assert 0 <= idle <= total
+
+
 def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     big = tmp_path / "big.pcap"
     with open(big, "wb") as f:
@@ -276,11 +442,12 @@ def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr("analyzer.shards.idle_cpus", idle_sampler(3.7, 4))
     one = dict(single_capture=True, native=True)
     assert shard_count(str(big), "auto", **one) == 4
+    assert shard_count(str(big), "auto", idle=idle_sampler(15.8, 16), **one) == 4  # MAX_AUTO_SHARDS
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert shard_count(str(big), "auto", **one) == 4  # MAX_AUTO_SHARDS
+    assert shard_count(str(big), "auto", idle=idle_sampler(15.8, 16), **one) == 4  # MAX_AUTO_SHARDS
     assert shard_count(str(big), 16, **one) == 16
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert shard_count(str(small), "auto", **one) == 1  # small
@@ -291,16 +458,23 @@ def test_shard_count_by_file_engine_size_and_idle_cores(tmp_path, monkeypatch):
     assert shard_count(str(big), 2, single_capture=True, native=False) == 1  # tshark engine
     assert shard_count(str(big), "auto", single_capture=False, native=True) == 1  # a folder: -j
     assert shard_count(str(big), 1, **one) == 1  # --shards off
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.4, 0.0, 0.0))
-    assert shard_count(str(big), "auto", **one) == 2  # 1.6 idle cores
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
-    assert shard_count(str(big), "auto", **one) == 1  # a busy machine
+    assert shard_count(str(big), "auto", idle=idle_sampler(1.6, 4), **one) == 2  # 1.6 idle cores
+    assert shard_count(str(big), "auto", idle=idle_sampler(1.4, 4), **one) == 1  # a busy machine
+    # 2 CPUs, right after another process (tshark) ended: the load average still says ~1,
+    # /proc/stat says both are idle now; and conversely.
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert shard_count(str(big), "auto", idle=sampler((1000, 5000), (1019, 5020), load=1.0), **one) == 2
+    assert shard_count(str(big), "auto", idle=sampler((1000, 5000), (1009, 5020), load=0.0), **one) == 1
+    # No /proc/stat: the load average decides, as before.
+    assert shard_count(str(big), "auto", idle=sampler(None, load=0.4), **one) == 2
+    assert shard_count(str(big), "auto", idle=sampler(None, load=0.6), **one) == 1
+    assert shard_count(str(big), "auto", idle=sampler(None), **one) == 1
 
 
 def test_auto_splits_a_big_capture_over_the_idle_cores(monkeypatch):
     monkeypatch.setattr("analyzer.shards.SHARD_MIN_BYTES", 100_000)  # dg_multi: 167 KB
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    monkeypatch.setattr("analyzer.shards.idle_cpus", idle_sampler(1.8, 2))
     path = str(CAPTURES / "dg_multi.pcapng")
     merged = []
     real_merge = report_cmd._merge_task
@@ -309,8 +483,20 @@ def test_auto_splits_a_big_capture_over_the_idle_cores(monkeypatch):
     sharded, fallbacks = analyse_counting_fallbacks(path, Options(), "auto")
     assert (merged, fallbacks) == ([(path, 2)], [])
     assert sharded.to_json() == single[0].to_json()
-    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 0.0, 0.0))  # under 2 idle cores: one process
+    monkeypatch.setattr("analyzer.shards.idle_cpus", idle_sampler(0.8, 2))  # under 2 idle cores: one process
     assert analyse_counting_fallbacks(path, Options(), "auto")[1] == [path] and len(merged) == 1
+
+
+def test_the_command_line_takes_the_first_idle_sample_at_start_up(monkeypatch):
+    started = []
+    monkeypatch.setattr("analyzer.shards.idle_cpus", SimpleNamespace(start=lambda: started.append(1)))
+    from analyzer.cli import main
+    with pytest.raises(SystemExit):
+        main(["report", "--help"])
+    assert started == [1]
+    with pytest.raises(SystemExit):
+        main(["--version"])  # no report, no sample (and no import of the analysis)
+    assert started == [1]
 
 
 def test_shards_flag_on_the_command_line():

@@ -71,7 +71,7 @@ def add_parser(sub) -> None:
     r.add_argument("--shards", type=_shards_arg, default="auto", metavar="auto|off|N",
                    help="split one capture's TCP connections over N processes (the report is the same); "
                         "auto (default): a single uncompressed capture of 64 MB or more, over the idle "
-                        "cores (CPUs minus the load average); off: one process")
+                        "cores (measured in /proc/stat at start-up); off: one process")
     r.add_argument("--scheduler", metavar="local|tcp://HOST:PORT",
                    help="analyse the captures on Dask: 'local' starts a cluster of -j N worker processes "
                         "on this machine (with Dask's dashboard), an address uses a running cluster whose "
@@ -361,11 +361,13 @@ def _report_problems(path: str, result) -> None:
 # -- parallel analysis: one capture per task, results pickled back -------------------
 
 _worker_queue = None
+_worker_sync = None  # shards.ShardSync of the one capture split over this pool, or None
 
 
-def _worker_init(queue) -> None:
-    global _worker_queue
+def _worker_init(queue, sync=None) -> None:
+    global _worker_queue, _worker_sync
     _worker_queue = queue
+    _worker_sync = sync
     import signal
     # Ctrl-C is the parent's to handle: it cancels the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -396,7 +398,8 @@ def _shard_task(path: str, options, shard: tuple, progress):
     process (which also gives its errors the single-process wording)."""
     from ..shards import NotShardable, analyze_shard
     try:
-        return "shard", analyze_shard(path, _with_hooks(options, path, True, None, progress), *shard)
+        return "shard", analyze_shard(path, _with_hooks(options, path, True, None, progress), *shard,
+                                      sync=_worker_sync)
     except NotShardable as e:
         return "whole", str(e)
     except Exception as e:  # CaptureError, MemoryError, a bug: one process says it properly
@@ -417,7 +420,10 @@ def _merge_task(path: str, options, show_secrets: bool, engine: str, outcomes):
                 raise
             merged = None
         if merged is not None:
-            return _analyze_one(path, options, not show_secrets, engine, lambda _path, _options: merged)
+            # The workers masked the secrets of their sessions when nothing merged depends on them.
+            redacted = all(result.redacted for _, result in outcomes)
+            return _analyze_one(path, options, not show_secrets and not redacted, engine,
+                                lambda _path, _options: merged)
     return _capture_task(path, options, show_secrets, engine)
 
 
@@ -467,8 +473,14 @@ def _analyze_parallel(files, options, show_secrets, engine, jobs, display, strea
     tasks = [(i, (k, n) if n > 1 else None) for i, n in enumerate(splits) for k in range(n)]
     task_file = [i for i, _ in tasks]
     unfinished = list(splits)  # tasks per capture still running
+    sync = None
+    if len(files) == 1 and splits[0] > 1 and not show_secrets and ctx.get_start_method() == "fork":
+        # One capture split over the whole pool (a worker per shard, all at once): the workers
+        # may mask their sessions' secrets themselves, in parallel (shards.ShardSync).
+        from ..shards import ShardSync
+        sync = ShardSync(ctx, splits[0])
     ex = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx,
-                             initializer=_worker_init, initargs=(q,))
+                             initializer=_worker_init, initargs=(q, sync))
     try:
         futures = [ex.submit(_worker, t, files[i], base, show_secrets, engine, stream is not None, display.enabled,
                              records is not None, shard)
