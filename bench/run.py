@@ -346,7 +346,7 @@ def bench_one(case: str, size: str, fmt: str, args) -> dict:
     for engine in builds:
         if reports[engine] != reports["native"]:
             what = f"dgcap --shards {args.shards}" if engine == "sharded" else f"the {builds[engine]} build"
-            problems.append(f"{what}'s report differs from the one-process {builds['native']} build's")
+            problems.append(f"{what}'s report differs from the {builds['native']} build's with default settings")
     summary = {"case": case, "size": size, "format": fmt, "tls": args.tls, "dgcap_args": args.dgcap_args,
                "bytes": truth["bytes"], "packets": truth["packets"],
                "sessions": truth["sessions"], "runs": args.runs, "frames": native["total"],
@@ -449,7 +449,8 @@ def main(argv=None) -> int:
     p.add_argument("--ssh", type=int, default=None, help="concurrent SSH sessions (default 3 mixed, 0 pure-stream)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--shards", type=int, default=0, metavar="N",
-                   help="also run dgcap with --shards N (its report must equal the one-process report)")
+                   help="also run dgcap with --shards N (its report must equal the default run's, which is "
+                        "one process or split by --shards auto; --dgcap-args=--shards=off for one process)")
     p.add_argument("--build", default=None,
                    help="dgcap builds to run: pure, compiled or pure,compiled (default: both where the "
                         "compiled build is present, else pure)")

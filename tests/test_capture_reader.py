@@ -547,3 +547,18 @@ def test_reading_a_capture_does_not_import_scapy():
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=repo), check=True).stdout
     assert out == "90 False []\n"
+
+
+def test_record_times_equal_the_decimal_they_write_in_both_resolutions():
+    """_timestamp takes a float path for microseconds and Python's int division for
+    nanoseconds: both must give float("<sec>.<frac>") exactly, at the extremes too."""
+    import random
+    from analyzer.capture.reader import _timestamp
+    rng = random.Random(19)
+    cases = [(0, 0), (1, 1), (0xFFFFFFFF, 999999), (1700000000, 123456), (1600000000, 250000)]
+    cases += [(rng.randrange(1 << 32), rng.randrange(10**6)) for _ in range(2000)]
+    for seconds, fraction in cases:
+        assert _timestamp(seconds, fraction, 10**6) == float(f"{seconds}.{fraction:06d}")
+    for seconds, fraction in [(0xFFFFFFFF, 999999999), (1700000000, 123456789)] + \
+            [(rng.randrange(1 << 32), rng.randrange(10**9)) for _ in range(2000)]:
+        assert _timestamp(seconds, fraction, 10**9) == float(f"{seconds}.{fraction:09d}")

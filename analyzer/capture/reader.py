@@ -157,11 +157,22 @@ def _u32(b: bytes, i: int, little: bool) -> int:
     return b[i] << 24 | b[i + 1] << 16 | b[i + 2] << 8 | b[i + 3]
 
 
-def _timestamp(seconds: Any, fraction: Any, ticks_per_second: Any) -> float:
-    """A record's time as Python computes it with ints: (seconds * ticks + fraction) / ticks
-    is correctly rounded, so ts equals float("<sec>.<frac>").  (Any, not int: compiled
-    native int division goes through a double first, which is not correctly rounded for
-    nanosecond ticks beyond 2**53.)"""
+def _timestamp(seconds: int, fraction: int, ticks_per_second: int) -> float:
+    """A record's time, correctly rounded: ts equals float("<sec>.<frac>").
+
+    In microseconds, seconds * 10**6 + fraction is below 2**53, so the double arithmetic
+    is exact up to the one division, which IEEE rounds correctly: the same float as the
+    exact ratio.  Nanosecond ticks pass 2**53: Python's int / int (correctly rounded)
+    does those.  (Not typed int arithmetic: the compiled build would go through a double,
+    and its slow path for large products aborts the process when Ctrl-C's exception is
+    pending.)"""
+    if ticks_per_second == 1_000_000:
+        return (float(seconds) * 1e6 + float(fraction)) / 1e6
+    return _ticks_ratio(seconds, fraction, ticks_per_second)
+
+
+def _ticks_ratio(seconds: Any, fraction: Any, ticks_per_second: Any) -> float:
+    # Any: Python's own int arithmetic, and int / int correctly rounded.
     return (seconds * ticks_per_second + fraction) / ticks_per_second
 
 
