@@ -302,6 +302,20 @@ def test_empty_sha_is_recorded():
     assert s.to_json()["deepgram"]["sha256"] == EMPTY_SHA256
 
 
+def test_metadata_fields_of_the_wrong_type_are_not_a_request_id_or_digest():
+    # A peer's Metadata with a list for request_id and an object for sha256: the compiled build
+    # enforces the model's str type (it raised TypeError in finish()), the pure one must agree.
+    b = ScriptedSession(query=LIVE)
+    b.client_json({"type": "CloseStream"}, 0.2)
+    b.server_json(dict(metadata(1.5, SHA), request_id=[], sha256={"a": 1}), 0.3)
+    s = b.finish()
+    d = s.to_json()["deepgram"]
+    # The request id then comes from the handshake's dg-request-id header.
+    assert (d["request_id"], d["sha256"]) == (s.handshake.dg_request_id, None)
+    assert s.handshake.dg_request_id == "0b6a9c33-1111-4222-8333-944455556666"
+    assert (d["metadata"]["request_id"], d["metadata"]["sha256"], d["metadata"]["duration"]) == (None, None, 1.5)
+
+
 def test_unknown_types_are_bounded():
     b = ScriptedSession(query=LIVE)
     for i in range(60):

@@ -140,7 +140,11 @@ def parse_results(obj: dict) -> Result:
 
 def metadata_fields(obj: dict) -> dict:
     """STT Metadata: the summary Deepgram sends after CloseStream."""
-    return {"request_id": obj.get("request_id"), "sha256": obj.get("sha256"),
+    # request_id and sha256 are strings in the model (and compiled code enforces the type):
+    # anything else a peer sends there is not a request id or a digest.
+    request_id, sha256 = obj.get("request_id"), obj.get("sha256")
+    return {"request_id": request_id if isinstance(request_id, str) else None,
+            "sha256": sha256 if isinstance(sha256, str) else None,
             "duration": _num(obj.get("duration")), "channels": obj.get("channels"),
             "created": obj.get("created")}
 
